@@ -1,0 +1,67 @@
+"""Writes for customers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from customers.models import Customer
+from project.errors import ConflictError
+
+
+def customer_create(
+    *, external_id: str, email: str = "", attributes: dict[str, Any] | None = None
+) -> Customer:
+    """Create a customer; an external id that exists already is a 409."""
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(
+                external_id=external_id, email=email, attributes=attributes or {}
+            )
+    except IntegrityError:
+        existing = Customer.objects.filter(external_id=external_id).values_list("id", flat=True)
+        raise ConflictError(
+            "A customer with this external_id already exists.",
+            extra={"customer_id": existing.first()},
+        ) from None
+
+
+def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
+    """Update the given fields (external_id, email, attributes) of a customer."""
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    try:
+        with transaction.atomic():
+            customer.save(update_fields=[*fields.keys(), "updated_at"])
+    except IntegrityError:
+        raise ConflictError("A customer with this external_id already exists.") from None
+    return customer
+
+
+def customer_delete(*, customer: Customer) -> None:
+    """Delete a customer and, with it, the customer's events (right to erasure)."""
+    customer.delete()
+
+
+def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:
+    """Map external ids to customer ids, creating the customers that are missing.
+
+    Safe under concurrency: the insert ignores conflicts on the unique
+    external_id, then one read returns the winners' ids.
+    """
+    wanted = set(external_ids)
+    if not wanted:
+        return {}
+    found = dict(Customer.objects.filter(external_id__in=wanted).values_list("external_id", "id"))
+    missing = wanted - found.keys()
+    if missing:
+        Customer.objects.bulk_create(
+            [Customer(external_id=external_id) for external_id in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        found.update(
+            Customer.objects.filter(external_id__in=missing).values_list("external_id", "id")
+        )
+    return found

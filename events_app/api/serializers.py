@@ -1,0 +1,74 @@
+"""Output shapes of the events API (seed 004 field names) and event-type input."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
+
+
+class EventSerializer(serializers.ModelSerializer):
+    event_id = serializers.CharField(source="id")
+    event_type_id = serializers.CharField()
+    customer_id = serializers.CharField()
+    data = serializers.JSONField()
+    status = serializers.CharField(help_text="pending, completed or failed.")
+    state = serializers.IntegerField(help_text="1 = pending, 2 = completed, 3 = failed.")
+
+    class Meta:
+        model = Event
+        fields = [
+            "event_id",
+            "event_type_id",
+            "customer_id",
+            "external_id",
+            "secondary_external_id",
+            "data",
+            "occurred_at",
+            "created_at",
+            "state",
+            "status",
+            "completed_at",
+            "failed_at",
+            "is_delivered",
+        ]
+        read_only_fields = fields
+
+
+class PropertyRecordSerializer(serializers.ModelSerializer):
+    event_id = serializers.CharField()
+
+    class Meta:
+        model = PropertyRecord
+        fields = ["event_id", "property_id", "property_value"]
+        read_only_fields = fields
+
+
+class PropertyDefinitionSerializer(serializers.ModelSerializer):
+    type = serializers.ChoiceField(
+        source="value_type", choices=PropertyDefinition.ValueType.choices, default="string"
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    required = serializers.BooleanField(required=False, default=False)
+
+    class Meta:
+        model = PropertyDefinition
+        fields = ["property_id", "name", "type", "required"]
+
+
+class EventTypeSerializer(serializers.ModelSerializer):
+    event_type_id = serializers.CharField(source="id", read_only=True)
+    properties = PropertyDefinitionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = EventType
+        fields = [
+            "event_type_id",
+            "key",
+            "name",
+            "description",
+            "properties",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields

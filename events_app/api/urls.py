@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from events_app.api import views
+
+urlpatterns = [
+    path("events", views.EventCollectionView.as_view(), name="events"),
+    path("events/<str:event_id>", views.EventDetailView.as_view(), name="event-detail"),
+    path(
+        "events/<str:event_id>/property-records",
+        views.EventPropertyRecordsView.as_view(),
+        name="event-property-records",
+    ),
+]

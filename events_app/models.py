@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import hashlib
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from customers.models import Customer
+from project.ids import PUBLIC_ID_LENGTH, new_public_id
+
+
+def _public_id_field() -> models.CharField:
+    return models.CharField(
+        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
+    )
+
+
+class EventType(models.Model):
+    """A kind of event (`purchase`, `login`) and the properties it may carry."""
+
+    id = _public_id_field()
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PropertyDefinition(models.Model):
+    """One property an event type declares: its slug, value type and whether required."""
+
+    class ValueType(models.TextChoices):
+        STRING = "string"
+        NUMBER = "number"
+        BOOLEAN = "boolean"
+        DATETIME = "datetime"
+
+    event_type = models.ForeignKey(EventType, on_delete=models.CASCADE, related_name="properties")
+    property_id = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200, blank=True, default="")
+    value_type = models.CharField(
+        max_length=16, choices=ValueType.choices, default=ValueType.STRING
+    )
+    required = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["event_type", "property_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "property_id"], name="propertydef_unique_per_type"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type_id}:{self.property_id}"
+
+
+class Event(models.Model):
+    """Something a customer did, as reported by an integration."""
+
+    class State(models.IntegerChoices):
+        # The numbers are the seed-004 `state` values; documented in docs/api.md.
+        PENDING = 1, "pending"
+        COMPLETED = 2, "completed"
+        FAILED = 3, "failed"
+
+    id = _public_id_field()
+    # db_index=False: the composite indexes below lead with these columns.
+    event_type = models.ForeignKey(
+        EventType, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    # The integrator's reference for the event ("ref"): unique per event type.
+    # NULL, not "", means "no ref": the partial unique index skips NULLs.
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    secondary_external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    state = models.PositiveSmallIntegerField(choices=State.choices, default=State.PENDING)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    # False while a webhook delivery of this event is outstanding.
+    is_delivered = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="event_ref_unique_per_type",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(completed_at__isnull=False) & Q(failed_at__isnull=False)),
+                name="event_not_completed_and_failed",
+            ),
+        ]
+        indexes = [
+            # GET /events sorted by created_at (the default), no filter.
+            models.Index(fields=["created_at", "id"], name="event_created_idx"),
+            # GET /events?event_type_id=… sorted by created_at.
+            models.Index(fields=["event_type", "created_at", "id"], name="event_type_created_idx"),
+            # GET /events?sort_field=external_id without a type filter.
+            models.Index(fields=["external_id", "id"], name="event_external_idx"),
+            # GET /customers/{id}/events and GET /events?customer_id=….
+            models.Index(fields=["customer", "created_at", "id"], name="event_customer_idx"),
+            # GET /events?status=pending: the work list stays small as events get processed.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(state=1),
+                name="event_pending_idx",
+            ),
+            # GET /events?is_delivered=false: only outstanding events are indexed.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(is_delivered=False),
+                name="event_undelivered_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def status(self) -> str:
+        return self.State(self.state).label
+
+
+class PropertyRecord(models.Model):
+    """One property value of an event, stored as text as in the seed API."""
+
+    # db_index=False: the unique (event, property_id) index serves event lookups.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="property_records", db_index=False
+    )
+    property_id = models.CharField(max_length=64)
+    property_value = models.TextField()
+
+    class Meta:
+        ordering = ["event", "property_id"]
+        constraints = [
+            # Also the index for GET /events/{id}/property-records.
+            models.UniqueConstraint(
+                fields=["event", "property_id"], name="propertyrecord_unique_per_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property_id}={self.property_value}"
+
+
+class ApiClient(models.Model):
+    """An integration allowed to call the API, with a hashed secret and scopes."""
+
+    SCOPE_READ = "read"
+    SCOPE_WRITE = "write"
+    ALL_SCOPES = (SCOPE_READ, SCOPE_WRITE)
+
+    name = models.CharField(max_length=100, unique=True)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    secret_prefix = models.CharField(max_length=12, editable=False)
+    scopes = models.CharField(max_length=100, default="read,write")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API client"
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF treats request.user as a user object.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.scopes.split(",") if s.strip())
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        return hashlib.sha256(secret.encode("utf-8")).hexdigest()

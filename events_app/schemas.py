@@ -1,0 +1,45 @@
+"""What a valid event is: the one definition, shared by single and batch ingest.
+
+These msgspec Structs validate request bodies on the hot path and also produce
+the OpenAPI request components, so the docs cannot drift from the validator.
+Semantic checks that need the database (does the event type exist, do the
+property records match its definitions) live in events_app.services.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+PropertyValue = str | int | float | bool
+
+
+class PropertyRecordIn(msgspec.Struct, forbid_unknown_fields=True):
+    property_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    property_value: PropertyValue
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The `event` object. Name the type by id or key, the customer by id or external id."""
+
+    event_type_id: Id | None = None
+    event_type: Id | None = None
+    customer_id: Id | None = None
+    customer_external_id: Ref | None = None
+    external_id: Ref | None = None
+    secondary_external_id: Ref | None = None
+    # An object, or (as the seed shows) a JSON-encoded object in a string.
+    data: dict[str, Any] | str = msgspec.field(default_factory=dict)
+    # The client's time of the event; naive times are taken as UTC.
+    occurred_at: datetime | None = None
+
+
+class EventCreateIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /events (seed 004)."""
+
+    event: EventIn
+    property_records: list[PropertyRecordIn] = msgspec.field(default_factory=list)

@@ -1,0 +1,69 @@
+"""Strict JSON request bodies decoded by msgspec.
+
+msgspec validates while it decodes (about 50x faster than DRF serializers), and
+its Struct types are the single source of truth for what a valid request is:
+the OpenAPI components are generated from the same types (see project/api/schema.py).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from rest_framework import status
+from rest_framework.request import Request
+
+from project.api.errors import ApiError
+
+T = TypeVar("T")
+
+_PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def validation_details(exc: msgspec.ValidationError) -> tuple[str, dict[str, list[str]]]:
+    """Split msgspec's "Expected `str`, got `int` - at `$.event.id`" into path and message."""
+    match = _PATH_RE.match(str(exc))
+    assert match is not None
+    message = match.group("msg")
+    path = (match.group("path") or "").lstrip(".") or "non_field_errors"
+    return message, {path: [message]}
+
+
+def check_json_content_type(request: Request) -> None:
+    content_type = request.META.get("CONTENT_TYPE", "")
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        raise ApiError(
+            "Content-Type must be application/json.",
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset" and value.strip().strip('"').lower() not in {"utf-8", "utf8"}:
+            raise ApiError(
+                "Only UTF-8 JSON is accepted.",
+                status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            )
+
+
+def decode_json(raw: bytes, type_: type[T]) -> T:
+    """Decode and validate raw bytes; any problem is a 400 in the API's error shape."""
+    try:
+        return msgspec.json.decode(raw, type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        message, details = validation_details(exc)
+        field = next(iter(details))
+        raise ApiError(f"Invalid input: {field}: {message}", details=details) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(f"Malformed JSON body: {exc}") from None
+
+
+def parse_body(request: Request, type_: type[T]) -> T:
+    check_json_content_type(request)
+    return decode_json(request.body, type_)
+
+
+def parse_json_object(request: Request) -> dict[str, Any]:
+    """For endpoints whose bodies are validated by DRF serializers."""
+    return parse_body(request, dict[str, Any])

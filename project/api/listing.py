@@ -1,0 +1,125 @@
+"""List endpoints: count/offset/sort_field/sort_direction and the list envelope.
+
+Seed 004 names the query parameters; every list endpoint parses them here so
+that limits, defaults, error messages and the total ordering are the same
+everywhere. Ordering always ends with the primary key, so pages never repeat
+or skip a row when the sort field has ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from django_filters import FilterSet
+
+from project.api.errors import ApiError
+
+MAX_COUNT = 1000
+DEFAULT_COUNT = 100
+
+
+@dataclass(frozen=True)
+class ListParams:
+    count: int
+    offset: int
+    sort_field: str
+    descending: bool
+
+    def order_by(self, sort_fields: Mapping[str, str]) -> list[str]:
+        sign = "-" if self.descending else ""
+        column = sort_fields[self.sort_field]
+        ordering = [f"{sign}{column}"]
+        if column != "pk":
+            ordering.append(f"{sign}pk")
+        return ordering
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int, lo: int, hi: int | None) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            f"Query parameter '{name}' must be an integer.",
+            details={name: [f"'{raw}' is not an integer."]},
+        ) from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ApiError(
+            f"Query parameter '{name}' must be {bound}.",
+            details={name: [f"Must be {bound}; got {value}."]},
+        )
+    return value
+
+
+def parse_list_params(
+    query: Mapping[str, str],
+    *,
+    sort_fields: Mapping[str, str],
+    default_sort: str,
+    default_descending: bool = True,
+    filter_names: Iterable[str] = (),
+    count_param: str = "count",
+) -> ListParams:
+    """Validate the paging/sorting parameters and reject unknown parameters.
+
+    Unknown parameters are an error, not silently ignored: a typo such as
+    `event_typeid=…` would otherwise return every event.
+    """
+    allowed = {count_param, "offset", "sort_field", "sort_direction", *filter_names}
+    unknown = sorted(set(query.keys()) - allowed)
+    if unknown:
+        raise ApiError(
+            f"Unknown query parameter(s): {', '.join(unknown)}.",
+            details={name: [f"Allowed: {', '.join(sorted(allowed))}."] for name in unknown},
+        )
+    count = _int_param(query, count_param, DEFAULT_COUNT, 1, MAX_COUNT)
+    offset = _int_param(query, "offset", 0, 0, None)
+    sort_field = query.get("sort_field") or default_sort
+    if sort_field not in sort_fields:
+        raise ApiError(
+            f"Unknown sort_field '{sort_field}'.",
+            details={"sort_field": [f"One of: {', '.join(sorted(sort_fields))}."]},
+        )
+    direction = (query.get("sort_direction") or ("DESC" if default_descending else "ASC")).upper()
+    if direction not in {"ASC", "DESC"}:
+        raise ApiError(
+            "sort_direction must be ASC or DESC.",
+            details={"sort_direction": [f"'{query.get('sort_direction')}' is not ASC or DESC."]},
+        )
+    return ListParams(
+        count=count, offset=offset, sort_field=sort_field, descending=direction == "DESC"
+    )
+
+
+def apply_filterset(
+    filterset_class: type[FilterSet], query: Mapping[str, str], queryset: QuerySet[Any]
+) -> QuerySet[Any]:
+    """Run a django-filter FilterSet; invalid values become a 400 with details."""
+    filterset = filterset_class(data=query, queryset=queryset)
+    if not filterset.is_valid():
+        details = {name: [str(m) for m in messages] for name, messages in filterset.errors.items()}
+        field, messages = next(iter(details.items()))
+        raise ApiError(f"Invalid query parameter '{field}': {messages[0]}", details=details)
+    return filterset.qs
+
+
+def list_envelope(
+    *,
+    key: str,
+    queryset: QuerySet[Any],
+    params: ListParams,
+    sort_fields: Mapping[str, str],
+    to_dict: Callable[[Any], dict[str, Any]],
+    total: int | None = None,
+) -> dict[str, Any]:
+    """`{"data": {key: [...], "total_items": N}}` for one page of a queryset."""
+    ordered = queryset.order_by(*params.order_by(sort_fields))
+    page: Iterable[Model] = ordered[params.offset : params.offset + params.count]
+    items = [to_dict(obj) for obj in page]
+    return {"data": {key: items, "total_items": queryset.count() if total is None else total}}

@@ -1,0 +1,25 @@
+"""Public identifiers: 26 lowercase hex characters, time-ordered.
+
+The first 12 hex digits are the milliseconds since the Unix epoch, the last 14
+are random (56 bits). Ids created later sort later (to the millisecond), so an
+index on the id doubles as an index on creation order, and ids look like the
+seed API's (`8bed991c68a470e7aaeffbf048`).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+PUBLIC_ID_LENGTH = 26
+PUBLIC_ID_RE = re.compile(r"^[0-9a-f]{26}$")
+
+
+def new_public_id() -> str:
+    millis = time.time_ns() // 1_000_000
+    return f"{millis:012x}{secrets.randbits(56):014x}"
+
+
+def is_public_id(value: object) -> bool:
+    return isinstance(value, str) and PUBLIC_ID_RE.match(value) is not None

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+API = "rest-api/enterprise-interface/v1.0/"
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path(f"{API}schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(f"{API}docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(API, include("events_app.api.urls")),
+    path(API, include("customers.api.urls")),
+]
+
+handler400 = "project.api.errors.handler400"
+handler403 = "project.api.errors.handler403"
+handler404 = "project.api.errors.handler404"
+handler500 = "project.api.errors.handler500"

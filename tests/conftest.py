@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from events_app.models import ApiClient
+from events_app.services import api_client_create
+
+API = "/rest-api/enterprise-interface/v1.0"
+
+
+def basic_auth(name: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
+
+
+@pytest.fixture
+def make_api(db: None) -> Callable[..., APIClient]:
+    """An APIClient authenticated with a fresh key of the given scopes."""
+
+    def make(scopes: str = "read,write", *, bearer: bool = False) -> APIClient:
+        client, secret = api_client_create(
+            name=f"test-{ApiClient.objects.count()}-{scopes}", scopes=scopes.split(",")
+        )
+        api = APIClient()
+        api.credentials(
+            HTTP_AUTHORIZATION=f"Bearer {secret}" if bearer else basic_auth(client.name, secret)
+        )
+        return api
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: Callable[..., APIClient]) -> APIClient:
+    return make_api()
