@@ -16,6 +16,8 @@ class Customer(models.Model):
     external_id = models.CharField(max_length=255, unique=True)
     email = models.EmailField(blank=True, default="")
     attributes = models.JSONField(default=dict, blank=True)
+    # Labels set by integrations and workflow actions (add_tags / remove_tags).
+    tags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

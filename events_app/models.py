@@ -91,6 +91,11 @@ class Event(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     # False while a webhook delivery of this event is outstanding.
     is_delivered = models.BooleanField(default=True)
+    # True from ingestion until the automation engine has evaluated the event's
+    # workflows; the sweeper re-enqueues rows still pending after a grace period.
+    automation_pending = models.BooleanField(default=False)
+    # Follow-up events emitted by workflows carry their chain depth (loop guard).
+    depth = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -119,6 +124,12 @@ class Event(models.Model):
                 fields=["created_at", "id"],
                 condition=Q(state=1),
                 name="event_pending_idx",
+            ),
+            # The automation sweeper's scan for events whose evaluation was lost.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(automation_pending=True),
+                name="event_automation_pending_idx",
             ),
             # GET /events?is_delivered=false: only outstanding events are indexed.
             models.Index(
