@@ -19,6 +19,7 @@ urlpatterns = [
     path(f"{API}docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(API, include("events_app.api.urls")),
     path(API, include("customers.api.urls")),
+    path(API, include("automation.api.urls")),
 ]
 
 handler400 = "project.api.errors.handler400"

@@ -1,0 +1,3 @@
+"""Admin for this area of automation."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Models of this area; see the package docstring."""
+
+from __future__ import annotations
