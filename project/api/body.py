@@ -50,6 +50,9 @@ def check_json_content_type(request: Request) -> None:
 def decode_json(raw: bytes, type_: type[T]) -> T:
     """Decode and validate raw bytes; any problem is a 400 in the API's error shape."""
     try:
+        # msgspec checks UTF-8 only in the strings it decodes; parts kept as
+        # msgspec.Raw (batch items) are echoed back, so check the whole body.
+        raw.decode("utf-8")
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as exc:
         message, details = validation_details(exc)
