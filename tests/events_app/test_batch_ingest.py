@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from django.db import DatabaseError
+from django.db import DataError
 
 from customers.models import Customer
 from events_app import services
@@ -240,19 +240,20 @@ def test_batch_shape_errors_are_400_and_store_nothing(api, purchase, body, messa
     assert Event.objects.count() == 0
 
 
-def test_storage_failure_stores_none_of_the_batch(api, purchase, monkeypatch):
-    real_insert = services.pg_insert_events
+@pytest.mark.django_db(transaction=True)
+def test_storage_failure_stores_none_of_the_batch(purchase, store_path):
+    # transaction=True: no test transaction around the call, so only the store's
+    # own atomicity can keep the first event out when the last one fails.
+    prepared, invalid = services.events_prepare(
+        items=[services_item("a"), services_item("b"), services_item("c")]
+    )
+    assert invalid == []
+    # Fails in the database after the events and some records were written:
+    # property_id is varchar(64).
+    prepared[-1].records.append(("x" * 65, "too long"))
 
-    def insert_then_fail(prepared):
-        real_insert(prepared)
-        raise DatabaseError("disk full")
-
-    monkeypatch.setattr(services, "pg_insert_events", insert_then_fail)
-
-    with pytest.raises(DatabaseError):
-        services.events_ingest_batch(
-            items=[services_item("a"), services_item("b")],
-        )
+    with pytest.raises(DataError):
+        services.events_store(prepared=prepared)
 
     assert (Event.objects.count(), PropertyRecord.objects.count()) == (0, 0)
 
