@@ -18,7 +18,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import Customer
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -205,39 +204,83 @@ class _TypeInfo:
     definitions: dict[str, _Definition]
 
 
-# One round trip for the types named in a request and their property definitions.
-# Why no in-process cache: gunicorn workers are separate processes (and Herald may
-# run on several machines), so a cached definition can only be trusted after asking
-# the database whether it is still current -- a round trip that costs as much as
-# this query. Reading fresh rows every request is always correct (an edited type
-# applies to the very next event) and replaces the ORM's two queries and model
-# instances with plain tuples. See docs/api.md.
+# The reads that judging a request needs -- its event types with their property
+# definitions, its customers by id and by external id -- as plain rows rather than
+# model instances (ORM compilation cost more CPU than these queries).
+#
+# Why event types are not cached in the process: gunicorn workers are separate
+# processes (and Herald may run on several machines), so a cached definition can
+# only be trusted after asking the database whether it is still current -- a round
+# trip that costs as much as this read, which shares one with the customer reads.
+# Reading fresh rows is always correct: an edited type applies to the very next
+# event, on every worker. See docs/api.md.
 _TYPES_SQL = """
 SELECT et.id, et.key, pd.property_id, pd.value_type, pd.required
 FROM events_app_eventtype et
 LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE et.id IN ({ids}) OR et.key IN ({keys})
+WHERE {ids} OR {keys}
 """
+_CUSTOMERS_BY_ID_SQL = "SELECT id FROM customers_customer WHERE {ids}"
+_CUSTOMERS_BY_EXTERNAL_ID_SQL = "SELECT external_id, id FROM customers_customer WHERE {ids}"
 
 
-def _load_types(items: list[EventIn]) -> tuple[dict[str, _TypeInfo], dict[str, _TypeInfo]]:
-    ids = sorted({i.event_type_id for i in items if i.event_type_id}) or [""]
-    keys = sorted({i.event_type for i in items if i.event_type}) or [""]
-    by_id: dict[str, _TypeInfo] = {}
-    by_key: dict[str, _TypeInfo] = {}
-    if ids == [""] and keys == [""]:
-        return by_id, by_key
-    sql = _TYPES_SQL.format(ids=", ".join(["%s"] * len(ids)), keys=", ".join(["%s"] * len(keys)))
+def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
+    """`column IN values` as SQL and parameters; one array parameter on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [sorted(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", sorted(values)
+
+
+def _fetch_all(queries: list[tuple[str, list[Any]] | None]) -> list[list[tuple[Any, ...]]]:
+    """Rows of each read query; None → no rows. (psycopg's pipeline mode, sending them
+    in one round trip, measured slower on localhost: its bookkeeping costs more CPU
+    than the round trips it saves.)"""
+    results: list[list[tuple[Any, ...]]] = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, *keys])
-        rows = cursor.fetchall()
-    for type_id, key, property_id, value_type, required in rows:
-        info = by_id.get(type_id)
+        for query in queries:
+            if query is None:
+                results.append([])
+                continue
+            cursor.execute(*query)
+            results.append(cursor.fetchall())
+    return results
+
+
+@dataclass(slots=True)
+class _References:
+    types_by_id: dict[str, _TypeInfo]
+    types_by_key: dict[str, _TypeInfo]
+    customer_ids: set[str]
+    customers_by_external_id: dict[str, str]
+
+
+def _read_references(items: list[EventIn]) -> _References:
+    type_ids = {i.event_type_id for i in items if i.event_type_id}
+    type_keys = {i.event_type for i in items if i.event_type}
+    customer_ids = {i.customer_id for i in items if i.customer_id}
+    external_ids = {i.customer_external_id for i in items if i.customer_external_id}
+    types_query = None
+    if type_ids or type_keys:
+        ids_sql, ids_params = _in("et.id", type_ids or {""})
+        keys_sql, keys_params = _in("et.key", type_keys or {""})
+        types_query = (_TYPES_SQL.format(ids=ids_sql, keys=keys_sql), ids_params + keys_params)
+    by_id_query = by_external_query = None
+    if customer_ids:
+        sql, params = _in("id", customer_ids)
+        by_id_query = (_CUSTOMERS_BY_ID_SQL.format(ids=sql), params)
+    if external_ids:
+        sql, params = _in("external_id", external_ids)
+        by_external_query = (_CUSTOMERS_BY_EXTERNAL_ID_SQL.format(ids=sql), params)
+    type_rows, id_rows, external_rows = _fetch_all([types_query, by_id_query, by_external_query])
+
+    refs = _References({}, {}, {row[0] for row in id_rows}, dict(external_rows))
+    for type_id, key, property_id, value_type, required in type_rows:
+        info = refs.types_by_id.get(type_id)
         if info is None:
-            info = by_id[type_id] = by_key[key] = _TypeInfo(type_id, key, {})
+            info = refs.types_by_id[type_id] = refs.types_by_key[key] = _TypeInfo(type_id, key, {})
         if property_id is not None:
             info.definitions[property_id] = _Definition(property_id, value_type, bool(required))
-    return by_id, by_key
+    return refs
 
 
 def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
@@ -287,37 +330,6 @@ def _check_records(
     return out
 
 
-def _known_customers(ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    return set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
-
-
-def _customer_ids(external_ids: set[str]) -> dict[str, str]:
-    """external_id → customer id, creating missing customers (customers_ensure).
-
-    The lookup of known customers is raw SQL with one array parameter: the ORM's
-    `__in` with 1000 parameters cost more CPU than the rest of a batch's checks.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_CUSTOMERS_SQL, [list(external_ids)])
-            found = dict(cursor.fetchall())
-        else:
-            found = dict(
-                Customer.objects.filter(external_id__in=external_ids).values_list(
-                    "external_id", "id"
-                )
-            )
-    missing = external_ids - found.keys()
-    if missing:
-        found.update(customers_ensure(external_ids=missing))
-    return found
-
-
-_CUSTOMERS_SQL = "SELECT external_id, id FROM customers_customer WHERE external_id = ANY(%s)"
-
-
 def events_prepare(
     *, items: list[EventCreateIn], received_at: datetime | None = None
 ) -> tuple[list[PreparedEvent], list[InvalidEvent]]:
@@ -329,9 +341,8 @@ def events_prepare(
     repeat after the first invalid; refs already stored are found by `events_store`.
     """
     received_at = received_at or timezone.now()
-    events_in = [item.event for item in items]
-    by_id, by_key = _load_types(events_in)
-    known_customers = _known_customers({e.customer_id for e in events_in if e.customer_id})
+    refs = _read_references([item.event for item in items])
+    by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
@@ -386,7 +397,10 @@ def events_prepare(
             pending_external.append((ready, event_in.customer_external_id))
 
     if pending_external:
-        mapping = _customer_ids({ext for _, ext in pending_external})
+        mapping = refs.customers_by_external_id
+        missing = {ext for _, ext in pending_external} - mapping.keys()
+        if missing:
+            mapping.update(customers_ensure(external_ids=missing))
         for ready, ext in pending_external:
             ready.customer_id = mapping[ext]
 
