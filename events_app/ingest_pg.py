@@ -61,7 +61,7 @@ def _statement() -> tuple[str, tuple[Any, ...]]:
         else:
             select.append(f"%s::{f.db_type(connection)}")
             defaulted.append(f)
-    columns = ", ".join(quote(f.column) for f in fields)
+    columns = ", ".join(quote(f.attname if f.column is None else f.column) for f in fields)
     # The recordset's columns are PreparedEvent's attribute names.
     recordset = ", ".join(
         f"{quote(name)} {by_attname[name].db_type(connection)}" for name in PER_EVENT_COLUMNS

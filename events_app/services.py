@@ -434,7 +434,7 @@ def _split_repeated_refs(
     return keep, repeats
 
 
-def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str], str]:
+def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
     """(event_type_id, external_id) → stored event id, for the refs of `events`."""
     query = Q()
     for type_id in {e.event_type_id for e in events}:

@@ -94,7 +94,7 @@ class EventCollectionView(APIView):
             **errors(400, 409, 415),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         body = parse_body(request, EventCreateIn)
         event_id = services.event_ingest(item=body)
         return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
