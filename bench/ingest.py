@@ -219,7 +219,7 @@ def single_client(job: tuple[int, str, str, int, float]) -> tuple[float, float, 
     return first, time.time(), latencies
 
 
-def copy_floor(bodies: list[bytes]) -> float:
+def copy_floor(bodies: list[bytes]) -> tuple[float, float]:
     """psycopg COPY of the same rows (events + property records) into the same tables."""
     import psycopg
     from django.db import connection
@@ -231,7 +231,6 @@ def copy_floor(bodies: list[bytes]) -> float:
     type_id = EventType.objects.get(key=TYPE_KEY).id
     customers = dict(Customer.objects.values_list("external_id", "id"))
     connection.close()
-    settings = connection.settings_dict
     rows: list[tuple] = []
     records: list[tuple] = []
     now = datetime.now(UTC).isoformat()
@@ -252,10 +251,6 @@ def copy_floor(bodies: list[bytes]) -> float:
             )
             for record in item["property_records"]:
                 records.append((event_id, record["property_id"], str(record["property_value"])))
-    dsn = (
-        f"host={settings['HOST']} port={settings['PORT'] or 5432} "
-        f"dbname={settings['NAME']} user={settings['USER']}"
-    )
 
     # Rows formatted as COPY text before the clock starts: the floor is the
     # database's cost, not Python's. One COPY pair and commit per 1000 events.
@@ -269,7 +264,8 @@ def copy_floor(bodies: list[bytes]) -> float:
         )
         for start in range(0, len(rows), 1000)
     ]
-    with psycopg.connect(dsn, password=settings["PASSWORD"] or None) as conn:
+    with psycopg.connect(dsn()) as conn:
+        backend_cpu = cpu_seconds(conn.info.backend_pid)
         started = time.perf_counter()
         with conn.cursor() as cursor:
             for event_text, record_text in chunks:
@@ -286,7 +282,88 @@ def copy_floor(bodies: list[bytes]) -> float:
                     copy.write(record_text)
                 conn.commit()
         elapsed = time.perf_counter() - started
-    return len(rows) / elapsed
+        backend_cpu = cpu_seconds(conn.info.backend_pid) - backend_cpu
+    return len(rows) / elapsed, backend_cpu
+
+
+# ---------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class ServerCpu:
+    """CPU used by gunicorn's workers and by the database backends serving them.
+
+    Wall-clock rates swing with whatever else runs on shared CPUs; CPU time per
+    event is steadier, and says how many cores a target rate needs.
+    """
+
+    def __init__(self, gunicorn_pid: int) -> None:
+        self.gunicorn_pid = gunicorn_pid
+
+    def _workers(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == self.gunicorn_pid:
+                    pids.append(int(entry.name))
+        return pids
+
+    def _backends(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(dsn()) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def snapshot(self) -> tuple[dict[int, float], dict[int, float]]:
+        return (
+            {pid: cpu_seconds(pid) for pid in self._workers()},
+            {pid: cpu_seconds(pid) for pid in self._backends()},
+        )
+
+    def since(self, before: tuple[dict[int, float], dict[int, float]]) -> tuple[float, float]:
+        """(gunicorn seconds, postgres seconds) used since `before`."""
+        after = self.snapshot()
+        return tuple(  # type: ignore[return-value]
+            sum(now - then.get(pid, 0.0) for pid, now in current.items())
+            for current, then in zip(after, before, strict=True)
+        )
+
+
+def dsn() -> str:
+    from django.db import connection
+
+    settings = connection.settings_dict
+    return (
+        f"host={settings['HOST']} port={settings['PORT'] or 5432} "
+        f"dbname={settings['NAME']} user={settings['USER']}"
+        + (f" password={settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    )
+
+
+def cpu_note(cpu: tuple[float, float], units: float, per: str, scale: float) -> str:
+    gunicorn, postgres = cpu
+    return (
+        f"server CPU {(gunicorn + postgres) / units * scale:,.0f} {per} "
+        f"(gunicorn {gunicorn / units * scale:,.0f}, postgres {postgres / units * scale:,.0f})"
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -304,19 +381,20 @@ def main() -> None:
     auth = setup_database(args)
     server = start_gunicorn(args)
     try:
-        run_phases(args, auth)
+        run_phases(args, auth, ServerCpu(server.pid))
     finally:
         server.terminate()
         server.wait(timeout=20)
 
 
-def run_phases(args: argparse.Namespace, auth: str) -> None:
+def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     tag = uuid.uuid4().hex[:6]
     # Warm up every worker (imports, connections) with a small batch.
     send_batches(args.port, auth, make_batches(f"warm-{tag}", args.workers), args.workers)
 
     rates: list[float] = []
     all_bodies: list[bytes] = []
+    before = cpu.snapshot()
     for run in range(args.runs):
         bodies = make_batches(f"{tag}-r{run}", args.batches)
         elapsed, counts = send_batches(args.port, auth, bodies, args.senders)
@@ -327,23 +405,28 @@ def run_phases(args: argparse.Namespace, auth: str) -> None:
     print(
         f"batch ingest, {args.batches} x 1000 events x 3 property records, new refs, "
         f"{args.senders} senders: median {batch_rate:,.0f} events/s "
-        f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+        f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}); "
+        + cpu_note(cpu.since(before), len(all_bodies), "ms per 1000 events", 1000)
     )
 
     replay = all_bodies[: args.batches]
+    before = cpu.snapshot()
     elapsed, counts = send_batches(args.port, auth, replay, args.senders)
     assert counts["invalid"] == 1000 * len(replay), counts
     assert counts["valid"] == 0, counts
     print(
         f"batch replay, {len(replay)} x 1000 events, all duplicate refs: "
-        f"{counts['invalid'] / elapsed:,.0f} events/s (0 stored)"
+        f"{counts['invalid'] / elapsed:,.0f} events/s (0 stored); "
+        + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
     )
 
     per_client = max(1, args.singles // args.clients)
     deadline = time.time() + MAX_SECONDS_PER_PHASE
     jobs = [(args.port, auth, f"s-{tag}-{c}", per_client, deadline) for c in range(args.clients)]
     with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+        before = cpu.snapshot()
         results = pool.map(single_client, jobs)
+        used = cpu.since(before)
     # Wall time from the first request to the last (process start-up excluded).
     elapsed = max(r[1] for r in results) - min(r[0] for r in results)
     latencies = sorted(x for r in results for x in r[2])
@@ -351,13 +434,15 @@ def run_phases(args: argparse.Namespace, auth: str) -> None:
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     print(
         f"single POST /events, {len(latencies)} requests from {args.clients} clients: "
-        f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        + cpu_note(used, len(latencies), "µs per request", 1_000_000)
     )
 
-    floor = copy_floor(all_bodies[: args.batches])
+    floor, copy_cpu = copy_floor(all_bodies[: args.batches])
     print(
         f"raw floor, psycopg COPY of the same rows ({args.batches} x 1000 events + records): "
-        f"{floor:,.0f} events/s; Herald batch / COPY = {batch_rate / floor:.0%}"
+        f"{floor:,.0f} events/s, postgres CPU {copy_cpu / args.batches * 1000:,.0f} ms per "
+        f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
     )
 
 
