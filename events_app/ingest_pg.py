@@ -84,13 +84,27 @@ WITH input AS (
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
 )
-SELECT "id" FROM stored
+SELECT "id", true, NULL FROM stored
+UNION ALL
+-- The events not stored, with the id of the event holding their ref. That event is
+-- NULL here when a concurrent transaction committed it after this statement began
+-- (its snapshot cannot see it; ON CONFLICT waited for it): the caller looks it up.
+SELECT input."id", false, existing."id"
+FROM input
+LEFT JOIN {quote(Event._meta.db_table)} existing
+    ON existing."event_type_id" = input."event_type_id"
+    AND existing."external_id" = input."external_id"
+WHERE input."id" NOT IN (SELECT "id" FROM stored)
 """  # noqa: S608
     return sql, tuple(defaulted)
 
 
-def pg_insert_events(prepared: list[PreparedEvent]) -> set[str]:
-    """Insert `prepared` and their property records; return the ids actually stored."""
+def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
+    """Insert `prepared` and their property records.
+
+    Returns the ids stored, and for each event skipped because its ref exists, the
+    id of the event that holds the ref (None when this statement could not see it).
+    """
     sql, defaulted = _statement()
     params: list[Any] = [
         f.get_db_prep_save(f.get_default(), connection)  # type: ignore[attr-defined]
@@ -99,4 +113,7 @@ def pg_insert_events(prepared: list[PreparedEvent]) -> set[str]:
     params.insert(0, _encode(prepared).decode())
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    stored = {event_id for event_id, was_stored, _ in rows if was_stored}
+    skipped = {event_id: holder for event_id, was_stored, holder in rows if not was_stored}
+    return stored, skipped

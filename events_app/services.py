@@ -458,11 +458,12 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     """
     if not prepared:
         return StoreResult([], [])
+    holders: dict[str, str | None] = {}
     if connection.vendor == "postgresql":
         # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
         # (a third of a single POST's database time). A write added here must join
         # that statement or wrap itself and it in transaction.atomic().
-        stored_ids = pg_insert_events(prepared)
+        stored_ids, holders = pg_insert_events(prepared)
     else:
         with transaction.atomic():
             stored_ids = _orm_insert_events(prepared)
@@ -470,9 +471,11 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]
     skipped = [p for p in prepared if p.id not in stored_ids]
-    existing = _existing_refs(skipped)
+    unresolved = [p for p in skipped if holders.get(p.id) is None]
+    existing = _existing_refs(unresolved) if unresolved else {}
     duplicates = [
-        _ref_exists(p.index, existing.get((p.event_type_id, p.external_id or ""))) for p in skipped
+        _ref_exists(p.index, holders.get(p.id) or existing.get((p.event_type_id, p.external_id)))
+        for p in skipped
     ]
     return StoreResult(stored, duplicates)
 

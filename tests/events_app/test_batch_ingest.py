@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import msgspec
 import pytest
-from django.db import DataError
+from django.db import DataError, connection, transaction
 
 from customers.models import Customer
 from events_app import services
@@ -314,3 +316,75 @@ def test_both_store_paths_skip_stored_refs_and_keep_model_defaults(purchase, sto
     assert (stored.completed_at, stored.failed_at) == (None, None)
     assert stored.data == {}
     assert PropertyRecord.objects.filter(event=stored).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ref_committed_by_a_concurrent_writer_is_a_duplicate_with_the_writers_id(purchase):
+    # Writer A inserts ref "race" and holds its transaction open; writer B stores the
+    # same ref, waits on A's row lock, and must come back with A's event id once A
+    # commits -- no IntegrityError, nothing stored twice.
+    first, _ = services.events_prepare(items=[services_item("race")])
+    second, _ = services.events_prepare(items=[services_item("race"), services_item("calm")])
+    inserted, release = threading.Event(), threading.Event()
+    results: dict[str, services.StoreResult] = {}
+
+    def writer_a() -> None:
+        try:
+            with transaction.atomic():
+                results["a"] = services.events_store(prepared=first)
+                inserted.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def writer_b() -> None:
+        try:
+            results["b"] = services.events_store(prepared=second)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=writer_a)
+    a.start()
+    assert inserted.wait(timeout=30)
+    b = threading.Thread(target=writer_b)
+    b.start()
+    wait_until_a_backend_waits_on_a_lock()
+    release.set()
+    a.join(timeout=30)
+    b.join(timeout=30)
+
+    winner = results["a"].stored[0].id
+    assert [e.external_id for e in results["b"].stored] == ["calm"]
+    assert [(d.index, d.error, d.event_id) for d in results["b"].duplicates] == [
+        (0, "Event ref already exists.", winner)
+    ]
+    assert Event.objects.filter(external_id="race").count() == 1
+    assert PropertyRecord.objects.filter(event__external_id="race").count() == 2
+
+
+def wait_until_a_backend_waits_on_a_lock() -> None:
+    """Poll PostgreSQL (bounded) until writer B is blocked on writer A's row."""
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+    pytest.fail("writer B never waited for writer A")
+
+
+def test_an_edited_event_type_applies_to_the_very_next_batch(api, purchase):
+    with_colour = item("a")
+    with_colour["property_records"].append({"property_id": "colour", "property_value": "red"})
+    before = post_batch(api, [with_colour]).json()["data"]
+    PropertyDefinitionFactory(event_type=purchase, property_id="colour")
+
+    after = post_batch(api, [with_colour]).json()["data"]
+
+    assert before["invalid_events"][0]["error"] == (
+        "property_records[2].property_id: Unknown property 'colour' for event type 'purchase'."
+    )
+    assert [v["external_id"] for v in after["valid_events"]] == ["a"]
