@@ -205,23 +205,27 @@ class _TypeInfo:
 
 
 # The reads that judging a request needs -- its event types with their property
-# definitions, its customers by id and by external id -- as plain rows rather than
-# model instances (ORM compilation cost more CPU than these queries).
+# definitions, its customers by id and by external id -- are one query (a UNION
+# ALL of the three, tagged by kind) returning plain rows: one round trip, and no
+# ORM compilation, which cost more CPU than the queries themselves.
 #
 # Why event types are not cached in the process: gunicorn workers are separate
 # processes (and Herald may run on several machines), so a cached definition can
 # only be trusted after asking the database whether it is still current -- a round
-# trip that costs as much as this read, which shares one with the customer reads.
-# Reading fresh rows is always correct: an edited type applies to the very next
-# event, on every worker. See docs/api.md.
-_TYPES_SQL = """
-SELECT et.id, et.key, pd.property_id, pd.value_type, pd.required
+# trip, which this read shares with the customer lookups anyway. Reading fresh rows
+# is always correct: an edited type applies to the very next event, on every
+# worker. See docs/api.md.
+_READS = {
+    "type": """
+SELECT 'type', et.id, et.key, pd.property_id, pd.value_type, pd.required
 FROM events_app_eventtype et
 LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE {ids} OR {keys}
-"""
-_CUSTOMERS_BY_ID_SQL = "SELECT id FROM customers_customer WHERE {ids}"
-_CUSTOMERS_BY_EXTERNAL_ID_SQL = "SELECT external_id, id FROM customers_customer WHERE {ids}"
+WHERE {0} OR {1}""",
+    "customer": "SELECT 'customer', id, NULL, NULL, NULL, NULL FROM customers_customer WHERE {0}",
+    "external": (
+        "SELECT 'external', id, external_id, NULL, NULL, NULL FROM customers_customer WHERE {0}"
+    ),
+}
 
 
 def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
@@ -229,21 +233,6 @@ def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s)", [sorted(values)]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", sorted(values)
-
-
-def _fetch_all(queries: list[tuple[str, list[Any]] | None]) -> list[list[tuple[Any, ...]]]:
-    """Rows of each read query; None → no rows. (psycopg's pipeline mode, sending them
-    in one round trip, measured slower on localhost: its bookkeeping costs more CPU
-    than the round trips it saves.)"""
-    results: list[list[tuple[Any, ...]]] = []
-    with connection.cursor() as cursor:
-        for query in queries:
-            if query is None:
-                results.append([])
-                continue
-            cursor.execute(*query)
-            results.append(cursor.fetchall())
-    return results
 
 
 @dataclass(slots=True)
@@ -259,27 +248,39 @@ def _read_references(items: list[EventIn]) -> _References:
     type_keys = {i.event_type for i in items if i.event_type}
     customer_ids = {i.customer_id for i in items if i.customer_id}
     external_ids = {i.customer_external_id for i in items if i.customer_external_id}
-    types_query = None
-    if type_ids or type_keys:
-        ids_sql, ids_params = _in("et.id", type_ids or {""})
-        keys_sql, keys_params = _in("et.key", type_keys or {""})
-        types_query = (_TYPES_SQL.format(ids=ids_sql, keys=keys_sql), ids_params + keys_params)
-    by_id_query = by_external_query = None
-    if customer_ids:
-        sql, params = _in("id", customer_ids)
-        by_id_query = (_CUSTOMERS_BY_ID_SQL.format(ids=sql), params)
-    if external_ids:
-        sql, params = _in("external_id", external_ids)
-        by_external_query = (_CUSTOMERS_BY_EXTERNAL_ID_SQL.format(ids=sql), params)
-    type_rows, id_rows, external_rows = _fetch_all([types_query, by_id_query, by_external_query])
-
-    refs = _References({}, {}, {row[0] for row in id_rows}, dict(external_rows))
-    for type_id, key, property_id, value_type, required in type_rows:
-        info = refs.types_by_id.get(type_id)
-        if info is None:
-            info = refs.types_by_id[type_id] = refs.types_by_key[key] = _TypeInfo(type_id, key, {})
-        if property_id is not None:
-            info.definitions[property_id] = _Definition(property_id, value_type, bool(required))
+    parts: list[str] = []
+    params: list[Any] = []
+    for kind, conditions in (
+        ("type", [("et.id", type_ids), ("et.key", type_keys)] if type_ids or type_keys else []),
+        ("customer", [("id", customer_ids)] if customer_ids else []),
+        ("external", [("external_id", external_ids)] if external_ids else []),
+    ):
+        if not conditions:
+            continue
+        clauses = []
+        for column, values in conditions:
+            clause, clause_params = _in(column, values or {""})
+            clauses.append(clause)
+            params += clause_params
+        parts.append(_READS[kind].format(*clauses))
+    refs = _References({}, {}, set(), {})
+    if not parts:
+        return refs
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+    for kind, row_id, key, property_id, value_type, required in rows:
+        if kind == "customer":
+            refs.customer_ids.add(row_id)
+        elif kind == "external":
+            refs.customers_by_external_id[key] = row_id
+        else:
+            info = refs.types_by_id.get(row_id)
+            if info is None:
+                info = _TypeInfo(row_id, key, {})
+                refs.types_by_id[row_id] = refs.types_by_key[key] = info
+            if property_id is not None:
+                info.definitions[property_id] = _Definition(property_id, value_type, bool(required))
     return refs
 
 
