@@ -116,27 +116,13 @@ class EventBatchView(APIView):
         responses={200: envelope("EventBatchResult", _BATCH_RESULT_DOC), **errors(400, 413, 415)},
     )
     def post(self, request: Request) -> HttpResponse:
-        raw = read_body_limited(request, MAX_BATCH_BYTES)
         check_json_content_type(request)
-        batch = decode_json(raw, EventBatchIn)
-        # Each item is decoded on its own so that one bad event does not sink the batch.
-        items: list[EventCreateIn] = []
-        positions: list[int] = []
-        invalid: list[InvalidEvent] = []
-        for index, item_raw in enumerate(batch.events):
-            try:
-                items.append(msgspec.json.decode(item_raw, type=EventCreateIn, strict=True))
-                positions.append(index)
-            except msgspec.ValidationError as exc:
-                message, details = validation_details(exc)
-                invalid.append(InvalidEvent(index, f"{next(iter(details))}: {message}", details))
+        batch = decode_json(read_body_limited(request, MAX_BATCH_BYTES), EventBatchIn)
+        items, positions, invalid = _decode_items(batch.events)
         result = services.events_ingest_batch(items=items)
         for problem in result.invalid:
             problem.index = positions[problem.index]
-        if invalid:
-            invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
-        else:
-            invalid = result.invalid
+        invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
         return json_response(
             {
                 "data": {
@@ -154,6 +140,26 @@ class EventBatchView(APIView):
                 }
             }
         )
+
+
+def _decode_items(
+    raw_items: list[msgspec.Raw],
+) -> tuple[list[EventCreateIn], list[int], list[InvalidEvent]]:
+    """Decode each item on its own, so one malformed event does not sink the batch.
+
+    Returns the decoded items, each one's position in the batch, and the malformed.
+    """
+    items: list[EventCreateIn] = []
+    positions: list[int] = []
+    invalid: list[InvalidEvent] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            items.append(msgspec.json.decode(raw, type=EventCreateIn, strict=True))
+            positions.append(index)
+        except msgspec.ValidationError as exc:
+            message, details = validation_details(exc)
+            invalid.append(InvalidEvent(index, f"{next(iter(details))}: {message}", details))
+    return items, positions, invalid
 
 
 def _invalid_out(problem: InvalidEvent, sent: msgspec.Raw) -> dict[str, Any]:
