@@ -23,7 +23,7 @@ from customers.services import customers_ensure
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
-from project.errors import ConflictError, ValidationFailed
+from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 REF_EXISTS = "Event ref already exists."
 
@@ -125,13 +125,17 @@ def event_type_update(
     fields: dict[str, Any],
     properties: list[PropertyDefinitionInput] | None = None,
 ) -> EventType:
-    """Update fields and, when given, replace the property definitions as a whole."""
+    """Update fields and, when given, replace the property definitions as a whole.
+
+    Definitions left out of `properties` are removed; property records already
+    stored under them stay (they are history), new events may no longer use them.
+    """
     try:
         with transaction.atomic():
             for name, value in fields.items():
                 setattr(event_type, name, value)
-            if fields:
-                event_type.save(update_fields=[*fields.keys(), "updated_at"])
+            # updated_at moves on a properties-only change too: the type changed.
+            event_type.save(update_fields=[*fields.keys(), "updated_at"])
             if properties is not None:
                 _replace_properties(event_type, properties)
     except IntegrityError:
@@ -142,11 +146,19 @@ def event_type_update(
 
 
 def event_type_delete(*, event_type: EventType) -> None:
-    """Delete an event type that has no events; one with events is a 409."""
+    """Delete an event type that has no events; one with events is a 409.
+
+    The row lock makes the check and the delete one step: an event insert
+    referencing the type takes a KEY SHARE lock on it, which conflicts with
+    FOR UPDATE, so no event can slip in between.
+    """
     with transaction.atomic():
+        locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
+        if not locked.exists():
+            raise NotFoundError(f"Event type '{event_type.pk}' not found.")
         if Event.objects.filter(event_type=event_type).exists():
             raise ConflictError(
-                "This event type has events and cannot be deleted.",
+                f"Event type '{event_type.pk}' has events and cannot be deleted.",
             )
         event_type.delete()
 
