@@ -16,6 +16,10 @@ from typing import Any
 from drf_spectacular.generators import SchemaGenerator
 from openapi_core import OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from rest_framework.test import APIClient
+
+from project.api.errors import API_PREFIX
 
 
 @cache
@@ -40,3 +44,23 @@ def assert_matches_openapi(response: Any) -> None:
     """Raise if the response (with its request) is not what the schema documents."""
     request = DjangoOpenAPIRequest(response.wsgi_request)
     served_openapi().validate_response(request, DjangoOpenAPIResponse(response))
+
+
+class ContractAPIClient(APIClient):
+    """An APIClient that checks every response of a documented operation against the schema.
+
+    Responses to requests the document has no operation for (an unknown path,
+    a method the endpoint does not allow) are the 404/405 of the error shape and
+    are left to the tests that assert them.
+    """
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().request(*args, **kwargs)
+        if not response.wsgi_request.path.startswith(API_PREFIX):
+            return response
+        try:
+            assert_matches_openapi(response)
+        except (PathNotFound, OperationNotFound):
+            if response.status_code not in {404, 405}:
+                raise
+        return response
