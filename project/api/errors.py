@@ -75,6 +75,12 @@ def flatten_details(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):
+                # DRF keys a list's item errors by index: spell it like msgspec, `a[0].b`.
+                path = f"{prefix}[{key}]"
+                for k, v in flatten_details(value, path).items():
+                    out.setdefault(k, []).extend(v)
+                continue
             name = "" if key == "non_field_errors" else str(key)
             path = f"{prefix}.{name}" if prefix and name else (name or prefix)
             for k, v in flatten_details(value, path).items():
