@@ -5,11 +5,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from customers.models import Customer
-from project.api.strict import NonEmptyPatchMixin, StrictSerializer
+from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer
 
 
-def _tag() -> serializers.CharField:
-    return serializers.CharField(max_length=100)
+def _tag() -> StrictCharField:
+    return StrictCharField(max_length=100)
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -35,9 +35,7 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 
 class CustomerFieldsIn(StrictSerializer):
-    external_id = serializers.CharField(
-        max_length=255, help_text="Your own id for the customer; unique."
-    )
+    external_id = StrictCharField(max_length=255, help_text="Your own id for the customer; unique.")
     # No default="": the OpenAPI document would show "" as a (invalid) email default.
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
     # DictField, not JSONField: attributes must be an object (a JSON-encoded
@@ -47,7 +45,7 @@ class CustomerFieldsIn(StrictSerializer):
 
 
 class CustomerFieldsPatchIn(NonEmptyPatchMixin, StrictSerializer):
-    external_id = serializers.CharField(max_length=255, required=False)
+    external_id = StrictCharField(max_length=255, required=False)
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
     attributes = serializers.DictField(
         required=False, help_text="Replaces the stored attributes as a whole."

@@ -24,14 +24,14 @@ from events_app.models import EventType, PropertyDefinition
 from project.api.listing import apply_filterset, list_envelope, parse_list_params
 from project.api.schema import envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
-from project.api.strict import NonEmptyPatchMixin, StrictSerializer, validated_body
+from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer, validated_body
 
 # ---------------------------------------------------------------- input
 
 
 class PropertyDefinitionIn(StrictSerializer):
     property_id = serializers.SlugField(max_length=64)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     type = serializers.ChoiceField(
         choices=PropertyDefinition.ValueType.choices,
         required=False,
@@ -42,14 +42,14 @@ class PropertyDefinitionIn(StrictSerializer):
 
 class EventTypeFieldsIn(StrictSerializer):
     key = serializers.SlugField(max_length=64, help_text="Unique slug, e.g. `purchase`.")
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, default="")
 
 
 class EventTypeFieldsPatchIn(NonEmptyPatchMixin, StrictSerializer):
     key = serializers.SlugField(max_length=64, required=False)
-    name = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
+    name = StrictCharField(max_length=200, required=False)
+    description = StrictCharField(required=False, allow_blank=True)
 
 
 class EventTypeCreateIn(StrictSerializer):

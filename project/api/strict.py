@@ -57,3 +57,16 @@ def validated_body(request: Request, serializer_class: type[serializers.Serializ
     serializer = serializer_class(data=parse_json_object(request))
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers instead of turning 157613 into "157613".
+
+    The msgspec-validated event bodies are strict about JSON types; the CRUD
+    bodies follow the same rule so an id is a string everywhere.
+    """
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
