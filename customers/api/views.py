@@ -16,7 +16,7 @@ from customers.api.serializers import CustomerCreateIn, CustomerSerializer, Cust
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer
 from events_app.api.views import LIST_PARAMETERS, events_page
-from project.api.listing import apply_filterset, list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import validated_body
@@ -41,19 +41,14 @@ class CustomerCollectionView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.CUSTOMER_SORT_FIELDS,
-            default_sort="created_at",
-            filter_names=tuple(CustomerFilter.base_filters),
-        )
-        queryset = apply_filterset(CustomerFilter, request.query_params, selectors.customer_list())
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="customers",
-                queryset=queryset,
-                params=params,
+                queryset=selectors.customer_list(),
+                filterset_class=CustomerFilter,
                 sort_fields=selectors.CUSTOMER_SORT_FIELDS,
+                default_sort="created_at",
                 to_dict=lambda customer: CustomerSerializer(customer).data,
             )
         )

@@ -21,7 +21,7 @@ from events_app import selectors, services
 from events_app.api.serializers import EventTypeSerializer
 from events_app.api.views import LIST_PARAMETERS
 from events_app.models import EventType, PropertyDefinition
-from project.api.listing import apply_filterset, list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer, validated_body
@@ -106,22 +106,15 @@ class EventTypeCollectionView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.EVENT_TYPE_SORT_FIELDS,
-            default_sort="key",
-            default_descending=False,
-            filter_names=tuple(EventTypeFilter.base_filters),
-        )
-        queryset = apply_filterset(
-            EventTypeFilter, request.query_params, selectors.event_type_list()
-        )
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="event_types",
-                queryset=queryset,
-                params=params,
+                queryset=selectors.event_type_list(),
+                filterset_class=EventTypeFilter,
                 sort_fields=selectors.EVENT_TYPE_SORT_FIELDS,
+                default_sort="key",
+                default_descending=False,
                 to_dict=lambda event_type: EventTypeSerializer(event_type).data,
             )
         )
