@@ -65,6 +65,22 @@ def test_body_that_is_not_json_is_415(contract_api, path, content_type):
     assert response.json()["statusCode"] == 415
 
 
+def test_body_over_the_size_limit_is_413(api, settings):
+    # `api`, not `contract_api`: the schema check would itself read the oversized body.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"customer": {"external_id": "1", "attributes": {"x": "y" * 1000}}})
+
+    response = api.post(f"{API}/customers", data=body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "Request Entity Too Large",
+        "message": "Request body is larger than 1000 bytes.",
+        "statusCode": 413,
+    }
+    assert Customer.objects.count() == 0
+
+
 def test_json_content_type_with_utf8_charset_is_accepted(contract_api):
     response = contract_api.post(
         f"{API}/customers",

@@ -56,7 +56,7 @@ class CustomerCollectionView(APIView):
     @extend_schema(
         operation_id="customers_create",
         request=CustomerCreateIn,
-        responses={201: CUSTOMER_CREATED, **errors(400, 409, 415)},
+        responses={201: CUSTOMER_CREATED, **errors(400, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
         body = validated_body(request, CustomerCreateIn)
@@ -76,7 +76,7 @@ class CustomerDetailView(APIView):
     @extend_schema(
         operation_id="customers_partial_update",
         request=CustomerUpdateIn,
-        responses={200: CUSTOMER_DETAIL, **errors(400, 404, 409, 415)},
+        responses={200: CUSTOMER_DETAIL, **errors(400, 404, 409, 413, 415)},
     )
     def patch(self, request: Request, customer_id: str) -> Response:
         customer = selectors.customer_get(customer_id=customer_id)

@@ -122,7 +122,7 @@ class EventTypeCollectionView(APIView):
     @extend_schema(
         operation_id="event_types_create",
         request=EventTypeCreateIn,
-        responses={201: EVENT_TYPE_CREATED, **errors(400, 409, 415)},
+        responses={201: EVENT_TYPE_CREATED, **errors(400, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
         body = validated_body(request, EventTypeCreateIn)
@@ -143,7 +143,7 @@ class EventTypeDetailView(APIView):
     @extend_schema(
         operation_id="event_types_partial_update",
         request=EventTypeUpdateIn,
-        responses={200: EVENT_TYPE_DETAIL, **errors(400, 404, 409, 415)},
+        responses={200: EVENT_TYPE_DETAIL, **errors(400, 404, 409, 413, 415)},
     )
     def patch(self, request: Request, event_type_id: str) -> Response:
         event_type = selectors.event_type_get(event_type_id=event_type_id)
