@@ -115,7 +115,10 @@ def event_type_create(
             event_type = EventType.objects.create(key=key, name=name, description=description)
             _replace_properties(event_type, properties)
     except IntegrityError:
-        raise ConflictError(f"An event type with key '{key}' already exists.") from None
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
+        raise ConflictError(
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
+        ) from None
     return event_type
 
 
@@ -139,8 +142,11 @@ def event_type_update(
             if properties is not None:
                 _replace_properties(event_type, properties)
     except IntegrityError:
+        key = fields.get("key")
+        event_type.refresh_from_db()  # the in-memory copy holds the rejected values
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
         raise ConflictError(
-            f"An event type with key '{fields.get('key')}' already exists."
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
         ) from None
     return event_type
 

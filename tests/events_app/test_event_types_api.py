@@ -77,8 +77,8 @@ def test_property_type_defaults_to_string(contract_api):
     assert _definitions(EventType.objects.get().id) == [("p", "", "string", False)]
 
 
-def test_taken_key_is_409(contract_api):
-    EventTypeFactory(key="purchase")
+def test_taken_key_is_409_naming_the_existing_type(contract_api):
+    existing = EventTypeFactory(key="purchase")
 
     response = contract_api.post(f"{API}/event-types", PURCHASE, format="json")
 
@@ -87,6 +87,7 @@ def test_taken_key_is_409(contract_api):
         "error": "Conflict",
         "message": "An event type with key 'purchase' already exists.",
         "statusCode": 409,
+        "event_type_id": existing.id,
     }
     assert EventType.objects.count() == 1
 
@@ -348,7 +349,7 @@ def test_invalid_patch_is_400_and_changes_nothing(contract_api, body, details):
 
 
 def test_patch_to_a_taken_key_is_409_and_keeps_properties(contract_api):
-    EventTypeFactory(key="taken")
+    taken = EventTypeFactory(key="taken")
     event_type = EventTypeFactory(key="mine")
     PropertyDefinitionFactory(event_type=event_type, property_id="p")
 
@@ -360,6 +361,7 @@ def test_patch_to_a_taken_key_is_409_and_keeps_properties(contract_api):
 
     assert response.status_code == 409
     assert response.json()["message"] == "An event type with key 'taken' already exists."
+    assert response.json()["event_type_id"] == taken.id
     assert EventType.objects.get(pk=event_type.id).key == "mine"
     assert [d[0] for d in _definitions(event_type.id)] == ["p"]
 
