@@ -37,7 +37,8 @@ class PropertyDefinitionIn(StrictSerializer):
         required=False,
         default=PropertyDefinition.ValueType.STRING,
     )
-    required = serializers.BooleanField(required=False, default=False)
+    # The stubs see Field.required (a bool); DRF moves declared fields off the class.
+    required = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]
 
 
 class EventTypeFieldsIn(StrictSerializer):

@@ -72,7 +72,7 @@ def msgspec_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: add the msgspec Structs' JSON Schemas."""
     if not _msgspec_types:
         return result
-    _, components = msgspec.json.schema_components(
+    _refs, components = msgspec.json.schema_components(
         _msgspec_types, ref_template="#/components/schemas/{name}"
     )
     components = {name: _to_openapi_30(schema) for name, schema in components.items()}
