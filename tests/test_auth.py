@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 import time_machine
@@ -195,3 +196,37 @@ def test_last_used_at_is_recorded_at_most_once_a_minute(key):
     assert first is not None
     assert first.isoformat() == "2026-01-01T10:00:00+00:00"
     assert client.last_used_at.isoformat() == "2026-01-01T10:01:30+00:00"
+
+
+def _documented_operations() -> list[tuple[str, str]]:
+    """(method, path) of every operation of the served OpenAPI document, ids filled in."""
+    from tests.openapi_contract import served_openapi
+
+    paths = served_openapi().spec / "paths"
+    operations = []
+    for template, item in paths.items():
+        for method in item:
+            if method in {"get", "post", "patch", "put", "delete"}:
+                operations.append((method, re.sub(r"\{[^}]+\}", "unknown", template)))
+    return sorted(operations)
+
+
+@pytest.mark.parametrize(("method", "path"), _documented_operations())
+def test_every_documented_operation_needs_credentials(method, path):
+    response = getattr(_client(), method)(path, {}, format="json")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == WWW_AUTHENTICATE
+    assert response.json()["statusCode"] == 401
+
+
+@pytest.mark.parametrize(("method", "path"), _documented_operations())
+def test_every_documented_operation_checks_the_scope(make_api, method, path):
+    # A key with only the other scope: reads need `read`, writes need `write`.
+    needed = "read" if method == "get" else "write"
+    other = make_api("write" if needed == "read" else "read", contract=True)
+
+    response = getattr(other, method)(path, {}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["message"] == f"This API key lacks the '{needed}' scope."
