@@ -23,10 +23,14 @@ from project.api.errors import API_PREFIX
 
 
 @cache
+def served_schema() -> dict[str, Any]:
+    """The document GET /schema/ serves: same generator, settings and postprocessing hooks."""
+    return _plain(SchemaGenerator().get_schema(request=None, public=True))
+
+
+@cache
 def served_openapi() -> OpenAPI:
-    # The same generator and settings as GET /schema/ (postprocessing hooks included).
-    schema = SchemaGenerator().get_schema(request=None, public=True)
-    return OpenAPI.from_dict(_plain(schema))
+    return OpenAPI.from_dict(served_schema())
 
 
 def _plain(node: Any) -> Any:

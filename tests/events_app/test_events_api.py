@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 
 from events_app.models import Event, PropertyRecord
 from tests.conftest import API
@@ -483,3 +484,33 @@ def test_property_records_reject_event_filters(contract_api):
 
     assert response.status_code == 400
     assert response.json()["message"] == "Unknown query parameter(s): event_type_id."
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "stored"),
+    [
+        ("2024-05-01T14:00:00+02:00", "2024-05-01T12:00:00Z"),
+        ("2024-05-01T12:00:00", "2024-05-01T12:00:00Z"),
+        ("2024-05-01T12:00:00.250Z", "2024-05-01T12:00:00.250000Z"),
+    ],
+)
+def test_occurred_at_is_stored_and_returned_in_utc(
+    contract_api, purchase, customer, occurred_at, stored
+):
+    created = contract_api.post(
+        f"{API}/events", _body(purchase, customer, occurred_at=occurred_at), format="json"
+    )
+
+    event = contract_api.get(f"{API}/events/{created.json()['data']['event_id']}")
+
+    assert event.json()["data"]["occurred_at"] == stored
+
+
+def test_occurred_at_defaults_to_the_time_of_receipt(contract_api, purchase, customer):
+    with time_machine.travel(T0, tick=False):
+        created = contract_api.post(f"{API}/events", _body(purchase, customer), format="json")
+
+    event = contract_api.get(f"{API}/events/{created.json()['data']['event_id']}")
+
+    assert event.json()["data"]["occurred_at"] == "2024-05-01T12:00:00Z"
+    assert event.json()["data"]["created_at"] == "2024-05-01T12:00:00Z"
