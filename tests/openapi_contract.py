@@ -14,9 +14,13 @@ from functools import cache
 from typing import Any
 
 from drf_spectacular.generators import SchemaGenerator
-from openapi_core import OpenAPI
+from openapi_core import OpenAPI, validate_request
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.validation.request.validators import (
+    V30RequestBodyValidator,
+    V30RequestSecurityValidator,
+)
 from rest_framework.test import APIClient
 
 from project.api.errors import API_PREFIX
@@ -45,8 +49,19 @@ def _plain(node: Any) -> Any:
 
 
 def assert_matches_openapi(response: Any) -> None:
-    """Raise if the response (with its request) is not what the schema documents."""
+    """Raise if the response (with its request) is not what the schema documents.
+
+    A request the API accepted (2xx) must also be valid by the document (its
+    body and its credentials): a client that builds requests from the schema
+    must be able to send what the API takes. Query parameters are not checked
+    this way: the document may name the canonical spelling (`ASC`) of a value
+    the API also takes in other spellings (`asc`).
+    """
     request = DjangoOpenAPIRequest(response.wsgi_request)
+    if response.status_code < 300:
+        spec = served_openapi().spec
+        validate_request(request, spec=spec, cls=V30RequestBodyValidator)
+        validate_request(request, spec=spec, cls=V30RequestSecurityValidator)
     served_openapi().validate_response(request, DjangoOpenAPIResponse(response))
 
 
