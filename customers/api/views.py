@@ -55,6 +55,7 @@ class CustomerCollectionView(APIView):
 
     @extend_schema(
         operation_id="customers_create",
+        description="A taken `external_id` is a 409 naming the existing `customer_id`.",
         request=CustomerCreateIn,
         responses={201: CUSTOMER_CREATED, **errors(400, 409, 413, 415)},
     )
@@ -75,6 +76,10 @@ class CustomerDetailView(APIView):
 
     @extend_schema(
         operation_id="customers_partial_update",
+        description=(
+            "Fields under `customer` that are given are changed, the rest keep their value; "
+            "`attributes` and `tags` are replaced as a whole."
+        ),
         request=CustomerUpdateIn,
         responses={200: CUSTOMER_DETAIL, **errors(400, 404, 409, 413, 415)},
     )
@@ -86,7 +91,10 @@ class CustomerDetailView(APIView):
 
     @extend_schema(
         operation_id="customers_destroy",
-        description="Deletes the customer together with all of the customer's events.",
+        description=(
+            "Returns the deleted customer. Deletes all of the customer's events and their "
+            "property records with it."
+        ),
         responses={200: CUSTOMER_DETAIL, **errors(404)},
     )
     def delete(self, request: Request, customer_id: str) -> Response:
@@ -99,6 +107,7 @@ class CustomerDetailView(APIView):
 class CustomerEventsView(APIView):
     @extend_schema(
         operation_id="customers_events_list",
+        description="The customer's events, with the parameters and envelope of GET /events.",
         parameters=[*LIST_PARAMETERS, *filter_parameters(EventFilter)],
         responses={
             200: list_schema("CustomerEventList", "events", EventSerializer),

@@ -122,6 +122,7 @@ class EventTypeCollectionView(APIView):
 
     @extend_schema(
         operation_id="event_types_create",
+        description="A taken `key` is a 409 naming the existing `event_type_id`.",
         request=EventTypeCreateIn,
         responses={201: EVENT_TYPE_CREATED, **errors(400, 409, 413, 415)},
     )
@@ -143,6 +144,11 @@ class EventTypeDetailView(APIView):
 
     @extend_schema(
         operation_id="event_types_partial_update",
+        description=(
+            "Change fields under `event_type` (others keep their value) and/or replace the "
+            "property definitions: `properties`, when given, becomes the complete list "
+            "(definitions left out are removed; `[]` removes all). One transaction."
+        ),
         request=EventTypeUpdateIn,
         responses={200: EVENT_TYPE_DETAIL, **errors(400, 404, 409, 413, 415)},
     )
@@ -159,6 +165,7 @@ class EventTypeDetailView(APIView):
 
     @extend_schema(
         operation_id="event_types_destroy",
+        description="Returns the deleted event type. A type that has events is a 409.",
         responses={200: EVENT_TYPE_DETAIL, **errors(404, 409)},
     )
     def delete(self, request: Request, event_type_id: str) -> Response:
