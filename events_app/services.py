@@ -119,7 +119,10 @@ def event_type_create(
             event_type = EventType.objects.create(key=key, name=name, description=description)
             _replace_properties(event_type, properties)
     except IntegrityError:
-        raise ConflictError(f"An event type with key '{key}' already exists.") from None
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
+        raise ConflictError(
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
+        ) from None
     return event_type
 
 
@@ -129,28 +132,43 @@ def event_type_update(
     fields: dict[str, Any],
     properties: list[PropertyDefinitionInput] | None = None,
 ) -> EventType:
-    """Update fields and, when given, replace the property definitions as a whole."""
+    """Update fields and, when given, replace the property definitions as a whole.
+
+    Definitions left out of `properties` are removed; property records already
+    stored under them stay (they are history), new events may no longer use them.
+    """
     try:
         with transaction.atomic():
             for name, value in fields.items():
                 setattr(event_type, name, value)
-            if fields:
-                event_type.save(update_fields=[*fields.keys(), "updated_at"])
+            # updated_at moves on a properties-only change too: the type changed.
+            event_type.save(update_fields=[*fields.keys(), "updated_at"])
             if properties is not None:
                 _replace_properties(event_type, properties)
     except IntegrityError:
+        key = fields.get("key")
+        event_type.refresh_from_db()  # the in-memory copy holds the rejected values
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
         raise ConflictError(
-            f"An event type with key '{fields.get('key')}' already exists."
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
         ) from None
     return event_type
 
 
 def event_type_delete(*, event_type: EventType) -> None:
-    """Delete an event type that has no events; one with events is a 409."""
+    """Delete an event type that has no events; one with events is a 409.
+
+    The row lock makes the check and the delete one step: an event insert
+    referencing the type takes a KEY SHARE lock on it, which conflicts with
+    FOR UPDATE, so no event can slip in between.
+    """
     with transaction.atomic():
+        locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
+        if not locked.exists():
+            raise NotFoundError(f"Event type '{event_type.pk}' not found.")
         if Event.objects.filter(event_type=event_type).exists():
             raise ConflictError(
-                "This event type has events and cannot be deleted.",
+                f"Event type '{event_type.pk}' has events and cannot be deleted.",
             )
         event_type.delete()
 

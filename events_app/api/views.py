@@ -158,7 +158,9 @@ def _decode_items(
             positions.append(index)
         except msgspec.ValidationError as exc:
             message, details = validation_details(exc)
-            invalid.append(InvalidEvent(index, f"{next(iter(details))}: {message}", details))
+            field = next(iter(details))
+            error = message if field == "non_field_errors" else f"{field}: {message}"
+            invalid.append(InvalidEvent(index, error, details))
     return items, positions, invalid
 
 

@@ -123,3 +123,31 @@ def list_envelope(
     page: Iterable[Model] = ordered[params.offset : params.offset + params.count]
     items = [to_dict(obj) for obj in page]
     return {"data": {key: items, "total_items": queryset.count() if total is None else total}}
+
+
+def filtered_list(
+    query: Mapping[str, str],
+    *,
+    key: str,
+    queryset: QuerySet[Any],
+    filterset_class: type[FilterSet],
+    sort_fields: Mapping[str, str],
+    default_sort: str,
+    default_descending: bool = True,
+    to_dict: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """The whole GET of a list endpoint: paging/sorting params, filters, the envelope."""
+    params = parse_list_params(
+        query,
+        sort_fields=sort_fields,
+        default_sort=default_sort,
+        default_descending=default_descending,
+        filter_names=tuple(filterset_class.base_filters),
+    )
+    return list_envelope(
+        key=key,
+        queryset=apply_filterset(filterset_class, query, queryset),
+        params=params,
+        sort_fields=sort_fields,
+        to_dict=to_dict,
+    )

@@ -102,7 +102,7 @@ def test_mixed_batch_stores_valid_events_and_reports_each_invalid_one(api, purch
     assert invalid[1]["event"] == bad_type
     assert invalid[2]["details"] == {"property_records": ["Required property 'paid' is missing."]}
     assert invalid[3]["event"] == 42
-    assert invalid[3]["error"] == "non_field_errors: Expected `object`, got `int`"
+    assert invalid[3]["error"] == "Expected `object`, got `int`"
     assert invalid[4]["error"] == "event: Object contains unknown field `colour`"
     assert invalid[4]["event"] == wrong_field
     assert sorted(Event.objects.values_list("external_id", flat=True)) == ["r-1", "r-6"]
@@ -226,11 +226,11 @@ def test_unknown_customer_id_is_invalid_and_creates_nothing(api, purchase):
     ("body", "message"),
     [
         ({"events": []}, "Invalid input: events: Expected `array` of length >= 1"),
-        ({}, "Invalid input: non_field_errors: Object missing required field `events`"),
+        ({}, "Invalid input: Object missing required field `events`"),
         ({"events": {}}, "Invalid input: events: Expected `array`, got `object`"),
         (
             {"events": [1], "x": 1},
-            "Invalid input: non_field_errors: Object contains unknown field `x`",
+            "Invalid input: Object contains unknown field `x`",
         ),
     ],
 )
