@@ -116,6 +116,11 @@ def configure_later_features(args: argparse.Namespace) -> None:
 
 
 def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError:
+            raise SystemExit(f"port {args.port} is in use; pick another with --port") from None
     server = subprocess.Popen(
         [
             sys.executable,
@@ -136,7 +141,8 @@ def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", args.port), timeout=1):
-                return server
+                if server.poll() is None:
+                    return server
         except OSError:
             time.sleep(0.2)
     server.terminate()
