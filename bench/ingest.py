@@ -117,6 +117,8 @@ def configure_later_features(args: argparse.Namespace) -> None:
 
 def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     with socket.socket() as probe:
+        # As gunicorn does: connections in TIME_WAIT do not block the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", args.port))
         except OSError:
