@@ -54,7 +54,12 @@ def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[Ap
     return client, secret
 
 
-_API_CLIENT_SQL = "SELECT * FROM events_app_apiclient WHERE secret_hash = %s AND revoked_at IS NULL"
+_API_CLIENT_COLUMNS = [f.attname for f in ApiClient._meta.concrete_fields]
+_API_CLIENT_SQL = (
+    f"SELECT {', '.join(str(f.column) for f in ApiClient._meta.concrete_fields)} "  # noqa: S608
+    "FROM events_app_apiclient "
+    "WHERE secret_hash = %s AND revoked_at IS NULL"
+)
 
 
 def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
@@ -62,9 +67,13 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
     digest = ApiClient.hash_secret(secret)
     # Raw SQL: this runs on every API request, and compiling the ORM query cost
     # more CPU than the query itself (secret_hash is unique: at most one row).
-    clients = list(ApiClient.objects.raw(_API_CLIENT_SQL, [digest]))
-    client = clients[0] if clients else None
-    if client is None or (name is not None and client.name != name):
+    with connection.cursor() as cursor:
+        cursor.execute(_API_CLIENT_SQL, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+    if name is not None and client.name != name:
         return None
     now = timezone.now()
     # Record use at one-minute resolution: a write per request would cost more
