@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 application = get_wsgi_application()
+
+# Move everything loaded at start-up (Django, the apps, the URLconf) out of the
+# cyclic garbage collector's reach: each full collection otherwise re-scans those
+# hundreds of thousands of long-lived objects, and a 1000-event batch allocates
+# enough to trigger several -- measured at half of a batch request's CPU time.
+gc.collect()
+gc.freeze()
