@@ -24,7 +24,7 @@ from events_app.models import ApiClient, Event, EventType, PropertyDefinition, P
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
 from project.errors import ConflictError, NotFoundError, ValidationFailed
-from project.ids import new_public_id
+from project.ids import new_public_id, new_public_ids
 
 REF_EXISTS = "Event ref already exists."
 
@@ -370,6 +370,7 @@ def events_prepare(
     """
     received_at = received_at or timezone.now()
     refs = _read_references([item.event for item in items])
+    ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
     prepared: list[PreparedEvent] = []
@@ -410,6 +411,7 @@ def events_prepare(
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=UTC)
         ready = PreparedEvent(
+            id=ids[index],
             index=index,
             event_type_id=info.id,
             customer_id=event_in.customer_id or "",
