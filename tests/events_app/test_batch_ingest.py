@@ -388,3 +388,22 @@ def test_an_edited_event_type_applies_to_the_very_next_batch(api, purchase):
         "property_records[2].property_id: Unknown property 'colour' for event type 'purchase'."
     )
     assert [v["external_id"] for v in after["valid_events"]] == ["a"]
+
+
+def test_property_record_problems_are_reported_per_field(api, purchase):
+    repeated = item("a")
+    repeated["property_records"].append({"property_id": "amount", "property_value": 3})
+    bad_required = item("b")
+    bad_required["property_records"][1]["property_value"] = "maybe"
+
+    data = post_batch(api, [repeated, bad_required]).json()["data"]
+
+    assert [i["details"] for i in data["invalid_events"]] == [
+        {"property_records[2].property_id": ["Property 'amount' is given more than once."]},
+        {
+            "property_records[1].property_value": [
+                "Property 'paid' must be true or false, got 'maybe'."
+            ]
+        },
+    ]
+    assert Event.objects.count() == 0
