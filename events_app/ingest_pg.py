@@ -20,6 +20,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import psycopg
 from django.db import connection
 
 from events_app.models import Event, PropertyRecord
@@ -111,7 +112,13 @@ def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str,
         for f in defaulted
     ]
     params.insert(0, _encode(prepared).decode())
-    with connection.cursor() as cursor:
+    # A server-side-binding psycopg cursor on Django's connection (same session and
+    # transaction): psycopg then prepares this statement once per connection (after
+    # `prepare_threshold` uses) and PostgreSQL stops re-planning the CTE on every
+    # request -- most of its CPU for a single event. Django's own cursors bind on the
+    # client, which rules prepared statements out.
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     stored = {event_id for event_id, was_stored, _ in rows if was_stored}
