@@ -50,7 +50,9 @@ MAX_SECONDS_PER_PHASE = 120
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8201)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--runs", type=int, default=5, help="batch runs (median reported)")
     parser.add_argument("--batches", type=int, default=10, help="1000-event batches per run")
     parser.add_argument("--senders", type=int, default=2, help="concurrent batch senders")
@@ -130,6 +132,10 @@ def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
             "gunicorn",
             "-w",
             str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            "--threads",
+            str(args.threads),
             "-b",
             f"127.0.0.1:{args.port}",
             "--log-level",
@@ -184,11 +190,14 @@ def make_batches(prefix: str, count: int) -> list[bytes]:
 def post(
     port: int, auth: str, path: str, body: bytes, conn: http.client.HTTPConnection | None = None
 ) -> tuple[int, bytes]:
+    """POST on `conn` (kept open, for keep-alive) or on a new connection closed after."""
+    own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request("POST", path, body, {"Content-Type": "application/json", "Authorization": auth})
     response = conn.getresponse()
     payload = response.read()
-    conn.close()
+    if own or response.will_close:
+        conn.close()
     return response.status, payload
 
 
@@ -210,9 +219,12 @@ def send_batches(port: int, auth: str, bodies: list[bytes], senders: int) -> tup
     return time.perf_counter() - started, counts
 
 
-def single_client(job: tuple[int, str, str, int, float]) -> tuple[float, float, list[float]]:
+def single_client(
+    job: tuple[int, str, str, int, float, bool],
+) -> tuple[float, float, list[float]]:
     """One client process: `count` sequential POSTs (new refs), bounded by `deadline`."""
-    port, auth, prefix, count, deadline = job
+    port, auth, prefix, count, deadline, keep_alive = job
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60) if keep_alive else None
     latencies: list[float] = []
     first = time.time()
     for n in range(count):
@@ -220,7 +232,7 @@ def single_client(job: tuple[int, str, str, int, float]) -> tuple[float, float, 
             break
         body = json.dumps(event_item(f"{prefix}-{n}", n), separators=(",", ":")).encode()
         started = time.perf_counter()
-        status, payload = post(port, auth, f"{API}/events", body)
+        status, payload = post(port, auth, f"{API}/events", body, conn)
         latencies.append(time.perf_counter() - started)
         if status != 201:
             raise SystemExit(f"single POST failed: {status} {payload[:300]!r}")
@@ -382,7 +394,8 @@ def main() -> None:
     if "DATABASE_URL" not in os.environ or "postgres" not in os.environ["DATABASE_URL"]:
         raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database (it is truncated).")
     print(
-        f"Herald ingest benchmark: gunicorn {args.workers} sync workers on 127.0.0.1:{args.port}, "
+        f"Herald ingest benchmark: gunicorn {args.workers} {args.worker_class} workers "
+        f"x {args.threads} threads on 127.0.0.1:{args.port}, "
         f"PostgreSQL {os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}, {os.cpu_count()} CPUs "
         f"(server, database and clients share them)"
     )
@@ -430,7 +443,11 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
 
     per_client = max(1, args.singles // args.clients)
     deadline = time.time() + MAX_SECONDS_PER_PHASE
-    jobs = [(args.port, auth, f"s-{tag}-{c}", per_client, deadline) for c in range(args.clients)]
+    keep_alive = args.worker_class != "sync"  # sync workers close every connection
+    jobs = [
+        (args.port, auth, f"s-{tag}-{c}", per_client, deadline, keep_alive)
+        for c in range(args.clients)
+    ]
     with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
         before = cpu.snapshot()
         results = pool.map(single_client, jobs)
@@ -441,7 +458,8 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     print(
-        f"single POST /events, {len(latencies)} requests from {args.clients} clients: "
+        f"single POST /events, {len(latencies)} requests from {args.clients} clients"
+        f"{' (keep-alive)' if keep_alive else ''}: "
         f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
         + cpu_note(used, len(latencies), "µs per request", 1_000_000)
     )
