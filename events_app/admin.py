@@ -98,6 +98,10 @@ class PropertyRecordInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    # Property records are part of the event: whoever may view events sees them.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("events_app.view_event")
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
