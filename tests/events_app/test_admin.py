@@ -211,6 +211,7 @@ def test_unfiltered_event_list_uses_the_planner_estimate_not_count(marketer, mon
     assert uncapped_counts(queries.captured_queries, "events_app_event") == []
     assert any("reltuples" in q["sql"] for q in queries.captured_queries)
     assert "about 12 events" in response.text
+    assert "results (" not in response.text  # no count next to the search box
 
 
 def test_filtered_event_list_counts_only_up_to_the_cap(marketer, monkeypatch):
@@ -473,3 +474,19 @@ def test_dashboard_is_hidden_from_staff_who_cannot_view_events(db):
 
     assert response.status_code == 200
     assert "dashboard" not in response.context
+
+
+def test_typed_in_sort_on_a_column_without_index_is_ignored(marketer):
+    EventFactory()
+
+    with CaptureQueriesContext(connection) as queries:
+        # Column 1 is the event type: sorting by it would join and sort every event.
+        response = marketer.get(EVENTS, {"o": "-1"})
+
+    assert response.status_code == 200
+    page_query = [
+        q["sql"] for q in queries if q["sql"].startswith('SELECT "events_app_event"."id"')
+    ]
+    assert len(page_query) == 1
+    # Falls back to the (indexed, time-ordered) primary key.
+    assert page_query[0].endswith('ORDER BY "events_app_event"."id" DESC')
