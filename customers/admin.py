@@ -58,7 +58,7 @@ class CustomerAdmin(BigTableAdmin):
     fields = ("external_id", "email", "attributes", "tag_list", "events_link", "id")
     readonly_fields = ("tag_list", "events_link", "id", "created_at", "updated_at")
 
-    def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         if obj is None:
             return ["external_id", "email", "attributes"]
         return [*self.fields, "created_at", "updated_at"]
@@ -118,7 +118,7 @@ class CustomerAdmin(BigTableAdmin):
         events, more = capped_count(
             Event.objects.filter(customer__in=customers), FILTERED_COUNT_CAP
         )
-        summary = [
+        summary: list[str] = [
             format_html('Customer: <a href="{}">{}</a>', events_url(c), c.external_id)
             for c in customers
         ]

@@ -310,7 +310,7 @@ class ApiClientAdmin(admin.ModelAdmin):
             kwargs["form"] = ApiClientCreateForm
         return super().get_form(request, obj, change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> Any:
         if obj is None:
             return ["name", "scope_choices"]
         return list(self.readonly_fields)
