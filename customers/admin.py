@@ -52,7 +52,7 @@ class CustomerAdmin(BigTableAdmin):
     list_filter = (CreatedWithinFilter,)
     sortable_by = ("external_id", "created_at")
     # Declared so the search box and the autocomplete endpoint are enabled;
-    # get_search_results does the work.
+    # search_exact does the work.
     search_fields = ("=external_id", "=email")
     search_help_text = "Exact external id, email or customer id."
     fields = ("external_id", "email", "attributes", "tag_list", "events_link", "id")
@@ -63,15 +63,10 @@ class CustomerAdmin(BigTableAdmin):
             return ["external_id", "email", "attributes"]
         return [*self.fields, "created_at", "updated_at"]
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
-    ) -> tuple[QuerySet[Customer], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        # Exact comparisons: each arm is a btree index lookup (pk, the unique
-        # external_id, customer_email_idx), combined with a BitmapOr.
-        return queryset.filter(Q(pk=term) | Q(external_id=term) | Q(email=term)), False
+    def search_exact(self, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
+        # Each arm is a btree index lookup (pk, the unique external_id,
+        # customer_email_idx), combined with a BitmapOr.
+        return queryset.filter(Q(pk=term) | Q(external_id=term) | Q(email=term))
 
     @admin.display(description="tags")
     def tag_list(self, obj: Customer) -> SafeString:

@@ -161,7 +161,7 @@ class EventAdmin(BigTableAdmin):
     list_select_related = ("event_type", "customer")
     # Only columns an index can sort (the primary key is time-ordered too).
     sortable_by = ("id", "created_at")
-    # Declared so the search box is drawn; get_search_results does the work.
+    # Declared so the search box is drawn; search_exact does the work.
     search_fields = ("=id", "=external_id", "=customer__external_id")
     search_help_text = "Exact event id, external id (ref) or customer external id."
     autocomplete_fields = ("customer", "event_type")
@@ -190,13 +190,8 @@ class EventAdmin(BigTableAdmin):
         "depth",
     )
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Event], search_term: str
-    ) -> tuple[QuerySet[Event], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return event_search(queryset, term), False
+    def search_exact(self, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
+        return event_search(queryset, term)
 
     # Ingested events are facts reported by integrations: view, never edit.
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -149,6 +149,22 @@ class BigTableAdmin(admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexedSortChangeList
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return self.search_exact(queryset, term), False
+
+    def search_exact(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        """Rows whose indexed columns equal `term` exactly (override per model).
+
+        Django's `=field` search is `UPPER(col) = UPPER(term)` (iexact), which
+        no plain btree index serves on PostgreSQL; equality does.
+        """
+        raise NotImplementedError
+
     # "Select all N" + delete would load every row into memory; no bulk delete.
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+
+from project.admin_lists import EstimatedCountPaginator
 
 MARKETER_PASSWORD = "marketer-pass-123"
 
@@ -35,3 +39,10 @@ def uncapped_counts(queries: Iterable[dict[str, str]], table: str) -> list[str]:
     """The queries that count every matching row of `table` (what big lists must avoid)."""
     pattern = re.compile(UNCAPPED_COUNT_RE.format(table=table))
     return [q["sql"] for q in queries if pattern.search(q["sql"])]
+
+
+def treat_as_big_table(table: str, monkeypatch: pytest.MonkeyPatch, exact_below: int = 5) -> None:
+    """Make the planner estimate current and the paginator trust it above `exact_below` rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "{table}"')
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", exact_below)

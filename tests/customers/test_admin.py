@@ -9,8 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
-from project.admin_lists import EstimatedCountPaginator
-from tests.admin_support import marketer_client, uncapped_counts
+from tests.admin_support import marketer_client, treat_as_big_table, uncapped_counts
 from tests.factories import CustomerFactory, EventFactory, PropertyRecordFactory
 
 pytestmark = pytest.mark.django_db
@@ -155,9 +154,7 @@ def test_customer_delete_page_summarises_events_and_delete_erases_them(marketer)
 def test_unfiltered_customer_list_uses_the_planner_estimate_not_count(marketer, monkeypatch):
     for _ in range(8):
         CustomerFactory()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE customers_customer")
-    monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", 5)
+    treat_as_big_table("customers_customer", monkeypatch)
 
     with CaptureQueriesContext(connection) as queries:
         response = marketer.get(CUSTOMERS)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition
 from events_app.services import api_client_authenticate, api_client_create
 from project.admin_lists import EstimatedCountPaginator
-from tests.admin_support import marketer_client, uncapped_counts
+from tests.admin_support import marketer_client, treat_as_big_table, uncapped_counts
 from tests.conftest import API, basic_auth
 from tests.factories import (
     ApiClientFactory,
@@ -200,9 +200,7 @@ def test_ingested_events_cannot_be_added_edited_or_deleted(marketer, admin_clien
 def test_unfiltered_event_list_uses_the_planner_estimate_not_count(marketer, monkeypatch):
     for _ in range(12):
         EventFactory()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE events_app_event")
-    monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", 5)
+    treat_as_big_table("events_app_event", monkeypatch)
 
     with CaptureQueriesContext(connection) as queries:
         response = marketer.get(EVENTS)
@@ -456,9 +454,7 @@ def test_dashboard_shows_recent_pending_and_per_type_figures(marketer):
 def test_dashboard_never_counts_the_whole_events_table(marketer, monkeypatch):
     for _ in range(12):
         EventFactory()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE events_app_event")
-    monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", 5)
+    treat_as_big_table("events_app_event", monkeypatch)
 
     with CaptureQueriesContext(connection) as queries:
         response = marketer.get("/admin/")
