@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString
 from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
 from events_app.models import Event
+from project.admin_forms import adopt_row
 from project.admin_json import PrettyJSONFormField
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -95,11 +96,7 @@ class CustomerAdmin(BigTableAdmin):
             email=form.cleaned_data["email"],
             attributes=form.cleaned_data["attributes"],
         )
-        # The admin logs and redirects with the form's instance: make it the new row.
-        for field in Customer._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(created, field.attname))
-        obj._state.adding = False
-        obj._state.db = created._state.db
+        adopt_row(obj, created)
 
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest

@@ -10,14 +10,16 @@ i.e. `UPPER(col) = UPPER(term)`, which no plain index serves).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import construct_change_message, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
+from django.forms.formsets import BaseFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -28,7 +30,15 @@ from django.views.decorators.http import require_POST
 
 from customers.models import Customer
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
-from events_app.services import api_client_create, api_client_revoke, event_type_delete
+from events_app.services import (
+    PropertyDefinitionInput,
+    api_client_create,
+    api_client_revoke,
+    event_type_create,
+    event_type_delete,
+    event_type_update,
+)
+from project.admin_forms import adopt_row
 from project.admin_json import pretty_json
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -55,6 +65,56 @@ class EventTypeAdmin(admin.ModelAdmin):
     @admin.display(description="properties", ordering="property_total")
     def property_count(self, obj: EventType) -> int:
         return obj.property_total  # type: ignore[attr-defined]
+
+    # Writes go through event_type_create / event_type_update like the API's,
+    # so both agree on what a valid type is. The admin wraps save_model and
+    # save_related in one transaction.
+    def save_model(self, request: HttpRequest, obj: EventType, form: Any, change: bool) -> None:
+        if change:
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            event_type_update(event_type=obj, fields=fields)
+            return
+        created = event_type_create(
+            key=form.cleaned_data["key"],
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            properties=[],
+        )
+        adopt_row(obj, created)
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: list[Any], change: bool
+    ) -> None:
+        """Replace the definitions with the inline rows that are kept."""
+        definitions = [
+            PropertyDefinitionInput(
+                property_id=row.cleaned_data["property_id"],
+                name=row.cleaned_data.get("name", ""),
+                type=row.cleaned_data["value_type"],
+                required=row.cleaned_data["required"],
+            )
+            for formset in formsets
+            for row in formset.forms
+            if row.cleaned_data and not formset._should_delete_form(row)
+        ]
+        event_type_update(event_type=form.instance, fields={}, properties=definitions)
+
+    def construct_change_message(
+        self,
+        request: HttpRequest,
+        form: forms.Form,
+        formsets: Iterable[BaseFormSet[Any]],
+        add: bool = False,
+    ) -> list[dict[str, dict[str, list[str]]]]:
+        # The inline formsets were not saved by Django (save_related replaced
+        # them), so they carry no per-object change lists to report.
+        message: list[dict[str, dict[str, list[str]]]] = construct_change_message(form, [], add)
+        if not add and any(row.has_changed() for fs in formsets for row in fs.forms):
+            if message:
+                message[0]["changed"]["fields"].append("property definitions")
+            else:
+                message.append({"changed": {"fields": ["property definitions"]}})
+        return message
 
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest
@@ -324,11 +384,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         client, secret = api_client_create(
             name=form.cleaned_data["name"], scopes=form.cleaned_data["scope_choices"]
         )
-        # The admin logs and answers with the form's instance: make it the new row.
-        for field in ApiClient._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(client, field.attname))
-        obj._state.adding = False
-        obj._state.db = client._state.db
+        adopt_row(obj, client)
         self._new_secrets[request] = secret
 
     def response_add(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -290,6 +291,37 @@ def test_event_type_is_created_with_its_property_definitions(marketer):
         ("amount", "number"),
         ("sku", "string"),
     ]
+
+
+def test_event_type_edit_replaces_definitions_and_is_logged(marketer):
+    event_type = EventTypeFactory(key="purchase", name="Purchase")
+    amount = PropertyDefinitionFactory(event_type=event_type, property_id="amount")
+    sku = PropertyDefinitionFactory(event_type=event_type, property_id="sku")
+    data = inline_post("purchase", [("amount", "number"), ("sku", "string"), ("coupon", "string")])
+    data.update(
+        {
+            "name": "Order placed",
+            "properties-INITIAL_FORMS": "2",
+            "properties-0-id": str(amount.pk),
+            "properties-0-event_type": event_type.pk,
+            "properties-1-id": str(sku.pk),
+            "properties-1-event_type": event_type.pk,
+            "properties-1-DELETE": "on",
+            "properties-2-event_type": event_type.pk,
+        }
+    )
+
+    response = marketer.post(f"{EVENT_TYPES}{event_type.pk}/change/", data)
+
+    assert response.status_code == 302
+    event_type.refresh_from_db()
+    assert event_type.name == "Order placed"
+    assert sorted(event_type.properties.values_list("property_id", "value_type")) == [
+        ("amount", "number"),
+        ("coupon", "string"),
+    ]
+    [entry] = LogEntry.objects.filter(object_id=event_type.pk)
+    assert entry.get_change_message() == "Changed Name and property definitions."
 
 
 def test_event_type_with_duplicate_property_id_is_rejected(marketer):
