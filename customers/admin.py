@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
 from events_app.models import Event
-from project.admin_forms import adopt_row
+from project.admin_forms import adopt_row, changed_fields
 from project.admin_json import PrettyJSONFormField
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -87,8 +87,7 @@ class CustomerAdmin(BigTableAdmin):
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
         if change:
-            fields = {name: form.cleaned_data[name] for name in form.changed_data}
-            if fields:
+            if fields := changed_fields(form):
                 customer_update(customer=obj, fields=fields)
             return
         created = customer_create(

@@ -38,7 +38,7 @@ from events_app.services import (
     event_type_delete,
     event_type_update,
 )
-from project.admin_forms import adopt_row
+from project.admin_forms import adopt_row, changed_fields
 from project.admin_json import pretty_json
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -71,8 +71,7 @@ class EventTypeAdmin(admin.ModelAdmin):
     # save_related in one transaction.
     def save_model(self, request: HttpRequest, obj: EventType, form: Any, change: bool) -> None:
         if change:
-            fields = {name: form.cleaned_data[name] for name in form.changed_data}
-            event_type_update(event_type=obj, fields=fields)
+            event_type_update(event_type=obj, fields=changed_fields(form))
             return
         created = event_type_create(
             key=form.cleaned_data["key"],

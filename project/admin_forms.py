@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.db.models import Model
 
 
@@ -15,3 +18,8 @@ def adopt_row(form_instance: Model, created: Model) -> None:
         setattr(form_instance, field.attname, getattr(created, field.attname))
     form_instance._state.adding = False
     form_instance._state.db = created._state.db
+
+
+def changed_fields(form: forms.BaseForm) -> dict[str, Any]:
+    """The edited fields and their new values: what an `<noun>_update` service takes."""
+    return {name: form.cleaned_data[name] for name in form.changed_data}

@@ -9,7 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from project.admin_lists import EstimatedCountPaginator
 
@@ -35,10 +37,10 @@ def marketer_client(perms: Iterable[str], username: str = "marketer") -> Client:
     return client
 
 
-def uncapped_counts(queries: Iterable[dict[str, str]], table: str) -> list[str]:
+def uncapped_counts(queries: Iterable[str], table: str) -> list[str]:
     """The queries that count every matching row of `table` (what big lists must avoid)."""
     pattern = re.compile(UNCAPPED_COUNT_RE.format(table=table))
-    return [q["sql"] for q in queries if pattern.search(q["sql"])]
+    return [sql for sql in queries if pattern.search(sql)]
 
 
 def treat_as_big_table(table: str, monkeypatch: pytest.MonkeyPatch, exact_below: int = 5) -> None:
@@ -46,3 +48,12 @@ def treat_as_big_table(table: str, monkeypatch: pytest.MonkeyPatch, exact_below:
     with connection.cursor() as cursor:
         cursor.execute(f'ANALYZE "{table}"')
     monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", exact_below)
+
+
+def get_with_queries(
+    client: Client, url: str, params: dict[str, object] | None = None
+) -> tuple[HttpResponse, list[str]]:
+    """GET a page and return it with the SQL it ran."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, params or {})
+    return response, [q["sql"] for q in queries.captured_queries]

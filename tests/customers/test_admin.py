@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
-from tests.admin_support import marketer_client, treat_as_big_table, uncapped_counts
+from tests.admin_support import (
+    get_with_queries,
+    marketer_client,
+    treat_as_big_table,
+    uncapped_counts,
+)
 from tests.factories import CustomerFactory, EventFactory, PropertyRecordFactory
 
 pytestmark = pytest.mark.django_db
@@ -156,8 +159,7 @@ def test_unfiltered_customer_list_uses_the_planner_estimate_not_count(marketer, 
         CustomerFactory()
     treat_as_big_table("customers_customer", monkeypatch)
 
-    with CaptureQueriesContext(connection) as queries:
-        response = marketer.get(CUSTOMERS)
+    response, queries = get_with_queries(marketer, CUSTOMERS)
 
-    assert uncapped_counts(queries.captured_queries, "customers_customer") == []
+    assert uncapped_counts(queries, "customers_customer") == []
     assert "about 8 customers" in response.text

@@ -15,7 +15,12 @@ from django.test.utils import CaptureQueriesContext
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition
 from events_app.services import api_client_authenticate, api_client_create
 from project.admin_lists import EstimatedCountPaginator
-from tests.admin_support import marketer_client, treat_as_big_table, uncapped_counts
+from tests.admin_support import (
+    get_with_queries,
+    marketer_client,
+    treat_as_big_table,
+    uncapped_counts,
+)
 from tests.conftest import API, basic_auth
 from tests.factories import (
     ApiClientFactory,
@@ -203,12 +208,11 @@ def test_unfiltered_event_list_uses_the_planner_estimate_not_count(marketer, mon
         EventFactory()
     treat_as_big_table("events_app_event", monkeypatch)
 
-    with CaptureQueriesContext(connection) as queries:
-        response = marketer.get(EVENTS)
+    response, queries = get_with_queries(marketer, EVENTS)
 
     assert response.status_code == 200
-    assert uncapped_counts(queries.captured_queries, "events_app_event") == []
-    assert any("reltuples" in q["sql"] for q in queries.captured_queries)
+    assert uncapped_counts(queries, "events_app_event") == []
+    assert any("reltuples" in sql for sql in queries)
     assert "about 12 events" in response.text
     assert "results (" not in response.text  # no count next to the search box
 
@@ -220,11 +224,10 @@ def test_filtered_event_list_counts_only_up_to_the_cap(marketer, monkeypatch):
     EventFactory()  # another type, so the type filter is drawn and applies
     monkeypatch.setattr(EstimatedCountPaginator, "filtered_count_cap", 3)
 
-    with CaptureQueriesContext(connection) as queries:
-        response = marketer.get(EVENTS, {"event_type__id__exact": event_type.pk})
+    response, queries = get_with_queries(marketer, EVENTS, {"event_type__id__exact": event_type.pk})
 
-    assert uncapped_counts(queries.captured_queries, "events_app_event") == []
-    assert [q["sql"] for q in queries.captured_queries if "LIMIT 4) subquery" in q["sql"]]
+    assert uncapped_counts(queries, "events_app_event") == []
+    assert [sql for sql in queries if "LIMIT 4) subquery" in sql]
     assert "more than 3 events" in response.text
 
 
@@ -488,10 +491,9 @@ def test_dashboard_never_counts_the_whole_events_table(marketer, monkeypatch):
         EventFactory()
     treat_as_big_table("events_app_event", monkeypatch)
 
-    with CaptureQueriesContext(connection) as queries:
-        response = marketer.get("/admin/")
+    response, queries = get_with_queries(marketer, "/admin/")
 
-    assert uncapped_counts(queries.captured_queries, "events_app_event") == []
+    assert uncapped_counts(queries, "events_app_event") == []
     assert str(response.context["dashboard"].events_total) == "~12"
 
 
