@@ -45,7 +45,12 @@ from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithin
 # ---------------------------------------------------------------- event types
 
 
-class PropertyDefinitionInline(admin.TabularInline):
+class TidyTabularInline(admin.TabularInline):
+    class Media:
+        css = {"all": ("events_app/admin_inlines.css",)}
+
+
+class PropertyDefinitionInline(TidyTabularInline):
     model = PropertyDefinition
     fields = ("property_id", "name", "value_type", "required")
     extra = 1
@@ -150,7 +155,7 @@ class EventTypeAdmin(admin.ModelAdmin):
 # ---------------------------------------------------------------- events
 
 
-class PropertyRecordInline(admin.TabularInline):
+class PropertyRecordInline(TidyTabularInline):
     model = PropertyRecord
     fields = ("property_id", "property_value")
     readonly_fields = fields

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
+from math import ceil
 from typing import Any
 
 from django.contrib import admin
@@ -25,7 +26,10 @@ from django.utils import timezone
 # Below this many rows an exact COUNT(*) is cheap, and exact figures avoid an
 # estimate that lags behind a freshly filled table.
 EXACT_COUNT_BELOW = 10_000
-# A filtered changelist counts at most this many rows (then says "more than").
+# A filtered changelist counts at most this many rows (then says "more than"),
+# and no list pages further than this: OFFSET n still reads (and joins) the n
+# rows it skips, so page 20,000 of a million events takes seconds. Past this
+# point a marketer filters or searches instead.
 FILTERED_COUNT_CAP = 10_000
 
 
@@ -73,6 +77,18 @@ class EstimatedCountPaginator(Paginator):
     exact_count_below = EXACT_COUNT_BELOW
     filtered_count_cap = FILTERED_COUNT_CAP
     count_kind = "exact"  # "exact" | "estimate" | "at_least"
+
+    @cached_property
+    def num_pages(self) -> int:  # type: ignore[override]
+        # Django's page count (admin changelists allow an empty first page)...
+        pages = ceil(max(1, self.count - self.orphans) / self.per_page)
+        # ...but no page starts past the cap.
+        return min(pages, max(ceil(self.filtered_count_cap / self.per_page), 1))
+
+    @property
+    def is_truncated(self) -> bool:
+        """True when rows exist beyond the last page offered."""
+        return self.count > self.num_pages * self.per_page
 
     @cached_property
     def count(self) -> int:  # type: ignore[override]

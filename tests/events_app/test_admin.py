@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from events_app.admin import EventAdmin
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition
 from events_app.services import api_client_authenticate, api_client_create
 from project.admin_lists import EstimatedCountPaginator
@@ -520,3 +521,21 @@ def test_typed_in_sort_on_a_column_without_index_is_ignored(marketer):
     assert len(page_query) == 1
     # Falls back to the (indexed, time-ordered) primary key.
     assert page_query[0].endswith('ORDER BY "events_app_event"."id" DESC')
+
+
+def test_big_event_list_offers_no_page_past_the_cap(marketer, monkeypatch):
+    for _ in range(12):
+        EventFactory()
+    treat_as_big_table("events_app_event", monkeypatch)
+    monkeypatch.setattr(EstimatedCountPaginator, "filtered_count_cap", 4)
+    monkeypatch.setattr(EventAdmin, "list_per_page", 2)
+
+    last = marketer.get(EVENTS, {"p": "2"})
+    beyond = marketer.get(EVENTS, {"p": "3"})
+
+    assert last.status_code == 200
+    assert len(last.context["cl"].result_list) == 2
+    assert "about 12 events" in last.text
+    assert "pages reach the first 4; filter or search to reach the rest" in last.text
+    # Django's answer to a page that does not exist: back to the list with ?e=1.
+    assert (beyond.status_code, beyond["Location"]) == (302, f"{EVENTS}?e=1")
