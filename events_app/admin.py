@@ -60,9 +60,14 @@ class PropertyDefinitionInline(TidyTabularInline):
 class EventTypeAdmin(admin.ModelAdmin):
     list_display = ("key", "name", "property_count", "created_at")
     search_fields = ("key", "name")  # a small table: icontains is fine here
-    readonly_fields = ("id", "created_at", "updated_at")
-    fields = ("key", "name", "description", "id", "created_at", "updated_at")
+    readonly_fields = ("events_link", "id", "created_at", "updated_at")
+    fields = ("key", "name", "description", "events_link", "id", "created_at", "updated_at")
     inlines = (PropertyDefinitionInline,)
+
+    @admin.display(description="events")
+    def events_link(self, obj: EventType) -> SafeString:
+        url = reverse("admin:events_app_event_changelist") + f"?event_type__id__exact={obj.pk}"
+        return format_html('<a href="{}">events of this type</a>', url)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EventType]:
         return super().get_queryset(request).annotate(property_total=Count("properties"))
@@ -228,6 +233,8 @@ class EventAdmin(BigTableAdmin):
     # Declared so the search box is drawn; search_exact does the work.
     search_fields = ("=id", "=external_id", "=customer__external_id")
     search_help_text = "Exact event id, external id (ref) or customer external id."
+    # Should events ever become editable here, customers are picked by
+    # autocomplete, never from a <select> of every customer.
     autocomplete_fields = ("customer", "event_type")
     inlines = (PropertyRecordInline,)
     fieldsets = (

@@ -121,6 +121,14 @@ def test_event_list_filters_by_event_type(marketer):
     assert sorted(result_ids(response)) == sorted(e.pk for e in wanted)
 
 
+def test_event_type_page_links_to_its_events(marketer):
+    event_type = EventTypeFactory()
+
+    response = marketer.get(f"{EVENT_TYPES}{event_type.pk}/change/")
+
+    assert f'href="{EVENTS}?event_type__id__exact={event_type.pk}"' in response.text
+
+
 def test_event_list_filters_by_state(marketer):
     pending = EventFactory(state=Event.State.PENDING)
     EventFactory(state=Event.State.COMPLETED)
