@@ -26,12 +26,27 @@ from project.admin_json import PrettyJSONFormField
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
 
+class TagsField(forms.CharField):
+    """Tags as one comma-separated line; stored as a JSON list."""
+
+    def prepare_value(self, value: Any) -> str:
+        return ", ".join(value) if isinstance(value, list) else (value or "")
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value)
+        return [tag.strip() for tag in (text or "").split(",") if tag.strip()]
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return (initial or []) != self.to_python(data)
+
+
 class CustomerForm(forms.ModelForm):
     attributes = PrettyJSONFormField(required=False)
+    tags = TagsField(required=False, help_text="Comma-separated, e.g. vip, newsletter.")
 
     class Meta:
         model = Customer
-        fields = ("external_id", "email", "attributes")
+        fields = ("external_id", "email", "attributes", "tags")
 
     def clean_attributes(self) -> dict[str, Any]:
         value = self.cleaned_data.get("attributes")
@@ -56,11 +71,12 @@ class CustomerAdmin(BigTableAdmin):
     # search_exact does the work.
     search_fields = ("=external_id", "=email")
     search_help_text = "Exact external id, email or customer id."
-    fields = ("external_id", "email", "attributes", "tag_list", "events_link", "id")
-    readonly_fields = ("tag_list", "events_link", "id", "created_at", "updated_at")
+    fields = ("external_id", "email", "attributes", "tags", "events_link", "id")
+    readonly_fields = ("events_link", "id", "created_at", "updated_at")
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         if obj is None:
+            # Tags are set once the customer exists (customer_update takes them).
             return ["external_id", "email", "attributes"]
         return [*self.fields, "created_at", "updated_at"]
 

@@ -103,6 +103,21 @@ def test_customer_edit_saves_changed_fields(marketer):
     assert (customer.email, customer.attributes) == ("new@example.com", {"plan": "gold"})
 
 
+def test_customer_tags_are_edited_as_a_comma_separated_line(marketer):
+    customer = CustomerFactory(external_id="157613", tags=["vip"])
+
+    page = marketer.get(f"{CUSTOMERS}{customer.pk}/change/")
+    response = marketer.post(
+        f"{CUSTOMERS}{customer.pk}/change/",
+        customer_post(email=customer.email, tags=" vip, newsletter ,, "),
+    )
+
+    assert 'value="vip"' in page.text
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.tags == ["vip", "newsletter"]
+
+
 @pytest.mark.parametrize("attributes", ['["not", "an", "object"]', "{broken"])
 def test_customer_attributes_must_be_a_json_object(marketer, attributes):
     customer = CustomerFactory(attributes={"country": "CZ"})
