@@ -44,6 +44,8 @@ def events_page(request: Request, queryset: Any, *, filters: bool = True) -> dic
         params=params,
         sort_fields=selectors.EVENT_SORT_FIELDS,
         to_dict=lambda event: EventSerializer(event).data,
+        total=selectors.event_count(queryset=queryset),
+        deferred_join=True,
     )
 
 
