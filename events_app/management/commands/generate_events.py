@@ -101,12 +101,12 @@ def public_id_at(millis: int, rng: random.Random) -> str:
 
 
 def run_tag() -> str:
-    """Base-36 seconds: makes this run's external ids unique against earlier runs."""
-    seconds = int(time.time())
+    """Base-36 milliseconds: makes this run's external ids unique against earlier runs."""
+    millis = time.time_ns() // 1_000_000
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
-    while seconds:
-        seconds, rest = divmod(seconds, 36)
+    while millis:
+        millis, rest = divmod(millis, 36)
         out = digits[rest] + out
     return out
 
