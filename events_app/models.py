@@ -124,6 +124,9 @@ class Event(models.Model):
             models.Index(
                 fields=["event_type", "external_id", "id"], name="event_type_external_idx"
             ),
+            # GET /events?sort_field=occurred_at and occurred_after/occurred_before
+            # ranges: without it a sort of every event (~300 ms at 1M rows).
+            models.Index(fields=["occurred_at", "id"], name="event_occurred_idx"),
             # GET /customers/{id}/events and GET /events?customer_id=….
             models.Index(fields=["customer", "created_at", "id"], name="event_customer_idx"),
             # GET /events?status=pending: the work list stays small as events get processed.
