@@ -14,7 +14,9 @@ same data). Running it again adds more data: external ids carry a run tag.
 from __future__ import annotations
 
 import json
+import queue
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +25,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
-from psycopg.copy import QueuedLibpqWriter
 
 from customers.models import Customer
 from events_app.management.commands.seed_demo import DEMO_TYPES
@@ -287,9 +288,8 @@ class CopyWriter:
                     at = iso_millis(created_ms)
                     copy.write(f"{cid}\t{external_id}\t{email}\t{attributes}\t[]\t{at}\t{at}\n")
 
-    def events(self, chunk: list[GeneratedEvent]) -> None:
-        event_table = Event._meta.db_table
-        record_table = PropertyRecord._meta.db_table
+    def prepare(self, chunk: list[GeneratedEvent]) -> tuple[list[str], list[str]]:
+        """COPY text lines of the events and of their property records (no I/O)."""
         event_lines: list[str] = []
         record_lines: list[str] = []
         for e in chunk:
@@ -302,15 +302,18 @@ class CopyWriter:
                 f"{done if e.state == 3 else NULL}\tt\tf\t0\n"
             )
             record_lines.extend(f"{e.id}\t{pid}\t{value}\n" for pid, value in e.records)
+        return event_lines, record_lines
+
+    def write(self, prepared: tuple[list[str], list[str]]) -> None:
+        event_lines, record_lines = prepared
+        event_table = Event._meta.db_table
+        record_table = PropertyRecord._meta.db_table
         with transaction.atomic(), connection.cursor() as cursor:
             raw = cursor.cursor
-            # The queued writer sends from a thread, so PostgreSQL inserts while
-            # Python formats the next block.
-            events_sql = f"COPY {event_table} ({self.EVENT_COLUMNS}) FROM STDIN"
-            with raw.copy(events_sql, writer=QueuedLibpqWriter(raw)) as copy:
+            with raw.copy(f"COPY {event_table} ({self.EVENT_COLUMNS}) FROM STDIN") as copy:
                 _write_blocks(copy, event_lines)
             records_sql = f"COPY {record_table} (event_id, property_id, property_value) FROM STDIN"
-            with raw.copy(records_sql, writer=QueuedLibpqWriter(raw)) as copy:
+            with raw.copy(records_sql) as copy:
                 _write_blocks(copy, record_lines)
 
 
@@ -336,7 +339,8 @@ class InsertWriter:
                 at = datetime.fromtimestamp(created_ms / 1000, tz=UTC)
                 Customer.objects.filter(pk=cid).update(created_at=at, updated_at=at)
 
-    def events(self, chunk: list[GeneratedEvent]) -> None:
+    def prepare(self, chunk: list[GeneratedEvent]) -> tuple[list[Event], list[PropertyRecord]]:
+        """Unsaved model instances of the events and their property records (no I/O)."""
         events: list[Event] = []
         records: list[PropertyRecord] = []
         for e in chunk:
@@ -361,9 +365,55 @@ class InsertWriter:
                 PropertyRecord(event_id=e.id, property_id=pid, property_value=value)
                 for pid, value in e.records
             )
+        return events, records
+
+    def write(self, prepared: tuple[list[Event], list[PropertyRecord]]) -> None:
+        events, records = prepared
         with transaction.atomic():
             Event.objects.bulk_create(events, batch_size=self.BATCH)
             PropertyRecord.objects.bulk_create(records, batch_size=self.BATCH)
+
+
+Writer = CopyWriter | InsertWriter
+
+
+def _prepared_chunks(generator: Generator, writer: Writer, total: int, chunk: int) -> Iterator[Any]:
+    """Chunks ready to write, generated in a thread while the previous one is written.
+
+    Generating and formatting is pure Python; writing mostly waits for the
+    database (psycopg releases the GIL meanwhile), so the two overlap. All
+    database work stays on this thread and its connection.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    finished = object()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for events in generator.events(total, chunk):
+                put(writer.prepare(events))
+        except BaseException as exc:  # handed to the consuming thread
+            put(exc)
+        put(finished)
+
+    thread = threading.Thread(target=produce, name="generate_events", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 # ---------------------------------------------------------------- command
@@ -399,7 +449,7 @@ class Command(BaseCommand):
         if n_customers < 1:
             raise CommandError("--customers must be >= 1.")
         use_copy = connection.vendor == "postgresql" and not options["insert"]
-        writer: CopyWriter | InsertWriter = CopyWriter() if use_copy else InsertWriter()
+        writer: Writer = CopyWriter() if use_copy else InsertWriter()
         rng = random.Random(options["seed"])
         tag = run_tag()
         end_ms = time.time_ns() // 1_000_000
@@ -421,10 +471,10 @@ class Command(BaseCommand):
             tag=tag,
         )
         done = records = 0
-        for chunk in generator.events(total, options["chunk"]):
-            writer.events(chunk)
-            done += len(chunk)
-            records += sum(len(e.records) for e in chunk)
+        for prepared in _prepared_chunks(generator, writer, total, options["chunk"]):
+            writer.write(prepared)
+            done += len(prepared[0])
+            records += len(prepared[1])
             elapsed = time.monotonic() - began
             self.stdout.write(
                 f"  {done:>11,} / {total:,} events  {elapsed:7.1f} s  "
@@ -441,7 +491,7 @@ class Command(BaseCommand):
 
     def _customers(
         self,
-        writer: CopyWriter | InsertWriter,
+        writer: Writer,
         rng: random.Random,
         count: int,
         start_ms: int,
