@@ -92,7 +92,9 @@ def load(env: dict[str, str], url: str, events: int) -> None:
     print(f"  load took {time.monotonic() - began:.1f} s in total")
 
 
-def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(
+    env: dict[str, str], port: int, workers: int, auth: tuple[str, str]
+) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [
             PYTHON,
@@ -116,8 +118,12 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
             if server.poll() is not None:
                 raise SystemExit("gunicorn exited; is the port free?")
             try:
-                # Any answer (401 without credentials) means a worker is serving.
-                requests.get(f"http://127.0.0.1:{port}{API}/events", timeout=10)
+                requests.get(
+                    f"http://127.0.0.1:{port}{API}/events",
+                    params={"count": 1},
+                    auth=auth,
+                    timeout=10,
+                )
                 return server
             except requests.RequestException:
                 time.sleep(0.2)
@@ -218,7 +224,7 @@ def main() -> None:
         for sort in ("created_at", "external_id")
         for offset in (0, 100_000)
     ]
-    server = start_server(env, args.port, args.workers)
+    server = start_server(env, args.port, args.workers, (name, secret))
     rows: list[tuple[str, float, float, str]] = []
     try:
         session = requests.Session()

@@ -117,7 +117,7 @@ def iso_millis(millis: int) -> str:
 
 
 class Generator:
-    """Produces customers and time-ordered events with valid property records."""
+    """Produces time-ordered events with property records valid for their type."""
 
     def __init__(
         self,
