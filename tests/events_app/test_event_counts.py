@@ -14,7 +14,7 @@ from customers.services import customer_delete
 from events_app import selectors
 from events_app.models import Event, EventCount, EventType
 from events_app.schemas import EventCreateIn, EventIn
-from events_app.services import event_ingest, events_prepare, events_store
+from events_app.services import event_ingest, event_type_delete, events_prepare, events_store
 from project.ids import new_public_id
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
@@ -244,3 +244,17 @@ def test_concurrent_writers_use_different_counter_slots_without_waiting() -> Non
 
     assert counter(purchase) == 2
     assert EventCount.objects.filter(event_type=purchase).count() == 2
+
+
+def test_type_whose_events_were_deleted_can_be_deleted_with_its_counters(types) -> None:
+    purchase, login = types
+    EventFactory.create_batch(2, event_type=purchase)
+    EventFactory(event_type=login)
+    Event.objects.filter(event_type=purchase).delete()
+    assert EventCount.objects.filter(event_type=purchase).exists()  # slots at zero remain
+
+    event_type_delete(event_type=purchase)
+
+    assert not EventType.objects.filter(pk=purchase.pk).exists()
+    assert not EventCount.objects.filter(event_type_id=purchase.pk).exists()
+    assert counter() == 1
