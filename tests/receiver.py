@@ -150,7 +150,7 @@ def local_receiver() -> Iterator[Receiver]:
         raise RuntimeError(f"No free port in {ports.start}-{ports.stop - 1}")
     server.daemon_threads = True
     Receiver.__init__(receiver, server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield receiver
