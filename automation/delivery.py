@@ -20,10 +20,10 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -286,32 +286,42 @@ def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:
     return list(endpoints.values()), types
 
 
-def deliveries_create_for_events(*, events: list[Event]) -> list[Delivery]:
+class NewEvent(Protocol):
+    """What ingestion hands over: a stored Event or its prepared values (same ids)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def event_type_id(self) -> str: ...
+
+
+def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery]:
     """One delivery per (new event, matching active subscription); call in the ingest transaction.
 
     Costs one query when there are no subscriptions, so ingestion without
-    webhooks stays as fast as before.
+    webhooks stays as fast as before; otherwise the matching events are loaded
+    once to build their payloads (the event object as the API shows it).
     """
     if not events:
         return []
     endpoints, types = _matching_subscriptions()
     if not endpoints:
         return []
-    now = timezone.now()
-    deliveries: list[Delivery] = []
-    undelivered: list[str] = []
+    matches: dict[str, list[Endpoint]] = {}
     for event in events:
         matching = [e for e in endpoints if not types[e.pk] or event.event_type_id in types[e.pk]]
-        if not matching:
-            continue
-        event.is_delivered = False
-        undelivered.append(event.pk)
-        payload = event_payload(event)
-        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matching)
-    if not deliveries:
+        if matching:
+            matches[event.id] = matching
+    if not matches:
         return []
+    Event.objects.filter(pk__in=list(matches)).update(is_delivered=False)
+    now = timezone.now()
+    deliveries: list[Delivery] = []
+    for event in Event.objects.filter(pk__in=list(matches)).order_by("pk"):
+        payload = event_payload(event)
+        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matches[event.pk])
     Delivery.objects.bulk_create(deliveries)
-    Event.objects.filter(pk__in=undelivered).update(is_delivered=False)
     _enqueue_on_commit([d.pk for d in deliveries])
     return deliveries
 
