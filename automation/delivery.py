@@ -27,14 +27,14 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from automation import outbound
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from events_app.models import Event, EventType
-from project.errors import ConflictError, ValidationFailed
+from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -659,3 +659,41 @@ def dispatch_due_deliveries(now: datetime | None = None) -> int:
         if len(ids) < chunk:
             break
     return total
+
+
+# ---------------------------------------------------------------- reads (API, admin)
+
+
+def webhook_list() -> QuerySet[Endpoint]:
+    """Webhook subscriptions only: endpoints of schedules and workflows are managed there."""
+    return Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION).prefetch_related("event_types")
+
+
+def webhook_get(*, webhook_id: str) -> Endpoint:
+    try:
+        return webhook_list().get(pk=webhook_id)
+    except Endpoint.DoesNotExist:
+        raise NotFoundError(f"Webhook '{webhook_id}' not found.") from None
+
+
+def delivery_list(
+    *, webhook_id: str | None = None, event_id: str | None = None, status: str | None = None
+) -> QuerySet[Delivery]:
+    queryset = Delivery.objects.all()
+    if webhook_id is not None:
+        queryset = queryset.filter(endpoint_id=webhook_id)
+    if event_id is not None:
+        queryset = queryset.filter(event_id=event_id)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def delivery_get(*, delivery_id: str, with_attempts: bool = False) -> Delivery:
+    queryset = Delivery.objects.all()
+    if with_attempts:
+        queryset = queryset.prefetch_related("attempts")
+    try:
+        return queryset.get(pk=delivery_id)
+    except Delivery.DoesNotExist:
+        raise NotFoundError(f"Delivery '{delivery_id}' not found.") from None
