@@ -450,8 +450,12 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
         delivery.attempt_count += 1
         delivery.locked_until = lease
         delivery.last_attempt_at = now
+        # The task message did its job; from here the claim's lease governs retries.
         Delivery.objects.filter(pk=delivery.pk).update(
-            attempt_count=delivery.attempt_count, locked_until=lease, last_attempt_at=now
+            attempt_count=delivery.attempt_count,
+            locked_until=lease,
+            last_attempt_at=now,
+            queued_until=None,
         )
     return delivery
 
