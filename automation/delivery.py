@@ -60,8 +60,6 @@ SECRET_BYTES = 32
 # A task was enqueued for the row: the dispatcher leaves it alone this long before
 # assuming the broker message was lost and enqueueing it again.
 QUEUE_LEASE = timedelta(minutes=5)
-# A claimed attempt: the outbound deadline plus this margin before another worker may retry.
-CLAIM_MARGIN = timedelta(seconds=30)
 # An endpoint at its concurrency limit: the delivery waits this long (plus jitter).
 BUSY_DEFER = timedelta(seconds=1)
 RESPONSE_EXCERPT_CHARS = 2000
@@ -418,7 +416,11 @@ def sign(*, endpoint: Endpoint, message_id: str, body: str, now: datetime) -> di
 def _claim(delivery_id: str, now: datetime) -> Delivery | str:
     """Steps 1-2 of deliver_one: lock the due row (skipping rows others hold), mark it
     claimed, commit. Returns the claimed delivery or why nothing is to be done."""
-    lease = now + timedelta(seconds=settings.HERALD_OUTBOUND_TIMEOUT) + CLAIM_MARGIN
+    # The outbound deadline plus a margin for the database work around the call: after
+    # that the worker is presumed dead and another may make the attempt.
+    lease = now + timedelta(
+        seconds=settings.HERALD_OUTBOUND_TIMEOUT + settings.HERALD_DELIVERY_CLAIM_MARGIN
+    )
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
