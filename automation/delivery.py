@@ -61,7 +61,7 @@ SECRET_BYTES = 32
 # assuming the broker message was lost and enqueueing it again.
 QUEUE_LEASE = timedelta(minutes=5)
 # An endpoint at its concurrency limit: the delivery waits this long (plus jitter).
-BUSY_DEFER = timedelta(seconds=1)
+BUSY_DEFER = timedelta(milliseconds=500)
 RESPONSE_EXCERPT_CHARS = 2000
 MAX_DISPATCH_CHUNKS = 20  # bound one dispatcher call; the next tick continues
 SUCCESS_RECORD_RESOLUTION = timedelta(minutes=1)

@@ -208,7 +208,7 @@ def main() -> None:
     print(
         f"workers: {args.processes} x `celery worker --pool threads --concurrency "
         f"{args.threads}`; endpoint concurrency limit "
-        f"{os.environ.get('HERALD_DELIVERY_ENDPOINT_CONCURRENCY', '8')}; broker {BROKER}"
+        f"{os.environ.get('HERALD_DELIVERY_ENDPOINT_CONCURRENCY', '16')}; broker {BROKER}"
     )
     workers = start_workers(args.processes, args.threads, log_dir)
     dispatcher = Dispatcher()

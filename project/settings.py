@@ -245,7 +245,7 @@ HERALD_DELIVERY_CLAIM_MARGIN = float(os.environ.get("HERALD_DELIVERY_CLAIM_MARGI
 # At most this many attempts in flight per endpoint, so a slow endpoint cannot take
 # every worker thread; further due deliveries of it wait a moment in the database.
 HERALD_DELIVERY_ENDPOINT_CONCURRENCY = int(
-    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "8")
+    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "16")
 )
 # Rows the dispatcher claims per tick (it loops in chunks of this size).
 HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CHUNK", "500"))
