@@ -265,7 +265,7 @@ def event_payload(event: Event) -> dict[str, Any]:
     """The body of an event delivery: the event object exactly as GET /events/{id} shows it."""
     from events_app.api.serializers import EventSerializer
 
-    return dict(EventSerializer(event).data)
+    return dict(EventSerializer().to_representation(event))
 
 
 def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:

@@ -16,16 +16,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from events_app.models import Event, EventType
-from project.ids import PUBLIC_ID_LENGTH, new_public_id
+from events_app.models import Event, EventType, _public_id_field
 
 __all__ = ["Delivery", "DeliveryAttempt", "Endpoint"]
-
-
-def _public_id_field() -> models.CharField:
-    return models.CharField(
-        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
-    )
 
 
 class Endpoint(models.Model):
