@@ -232,7 +232,12 @@ def _enqueue_on_commit(delivery_ids: list[str]) -> None:
     def send() -> None:
         from automation.tasks import deliver_one_task, enqueue_many
 
-        enqueue_many(deliver_one_task, [(i,) for i in delivery_ids])
+        try:
+            enqueue_many(deliver_one_task, [(i,) for i in delivery_ids])
+        except Exception:
+            # The rows are committed: the dispatcher sends them once QUEUE_LEASE lapses.
+            # Failing the caller (an API request whose events are stored) would be worse.
+            logger.exception("Could not enqueue %d deliveries; dispatcher will", len(delivery_ids))
 
     transaction.on_commit(send)
 
