@@ -173,6 +173,28 @@ def delays(receiver: Receiver, since: int = 0) -> list[float]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU of these processes and their threads so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Backends of this database (the workers' connections), for their CPU share."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -223,13 +245,25 @@ def main() -> None:
             # 1. Throughput: rows already in the database, handed out by the dispatcher.
             base = Delivery.objects.filter(endpoint=fast_ep, status="succeeded").count()
             create(fast_ep, args.deliveries, enqueue=False)
+            worker_pids = [w.pid for w in workers]
+            db_pids = postgres_pids()  # the workers' connections stay open (CONN_MAX_AGE)
+            cpu_before = cpu_seconds(worker_pids), cpu_seconds(db_pids)
             started = time.monotonic()
             svc.dispatch_due_deliveries()
             wait_succeeded(fast_ep, base + args.deliveries, 300)
             elapsed = time.monotonic() - started
+            worker_cpu = cpu_seconds(worker_pids) - cpu_before[0]
+            db_cpu = cpu_seconds(db_pids) - cpu_before[1]
+            per = (worker_cpu + db_cpu) / args.deliveries
             print(
                 f"1. throughput: {args.deliveries} due deliveries sent in {elapsed:.2f} s = "
                 f"{args.deliveries / elapsed:.0f} deliveries/s"
+            )
+            print(
+                f"   CPU per delivery: workers {worker_cpu / args.deliveries * 1000:.2f} ms + "
+                f"PostgreSQL {db_cpu / args.deliveries * 1000:.2f} ms = {per * 1000:.2f} ms, "
+                f"i.e. ~{1 / per:.0f} deliveries/s per fully available core "
+                f"(load-independent; receiver and Redis not counted)"
             )
 
             # 2. Isolation: fast alone, then fast while a slow endpoint hangs 10 s a request.

@@ -92,7 +92,7 @@ def test_a_late_result_of_a_superseded_attempt_is_discarded(make_endpoint, recei
 
 
 @pytest.mark.django_db
-def test_an_endpoint_at_its_concurrency_limit_defers_instead_of_taking_a_worker(
+def test_an_endpoint_at_its_concurrency_limit_leaves_the_delivery_waiting_in_the_database(
     make_endpoint, receiver, settings
 ):
     settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 2
@@ -102,11 +102,59 @@ def test_an_endpoint_at_its_concurrency_limit_defers_instead_of_taking_a_worker(
         assert isinstance(svc._claim(first.pk, T0), Delivery)
         assert isinstance(svc._claim(second.pk, T0), Delivery)
         assert svc.deliver_one(third.pk) == "endpoint-busy"
+        # The dispatcher hands out no task for it while both slots are taken.
+        assert svc.dispatch_due_deliveries() == 0
     third.refresh_from_db()
-    assert third.status == "pending"
-    assert T0 + svc.BUSY_DEFER <= third.next_attempt_at <= T0 + 2 * svc.BUSY_DEFER
+    assert (third.status, third.attempt_count, third.next_attempt_at) == ("pending", 0, T0)
     assert third.queued_until is None
     assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_a_worker_goes_on_with_its_endpoints_backlog_after_a_success(
+    make_endpoint, receiver, settings
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 1
+    endpoint, _ = make_endpoint()
+    other, _ = make_endpoint(path="/other")
+    deliveries = _create(endpoint, 4)
+    (elsewhere,) = _create(other)
+
+    assert svc.deliver_one(deliveries[0].pk) == "succeeded"
+
+    assert [r.path for r in receiver.requests] == ["/hook"] * 4
+    assert set(Delivery.objects.filter(endpoint=endpoint).values_list("status", flat=True)) == {
+        "succeeded"
+    }
+    elsewhere.refresh_from_db()
+    assert elsewhere.status == "pending"  # another endpoint's work is not taken along
+
+
+@pytest.mark.django_db
+def test_no_follow_on_after_a_failure(make_endpoint, receiver):
+    receiver.reply(Reply(status=503))
+    endpoint, _ = make_endpoint()
+    first, second = _create(endpoint, 2)
+    svc.deliver_one(first.pk)
+    second.refresh_from_db()
+    assert (len(receiver.requests), second.attempt_count) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_dispatcher_enqueues_at_most_the_free_slots_of_an_endpoint(
+    make_endpoint, settings, enqueued
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 3
+    endpoint, _ = make_endpoint()
+    other, _ = make_endpoint(path="/other")
+    with time_machine.travel(T0, tick=False):
+        busy = _create(endpoint, 6)
+        idle = _create(other, 2)
+        Delivery.objects.update(queued_until=None)
+        assert isinstance(svc._claim(busy[0].pk, T0), Delivery)
+        enqueued.clear()
+        assert svc.dispatch_due_deliveries() == 4
+    assert sorted(enqueued) == sorted([busy[1].pk, busy[2].pk, idle[0].pk, idle[1].pk])
 
 
 @pytest.mark.django_db
@@ -146,7 +194,10 @@ def test_concurrent_workers_make_exactly_one_attempt(make_endpoint, receiver, en
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_dispatchers_enqueue_each_due_row_once(make_endpoint, monkeypatch, enqueued):
+def test_concurrent_dispatchers_enqueue_each_due_row_once(
+    make_endpoint, monkeypatch, enqueued, settings
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 100  # only the race matters here
     endpoint, _ = make_endpoint()
     rows = _create(endpoint, 50)
     Delivery.objects.update(queued_until=None)

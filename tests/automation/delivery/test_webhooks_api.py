@@ -245,8 +245,10 @@ def test_delivery_list_filters_detail_and_redeliver(api, receiver, allow_loopbac
     assert redone.json()["data"]["status"] == "pending"
     assert Event.objects.get(pk=event_id).is_delivered is False
     assert svc.deliver_one(delivery.pk) == "succeeded"
-    first, second = receiver.requests
+    # After the success the worker went on with the webhook's other due delivery (r2).
+    first, second, follow_on = receiver.requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == delivery.message_id
+    assert json.loads(follow_on.body)["event_id"] != event_id
     assert Event.objects.get(pk=event_id).is_delivered is True
     assert api.post(f"{API}/deliveries/nope/redeliver").status_code == 404
 
