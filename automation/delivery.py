@@ -21,7 +21,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -302,16 +303,19 @@ class NewEvent(Protocol):
 
 
 def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery]:
-    """One delivery per (new event, matching active subscription); call in the ingest transaction.
-
-    Costs one query when there are no subscriptions, so ingestion without
-    webhooks stays as fast as before; otherwise the matching events are loaded
-    once to build their payloads (the event object as the API shows it).
-    """
+    """One delivery per (new event, matching active subscription); call in the ingest
+    transaction. Costs one query when there are no subscriptions."""
     if not events:
         return []
-    endpoints, types = _matching_subscriptions()
-    if not endpoints:
+    return _deliveries_create(events, _matching_subscriptions())
+
+
+def _deliveries_create(
+    events: Sequence[NewEvent], subscriptions: tuple[list[Endpoint], dict[str, set[str]]]
+) -> list[Delivery]:
+    """The events' deliveries; their payloads are the events as the API shows them."""
+    endpoints, types = subscriptions
+    if not endpoints or not events:
         return []
     matches: dict[str, list[Endpoint]] = {}
     for event in events:
@@ -329,6 +333,22 @@ def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery
     Delivery.objects.bulk_create(deliveries)
     _enqueue_on_commit([d.pk for d in deliveries])
     return deliveries
+
+
+@contextmanager
+def deliveries_for_new_events() -> Iterator[Callable[[Sequence[NewEvent]], list[Delivery]]]:
+    """Wrap the insert of new events: yields the function that creates their deliveries.
+
+    Looks up active subscriptions once. With some, the block runs in one transaction
+    so events and deliveries commit together; with none, no transaction is opened
+    (ingestion's insert stays a single statement) and the function does nothing.
+    """
+    subscriptions = _matching_subscriptions()
+    if not subscriptions[0]:
+        yield lambda events: []
+        return
+    with transaction.atomic():
+        yield lambda events: _deliveries_create(events, subscriptions)
 
 
 # ---------------------------------------------------------------- is_delivered

@@ -56,7 +56,7 @@ ALLOWED_HOSTS = env_list(
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "project.apps.HeraldAdminConfig",  # django.contrib.admin with the Herald site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
