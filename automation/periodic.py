@@ -94,8 +94,10 @@ class EmbeddedRunner:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop ticking, drop queued tasks, wait for running ones (bounded by their deadlines)."""
         self._stop.set()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._thread.join(timeout=30)
 
     def submit(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.pool.submit(_run_logged, func, args)
@@ -112,15 +114,16 @@ class EmbeddedRunner:
 
 
 def _run_logged(func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    from django.db import close_old_connections
+    from django.db import connections
 
-    close_old_connections()
     try:
         func(*args)
     except Exception:
         logger.exception("Background job %s%r failed", getattr(func, "__name__", func), args)
     finally:
-        close_old_connections()
+        # Close this thread's connections: an idle pool thread must not hold one open
+        # (the embedded default is SQLite, where connecting costs next to nothing).
+        connections.close_all()
 
 
 _runner: EmbeddedRunner | None = None
