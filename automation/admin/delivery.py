@@ -52,8 +52,7 @@ class EndpointAdmin(admin.ModelAdmin):
     filter_horizontal = ("event_types",)
     readonly_fields = (
         "id",
-        "secret",
-        "previous_secret",
+        "secret_hint",
         "previous_secret_expires_at",
         "disabled_at",
         "first_failure_at",
@@ -72,6 +71,11 @@ class EndpointAdmin(admin.ModelAdmin):
         *readonly_fields[1:],
     )
     actions = ("disable_endpoints", "send_test_ping")
+
+    @admin.display(description="Signing secret")
+    def secret_hint(self, obj: Endpoint) -> str:
+        # Shown once by the API (creation, rotation); the admin only helps tell them apart.
+        return f"{obj.secret[:10]}…" if obj.secret else "-"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
         if not change:
