@@ -186,7 +186,10 @@ class DeliveryCollectionView(APIView):
 class DeliveryDetailView(APIView):
     @extend_schema(
         operation_id="deliveries_retrieve",
-        responses={200: envelope("DeliveryWithAttempts", DeliveryDetailSerializer()), **errors(404)},
+        responses={
+            200: envelope("DeliveryWithAttempts", DeliveryDetailSerializer()),
+            **errors(404),
+        },
     )
     def get(self, request: Request, delivery_id: str) -> Response:
         delivery = services.delivery_get(delivery_id=delivery_id, with_attempts=True)
