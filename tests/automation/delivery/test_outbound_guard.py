@@ -165,7 +165,7 @@ def test_drip_feeding_receiver_is_cut_off_at_the_deadline(settings, receiver):
     started = time.monotonic()
     with pytest.raises(outbound.OutboundFailed, match="deadline"):
         outbound.post(receiver.url(), body=b"{}", headers={}, timeout=1.0)
-    assert 1.0 <= time.monotonic() - started < 2.0
+    assert 1.0 <= time.monotonic() - started < 3.0  # generous: CI machines are shared
 
 
 def test_slow_headers_are_cut_off_at_the_deadline(settings, receiver):
@@ -174,7 +174,7 @@ def test_slow_headers_are_cut_off_at_the_deadline(settings, receiver):
     started = time.monotonic()
     with pytest.raises(outbound.OutboundFailed, match="deadline"):
         outbound.post(receiver.url(), body=b"{}", headers={}, timeout=0.5)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the server answers only after 3 s
 
 
 def test_response_body_is_capped(settings, receiver):
