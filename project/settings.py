@@ -225,3 +225,34 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "project.api.schema.msgspec_components",
 ]
+
+# ---------------------------------------------------------------- Background work and delivery
+# (issue 4; documented in docs/operations.md, "Background work and delivery")
+# The embedded default (SQLite, no broker, not production) may call loopback receivers;
+# project/wsgi.py says so when the app starts. Anything else must list networks explicitly.
+EMBEDDED_DEFAULT = not PRODUCTION and not CELERY_BROKER_URL and not IS_POSTGRES
+HERALD_OUTBOUND_ALLOWED_NETWORKS = env_list(
+    "HERALD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128" if EMBEDDED_DEFAULT else ""
+)
+# Celery's Django fixup closes the worker's database connection around every task unless
+# this is set; reconnecting (a PostgreSQL backend fork) cost more than a delivery does.
+# The connection is still closed every 2 x this many tasks, and health-checked on reuse.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+# Wall-clock deadline of one outbound HTTP call and the most response bytes read.
+HERALD_OUTBOUND_TIMEOUT = float(os.environ.get("HERALD_OUTBOUND_TIMEOUT", "15"))
+HERALD_OUTBOUND_MAX_RESPONSE_BYTES = int(
+    os.environ.get("HERALD_OUTBOUND_MAX_RESPONSE_BYTES", str(64 * 1024))
+)
+# Seconds a claimed attempt may outlive its deadline before another worker may retry it
+# (a SIGKILLed worker's delivery is picked up again after timeout + margin).
+HERALD_DELIVERY_CLAIM_MARGIN = float(os.environ.get("HERALD_DELIVERY_CLAIM_MARGIN", "30"))
+# At most this many attempts in flight per endpoint, so a slow endpoint cannot take
+# every worker thread; further due deliveries of it wait a moment in the database.
+HERALD_DELIVERY_ENDPOINT_CONCURRENCY = int(
+    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "16")
+)
+# Rows the dispatcher claims per tick (it loops in chunks of this size).
+HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CHUNK", "500"))
+# Embedded default: period of the in-process ticker and threads sending deliveries.
+HERALD_EMBEDDED_TICK_SECONDS = float(os.environ.get("HERALD_EMBEDDED_TICK_SECONDS", "1"))
+HERALD_EMBEDDED_WORKER_THREADS = int(os.environ.get("HERALD_EMBEDDED_WORKER_THREADS", "8"))
