@@ -31,6 +31,7 @@ unless the hour field is `*`, when every real hour runs).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,8 +79,7 @@ MONTH_NAMES = {
     )
 }
 DAY_NAMES = {
-    name: number
-    for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+    name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
 }
 # cron-parser's aliases (lowercase only, as cron-parser resolves them).
 ALIASES = {
@@ -107,9 +107,7 @@ def _number(text: str, field: _Field, item: str) -> int:
         raise CronError(f"{field.name}: invalid value '{item}'.")
     value = int(text)
     if not field.lo <= value <= field.hi:
-        raise CronError(
-            f"{field.name}: {value} is out of range (allowed {field.lo}-{field.hi})."
-        )
+        raise CronError(f"{field.name}: {value} is out of range (allowed {field.lo}-{field.hi}).")
     return value
 
 
@@ -261,9 +259,9 @@ class Cron:
 
 
 def _transition_near(tz: tzinfo, instant: datetime) -> bool:
-    return (instant - _DST_WINDOW).astimezone(tz).utcoffset() != (
-        instant + _DST_WINDOW
-    ).astimezone(tz).utcoffset()
+    return (instant - _DST_WINDOW).astimezone(tz).utcoffset() != (instant + _DST_WINDOW).astimezone(
+        tz
+    ).utcoffset()
 
 
 def _instants(wall: datetime, tz: tzinfo, *, second_pass: bool) -> list[datetime]:
@@ -320,7 +318,7 @@ def min_gap_seconds(cron: Cron, *, sample: int = 100) -> float:
     """
     anchor = datetime(2027, 1, 1, tzinfo=UTC)
     runs = cron.upcoming(anchor, sample)
-    return min((b - a).total_seconds() for a, b in zip(runs, runs[1:], strict=False))
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(runs))
 
 
 def zone(name: str) -> ZoneInfo:
@@ -328,4 +326,6 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CronError(f"Unknown time zone '{name}' (use an IANA name like Europe/Prague).") from None
+        raise CronError(
+            f"Unknown time zone '{name}' (use an IANA name like Europe/Prague)."
+        ) from None

@@ -24,66 +24,135 @@ def drop_tags_gin(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('automation', '0001_endpoints_and_deliveries'),
+        ("automation", "0001_endpoints_and_deliveries"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.CharField(default=project.ids.new_public_id, editable=False, max_length=26, primary_key=True, serialize=False)),
-                ('owner', models.EmailField(max_length=254)),
-                ('end_date', models.DateTimeField()),
-                ('interval', models.CharField(help_text='Cron expression (cron-parser syntax).', max_length=200)),
-                ('timezone', models.CharField(blank=True, default='', help_text='IANA zone; empty = UTC.', max_length=64)),
-                ('callback_url', models.URLField(max_length=2048)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('INACTIVE', 'Inactive'), ('ACTIVE', 'Active'), ('PAUSED', 'Paused'), ('FINISHED', 'Finished')], default='INACTIVE', max_length=8)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('last_run_at', models.DateTimeField(blank=True, null=True)),
-                ('created_date', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('endpoint', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='schedule', to='automation.endpoint')),
+                (
+                    "id",
+                    models.CharField(
+                        default=project.ids.new_public_id,
+                        editable=False,
+                        max_length=26,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("owner", models.EmailField(max_length=254)),
+                ("end_date", models.DateTimeField()),
+                (
+                    "interval",
+                    models.CharField(
+                        help_text="Cron expression (cron-parser syntax).", max_length=200
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        blank=True, default="", help_text="IANA zone; empty = UTC.", max_length=64
+                    ),
+                ),
+                ("callback_url", models.URLField(max_length=2048)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("INACTIVE", "Inactive"),
+                            ("ACTIVE", "Active"),
+                            ("PAUSED", "Paused"),
+                            ("FINISHED", "Finished"),
+                        ],
+                        default="INACTIVE",
+                        max_length=8,
+                    ),
+                ),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("last_run_at", models.DateTimeField(blank=True, null=True)),
+                ("created_date", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "endpoint",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="schedule",
+                        to="automation.endpoint",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_date', '-id'],
+                "ordering": ["-created_date", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ScheduleRun',
+            name="ScheduleRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scheduled_for', models.DateTimeField()),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivery', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='schedule_run', to='automation.delivery')),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='automation.schedule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scheduled_for", models.DateTimeField()),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "delivery",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="schedule_run",
+                        to="automation.delivery",
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="automation.schedule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-scheduled_for', '-id'],
+                "ordering": ["-scheduled_for", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(condition=models.Q(('status__in', ['INACTIVE', 'ACTIVE'])), fields=['next_run_at'], name='schedule_due_idx'),
+            model_name="schedule",
+            index=models.Index(
+                condition=models.Q(("status__in", ["INACTIVE", "ACTIVE"])),
+                fields=["next_run_at"],
+                name="schedule_due_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(fields=['owner', 'created_date', 'id'], name='schedule_owner_idx'),
+            model_name="schedule",
+            index=models.Index(fields=["owner", "created_date", "id"], name="schedule_owner_idx"),
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(fields=['created_date', 'id'], name='schedule_created_idx'),
+            model_name="schedule",
+            index=models.Index(fields=["created_date", "id"], name="schedule_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='schedule',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['INACTIVE', 'ACTIVE', 'PAUSED', 'FINISHED'])), name='schedule_status_valid'),
+            model_name="schedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["INACTIVE", "ACTIVE", "PAUSED", "FINISHED"])),
+                name="schedule_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='schedulerun',
-            constraint=models.UniqueConstraint(fields=('schedule', 'scheduled_for'), name='schedulerun_once_per_tick'),
+            model_name="schedulerun",
+            constraint=models.UniqueConstraint(
+                fields=("schedule", "scheduled_for"), name="schedulerun_once_per_tick"
+            ),
         ),
         migrations.RunPython(create_tags_gin, drop_tags_gin),
     ]
