@@ -147,7 +147,11 @@ def schedule_create(
 
 def _locked(schedule: Schedule) -> Schedule:
     """Re-read the row under a lock, so a scheduler tick and a change never interleave."""
-    return Schedule.objects.select_for_update(of=("self",)).select_related("endpoint").get(pk=schedule.pk)
+    return (
+        Schedule.objects.select_for_update(of=("self",))
+        .select_related("endpoint")
+        .get(pk=schedule.pk)
+    )
 
 
 def schedule_update(

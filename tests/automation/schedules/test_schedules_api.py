@@ -151,9 +151,7 @@ def test_create_rejects_invalid_fields_with_a_reason(
     "url",
     ["http://10.0.0.1/hook", "http://127.0.0.1:8401/hook", "ftp://93.184.215.14/x", "not a url"],
 )
-def test_create_rejects_callback_urls_the_outbound_guard_refuses(
-    api: APIClient, url: str
-) -> None:
+def test_create_rejects_callback_urls_the_outbound_guard_refuses(api: APIClient, url: str) -> None:
     response = api.post(URL, body(callback_url=url), format="json")
 
     assert response.status_code == 400
@@ -231,9 +229,7 @@ def test_list_pages_with_limit_and_offset_newest_first(
         ({"sort_field": "owner"}, "Unknown sort_field 'owner'."),
     ],
 )
-def test_list_rejects_bad_parameters(
-    api: APIClient, params: dict[str, str], message: str
-) -> None:
+def test_list_rejects_bad_parameters(api: APIClient, params: dict[str, str], message: str) -> None:
     response = api.get(URL, params)
     assert response.status_code == 400
     assert response.json()["message"] == message
@@ -395,9 +391,7 @@ def test_pause_and_resume_of_a_finished_schedule_are_409(api: APIClient) -> None
     assert Schedule.objects.get().status == "FINISHED"
 
 
-def test_resume_after_the_end_date_is_409(
-    api: APIClient, frozen: time_machine.Coordinates
-) -> None:
+def test_resume_after_the_end_date_is_409(api: APIClient, frozen: time_machine.Coordinates) -> None:
     created = create(api, end_date="2026-03-03T00:00:00Z")
     api.post(f"{URL}/{created['schedule_id']}/pause")
     frozen.move_to(NOW + timedelta(days=2))
