@@ -18,7 +18,8 @@ from automation.schedules import (
     schedule_resume,
     schedule_run_now,
 )
-from tests.automation.schedules.conftest import NOW, Receiver
+from tests.automation.schedules.conftest import NOW
+from tests.receiver import Receiver
 
 MINUTE = timedelta(minutes=1)
 
@@ -225,7 +226,7 @@ def test_callback_reaches_the_receiver_with_context_body_and_valid_signature(
     request = receiver.requests[0]
     assert request.path == "/cb"
     assert json.loads(request.body) == {"user": 330, "nested": {"a": [1, "x"]}}
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = request.headers
     assert headers["content-type"].startswith("application/json")
     schedule.refresh_from_db()
     verified: Any = Webhook(schedule.endpoint.secret).verify(request.body, headers)
