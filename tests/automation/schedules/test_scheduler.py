@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from standardwebhooks.webhooks import Webhook
 
+from automation import scheduler
 from automation.models import Delivery, Schedule, ScheduleRun
 from automation.scheduler import dispatch_due_schedules
 from automation.schedules import (
@@ -22,6 +23,13 @@ from tests.automation.schedules.conftest import NOW
 from tests.receiver import Receiver
 
 MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture(autouse=True, params=["set_based", "orm"])
+def scheduler_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every scheduler test runs on both paths: PostgreSQL's one statement and the ORM one."""
+    monkeypatch.setattr(scheduler, "SET_BASED", request.param == "set_based")
+    return str(request.param)
 
 
 def runs_of(schedule: Schedule) -> list[datetime]:
