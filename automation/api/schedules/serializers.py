@@ -107,12 +107,13 @@ class ScheduleSerializer(serializers.ModelSerializer):
 class ScheduleRunSerializer(serializers.ModelSerializer):
     run_id = serializers.IntegerField(source="id")
     delivery_id = serializers.CharField(allow_null=True)
-    delivery_status = serializers.SerializerMethodField(
-        help_text="pending, succeeded, failed or cancelled; null if the delivery was removed."
+    # The delivery's outcome; null when the delivery was removed.
+    delivery_status = serializers.CharField(
+        source="delivery.status", allow_null=True, help_text="pending, succeeded, failed, …"
     )
-    attempt_count = serializers.SerializerMethodField()
-    last_status_code = serializers.SerializerMethodField()
-    last_error = serializers.SerializerMethodField()
+    attempt_count = serializers.IntegerField(source="delivery.attempt_count", allow_null=True)
+    last_status_code = serializers.IntegerField(source="delivery.last_status_code", allow_null=True)
+    last_error = serializers.CharField(source="delivery.last_error", allow_null=True)
 
     class Meta:
         model = ScheduleRun
@@ -127,18 +128,6 @@ class ScheduleRunSerializer(serializers.ModelSerializer):
             "last_error",
         ]
         read_only_fields = fields
-
-    def get_delivery_status(self, run: ScheduleRun) -> str | None:
-        return run.delivery.status if run.delivery else None
-
-    def get_attempt_count(self, run: ScheduleRun) -> int | None:
-        return run.delivery.attempt_count if run.delivery else None
-
-    def get_last_status_code(self, run: ScheduleRun) -> int | None:
-        return run.delivery.last_status_code if run.delivery else None
-
-    def get_last_error(self, run: ScheduleRun) -> str | None:
-        return run.delivery.last_error if run.delivery else None
 
 
 class PreviewSerializer(serializers.Serializer):
