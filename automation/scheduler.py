@@ -186,7 +186,7 @@ def _fire_claimed_set_based(claimed: list[tuple[Any, ...]], now: datetime) -> in
     schedule_table = Schedule._meta.db_table
     run_table = ScheduleRun._meta.db_table
     delivery_table = Delivery._meta.db_table
-    columns = ", ".join([*_PER_ROW_DELIVERY_COLUMNS, *(f.column for f in constant_fields)])
+    columns = ", ".join([*_PER_ROW_DELIVERY_COLUMNS, *(str(f.column) for f in constant_fields)])
     constants = ", ".join(f"%(c_{f.attname})s" for f in constant_fields)
     sql = f"""
         WITH input AS (

@@ -178,6 +178,7 @@ def schedule_update(
         if "tags" in fields:
             schedule.tags = _check_tags(fields["tags"])
         if "callback_url" in fields and fields["callback_url"] != schedule.callback_url:
+            assert schedule.endpoint is not None  # every schedule is created with one
             try:
                 endpoint_update(endpoint=schedule.endpoint, fields={"url": fields["callback_url"]})
             except ValidationFailed as exc:

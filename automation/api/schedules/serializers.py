@@ -77,7 +77,7 @@ def as_utc(value: datetime) -> datetime:
 class ScheduleSerializer(serializers.ModelSerializer):
     schedule_id = serializers.CharField(source="id")
     timezone = serializers.SerializerMethodField()
-    context = serializers.JSONField()
+    context = serializers.JSONField()  # type: ignore[assignment]  # DRF stubs: Field.context
     tags = serializers.ListField(child=serializers.CharField())
     interval_description = serializers.CharField(help_text="The interval in words.")
 
