@@ -31,6 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from automation import cron
@@ -82,14 +83,16 @@ SET_BASED = True
 _CLAIM_FIELDS = ("id", "next_run_at", "interval", "timezone", "end_date", "endpoint_id")
 
 
+def due_schedules(now: datetime) -> QuerySet[Schedule]:
+    """The due scan: an index scan of schedule_due_idx (partial: INACTIVE/ACTIVE only)."""
+    return Schedule.objects.filter(status__in=Schedule.RUNNABLE, next_run_at__lte=now).order_by(
+        "next_run_at"
+    )
+
+
 def _claim(now: datetime, chunk: int, *, with_context: bool) -> list[tuple[Any, ...]]:
     fields = (*_CLAIM_FIELDS, "context") if with_context else _CLAIM_FIELDS
-    return list(
-        Schedule.objects.select_for_update(skip_locked=True)
-        .filter(status__in=Schedule.RUNNABLE, next_run_at__lte=now)
-        .order_by("next_run_at")
-        .values_list(*fields)[:chunk]
-    )
+    return list(due_schedules(now).select_for_update(skip_locked=True).values_list(*fields)[:chunk])
 
 
 def _next_runs(
