@@ -104,6 +104,19 @@ class ScheduleSerializer(serializers.ModelSerializer):
         return schedule.timezone or None
 
 
+class ScheduleCreatedSerializer(ScheduleSerializer):
+    """The 201 answer: the schedule plus the secret its callbacks are signed with."""
+
+    signing_secret = serializers.CharField(
+        source="endpoint.secret",
+        help_text="whsec_… Standard Webhooks secret to verify callbacks; shown only here.",
+    )
+
+    class Meta(ScheduleSerializer.Meta):
+        fields = [*ScheduleSerializer.Meta.fields, "signing_secret"]
+        read_only_fields = fields
+
+
 class ScheduleRunSerializer(serializers.ModelSerializer):
     run_id = serializers.IntegerField(source="id")
     delivery_id = serializers.CharField(allow_null=True)

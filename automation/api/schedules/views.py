@@ -16,6 +16,7 @@ from automation import schedules as services
 from automation.api.schedules.filters import FILTER_NAMES, parse_schedule_filter
 from automation.api.schedules.serializers import (
     PreviewSerializer,
+    ScheduleCreatedSerializer,
     ScheduleCreateIn,
     SchedulePatchIn,
     ScheduleRunSerializer,
@@ -82,7 +83,10 @@ class ScheduleCollectionView(APIView):
     @extend_schema(
         operation_id="schedules_create",
         request=msgspec_body(ScheduleCreateIn),
-        responses={201: DETAIL, **errors(400, 415)},
+        responses={
+            201: envelope("ScheduleCreated", ScheduleCreatedSerializer()),
+            **errors(400, 415),
+        },
     )
     def post(self, request: Request) -> Response:
         body = parse_body(request, ScheduleCreateIn).schedule
@@ -95,7 +99,9 @@ class ScheduleCollectionView(APIView):
             tags=body.tags,
             tz_name=body.timezone or "",
         )
-        return _data(schedule, status.HTTP_201_CREATED)
+        return Response(
+            {"data": ScheduleCreatedSerializer(schedule).data}, status=status.HTTP_201_CREATED
+        )
 
 
 class SchedulePreviewView(APIView):

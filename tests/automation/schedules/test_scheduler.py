@@ -40,6 +40,13 @@ def runs_of(schedule: Schedule) -> list[datetime]:
     )
 
 
+def test_next_run_after_stops_at_the_end_date(make_schedule: Callable[..., Schedule]) -> None:
+    schedule = make_schedule(interval="0 * * * *", end_date=NOW + 2 * 60 * MINUTE)
+    assert schedule.next_run_after(NOW) == NOW + 60 * MINUTE
+    assert schedule.next_run_after(NOW + 60 * MINUTE) == NOW + 120 * MINUTE  # at end_date: runs
+    assert schedule.next_run_after(NOW + 120 * MINUTE) is None
+
+
 def test_due_schedule_fires_once_and_advances(make_schedule: Callable[..., Schedule]) -> None:
     schedule = make_schedule(interval="*/5 * * * *", context={"user": 1})
     tick = NOW + 5 * MINUTE

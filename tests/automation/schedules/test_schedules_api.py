@@ -40,7 +40,9 @@ def body(**overrides: Any) -> dict[str, Any]:
 def create(api: APIClient, **overrides: Any) -> dict[str, Any]:
     response = api.post(URL, body(**overrides), format="json")
     assert response.status_code == 201, response.json()
-    return response.json()["data"]
+    data = response.json()["data"]
+    data.pop("signing_secret")  # shown only in the answer to POST
+    return data
 
 
 def assert_nothing_created() -> None:
@@ -57,6 +59,7 @@ def test_create_returns_the_schedule_object_inactive_with_its_first_run(api: API
     assert response.status_code == 201
     data = response.json()["data"]
     schedule_id = data.pop("schedule_id")
+    signing_secret = data.pop("signing_secret")
     assert len(schedule_id) == 26
     assert data == {
         "status": "INACTIVE",
@@ -76,7 +79,8 @@ def test_create_returns_the_schedule_object_inactive_with_its_first_run(api: API
     assert schedule.endpoint is not None
     assert schedule.endpoint.kind == Endpoint.Kind.SCHEDULE
     assert schedule.endpoint.url == PUBLIC_URL
-    assert schedule.endpoint.secret.startswith("whsec_")
+    assert signing_secret == schedule.endpoint.secret
+    assert signing_secret.startswith("whsec_")
 
 
 def test_create_with_timezone_computes_next_run_in_that_zone(api: APIClient) -> None:
