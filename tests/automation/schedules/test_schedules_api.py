@@ -486,6 +486,7 @@ def test_preview_in_a_timezone_across_spring_forward(api: APIClient) -> None:
         ({"interval": "0 0 * * 1#6"}, "day of week: the '#' in '1#6' must be followed by 1-5."),
         ({}, "Query parameter 'interval' is required."),
         ({"interval": "* * * * *", "tz": "UTC"}, "Unknown query parameter(s): tz."),
+        ({"interval": "* * * * *", "timezone": "Nope/Zone"}, "Unknown time zone 'Nope/Zone'"),
     ],
 )
 def test_preview_says_what_is_wrong(api: APIClient, params: dict[str, str], message: str) -> None:
