@@ -113,6 +113,11 @@ def _next_runs(
 
 
 def _fire_claimed(claimed: list[tuple[Any, ...]], now: datetime) -> int:
+    """Runs, deliveries and the advance of a chunk through the ORM (SQLite, and tests).
+
+    Same decisions as _fire_claimed_set_based: fire unless the tick or the end date
+    is past; FINISHED when no tick is left; status/last_run_at only for new runs.
+    """
     next_by_cron = _next_runs(claimed, now)
     fires: list[Fire] = []
     updates: list[tuple[str, datetime | None, str, datetime | None]] = []
