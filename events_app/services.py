@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from automation.delivery import deliveries_create_for_events
 from customers.models import Customer
 from customers.services import customers_ensure
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -364,6 +365,8 @@ def events_store(*, prepared: list[PreparedEvent]) -> list[Event]:
                 for pid, value in p.records
             ]
         )
+        # Webhook deliveries in the same transaction as their events (issue 4).
+        deliveries_create_for_events(events=events)
     return events
 
 

@@ -225,3 +225,27 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "project.api.schema.msgspec_components",
 ]
+
+# ---------------------------------------------------------------- Background work and delivery
+# (issue 4; documented in docs/operations.md, "Background work and delivery")
+# The embedded default (SQLite, no broker, not production) may call loopback receivers;
+# project/wsgi.py says so when the app starts. Anything else must list networks explicitly.
+EMBEDDED_DEFAULT = not PRODUCTION and not CELERY_BROKER_URL and not IS_POSTGRES
+HERALD_OUTBOUND_ALLOWED_NETWORKS = env_list(
+    "HERALD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128" if EMBEDDED_DEFAULT else ""
+)
+# Wall-clock deadline of one outbound HTTP call and the most response bytes read.
+HERALD_OUTBOUND_TIMEOUT = float(os.environ.get("HERALD_OUTBOUND_TIMEOUT", "15"))
+HERALD_OUTBOUND_MAX_RESPONSE_BYTES = int(
+    os.environ.get("HERALD_OUTBOUND_MAX_RESPONSE_BYTES", str(64 * 1024))
+)
+# At most this many attempts in flight per endpoint, so a slow endpoint cannot take
+# every worker thread; further due deliveries of it wait a moment in the database.
+HERALD_DELIVERY_ENDPOINT_CONCURRENCY = int(
+    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "8")
+)
+# Rows the dispatcher claims per tick (it loops in chunks of this size).
+HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CHUNK", "500"))
+# Embedded default: period of the in-process ticker and threads sending deliveries.
+HERALD_EMBEDDED_TICK_SECONDS = float(os.environ.get("HERALD_EMBEDDED_TICK_SECONDS", "1"))
+HERALD_EMBEDDED_WORKER_THREADS = int(os.environ.get("HERALD_EMBEDDED_WORKER_THREADS", "8"))

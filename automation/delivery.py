@@ -1,0 +1,651 @@
+"""The one sender: endpoints, deliveries, signing, retries and the is_delivered flag.
+
+Everything that calls out (webhook subscriptions, scheduled callbacks, workflow
+actions) creates a `Delivery` with `delivery_create` inside its own transaction;
+after commit a task runs `deliver_one`. The periodic `dispatch_due_deliveries`
+finds rows whose message was lost, whose worker died, or whose retry is due, so
+the database row — never the broker — decides what is still to be sent.
+
+Retry policy (published in docs/operations.md): success is a 2xx; network
+errors, timeouts, 408, 429 and 5xx are retried after RETRY_SCHEDULE (+0-10 %
+jitter, never sooner than Retry-After asks); other statuses, redirects and
+refused URLs are final; 410 disables the endpoint; an endpoint failing for
+ENDPOINT_DISABLE_AFTER without a success is disabled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from automation import outbound
+from automation.models import Delivery, DeliveryAttempt, Endpoint
+from events_app.models import Event, EventType
+from project.errors import ConflictError, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# Waits after the 1st, 2nd, … failed attempt: 10 attempts over about 2.6 days.
+RETRY_SCHEDULE: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+)
+RETRY_JITTER = 0.10  # up to +10 %, so retries of one outage do not arrive in lockstep
+MAX_RETRY_AFTER = timedelta(hours=24)
+RETRYABLE_STATUSES = frozenset({408, 429})
+ENDPOINT_DISABLE_AFTER = timedelta(days=5)
+SECRET_ROTATION_OVERLAP = timedelta(hours=24)
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+SECRET_BYTES = 32
+# A task was enqueued for the row: the dispatcher leaves it alone this long before
+# assuming the broker message was lost and enqueueing it again.
+QUEUE_LEASE = timedelta(minutes=5)
+# A claimed attempt: the outbound deadline plus this margin before another worker may retry.
+CLAIM_MARGIN = timedelta(seconds=30)
+# An endpoint at its concurrency limit: the delivery waits this long (plus jitter).
+BUSY_DEFER = timedelta(seconds=1)
+RESPONSE_EXCERPT_CHARS = 2000
+MAX_DISPATCH_CHUNKS = 20  # bound one dispatcher call; the next tick continues
+SUCCESS_RECORD_RESOLUTION = timedelta(minutes=1)
+USER_AGENT = "Herald-Webhooks/1.0"
+
+PENDING = Delivery.Status.PENDING
+OUTSTANDING = (Delivery.Status.PENDING, Delivery.Status.FAILED)
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def endpoint_check_url(url: str, *, field: str = "url") -> None:
+    """Refuse an endpoint URL at save time (the guard checks again at every call)."""
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(f"URL not allowed: {exc}", details={field: [str(exc)]}) from None
+    except outbound.OutboundFailed as exc:
+        raise ValidationFailed(f"URL cannot be used: {exc}", details={field: [str(exc)]}) from None
+
+
+def _event_types_by_key(keys: Iterable[str]) -> list[EventType]:
+    wanted = list(dict.fromkeys(keys))
+    found = {t.key: t for t in EventType.objects.filter(key__in=wanted)}
+    unknown = [k for k in wanted if k not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown event type(s): {', '.join(unknown)}.",
+            details={"event_types": [f"Unknown event type '{k}'." for k in unknown]},
+        )
+    return [found[k] for k in wanted]
+
+
+def endpoint_create(
+    *,
+    url: str,
+    description: str = "",
+    event_types: list[str] | None = None,
+    active: bool = True,
+    kind: str = Endpoint.Kind.SUBSCRIPTION,
+) -> tuple[Endpoint, str]:
+    """Create an endpoint; return it with its signing secret (shown once)."""
+    endpoint_check_url(url)
+    types = _event_types_by_key(event_types or [])
+    with transaction.atomic():
+        endpoint = Endpoint.objects.create(
+            kind=kind, url=url, description=description, active=active, secret=new_secret()
+        )
+        endpoint.event_types.set(types)
+    return endpoint, endpoint.secret
+
+
+def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
+    """Update url, description, event_types (keys) or active; re-activation clears health."""
+    with transaction.atomic():
+        if "url" in fields:
+            endpoint_check_url(fields["url"])
+            endpoint.url = fields["url"]
+        if "description" in fields:
+            endpoint.description = fields["description"]
+        if "event_types" in fields:
+            endpoint.event_types.set(_event_types_by_key(fields["event_types"] or []))
+        if "active" in fields and fields["active"] != endpoint.active:
+            endpoint.active = fields["active"]
+            if endpoint.active:
+                endpoint.disabled_reason = ""
+                endpoint.disabled_at = None
+                endpoint.first_failure_at = None
+            else:
+                endpoint.disabled_reason = "Disabled by a user."
+                endpoint.disabled_at = timezone.now()
+        endpoint.save()
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: Endpoint) -> None:
+    """Delete an endpoint and its deliveries; their events' is_delivered is recomputed."""
+    with transaction.atomic():
+        event_ids = list(
+            Delivery.objects.filter(endpoint=endpoint, event__isnull=False)
+            .values_list("event_id", flat=True)
+            .distinct()
+        )
+        endpoint.delete()
+        _events_refresh_delivered(event_ids)
+
+
+def endpoint_rotate_secret(*, endpoint: Endpoint) -> str:
+    """Issue a new secret; the old one keeps signing for SECRET_ROTATION_OVERLAP."""
+    now = timezone.now()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now + SECRET_ROTATION_OVERLAP
+    endpoint.secret = new_secret()
+    endpoint.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    return endpoint.secret
+
+
+def endpoint_disable(*, endpoint: Endpoint, reason: str) -> None:
+    """Stop sending to an endpoint: mark it inactive with a reason, fail its pending work."""
+    now = timezone.now()
+    with transaction.atomic():
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            active=False, disabled_reason=reason, disabled_at=now, updated_at=now
+        )
+        endpoint.active, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+        pending = Delivery.objects.filter(endpoint=endpoint, status=PENDING)
+        event_ids = list(pending.filter(event__isnull=False).values_list("event_id", flat=True))
+        pending.update(
+            status=Delivery.Status.FAILED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error=f"Endpoint disabled: {reason}",
+        )
+        _events_refresh_delivered(event_ids)
+    logger.warning("Endpoint %s disabled: %s", endpoint.pk, reason)
+
+
+def endpoint_ping(*, endpoint: Endpoint) -> Delivery:
+    """Send a signed test message (`webhook.test`) through the normal delivery path."""
+    payload = {
+        "type": "webhook.test",
+        "webhook_id": endpoint.pk,
+        "sent_at": timezone.now().isoformat(),
+    }
+    with transaction.atomic():
+        return delivery_create(endpoint=endpoint, payload=payload)
+
+
+# ---------------------------------------------------------------- creating deliveries
+
+
+def _new_message_id() -> str:
+    return "msg_" + secrets.token_hex(16)
+
+
+def _new_delivery(
+    endpoint: Endpoint,
+    payload: dict[str, Any],
+    event_id: str | None,
+    give_up_at: datetime | None,
+    now: datetime,
+) -> Delivery:
+    return Delivery(
+        endpoint=endpoint,
+        event_id=event_id,
+        message_id=_new_message_id(),
+        payload=payload,
+        next_attempt_at=now,
+        queued_until=now + QUEUE_LEASE,
+        give_up_at=give_up_at,
+        created_at=now,
+    )
+
+
+def _enqueue_on_commit(delivery_ids: list[str]) -> None:
+    """After the caller's transaction commits, hand each delivery to a send task."""
+    if not delivery_ids:
+        return
+
+    def send() -> None:
+        from automation.tasks import deliver_one_task, enqueue_many
+
+        enqueue_many(deliver_one_task, [(i,) for i in delivery_ids])
+
+    transaction.on_commit(send)
+
+
+def delivery_create(
+    *,
+    endpoint: Endpoint,
+    payload: dict[str, Any],
+    event: Event | None = None,
+    give_up_at: datetime | None = None,
+) -> Delivery:
+    """Create one delivery in the caller's transaction; it is sent after commit.
+
+    `payload` is the JSON body. With `event`, the event counts as not delivered
+    until this delivery succeeds (or the event is marked delivered). `give_up_at`
+    stops retries after that instant (schedules: before the next run).
+    """
+    delivery = _new_delivery(
+        endpoint, payload, event.pk if event else None, give_up_at, timezone.now()
+    )
+    delivery.save(force_insert=True)
+    if event is not None and event.is_delivered:
+        Event.objects.filter(pk=event.pk).update(is_delivered=False)
+        event.is_delivered = False
+    _enqueue_on_commit([delivery.pk])
+    return delivery
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """The body of an event delivery: the event object exactly as GET /events/{id} shows it."""
+    from events_app.api.serializers import EventSerializer
+
+    return dict(EventSerializer(event).data)
+
+
+def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:
+    """Active subscription endpoints and, per endpoint, its event type ids (empty = all)."""
+    endpoints: dict[str, Endpoint] = {}
+    types: dict[str, set[str]] = {}
+    rows = Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION, active=True).values_list(
+        "pk", "event_types"
+    )
+    for endpoint_id, type_id in rows:
+        types.setdefault(endpoint_id, set())
+        if type_id is not None:
+            types[endpoint_id].add(type_id)
+    if types:
+        endpoints = {e.pk: e for e in Endpoint.objects.filter(pk__in=types)}
+    return list(endpoints.values()), types
+
+
+def deliveries_create_for_events(*, events: list[Event]) -> list[Delivery]:
+    """One delivery per (new event, matching active subscription); call in the ingest transaction.
+
+    Costs one query when there are no subscriptions, so ingestion without
+    webhooks stays as fast as before.
+    """
+    if not events:
+        return []
+    endpoints, types = _matching_subscriptions()
+    if not endpoints:
+        return []
+    now = timezone.now()
+    deliveries: list[Delivery] = []
+    undelivered: list[str] = []
+    for event in events:
+        matching = [e for e in endpoints if not types[e.pk] or event.event_type_id in types[e.pk]]
+        if not matching:
+            continue
+        event.is_delivered = False
+        undelivered.append(event.pk)
+        payload = event_payload(event)
+        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matching)
+    if not deliveries:
+        return []
+    Delivery.objects.bulk_create(deliveries)
+    Event.objects.filter(pk__in=undelivered).update(is_delivered=False)
+    _enqueue_on_commit([d.pk for d in deliveries])
+    return deliveries
+
+
+# ---------------------------------------------------------------- is_delivered
+
+
+def _events_refresh_delivered(event_ids: Iterable[str]) -> None:
+    """is_delivered = no delivery of the event is pending or failed."""
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return
+    outstanding = Delivery.objects.filter(event=OuterRef("pk"), status__in=OUTSTANDING)
+    Event.objects.filter(pk__in=ids).update(is_delivered=~Exists(outstanding))
+
+
+def event_mark_delivered(*, event: Event) -> Event:
+    """Seed 001: mark an event delivered; its pending and failed deliveries are cancelled."""
+    now = timezone.now()
+    with transaction.atomic():
+        Delivery.objects.filter(event=event, status__in=OUTSTANDING).update(
+            status=Delivery.Status.CANCELLED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error="Cancelled: the event was marked delivered.",
+        )
+        Event.objects.filter(pk=event.pk).update(is_delivered=True)
+    event.is_delivered = True
+    return event
+
+
+def delivery_redeliver(*, delivery: Delivery) -> Delivery:
+    """Send a delivery again now, with the same webhook-id, restarting its retry schedule."""
+    if not Endpoint.objects.filter(pk=delivery.endpoint_id, active=True).exists():
+        raise ConflictError("The webhook is disabled; enable it before redelivering.")
+    now = timezone.now()
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=PENDING,
+            retry_step=0,
+            next_attempt_at=now,
+            queued_until=now + QUEUE_LEASE,
+            completed_at=None,
+            give_up_at=None,
+        )
+        if delivery.event_id is not None:
+            Event.objects.filter(pk=delivery.event_id).update(is_delivered=False)
+        _enqueue_on_commit([delivery.pk])
+    delivery.refresh_from_db()
+    return delivery
+
+
+# ---------------------------------------------------------------- sending
+
+
+def retry_delay(step: int, retry_after: timedelta | None = None) -> timedelta | None:
+    """The wait after failed attempt number `step + 1`, or None when retries are exhausted."""
+    if step >= len(RETRY_SCHEDULE):
+        return None
+    delay = RETRY_SCHEDULE[step] * (1 + random.uniform(0, RETRY_JITTER))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Retry-After as delay-seconds or an HTTP date; garbage is ignored."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when - now, timedelta(0))
+
+
+def sign(*, endpoint: Endpoint, message_id: str, body: str, now: datetime) -> dict[str, str]:
+    """Standard Webhooks headers; during a rotation both secrets sign (space-separated)."""
+    signatures = [
+        Webhook(secret).sign(message_id, now, body) for secret in endpoint.signing_secrets(now)
+    ]
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }
+
+
+def _claim(delivery_id: str, now: datetime) -> Delivery | str:
+    """Steps 1-2 of deliver_one: lock the due row (skipping rows others hold), mark it
+    claimed, commit. Returns the claimed delivery or why nothing is to be done."""
+    lease = now + timedelta(seconds=settings.HERALD_OUTBOUND_TIMEOUT) + CLAIM_MARGIN
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id, status=PENDING, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .first()
+        )
+        if delivery is None:
+            return "not-due"
+        endpoint = delivery.endpoint
+        if not endpoint.active:
+            _finish(delivery, now, Delivery.Status.FAILED, None, "Endpoint is disabled.")
+            return "endpoint-disabled"
+        if delivery.give_up_at is not None and now >= delivery.give_up_at:
+            _finish(delivery, now, Delivery.Status.FAILED, None, "Gave up (give_up_at passed).")
+            return "gave-up"
+        in_flight = Delivery.objects.filter(
+            endpoint_id=endpoint.pk, status=PENDING, locked_until__gte=now
+        ).count()
+        if in_flight >= settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY:
+            # A slow endpoint keeps at most N worker threads; the rest of its work waits
+            # here in the database instead of in a worker, so other endpoints keep flowing.
+            wait = BUSY_DEFER * (1 + random.random())
+            Delivery.objects.filter(pk=delivery.pk).update(
+                next_attempt_at=now + wait, queued_until=None
+            )
+            return "endpoint-busy"
+        delivery.attempt_count += 1
+        delivery.locked_until = lease
+        delivery.last_attempt_at = now
+        Delivery.objects.filter(pk=delivery.pk).update(
+            attempt_count=delivery.attempt_count, locked_until=lease, last_attempt_at=now
+        )
+    return delivery
+
+
+def _finish(
+    delivery: Delivery, now: datetime, status: str, status_code: int | None, error: str
+) -> None:
+    Delivery.objects.filter(pk=delivery.pk, status=PENDING).update(
+        status=status,
+        next_attempt_at=None,
+        locked_until=None,
+        completed_at=now,
+        last_status_code=status_code,
+        last_error=error,
+    )
+    if delivery.event_id is not None:
+        _events_refresh_delivered([delivery.event_id])
+
+
+def deliver_one(delivery_id: str, *, resolver: outbound.Resolver | None = None) -> str:
+    """Make one attempt of one delivery if it is due; safe to call any number of times.
+
+    1. Claim: lock the row with SELECT … FOR UPDATE SKIP LOCKED, check it is due and
+       not held by another worker, respect the endpoint's concurrency limit, bump the
+       attempt count (the fencing token) and set a lease; commit (lock released).
+    2. Call the endpoint outside any transaction, through the SSRF guard, with a
+       wall-clock deadline.
+    3. Record the attempt and the next state in one transaction, only if the row is
+       still ours (same attempt count, still pending): a cancelled delivery or one a
+       second worker re-claimed after our lease lapsed is left alone.
+    Returns a short outcome word (for logs and tests).
+    """
+    claimed = _claim(delivery_id, timezone.now())
+    if isinstance(claimed, str):
+        return claimed
+    delivery = claimed
+    endpoint = delivery.endpoint
+    started_at = timezone.now()
+    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **sign(endpoint=endpoint, message_id=delivery.message_id, body=body, now=started_at),
+    }
+    status_code: int | None = None
+    excerpt = ""
+    retry_after: timedelta | None = None
+    refused = False
+    duration_ms = 0
+    try:
+        response = outbound.post(
+            endpoint.url, body=body.encode("utf-8"), headers=headers, resolver=resolver
+        )
+    except outbound.OutboundRefused as exc:
+        refused, error = True, f"Refused by the outbound guard: {exc}"
+    except outbound.OutboundFailed as exc:
+        error = str(exc)
+    else:
+        status_code = response.status_code
+        duration_ms = response.duration_ms
+        excerpt = response.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]
+        error = "" if 200 <= status_code < 300 else f"HTTP {status_code}"
+        retry_after = parse_retry_after(response.headers.get("retry-after"), timezone.now())
+    if not duration_ms:
+        duration_ms = int((timezone.now() - started_at).total_seconds() * 1000)
+    _record(
+        delivery,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        status_code=status_code,
+        error=error,
+        excerpt=excerpt,
+        retry_after=retry_after,
+        refused=refused,
+    )
+    return "failed" if error else "succeeded"
+
+
+def _is_retryable(status_code: int | None, refused: bool) -> bool:
+    if refused:
+        return False
+    if status_code is None:
+        return True  # network error or timeout
+    return status_code in RETRYABLE_STATUSES or 500 <= status_code < 600
+
+
+def _record(
+    delivery: Delivery,
+    *,
+    started_at: datetime,
+    duration_ms: int,
+    status_code: int | None,
+    error: str,
+    excerpt: str,
+    retry_after: timedelta | None,
+    refused: bool,
+) -> None:
+    """Step 3 of deliver_one: the attempt row, the delivery's next state, endpoint health."""
+    now = timezone.now()
+    endpoint = delivery.endpoint
+    succeeded = status_code is not None and 200 <= status_code < 300
+    fields: dict[str, Any] = {
+        "locked_until": None,
+        "last_status_code": status_code,
+        "last_error": error,
+    }
+    if succeeded:
+        outcome = DeliveryAttempt.Outcome.SUCCEEDED
+        fields.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None, completed_at=now)
+    else:
+        delay = retry_delay(delivery.retry_step, retry_after)
+        next_at = now + delay if delay is not None else None
+        give_up_at = delivery.give_up_at
+        if next_at is not None and give_up_at is not None and next_at > give_up_at:
+            next_at = None
+        if _is_retryable(status_code, refused) and next_at is not None:
+            outcome = DeliveryAttempt.Outcome.RETRY
+            fields.update(next_attempt_at=next_at, retry_step=delivery.retry_step + 1)
+            fields["queued_until"] = None
+        else:
+            outcome = DeliveryAttempt.Outcome.FAILED
+            fields.update(status=Delivery.Status.FAILED, next_attempt_at=None, completed_at=now)
+    with transaction.atomic():
+        ours = Delivery.objects.filter(
+            pk=delivery.pk, status=PENDING, attempt_count=delivery.attempt_count
+        ).update(**fields)
+        DeliveryAttempt.objects.create(
+            delivery_id=delivery.pk,
+            number=delivery.attempt_count,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error,
+            outcome=outcome if ours else DeliveryAttempt.Outcome.DISCARDED,
+            response_excerpt=excerpt,
+        )
+        if ours and outcome != DeliveryAttempt.Outcome.RETRY and delivery.event_id is not None:
+            _events_refresh_delivered([delivery.event_id])
+    if succeeded:
+        _endpoint_record_success(endpoint, now)
+    else:
+        _endpoint_record_failure(endpoint, now, status_code)
+
+
+def _endpoint_record_success(endpoint: Endpoint, now: datetime) -> None:
+    # At most one write a minute per healthy endpoint: at hundreds of deliveries a
+    # second a write per success would serialise every worker on one row.
+    if (
+        endpoint.first_failure_at is None
+        and endpoint.last_success_at is not None
+        and now - endpoint.last_success_at < SUCCESS_RECORD_RESOLUTION
+    ):
+        return
+    Endpoint.objects.filter(pk=endpoint.pk).update(last_success_at=now, first_failure_at=None)
+
+
+def _endpoint_record_failure(endpoint: Endpoint, now: datetime, status_code: int | None) -> None:
+    if status_code == 410:
+        endpoint_disable(endpoint=endpoint, reason="The endpoint answered 410 Gone.")
+        return
+    if endpoint.first_failure_at is None:
+        Endpoint.objects.filter(pk=endpoint.pk, first_failure_at__isnull=True).update(
+            first_failure_at=now
+        )
+        return
+    if now - endpoint.first_failure_at >= ENDPOINT_DISABLE_AFTER:
+        since = endpoint.first_failure_at.isoformat(timespec="seconds")
+        endpoint_disable(
+            endpoint=endpoint,
+            reason=f"No successful delivery for 5 days (failing since {since}).",
+        )
+
+
+# ---------------------------------------------------------------- the dispatcher
+
+
+def dispatch_due_deliveries(now: datetime | None = None) -> int:
+    """Enqueue a send task for every due delivery nobody is working on; return how many.
+
+    Claims rows in chunks with SELECT … FOR UPDATE SKIP LOCKED and marks them queued
+    (queued_until), so dispatchers on several machines never enqueue the same row
+    twice within QUEUE_LEASE. Covers new rows whose message was lost, retries that
+    came due, and attempts whose worker died (their lease lapsed).
+    """
+    from automation.tasks import deliver_one_task, enqueue_many
+
+    now = now or timezone.now()
+    chunk = settings.HERALD_DELIVERY_DISPATCH_CHUNK
+    total = 0
+    for _ in range(MAX_DISPATCH_CHUNKS):
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.select_for_update(skip_locked=True)
+                .filter(status=PENDING, next_attempt_at__lte=now)
+                .filter(Q(queued_until__isnull=True) | Q(queued_until__lt=now))
+                .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+                .order_by("next_attempt_at")
+                .values_list("pk", flat=True)[:chunk]
+            )
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(queued_until=now + QUEUE_LEASE)
+        if ids:
+            enqueue_many(deliver_one_task, [(i,) for i in ids])
+        total += len(ids)
+        if len(ids) < chunk:
+            break
+    return total
