@@ -65,7 +65,9 @@ class Action:
         errors: dict[str, list[str]] = {}
         unknown = sorted(set(spec) - self.fields - {"type"})
         if unknown:
-            errors.setdefault("", []).append(f"Unknown key(s) for {self.type}: {', '.join(unknown)}.")
+            errors.setdefault("", []).append(
+                f"Unknown key(s) for {self.type}: {', '.join(unknown)}."
+            )
         for name in sorted(self.required - set(spec)):
             errors.setdefault(name, []).append("This field is required.")
         if not errors:
@@ -170,8 +172,9 @@ class EmitEvent(Action):
 
     def check_values(self, spec: dict[str, Any], errors: dict[str, list[str]]) -> None:
         ref = spec["event_type"]
-        if not isinstance(ref, str) or not EventType.objects.filter(key=ref).exists() and not (
-            EventType.objects.filter(pk=ref).exists()
+        if not isinstance(ref, str) or (
+            not EventType.objects.filter(key=ref).exists()
+            and not (EventType.objects.filter(pk=ref).exists())
         ):
             errors.setdefault("event_type", []).append(f"Unknown event type {ref!r}.")
         if "data" in spec and not isinstance(spec["data"], dict):

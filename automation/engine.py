@@ -130,7 +130,9 @@ class Leaf(Node):
 
     def __init__(self, path: str, node: dict[str, Any], type_ids: dict[str, str]) -> None:
         self.path = path
-        self.subject = next(key for key in ("property", "event", "customer", "count", "first") if key in node)
+        self.subject = next(
+            key for key in ("property", "event", "customer", "count", "first") if key in node
+        )
         self.target = node[self.subject]
         self.op_name: str = node.get("op", "eq")
         self.expected: Any = node.get("value", True if self.subject == "first" else None)
@@ -173,7 +175,7 @@ class Leaf(Node):
         actual = self.actual(ctx)
         try:
             matched = bool(self.operator.test(actual, self.prepared, now))
-        except Exception:  # noqa: BLE001 - a rule must never take a worker down
+        except Exception:
             matched = False
         out.append(
             LeafResult(
@@ -183,18 +185,26 @@ class Leaf(Node):
         return matched
 
 
-def compile_tree(tree: Any, *, type_ids: dict[str, str] | None = None, path: str = "conditions") -> Node:
+def compile_tree(
+    tree: Any, *, type_ids: dict[str, str] | None = None, path: str = "conditions"
+) -> Node:
     """Compile a validated tree; `type_ids` maps event type keys to ids for count/first."""
     type_ids = type_ids or {}
     if not tree:
         return TrueNode()
     if "all" in tree:
         return AllNode(
-            [compile_tree(c, type_ids=type_ids, path=f"{path}.all[{i}]") for i, c in enumerate(tree["all"])]
+            [
+                compile_tree(c, type_ids=type_ids, path=f"{path}.all[{i}]")
+                for i, c in enumerate(tree["all"])
+            ]
         )
     if "any" in tree:
         return AnyNode(
-            [compile_tree(c, type_ids=type_ids, path=f"{path}.any[{i}]") for i, c in enumerate(tree["any"])]
+            [
+                compile_tree(c, type_ids=type_ids, path=f"{path}.any[{i}]")
+                for i, c in enumerate(tree["any"])
+            ]
         )
     if "not" in tree:
         return NotNode(compile_tree(tree["not"], type_ids=type_ids, path=f"{path}.not"))
@@ -214,7 +224,9 @@ def leaves_of(node: Node) -> list[Leaf]:
 class CompiledWorkflow:
     """What the evaluator needs of a workflow: its id, compiled tree and fact needs."""
 
-    def __init__(self, *, workflow_id: str, conditions: Any, type_ids: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, workflow_id: str, conditions: Any, type_ids: dict[str, str] | None = None
+    ) -> None:
         self.workflow_id = workflow_id
         self.root = compile_tree(conditions, type_ids=type_ids)
         leaves = leaves_of(self.root)

@@ -194,7 +194,9 @@ def events_evaluate_and_run(*, event_ids: list[str]) -> int:
 # ---------------------------------------------------------------- 3. running actions
 
 
-def _outcome(index: int, spec: dict[str, Any], status: str, now: datetime, **extra: Any) -> dict[str, Any]:
+def _outcome(
+    index: int, spec: dict[str, Any], status: str, now: datetime, **extra: Any
+) -> dict[str, Any]:
     return {
         "index": index,
         "type": spec.get("type"),
@@ -245,7 +247,10 @@ def _step(run_id: str, now: datetime) -> bool:
             )
             run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
             return False
-        run.outcomes = [*run.outcomes, _outcome(index, spec, "succeeded", now, detail=result.detail)]
+        run.outcomes = [
+            *run.outcomes,
+            _outcome(index, spec, "succeeded", now, detail=result.detail),
+        ]
         run.position = index + 1
         if result.resume_at is not None:
             run.status, run.resume_at = Status.WAITING, result.resume_at
@@ -268,9 +273,7 @@ def workflow_run_advance(*, run_id: str, now: Callable[[], datetime] | None = No
 def workflow_runs_due(*, now: datetime, limit: int) -> list[str]:
     """Unfinished runs whose resume_at has passed (waits, and orphans of killed workers)."""
     return list(
-        WorkflowRun.objects.filter(
-            status__in=[Status.PENDING, Status.WAITING], resume_at__lte=now
-        )
+        WorkflowRun.objects.filter(status__in=[Status.PENDING, Status.WAITING], resume_at__lte=now)
         .order_by("resume_at")
         .values_list("pk", flat=True)[:limit]
     )
@@ -282,8 +285,8 @@ def workflow_runs_dispatch_due(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     run_ids = workflow_runs_due(now=now, limit=settings.HERALD_AUTOMATION_DISPATCH_CHUNK)
-    for run_id in run_ids:
-        tasks.enqueue_workflow_run(run_id)
+    if run_ids:
+        tasks.enqueue_workflow_runs(run_ids)
     return len(run_ids)
 
 
@@ -307,7 +310,6 @@ def events_sweep_pending(*, now: datetime | None = None) -> int:
     return len(event_ids)
 
 
-def automation_tick(*, now: datetime | None = None) -> None:
-    """The periodic job: sweep lost evaluations, resume due runs."""
-    events_sweep_pending(now=now)
-    workflow_runs_dispatch_due(now=now)
+def automation_tick(now: datetime | None = None) -> int:
+    """The periodic job (automation.periodic): sweep lost evaluations, resume due runs."""
+    return events_sweep_pending(now=now) + workflow_runs_dispatch_due(now=now)

@@ -150,9 +150,7 @@ def customer_dict(customer: Customer) -> dict[str, Any]:
     }
 
 
-def frequency_counts(
-    *, key: CountKey, customer_ids: set[str], now: datetime
-) -> dict[str, int]:
+def frequency_counts(*, key: CountKey, customer_ids: set[str], now: datetime) -> dict[str, int]:
     """How many events of key.event_type each customer has in (now - within, now].
 
     One query for the whole batch; an index-only scan on (customer,

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from automation.delivery import deliveries_create_for_events
+from automation.workflow_runs import events_mark_automation
 from customers.models import Customer
 from customers.services import customers_ensure
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -357,6 +358,8 @@ def _split_duplicate_refs(
 def events_store(*, prepared: list[PreparedEvent]) -> list[Event]:
     """Insert prepared events and their property records in one transaction."""
     with transaction.atomic():
+        # Workflows (issue 6): flag events to evaluate; enqueued after commit.
+        events_mark_automation(events=[p.event for p in prepared])
         events = Event.objects.bulk_create([p.event for p in prepared])
         PropertyRecord.objects.bulk_create(
             [

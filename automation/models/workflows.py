@@ -98,7 +98,9 @@ class WorkflowRun(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             # A workflow is evaluated at most once per event, whatever is retried.
-            models.UniqueConstraint(fields=["event", "workflow"], name="workflowrun_once_per_event"),
+            models.UniqueConstraint(
+                fields=["event", "workflow"], name="workflowrun_once_per_event"
+            ),
         ]
         indexes = [
             # GET /workflows/{id}/runs and the admin's run history per workflow.
