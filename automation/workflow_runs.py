@@ -178,9 +178,18 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
             )
             for workflow, event, explanation in _reentry_allows(candidates, now)
         ]
-        WorkflowRun.objects.bulk_create(runs, ignore_conflicts=True)
+        created: list[str] = []
+        if runs:
+            # A run that exists already (the unique (event, workflow) pair) is
+            # skipped by the database; only the inserted ones are returned.
+            WorkflowRun.objects.bulk_create(runs, ignore_conflicts=True)
+            created = list(
+                WorkflowRun.objects.filter(pk__in=[r.id for r in runs])
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
         Event.objects.filter(pk__in=[e.id for e in events]).update(automation_pending=False)
-    return [run.id for run in runs]
+    return created
 
 
 def events_evaluate_and_run(*, event_ids: list[str]) -> int:

@@ -314,8 +314,8 @@ def contexts(draw: st.DrawFn) -> EventContext:
         tags=draw(st.one_of(st.lists(st.text(max_size=5), max_size=3))),
         occurred_at=draw(
             st.datetimes(
-                min_value=datetime(2000, 1, 1),
-                max_value=datetime(2100, 1, 1),
+                min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis wants naive bounds
+                max_value=datetime(2100, 1, 1),  # noqa: DTZ001
                 timezones=st.just(UTC),
             )
         ),
