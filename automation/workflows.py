@@ -290,3 +290,62 @@ def inline_context(
         first_of_type=firsts,
         now=now,
     )
+
+
+def workflow_test_request(
+    *,
+    workflow: Workflow,
+    event_id: str | None,
+    event: Any | None,
+    property_records: list[Any],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """POST /workflows/{id}/test: a stored event by id, or an inline one (never stored).
+
+    The inline event is validated like an ingested one, but its customer must
+    exist already: a dry run creates nothing.
+    """
+    import msgspec
+
+    from events_app.schemas import EventCreateIn
+    from events_app.selectors import event_get
+    from events_app.services import events_prepare
+
+    if (event_id is None) == (event is None):
+        raise ValidationFailed(
+            "Give exactly one of event_id or event.",
+            details={"event_id": ["Give exactly one of event_id or event."]},
+        )
+    if event_id is not None:
+        if property_records:
+            raise ValidationFailed(
+                "property_records go with an inline event, not with event_id.",
+                details={"property_records": ["Only with an inline event."]},
+            )
+        return workflow_test(workflow=workflow, event=event_get(event_id=event_id), now=now)
+    assert event is not None
+    customer_id = event.customer_id
+    if event.customer_external_id:
+        customer_id = (
+            Customer.objects.filter(external_id=event.customer_external_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if customer_id is None:
+            raise ValidationFailed(
+                f"Unknown customer '{event.customer_external_id}'.",
+                details={"event.customer_external_id": ["A test needs an existing customer."]},
+            )
+    # The ref is irrelevant to a dry run; keeping it would report "already exists".
+    inline = msgspec.structs.replace(
+        event, customer_id=customer_id, customer_external_id=None, external_id=None
+    )
+    prepared, invalid = events_prepare(
+        items=[EventCreateIn(event=inline, property_records=property_records)]
+    )
+    if invalid:
+        raise ValidationFailed(invalid[0].error, details=invalid[0].details)
+    unsaved = prepared[0].event
+    unsaved.external_id = event.external_id
+    unsaved.inline_records = prepared[0].records  # type: ignore[attr-defined]
+    return workflow_test(workflow=workflow, event=unsaved, now=now)
