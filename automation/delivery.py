@@ -20,21 +20,21 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from automation import outbound
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from events_app.models import Event, EventType
-from project.errors import ConflictError, ValidationFailed
+from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -286,32 +286,42 @@ def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:
     return list(endpoints.values()), types
 
 
-def deliveries_create_for_events(*, events: list[Event]) -> list[Delivery]:
+class NewEvent(Protocol):
+    """What ingestion hands over: a stored Event or its prepared values (same ids)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def event_type_id(self) -> str: ...
+
+
+def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery]:
     """One delivery per (new event, matching active subscription); call in the ingest transaction.
 
     Costs one query when there are no subscriptions, so ingestion without
-    webhooks stays as fast as before.
+    webhooks stays as fast as before; otherwise the matching events are loaded
+    once to build their payloads (the event object as the API shows it).
     """
     if not events:
         return []
     endpoints, types = _matching_subscriptions()
     if not endpoints:
         return []
-    now = timezone.now()
-    deliveries: list[Delivery] = []
-    undelivered: list[str] = []
+    matches: dict[str, list[Endpoint]] = {}
     for event in events:
         matching = [e for e in endpoints if not types[e.pk] or event.event_type_id in types[e.pk]]
-        if not matching:
-            continue
-        event.is_delivered = False
-        undelivered.append(event.pk)
-        payload = event_payload(event)
-        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matching)
-    if not deliveries:
+        if matching:
+            matches[event.id] = matching
+    if not matches:
         return []
+    Event.objects.filter(pk__in=list(matches)).update(is_delivered=False)
+    now = timezone.now()
+    deliveries: list[Delivery] = []
+    for event in Event.objects.filter(pk__in=list(matches)).order_by("pk"):
+        payload = event_payload(event)
+        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matches[event.pk])
     Delivery.objects.bulk_create(deliveries)
-    Event.objects.filter(pk__in=undelivered).update(is_delivered=False)
     _enqueue_on_commit([d.pk for d in deliveries])
     return deliveries
 
@@ -649,3 +659,41 @@ def dispatch_due_deliveries(now: datetime | None = None) -> int:
         if len(ids) < chunk:
             break
     return total
+
+
+# ---------------------------------------------------------------- reads (API, admin)
+
+
+def webhook_list() -> QuerySet[Endpoint]:
+    """Webhook subscriptions only: endpoints of schedules and workflows are managed there."""
+    return Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION).prefetch_related("event_types")
+
+
+def webhook_get(*, webhook_id: str) -> Endpoint:
+    try:
+        return webhook_list().get(pk=webhook_id)
+    except Endpoint.DoesNotExist:
+        raise NotFoundError(f"Webhook '{webhook_id}' not found.") from None
+
+
+def delivery_list(
+    *, webhook_id: str | None = None, event_id: str | None = None, status: str | None = None
+) -> QuerySet[Delivery]:
+    queryset = Delivery.objects.all()
+    if webhook_id is not None:
+        queryset = queryset.filter(endpoint_id=webhook_id)
+    if event_id is not None:
+        queryset = queryset.filter(event_id=event_id)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def delivery_get(*, delivery_id: str, with_attempts: bool = False) -> Delivery:
+    queryset = Delivery.objects.all()
+    if with_attempts:
+        queryset = queryset.prefetch_related("attempts")
+    try:
+        return queryset.get(pk=delivery_id)
+    except Delivery.DoesNotExist:
+        raise NotFoundError(f"Delivery '{delivery_id}' not found.") from None

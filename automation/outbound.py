@@ -319,23 +319,22 @@ def post(
     deadline = started + timeout
     target = check_url(url, resolver=resolver)
     remaining = max(deadline - time.monotonic(), 0.001)
-    per_op = urllib3.Timeout(connect=remaining, read=remaining)
     conn: HTTPConnection
     if target.scheme == "https":
         literal = _is_ip_literal(target.hostname)
         conn = HTTPSConnection(
             target.ip,
             target.port,
-            timeout=per_op,
+            timeout=remaining,
             server_hostname=None if literal else target.hostname,
             assert_hostname=target.hostname,
         )
     else:
-        conn = HTTPConnection(target.ip, target.port, timeout=per_op)
+        conn = HTTPConnection(target.ip, target.port, timeout=remaining)
     token = _watchdog.arm(conn, deadline)
     try:
         all_headers = {"Host": target.host_header, **headers}
-        conn.request("POST", target.path, body=body, headers=all_headers)
+        conn.request("POST", target.path, body=body, headers=all_headers, preload_content=False)
         response = conn.getresponse()
         data = response.read(cap + 1, decode_content=False) if cap >= 0 else b""
         if time.monotonic() > deadline:

@@ -55,20 +55,18 @@ def _grace() -> timedelta:
 # ---------------------------------------------------------------- 1. ingestion hook
 
 
-def events_mark_automation(*, events: Iterable[Event]) -> list[str]:
-    """Flag events that active workflows trigger on and enqueue them after commit.
+def events_mark_automation(*, events: Iterable[Any]) -> list[str]:
+    """Flag just-inserted events that active workflows trigger on; enqueue them after commit.
 
-    Call inside the ingest transaction, before the rows are inserted: the flag
-    is written with the row and the enqueue waits for the commit. Returns the
-    flagged ids.
+    `events` are rows inserted in the caller's (ingest) transaction, anything
+    with `id` and `event_type_id`. Call inside that transaction: the flag
+    commits with the events, and the enqueue waits for the commit. Costs no
+    query when no workflow triggers on these types. Returns the flagged ids.
     """
     trigger_types = active_workflows().trigger_type_ids
-    flagged: list[str] = []
-    for event in events:
-        if event.event_type_id in trigger_types:
-            event.automation_pending = True
-            flagged.append(event.id)
+    flagged = [e.id for e in events if e.event_type_id in trigger_types]
     if flagged:
+        Event.objects.filter(pk__in=flagged).update(automation_pending=True)
         transaction.on_commit(lambda: enqueue_evaluation(flagged))
     return flagged
 

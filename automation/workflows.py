@@ -345,7 +345,16 @@ def workflow_test_request(
     )
     if invalid:
         raise ValidationFailed(invalid[0].error, details=invalid[0].details)
-    unsaved = prepared[0].event
-    unsaved.external_id = event.external_id
-    unsaved.inline_records = prepared[0].records  # type: ignore[attr-defined]
+    ready = prepared[0]
+    unsaved = Event(
+        id=ready.id,
+        event_type_id=ready.event_type_id,
+        customer_id=ready.customer_id,
+        external_id=event.external_id,
+        secondary_external_id=ready.secondary_external_id,
+        data=ready.data,
+        occurred_at=ready.occurred_at,
+        created_at=ready.created_at,
+    )
+    unsaved.inline_records = ready.records  # type: ignore[attr-defined]
     return workflow_test(workflow=workflow, event=unsaved, now=now)

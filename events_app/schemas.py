@@ -43,3 +43,28 @@ class EventCreateIn(msgspec.Struct, forbid_unknown_fields=True):
 
     event: EventIn
     property_records: list[PropertyRecordIn] = msgspec.field(default_factory=list)
+
+
+MAX_BATCH_EVENTS = 1000
+# Counted on the wire, before parsing (see project.api.body.read_body_limited).
+MAX_BATCH_BYTES = 256 * 1024
+
+
+class EventBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /events/batch. Each item is decoded as an `EventCreateIn` on its own,
+    so one malformed event is reported in `invalid_events` instead of failing the batch."""
+
+    events: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class EventBatchDoc(msgspec.Struct):
+    """The batch body as the API docs show it (same items as POST /events)."""
+
+    events: Annotated[
+        list[EventCreateIn],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_BATCH_EVENTS,
+            description="1-1000 events, at most 256 KB of body.",
+        ),
+    ]

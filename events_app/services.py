@@ -12,9 +12,9 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -22,10 +22,12 @@ from automation.delivery import deliveries_create_for_events
 from automation.workflow_runs import events_mark_automation
 from customers.models import Customer
 from customers.services import customers_ensure
+from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
-from project.errors import ConflictError, ValidationFailed
+from project.errors import ConflictError, NotFoundError, ValidationFailed
+from project.ids import new_public_id
 
 REF_EXISTS = "Event ref already exists."
 
@@ -156,16 +158,24 @@ def event_type_delete(*, event_type: EventType) -> None:
 # ---------------------------------------------------------------- ingestion
 
 
-@dataclass
+@dataclass(slots=True)
 class PreparedEvent:
-    """An event that passed every check, ready to insert."""
+    """An event that passed every check, ready to insert (plain values, no model instance:
+    building 1000 Django model instances costs more than inserting them)."""
 
     index: int
-    event: Event
+    event_type_id: str
+    customer_id: str
+    external_id: str | None
+    secondary_external_id: str | None
+    data: dict[str, Any]
+    occurred_at: datetime
+    created_at: datetime
     records: list[tuple[str, str]] = field(default_factory=list)
+    id: str = field(default_factory=new_public_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class InvalidEvent:
     index: int
     error: str
@@ -173,24 +183,59 @@ class InvalidEvent:
     event_id: str | None = None  # the existing event, for duplicate refs
 
 
-@dataclass
+@dataclass(slots=True)
+class StoreResult:
+    """What `events_store` did: the events stored and the ref duplicates it skipped."""
+
+    stored: list[PreparedEvent]
+    duplicates: list[InvalidEvent]
+
+
+class _Definition(NamedTuple):
+    property_id: str
+    value_type: str
+    required: bool
+
+
+@dataclass(slots=True)
 class _TypeInfo:
-    event_type: EventType
-    definitions: dict[str, PropertyDefinition]
+    id: str
+    key: str
+    definitions: dict[str, _Definition]
+
+
+# One round trip for the types named in a request and their property definitions.
+# Why no in-process cache: gunicorn workers are separate processes (and Herald may
+# run on several machines), so a cached definition can only be trusted after asking
+# the database whether it is still current -- a round trip that costs as much as
+# this query. Reading fresh rows every request is always correct (an edited type
+# applies to the very next event) and replaces the ORM's two queries and model
+# instances with plain tuples. See docs/api.md.
+_TYPES_SQL = """
+SELECT et.id, et.key, pd.property_id, pd.value_type, pd.required
+FROM events_app_eventtype et
+LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
+WHERE et.id IN ({ids}) OR et.key IN ({keys})
+"""
 
 
 def _load_types(items: list[EventIn]) -> tuple[dict[str, _TypeInfo], dict[str, _TypeInfo]]:
-    ids = {i.event_type_id for i in items if i.event_type_id}
-    keys = {i.event_type for i in items if i.event_type}
+    ids = sorted({i.event_type_id for i in items if i.event_type_id}) or [""]
+    keys = sorted({i.event_type for i in items if i.event_type}) or [""]
     by_id: dict[str, _TypeInfo] = {}
     by_key: dict[str, _TypeInfo] = {}
-    if not ids and not keys:
+    if ids == [""] and keys == [""]:
         return by_id, by_key
-    types = EventType.objects.filter(Q(id__in=ids) | Q(key__in=keys)).prefetch_related("properties")
-    for event_type in types:
-        info = _TypeInfo(event_type, {p.property_id: p for p in event_type.properties.all()})
-        by_id[event_type.id] = info
-        by_key[event_type.key] = info
+    sql = _TYPES_SQL.format(ids=", ".join(["%s"] * len(ids)), keys=", ".join(["%s"] * len(keys)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, *keys])
+        rows = cursor.fetchall()
+    for type_id, key, property_id, value_type, required in rows:
+        info = by_id.get(type_id)
+        if info is None:
+            info = by_id[type_id] = by_key[key] = _TypeInfo(type_id, key, {})
+        if property_id is not None:
+            info.definitions[property_id] = _Definition(property_id, value_type, bool(required))
     return by_id, by_key
 
 
@@ -216,7 +261,7 @@ def _check_records(
         definition = info.definitions.get(record.property_id)
         if definition is None:
             errors.setdefault(f"{path}.property_id", []).append(
-                f"Unknown property '{record.property_id}' for event type '{info.event_type.key}'."
+                f"Unknown property '{record.property_id}' for event type '{info.key}'."
             )
             continue
         if record.property_id in seen:
@@ -241,6 +286,12 @@ def _check_records(
     return out
 
 
+def _known_customers(ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
+
+
 def events_prepare(
     *, items: list[EventCreateIn], received_at: datetime | None = None
 ) -> tuple[list[PreparedEvent], list[InvalidEvent]]:
@@ -248,13 +299,13 @@ def events_prepare(
 
     Returns the events ready to insert and the invalid ones with their reasons.
     Unknown customer external ids are created here (an integration does not
-    have to create customers first).
+    have to create customers first). A ref repeated inside `items` makes every
+    repeat after the first invalid; refs already stored are found by `events_store`.
     """
     received_at = received_at or timezone.now()
     events_in = [item.event for item in items]
     by_id, by_key = _load_types(events_in)
-    customer_ids = {e.customer_id for e in events_in if e.customer_id}
-    known_customers = set(Customer.objects.filter(id__in=customer_ids).values_list("id", flat=True))
+    known_customers = _known_customers({e.customer_id for e in events_in if e.customer_id})
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
@@ -293,16 +344,17 @@ def events_prepare(
         occurred_at = event_in.occurred_at or received_at
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=UTC)
-        event = Event(
-            event_type=info.event_type,
-            customer_id=event_in.customer_id,
+        ready = PreparedEvent(
+            index=index,
+            event_type_id=info.id,
+            customer_id=event_in.customer_id or "",
             external_id=event_in.external_id,
             secondary_external_id=event_in.secondary_external_id,
             data=data,
             occurred_at=occurred_at,
             created_at=received_at,
+            records=records,
         )
-        ready = PreparedEvent(index=index, event=event, records=records)
         prepared.append(ready)
         if event_in.customer_external_id:
             pending_external.append((ready, event_in.customer_external_id))
@@ -310,83 +362,169 @@ def events_prepare(
     if pending_external:
         mapping = customers_ensure(external_ids={ext for _, ext in pending_external})
         for ready, ext in pending_external:
-            ready.event.customer_id = mapping[ext]
+            ready.customer_id = mapping[ext]
 
-    prepared, duplicates = _split_duplicate_refs(prepared)
-    invalid.extend(duplicates)
+    prepared, repeats = _split_repeated_refs(prepared)
+    invalid.extend(repeats)
     invalid.sort(key=lambda i: i.index)
     return prepared, invalid
 
 
-def _split_duplicate_refs(
+def _ref_exists(index: int, event_id: str | None) -> InvalidEvent:
+    return InvalidEvent(index, REF_EXISTS, {"event.external_id": [REF_EXISTS]}, event_id=event_id)
+
+
+def _split_repeated_refs(
     prepared: list[PreparedEvent],
 ) -> tuple[list[PreparedEvent], list[InvalidEvent]]:
-    """Refs are unique per event type forever; in-batch repeats lose to the first."""
-    with_ref = [p for p in prepared if p.event.external_id]
-    if not with_ref:
-        return prepared, []
+    """A ref given twice in one batch: the first wins, the repeats point at its id."""
+    first: dict[tuple[str, str], str] = {}
+    keep: list[PreparedEvent] = []
+    repeats: list[InvalidEvent] = []
+    for ready in prepared:
+        if ready.external_id is None:
+            keep.append(ready)
+            continue
+        key = (ready.event_type_id, ready.external_id)
+        if key in first:
+            repeats.append(_ref_exists(ready.index, first[key]))
+            continue
+        first[key] = ready.id
+        keep.append(ready)
+    return keep, repeats
+
+
+def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str], str]:
+    """(event_type_id, external_id) → stored event id, for the refs of `events`."""
     query = Q()
-    for type_id in {p.event.event_type_id for p in with_ref}:
-        refs = {p.event.external_id for p in with_ref if p.event.event_type_id == type_id}
+    for type_id in {e.event_type_id for e in events}:
+        refs = {e.external_id for e in events if e.event_type_id == type_id}
         query |= Q(event_type_id=type_id, external_id__in=refs)
-    existing = {
+    return {
         (type_id, ref): event_id
         for event_id, type_id, ref in Event.objects.filter(query).values_list(
             "id", "event_type_id", "external_id"
         )
     }
-    keep: list[PreparedEvent] = []
-    duplicates: list[InvalidEvent] = []
-    for ready in prepared:
-        key = (ready.event.event_type_id, ready.event.external_id)
-        if ready.event.external_id and key in existing:
-            duplicates.append(
-                InvalidEvent(
-                    ready.index,
-                    REF_EXISTS,
-                    {"event.external_id": [REF_EXISTS]},
-                    event_id=existing[key],
-                )
-            )
-            continue
-        if ready.event.external_id:
-            existing[key] = ready.event.id
-        keep.append(ready)
-    return keep, duplicates
 
 
-def events_store(*, prepared: list[PreparedEvent]) -> list[Event]:
-    """Insert prepared events and their property records in one transaction."""
+def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
+    """Insert prepared events and their property records in one transaction.
+
+    Refs are unique per event type forever. An event whose ref is already stored
+    (also by a concurrent request that committed first) is not stored and comes
+    back in `duplicates` with the stored event's id; nothing raises, so a batch is
+    never half written. A database failure raises and stores none of the batch.
+    """
+    if not prepared:
+        return StoreResult([], [])
     with transaction.atomic():
-        # Workflows (issue 6): flag events to evaluate; enqueued after commit.
-        events_mark_automation(events=[p.event for p in prepared])
-        events = Event.objects.bulk_create([p.event for p in prepared])
-        PropertyRecord.objects.bulk_create(
-            [
-                PropertyRecord(event_id=p.event.id, property_id=pid, property_value=value)
-                for p in prepared
-                for pid, value in p.records
-            ]
-        )
+        if connection.vendor == "postgresql":
+            stored_ids = pg_insert_events(prepared)
+        else:
+            stored_ids = _orm_insert_events(prepared)
         # Webhook deliveries in the same transaction as their events (issue 4).
-        deliveries_create_for_events(events=events)
-    return events
+        deliveries_create_for_events(events=[p for p in prepared if p.id in stored_ids])
+        # Workflows (issue 6): flag the events to evaluate; enqueued after commit.
+        events_mark_automation(events=[p for p in prepared if p.id in stored_ids])
+    if len(stored_ids) == len(prepared):
+        return StoreResult(prepared, [])
+    stored = [p for p in prepared if p.id in stored_ids]
+    skipped = [p for p in prepared if p.id not in stored_ids]
+    existing = _existing_refs(skipped)
+    duplicates = [
+        _ref_exists(p.index, existing.get((p.event_type_id, p.external_id or ""))) for p in skipped
+    ]
+    return StoreResult(stored, duplicates)
 
 
-def event_ingest(*, item: EventCreateIn) -> Event:
-    """Store one event. Invalid input is a 400; a ref that exists is a 409."""
+def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
+    """The portable path (SQLite): skip stored refs, then bulk_create."""
+    with_ref = [p for p in prepared if p.external_id is not None]
+    existing = _existing_refs(with_ref) if with_ref else {}
+    fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
+    Event.objects.bulk_create(
+        [
+            Event(
+                id=p.id,
+                event_type_id=p.event_type_id,
+                customer_id=p.customer_id,
+                external_id=p.external_id,
+                secondary_external_id=p.secondary_external_id,
+                data=p.data,
+                occurred_at=p.occurred_at,
+                created_at=p.created_at,
+            )
+            for p in fresh
+        ]
+    )
+    PropertyRecord.objects.bulk_create(
+        [
+            PropertyRecord(event_id=p.id, property_id=pid, property_value=value)
+            for p in fresh
+            for pid, value in p.records
+        ]
+    )
+    return {p.id for p in fresh}
+
+
+@dataclass(slots=True)
+class BatchResult:
+    stored: list[PreparedEvent]
+    invalid: list[InvalidEvent]  # sorted by index
+
+
+def events_ingest_batch(*, items: list[EventCreateIn]) -> BatchResult:
+    """Judge each event on its own and store the valid ones in one transaction.
+
+    Indexes in the result are positions in `items`. Invalid events (bad input,
+    unknown type or customer, ref already stored or repeated) are not stored.
+    """
+    prepared, invalid = events_prepare(items=items)
+    result = events_store(prepared=prepared)
+    if result.duplicates:
+        invalid = sorted([*invalid, *result.duplicates], key=lambda i: i.index)
+    return BatchResult(result.stored, invalid)
+
+
+def event_ingest(*, item: EventCreateIn) -> str:
+    """Store one event and return its id. Invalid input is a 400; a ref that exists is a 409."""
     prepared, invalid = events_prepare(items=[item])
-    if invalid:
-        problem = invalid[0]
-        if problem.error == REF_EXISTS:
-            raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})
-        raise ValidationFailed(problem.error, details=problem.details)
-    try:
-        return events_store(prepared=prepared)[0]
-    except IntegrityError:
-        # A concurrent request stored the same ref between our check and insert.
-        event = prepared[0].event
-        existing = Event.objects.filter(
-            event_type_id=event.event_type_id, external_id=event.external_id
-        ).values_list("id", flat=True)
-        raise ConflictError(REF_EXISTS, extra={"event_id": existing.first()}) from None
+    if not invalid:
+        result = events_store(prepared=prepared)
+        if result.stored:
+            return result.stored[0].id
+        invalid = result.duplicates
+    problem = invalid[0]
+    if problem.error == REF_EXISTS:
+        raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})
+    raise ValidationFailed(problem.error, details=problem.details)
+
+
+# ---------------------------------------------------------------- processing status
+
+
+def event_mark_processed(*, event_id: str, status: str) -> None:
+    """Mark a pending event completed or failed, once.
+
+    One conditional UPDATE decides: of any number of concurrent calls exactly one
+    matches `state = pending` (PostgreSQL re-checks the WHERE after waiting for
+    the row lock), the others change nothing and get a 409. No read-modify-write.
+    """
+    now = timezone.now()
+    if status == Event.State.COMPLETED.label:
+        changes = {"state": Event.State.COMPLETED, "completed_at": now, "failed_at": None}
+    elif status == Event.State.FAILED.label:
+        changes = {"state": Event.State.FAILED, "failed_at": now, "completed_at": None}
+    else:
+        raise ValidationFailed(
+            f"status must be 'completed' or 'failed', got '{status}'.",
+            details={"status": ["Must be 'completed' or 'failed'."]},
+        )
+    updated = Event.objects.filter(pk=event_id, state=Event.State.PENDING).update(**changes)
+    if updated:
+        return
+    # Only to choose the error: the UPDATE above already decided nothing changes.
+    if Event.objects.filter(pk=event_id).exists():
+        raise ConflictError("Event already processed")
+    raise NotFoundError(f"Event '{event_id}' not found.")

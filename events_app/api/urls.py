@@ -6,6 +6,7 @@ from events_app.api import views
 
 urlpatterns = [
     path("events", views.EventCollectionView.as_view(), name="events"),
+    path("events/batch", views.EventBatchView.as_view(), name="events-batch"),
     path("events/<str:event_id>", views.EventDetailView.as_view(), name="event-detail"),
     path(
         "events/<str:event_id>/property-records",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -11,10 +13,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events_app import selectors, services
+from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer, PropertyRecordSerializer
-from events_app.schemas import EventCreateIn
-from project.api.body import parse_body
+from events_app.schemas import MAX_BATCH_BYTES, EventBatchDoc, EventBatchIn, EventCreateIn
+from events_app.services import InvalidEvent
+from project.api.body import (
+    check_json_content_type,
+    decode_json,
+    parse_body,
+    read_body_limited,
+    validation_details,
+)
 from project.api.listing import apply_filterset, list_envelope, parse_list_params
 from project.api.schema import envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
@@ -26,6 +36,12 @@ LIST_PARAMETERS = [
     OpenApiParameter("sort_direction", str, enum=["ASC", "DESC"], description="Default DESC."),
 ]
 EVENT_FILTER_NAMES = tuple(EventFilter.base_filters)
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(body: Any, status_code: int = 200) -> HttpResponse:
+    """Encode with msgspec: the ingest responses skip DRF's renderer (several times slower)."""
+    return HttpResponse(_encode(body), status=status_code, content_type="application/json")
 
 
 def events_page(request: Request, queryset: Any, *, filters: bool = True) -> dict[str, Any]:
@@ -80,8 +96,76 @@ class EventCollectionView(APIView):
     )
     def post(self, request: Request) -> Response:
         body = parse_body(request, EventCreateIn)
-        event = services.event_ingest(item=body)
-        return Response({"data": {"event_id": event.id}}, status=status.HTTP_201_CREATED)
+        event_id = services.event_ingest(item=body)
+        return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
+
+
+_BATCH_RESULT_DOC = serializers.DictField(
+    help_text=(
+        '{"valid_events": [{"index", "event_id", "event_type_id", "customer_id", '
+        '"external_id"}], "invalid_events": [{"index", "event" (as sent), "error", '
+        '"details", "event_id" (the stored event, for duplicate refs)}]}'
+    )
+)
+
+
+class EventBatchView(APIView):
+    @extend_schema(
+        operation_id="events_batch_create",
+        request=msgspec_body(EventBatchDoc),
+        responses={200: envelope("EventBatchResult", _BATCH_RESULT_DOC), **errors(400, 413, 415)},
+    )
+    def post(self, request: Request) -> HttpResponse:
+        raw = read_body_limited(request, MAX_BATCH_BYTES)
+        check_json_content_type(request)
+        batch = decode_json(raw, EventBatchIn)
+        # Each item is decoded on its own so that one bad event does not sink the batch.
+        items: list[EventCreateIn] = []
+        positions: list[int] = []
+        invalid: list[InvalidEvent] = []
+        for index, item_raw in enumerate(batch.events):
+            try:
+                items.append(msgspec.json.decode(item_raw, type=EventCreateIn, strict=True))
+                positions.append(index)
+            except msgspec.ValidationError as exc:
+                message, details = validation_details(exc)
+                invalid.append(InvalidEvent(index, f"{next(iter(details))}: {message}", details))
+        result = services.events_ingest_batch(items=items)
+        for problem in result.invalid:
+            problem.index = positions[problem.index]
+        if invalid:
+            invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
+        else:
+            invalid = result.invalid
+        return json_response(
+            {
+                "data": {
+                    "valid_events": [
+                        {
+                            "index": positions[e.index],
+                            "event_id": e.id,
+                            "event_type_id": e.event_type_id,
+                            "customer_id": e.customer_id,
+                            "external_id": e.external_id,
+                        }
+                        for e in result.stored
+                    ],
+                    "invalid_events": [_invalid_out(i, batch.events[i.index]) for i in invalid],
+                }
+            }
+        )
+
+
+def _invalid_out(problem: InvalidEvent, sent: msgspec.Raw) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "index": problem.index,
+        "event": sent,  # echoed byte for byte
+        "error": problem.error,
+        "details": problem.details,
+    }
+    if problem.event_id is not None:
+        out["event_id"] = problem.event_id
+    return out
 
 
 class EventDetailView(APIView):
@@ -90,6 +174,17 @@ class EventDetailView(APIView):
         responses={200: envelope("EventDetail", EventSerializer()), **errors(404)},
     )
     def get(self, request: Request, event_id: str) -> Response:
+        event = selectors.event_get(event_id=event_id)
+        return Response({"data": EventSerializer(event).data})
+
+    @extend_schema(
+        operation_id="events_partial_update",
+        request=msgspec_body(event_patch_schema()),
+        responses={200: envelope("EventUpdated", EventSerializer()), **errors(400, 404, 409, 415)},
+    )
+    def patch(self, request: Request, event_id: str) -> Response:
+        values = decode_event_patch(parse_body(request, dict[str, msgspec.Raw]))
+        event_patch_apply(event_id=event_id, values=values)
         event = selectors.event_get(event_id=event_id)
         return Response({"data": EventSerializer(event).data})
 

@@ -50,6 +50,9 @@ def check_json_content_type(request: Request) -> None:
 def decode_json(raw: bytes, type_: type[T]) -> T:
     """Decode and validate raw bytes; any problem is a 400 in the API's error shape."""
     try:
+        # msgspec checks UTF-8 only in the strings it decodes; parts kept as
+        # msgspec.Raw (batch items) are echoed back, so check the whole body.
+        raw.decode("utf-8")
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as exc:
         message, details = validation_details(exc)
@@ -57,6 +60,48 @@ def decode_json(raw: bytes, type_: type[T]) -> T:
         raise ApiError(f"Invalid input: {field}: {message}", details=details) from None
     except msgspec.DecodeError as exc:
         raise ApiError(f"Malformed JSON body: {exc}") from None
+    except UnicodeDecodeError:
+        raise ApiError("The body is not valid UTF-8 JSON.") from None
+
+
+def read_body_limited(request: Request, limit: int) -> bytes:
+    """The raw request body, or a 413 once it is longer than `limit` bytes.
+
+    Decided from the bytes on the wire before anything is parsed. A declared
+    Content-Length over the limit is refused without reading. Without a
+    Content-Length (chunked transfer encoding) Django sees an empty body, so the
+    WSGI input stream (which the server de-chunks) is read directly, and never
+    more than `limit + 1` bytes of it.
+    """
+    django_request = request._request
+    declared = django_request.META.get("CONTENT_LENGTH") or ""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise ApiError("Invalid Content-Length header.") from None
+        if length > limit:
+            raise _too_large(limit)
+        return django_request.body
+    stream = django_request.META["wsgi.input"]
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise _too_large(limit)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        f"The request body is larger than {limit} bytes.",
+        status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
 
 
 def parse_body(request: Request, type_: type[T]) -> T:

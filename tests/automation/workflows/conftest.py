@@ -77,6 +77,7 @@ def ingest(db: None, django_capture_on_commit_callbacks: Any) -> Callable[..., E
         with django_capture_on_commit_callbacks(execute=False):
             prepared, invalid = events_prepare(items=[item])
             assert not invalid, invalid
-            return events_store(prepared=prepared)[0]
+            stored = events_store(prepared=prepared).stored
+        return Event.objects.get(pk=stored[0].id)
 
     return ingest_one

@@ -1,0 +1,315 @@
+"""POST /events/batch: every event judged on its own, refs unique per type forever."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from django.db import DatabaseError
+
+from customers.models import Customer
+from events_app import services
+from events_app.models import Event, PropertyRecord
+from events_app.schemas import EventCreateIn
+from tests.conftest import API
+from tests.factories import (
+    CustomerFactory,
+    EventFactory,
+    EventTypeFactory,
+    PropertyDefinitionFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+BATCH = f"{API}/events/batch"
+
+
+@pytest.fixture
+def purchase():
+    event_type = EventTypeFactory(key="purchase")
+    PropertyDefinitionFactory(event_type=event_type, property_id="amount", value_type="number")
+    PropertyDefinitionFactory(
+        event_type=event_type, property_id="paid", value_type="boolean", required=True
+    )
+    return event_type
+
+
+def item(ref: str | None, *, customer: str = "cust-1", **event: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event": {"event_type": "purchase", "customer_external_id": customer, **event},
+        "property_records": [
+            {"property_id": "amount", "property_value": 12.5},
+            {"property_id": "paid", "property_value": True},
+        ],
+    }
+    if ref is not None:
+        body["event"]["external_id"] = ref
+    return body
+
+
+def post_batch(api, events: list[Any]):
+    return api.post(BATCH, {"events": events}, format="json")
+
+
+def test_valid_batch_stores_every_event_with_its_property_records(api, purchase):
+    response = post_batch(api, [item("r-1"), item("r-2", customer="cust-2")])
+
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    assert data["invalid_events"] == []
+    assert [v["index"] for v in data["valid_events"]] == [0, 1]
+    stored = {e.external_id: e for e in Event.objects.all()}
+    assert set(stored) == {"r-1", "r-2"}
+    first = data["valid_events"][0]
+    assert first == {
+        "index": 0,
+        "event_id": stored["r-1"].id,
+        "event_type_id": purchase.id,
+        "customer_id": stored["r-1"].customer_id,
+        "external_id": "r-1",
+    }
+    assert stored["r-1"].state == Event.State.PENDING
+    assert sorted(
+        PropertyRecord.objects.filter(event_id=first["event_id"]).values_list(
+            "property_id", "property_value"
+        )
+    ) == [("amount", "12.5"), ("paid", "true")]
+    assert PropertyRecord.objects.count() == 4
+
+
+def test_mixed_batch_stores_valid_events_and_reports_each_invalid_one(api, purchase):
+    bad_type = item("r-2")
+    bad_type["event"]["event_type"] = "nope"
+    missing_required = item("r-3")
+    missing_required["property_records"] = []
+    not_an_object = 42
+    wrong_field = item("r-5")
+    wrong_field["event"]["colour"] = "red"
+
+    response = post_batch(
+        api, [item("r-1"), bad_type, missing_required, not_an_object, wrong_field, item("r-6")]
+    )
+
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert [v["index"] for v in data["valid_events"]] == [0, 5]
+    invalid = {i["index"]: i for i in data["invalid_events"]}
+    assert sorted(invalid) == [1, 2, 3, 4]
+    assert invalid[1]["error"] == "event.event_type: Unknown event type key 'nope'."
+    assert invalid[1]["event"] == bad_type
+    assert invalid[2]["details"] == {"property_records": ["Required property 'paid' is missing."]}
+    assert invalid[3]["event"] == 42
+    assert invalid[3]["error"] == "non_field_errors: Expected `object`, got `int`"
+    assert invalid[4]["error"] == "event: Object contains unknown field `colour`"
+    assert invalid[4]["event"] == wrong_field
+    assert sorted(Event.objects.values_list("external_id", flat=True)) == ["r-1", "r-6"]
+    assert PropertyRecord.objects.count() == 4
+
+
+def test_invalid_event_is_echoed_byte_for_byte(api, purchase):
+    raw = b'{"events": [{"event": {"event_type": "nope",  "customer_id": "x"}}]}'
+
+    response = api.post(BATCH, raw, content_type="application/json")
+
+    assert response.status_code == 200
+    assert b'"event":{"event": {"event_type": "nope",  "customer_id": "x"}}' in response.content
+
+
+def test_ref_repeated_inside_one_batch_is_invalid_and_points_at_the_first(api, purchase):
+    response = post_batch(api, [item("dup"), item("other"), item("dup")])
+
+    data = response.json()["data"]
+    first_id = data["valid_events"][0]["event_id"]
+    assert [v["index"] for v in data["valid_events"]] == [0, 1]
+    assert data["invalid_events"] == [
+        {
+            "index": 2,
+            "event": item("dup"),
+            "error": "Event ref already exists.",
+            "details": {"event.external_id": ["Event ref already exists."]},
+            "event_id": first_id,
+        }
+    ]
+    assert Event.objects.filter(external_id="dup").count() == 1
+
+
+def test_ref_stored_by_an_earlier_batch_is_invalid_with_the_stored_event_id(api, purchase):
+    earlier = EventFactory(event_type=purchase, external_id="old")
+
+    response = post_batch(api, [item("new"), item("old")])
+
+    data = response.json()["data"]
+    assert [v["external_id"] for v in data["valid_events"]] == ["new"]
+    assert [(i["index"], i["error"], i["event_id"]) for i in data["invalid_events"]] == [
+        (1, "Event ref already exists.", earlier.id)
+    ]
+    assert Event.objects.count() == 2
+
+
+def test_same_ref_under_another_event_type_is_a_different_event(api, purchase):
+    EventTypeFactory(key="login")
+    login = item("shared")
+    login["event"]["event_type"] = "login"
+    login["property_records"] = []
+
+    response = post_batch(api, [item("shared"), login])
+
+    assert len(response.json()["data"]["valid_events"]) == 2
+    assert Event.objects.filter(external_id="shared").count() == 2
+
+
+def test_events_without_ref_are_never_duplicates(api, purchase):
+    response = post_batch(api, [item(None), item(None)])
+
+    assert len(response.json()["data"]["valid_events"]) == 2
+    assert Event.objects.filter(external_id__isnull=True).count() == 2
+
+
+def test_replaying_a_batch_stores_nothing_new(api, purchase):
+    events = [item(f"r-{n}", customer=f"c-{n % 3}") for n in range(20)]
+    first = post_batch(api, events).json()["data"]
+    counts = (Event.objects.count(), PropertyRecord.objects.count(), Customer.objects.count())
+
+    replay = post_batch(api, events).json()["data"]
+
+    assert replay["valid_events"] == []
+    assert [i["index"] for i in replay["invalid_events"]] == list(range(20))
+    assert [i["event_id"] for i in replay["invalid_events"]] == [
+        v["event_id"] for v in first["valid_events"]
+    ]
+    assert {i["error"] for i in replay["invalid_events"]} == {"Event ref already exists."}
+    assert (Event.objects.count(), PropertyRecord.objects.count(), Customer.objects.count()) == (
+        counts
+    )
+    assert counts == (20, 40, 3)
+
+
+def test_unknown_customer_external_id_creates_the_customer_once(api, purchase):
+    known = CustomerFactory(external_id="known")
+
+    response = post_batch(
+        api, [item("a", customer="fresh"), item("b", customer="fresh"), item("c", customer="known")]
+    )
+
+    valid = response.json()["data"]["valid_events"]
+    fresh = Customer.objects.get(external_id="fresh")
+    assert [v["customer_id"] for v in valid] == [fresh.id, fresh.id, known.id]
+    assert Customer.objects.count() == 2
+
+
+def test_event_type_by_id_and_customer_by_id_are_accepted(api, purchase):
+    customer = CustomerFactory()
+    by_id = item("x")
+    by_id["event"] = {"event_type_id": purchase.id, "customer_id": customer.id}
+
+    response = post_batch(api, [by_id])
+
+    assert response.json()["data"]["valid_events"][0]["customer_id"] == customer.id
+
+
+def test_unknown_customer_id_is_invalid_and_creates_nothing(api, purchase):
+    bad = item("x")
+    bad["event"] = {"event_type": "purchase", "customer_id": "0" * 26}
+
+    response = post_batch(api, [bad])
+
+    assert response.json()["data"]["invalid_events"][0]["error"] == (
+        f"event.customer_id: Unknown customer '{'0' * 26}'."
+    )
+    assert (Event.objects.count(), Customer.objects.count()) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"events": []}, "Invalid input: events: Expected `array` of length >= 1"),
+        ({}, "Invalid input: non_field_errors: Object missing required field `events`"),
+        ({"events": {}}, "Invalid input: events: Expected `array`, got `object`"),
+        (
+            {"events": [1], "x": 1},
+            "Invalid input: non_field_errors: Object contains unknown field `x`",
+        ),
+    ],
+)
+def test_batch_shape_errors_are_400_and_store_nothing(api, purchase, body, message):
+    response = api.post(BATCH, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["message"] == message
+    assert Event.objects.count() == 0
+
+
+def test_storage_failure_stores_none_of_the_batch(api, purchase, monkeypatch):
+    real_insert = services.pg_insert_events
+
+    def insert_then_fail(prepared):
+        real_insert(prepared)
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(services, "pg_insert_events", insert_then_fail)
+
+    with pytest.raises(DatabaseError):
+        services.events_ingest_batch(
+            items=[services_item("a"), services_item("b")],
+        )
+
+    assert (Event.objects.count(), PropertyRecord.objects.count()) == (0, 0)
+
+
+def services_item(ref: str) -> EventCreateIn:
+    return msgspec.convert(item(ref), EventCreateIn)
+
+
+def test_single_post_with_an_existing_ref_is_409_with_the_stored_event_id(api, purchase):
+    earlier = EventFactory(event_type=purchase, external_id="old")
+
+    response = api.post(f"{API}/events", item("old"), format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "Conflict",
+        "message": "Event ref already exists.",
+        "statusCode": 409,
+        "event_id": earlier.id,
+    }
+    assert Event.objects.count() == 1
+
+
+def test_batch_needs_the_write_scope(make_api, purchase):
+    response = post_batch(make_api("read"), [item("a")])
+
+    assert response.status_code == 403
+    assert Event.objects.count() == 0
+
+
+@pytest.fixture(params=["postgresql", "portable"])
+def store_path(request, monkeypatch):
+    """Run a test through the set-based PostgreSQL insert and through the portable ORM path."""
+    if request.param == "portable":
+        monkeypatch.setattr(services.connection, "vendor", "sqlite")
+    return request.param
+
+
+def test_both_store_paths_skip_stored_refs_and_keep_model_defaults(purchase, store_path):
+    EventFactory(event_type=purchase, external_id="old")
+
+    result = services.events_ingest_batch(
+        items=[services_item("new"), services_item("old"), services_item("new")]
+    )
+
+    assert [e.external_id for e in result.stored] == ["new"]
+    assert [(i.index, i.error) for i in result.invalid] == [
+        (1, "Event ref already exists."),
+        (2, "Event ref already exists."),
+    ]
+    stored = Event.objects.get(external_id="new")
+    assert (stored.state, stored.is_delivered, stored.automation_pending, stored.depth) == (
+        Event.State.PENDING,
+        True,
+        False,
+        0,
+    )
+    assert (stored.completed_at, stored.failed_at) == (None, None)
+    assert stored.data == {}
+    assert PropertyRecord.objects.filter(event=stored).count() == 2
