@@ -34,11 +34,14 @@ class ActionFailed(Exception):
 class ActionContext:
     """What an action may act on: the run's workflow, event and customer, and the time."""
 
-    workflow: Any  # automation.models.Workflow
-    run: Any  # automation.models.WorkflowRun
+    run: Any  # automation.models.WorkflowRun (its workflow is loaded only when used)
     event: Event
     customer: Customer
     now: datetime
+
+    @property
+    def workflow(self) -> Any:
+        return self.run.workflow
 
 
 @dataclass

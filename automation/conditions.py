@@ -14,6 +14,7 @@ comparison's type simply does not match (except for exists / not_exists).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -136,7 +137,41 @@ def to_bool(value: Any) -> Any:
     return MISSING
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+_SAMPLES: dict[str, Any] = {
+    "bool": True,
+    "number": Decimal(0),
+    "datetime": datetime(2000, 1, 1),  # noqa: DTZ001 - only its type matters
+    "str": "",
+}
+
+
+@functools.lru_cache(maxsize=8192)
+def _coerce_cached(kind: str, expected: Any, expected_type: type) -> Any:
+    return _coerce(_SAMPLES[kind], expected)
+
+
 def coerce_like(actual: Any, expected: Any) -> Any:
+    """`expected` converted to the type of `actual`; memoized (rules repeat their values)."""
+    kind = _kind(actual)
+    if kind == "other" or expected is None or isinstance(expected, list | dict):
+        return _coerce(actual, expected)
+    # The type is part of the key: True == 1 == 1.0 must not share an entry.
+    return _coerce_cached(kind, expected, type(expected))
+
+
+def _coerce(actual: Any, expected: Any) -> Any:
     """`expected` converted to the type of `actual` (the data decides the type).
 
     A number compares as a number, a datetime as a datetime, a boolean as a

@@ -43,6 +43,8 @@ class EventContext:
     counts: dict[CountKey, int] = field(default_factory=dict)
     first_of_type: dict[str, bool] = field(default_factory=dict)  # event_type_id → is first
     now: datetime | None = None
+    # Typed property values, parsed once per event however many leaves read them.
+    parsed: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +92,16 @@ def _jsonable(value: Any) -> Any:
 
 
 class Node:
+    """A compiled tree node.
+
+    `match` answers with short cuts and records nothing (the hot path: most
+    workflows do not match most events); `evaluate` visits every leaf and
+    records what it compared (the explanation, built only for a match).
+    """
+
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        raise NotImplementedError
+
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         raise NotImplementedError
 
@@ -98,6 +110,9 @@ class AllNode(Node):
     def __init__(self, children: list[Node]) -> None:
         self.children = children
 
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        return all(child.match(ctx, now) for child in self.children)
+
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         # Every child is evaluated (no short cut) so the explanation shows each leaf.
         results = [child.evaluate(ctx, now, out) for child in self.children]
@@ -105,6 +120,9 @@ class AllNode(Node):
 
 
 class AnyNode(AllNode):
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        return any(child.match(ctx, now) for child in self.children)
+
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         results = [child.evaluate(ctx, now, out) for child in self.children]
         return any(results)
@@ -114,6 +132,9 @@ class NotNode(Node):
     def __init__(self, child: Node) -> None:
         self.child = child
 
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        return not self.child.match(ctx, now)
+
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         return not self.child.evaluate(ctx, now, out)
 
@@ -121,8 +142,25 @@ class NotNode(Node):
 class TrueNode(Node):
     """The empty tree `{}`: the trigger alone decides."""
 
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        return True
+
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         return True
+
+
+_UNSET = object()
+
+
+def _parse_property(ctx: EventContext, property_id: str) -> Any:
+    text = ctx.properties.get(property_id)
+    if text is None:
+        return MISSING
+    handler = PROPERTY_TYPES.get(ctx.property_types.get(property_id, "string"))
+    try:
+        return handler.parse(text) if handler else text
+    except ValueError:
+        return MISSING
 
 
 class Leaf(Node):
@@ -153,14 +191,10 @@ class Leaf(Node):
 
     def actual(self, ctx: EventContext) -> Any:
         if self.subject == "property":
-            text = ctx.properties.get(self.target)
-            if text is None:
-                return MISSING
-            handler = PROPERTY_TYPES.get(ctx.property_types.get(self.target, "string"))
-            try:
-                return handler.parse(text) if handler else text
-            except ValueError:
-                return MISSING
+            value = ctx.parsed.get(self.target, _UNSET)
+            if value is _UNSET:
+                value = ctx.parsed[self.target] = _parse_property(ctx, self.target)
+            return value
         if self.subject == "event":
             return resolve_path(ctx.event, self.segments)
         if self.subject == "customer":
@@ -170,6 +204,12 @@ class Leaf(Node):
             return ctx.counts.get(self.count_key, MISSING)
         assert self.type_id is not None
         return ctx.first_of_type.get(self.type_id, MISSING)
+
+    def match(self, ctx: EventContext, now: datetime) -> bool:
+        try:
+            return bool(self.operator.test(self.actual(ctx), self.prepared, now))
+        except Exception:
+            return False
 
     def evaluate(self, ctx: EventContext, now: datetime, out: list[LeafResult]) -> bool:
         actual = self.actual(ctx)
@@ -241,3 +281,10 @@ def evaluate(workflow: CompiledWorkflow, context: EventContext) -> Explanation:
     leaves: list[LeafResult] = []
     matched = workflow.root.evaluate(context, now, leaves)
     return Explanation(matched=matched, leaves=leaves)
+
+
+def matches(workflow: CompiledWorkflow, context: EventContext) -> bool:
+    """The same answer as `evaluate(...).matched`, with short cuts and no explanation."""
+    now = context.now or context.event.get("created_at")
+    assert isinstance(now, datetime), "context.now (or event.created_at) is required"
+    return workflow.root.match(context, now)

@@ -12,7 +12,7 @@ The protocol (each step idempotent, safe on many workers at once):
    matched WorkflowRuns (UNIQUE (event, workflow)) and clears the flag — all in
    one transaction. A worker killed before the commit leaves the events
    pending (the sweeper re-enqueues them); after it, the runs exist.
-3. `workflow_run_advance(run_id)` runs the actions from `position`, one
+3. `workflow_run_advance(run_id)` (its own task per run) runs the actions from `position`, one
    transaction per action: lock the run row (SKIP LOCKED), perform the action,
    record its outcome and advance `position` — so an action's effect commits
    exactly once with the run's progress. A wait stores `resume_at` and stops.
@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from automation.actions import REGISTRY as ACTIONS
 from automation.actions import ActionContext, ActionFailed
-from automation.engine import evaluate
+from automation.engine import evaluate, matches
 from automation.models import Workflow, WorkflowRun
 from automation.workflow_selectors import LoadedWorkflow, active_workflows, batch_contexts
 from events_app.models import Event
@@ -158,8 +158,9 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
         for event in events:
             context = contexts[event.id]
             for workflow in cache.by_type.get(event.event_type_id, ()):
-                explanation = evaluate(workflow.compiled, context)
-                if explanation.matched:
+                # The quick answer first; the explanation only for a match.
+                if matches(workflow.compiled, context):
+                    explanation = evaluate(workflow.compiled, context)
                     candidates.append((workflow, event, explanation.as_dict()))
         runs = [
             WorkflowRun(
@@ -172,7 +173,10 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
                 created_at=now,
                 # A live worker advances the run right after commit; if it
                 # dies, the dispatcher takes over once this passes.
-                resume_at=now + _grace(),
+                resume_at=now + _grace() if workflow.actions else None,
+                # A workflow without actions only records that it matched.
+                status=Status.PENDING if workflow.actions else Status.SUCCEEDED,
+                finished_at=None if workflow.actions else now,
             )
             for workflow, event, explanation in _reentry_allows(candidates, now)
         ]
@@ -182,7 +186,9 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
             # skipped by the database; only the inserted ones are returned.
             WorkflowRun.objects.bulk_create(runs, ignore_conflicts=True)
             created = list(
-                WorkflowRun.objects.filter(pk__in=[r.id for r in runs])
+                WorkflowRun.objects.filter(
+                    pk__in=[r.id for r in runs if r.status == Status.PENDING]
+                )
                 .order_by("pk")
                 .values_list("pk", flat=True)
             )
@@ -191,10 +197,17 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
 
 
 def events_evaluate_and_run(*, event_ids: list[str]) -> int:
-    """Worker entry point: evaluate a batch, then run the new runs' actions."""
+    """Worker entry point: evaluate a batch, then hand the new runs' actions on.
+
+    Actions run as their own tasks (one per run), so a batch's evaluation is
+    never held up by its actions and the actions of a busy batch spread over
+    every worker. Returns how many runs were handed on.
+    """
+    from automation import tasks
+
     run_ids = events_evaluate(event_ids=event_ids)
-    for run_id in run_ids:
-        workflow_run_advance(run_id=run_id)
+    if run_ids:
+        tasks.enqueue_workflow_runs(run_ids)
     return len(run_ids)
 
 
@@ -217,8 +230,8 @@ def _step(run_id: str, now: datetime) -> bool:
     """Perform the run's next action in one transaction; True when there is more to do."""
     with transaction.atomic():
         run = (
-            WorkflowRun.objects.select_for_update(skip_locked=True)
-            .select_related("workflow", "event", "customer")
+            WorkflowRun.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event", "customer")
             .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
             .first()
         )
@@ -233,9 +246,7 @@ def _step(run_id: str, now: datetime) -> bool:
         index = run.position
         spec = run.actions[index]
         handler = ACTIONS.get(spec.get("type", ""))
-        ctx = ActionContext(
-            workflow=run.workflow, run=run, event=run.event, customer=run.customer, now=now
-        )
+        ctx = ActionContext(run=run, event=run.event, customer=run.customer, now=now)
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
@@ -261,10 +272,13 @@ def _step(run_id: str, now: datetime) -> bool:
         run.position = index + 1
         if result.resume_at is not None:
             run.status, run.resume_at = Status.WAITING, result.resume_at
+        elif run.position >= len(run.actions):
+            # The last action: finish in the same transaction.
+            run.status, run.resume_at, run.finished_at = Status.SUCCEEDED, None, now
         else:
             run.status, run.resume_at = Status.PENDING, now + _grace()
-        run.save(update_fields=["outcomes", "position", "status", "resume_at"])
-        return result.resume_at is None
+        run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
+        return run.status == Status.PENDING
 
 
 def workflow_run_advance(*, run_id: str, now: Callable[[], datetime] | None = None) -> None:

@@ -44,7 +44,7 @@ def test_ingest_flags_only_events_that_an_active_workflow_triggers_on(
 def test_matching_event_leaves_one_run_with_its_explanation_and_clears_the_flag(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
-    workflow = make_workflow(conditions=BIG)
+    workflow = make_workflow(conditions=BIG, actions=[{"type": "add_tags", "tags": ["big"]}])
     big = ingest(records={"amount": "250"})
     small = ingest(records={"amount": "20"})
 
@@ -73,6 +73,17 @@ def test_matching_event_leaves_one_run_with_its_explanation_and_clears_the_flag(
         ],
     }
     assert Event.objects.filter(automation_pending=True).count() == 0
+
+
+def test_workflow_without_actions_records_a_finished_run(
+    purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
+) -> None:
+    make_workflow(conditions=BIG)
+    event = ingest(records={"amount": "250"})
+    with time_machine.travel(T0, tick=False):
+        assert events_evaluate(event_ids=[event.pk]) == []  # nothing left to run
+    run = WorkflowRun.objects.get()
+    assert (run.status, run.finished_at, run.resume_at, run.outcomes) == ("succeeded", T0, None, [])
 
 
 def test_evaluating_the_same_events_again_creates_nothing(

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from automation.conditions import REGISTRY, ConditionError, validate
-from automation.engine import CountKey, EventContext
+from automation.engine import CompiledWorkflow, CountKey, EventContext
+from automation.engine import matches as engine_matches
 from tests.automation.workflows.helpers import NOW, context, explain, matches
 
 
@@ -331,6 +332,9 @@ def test_evaluator_never_raises_on_a_valid_tree_and_any_event(
     result = explain(tree, ctx).as_dict()
     assert isinstance(result["matched"], bool)
     assert len(result["leaves"]) >= 1
+    # The workers' short-cut path answers exactly like the explaining one.
+    compiled = CompiledWorkflow(workflow_id="w", conditions=tree)
+    assert engine_matches(compiled, ctx) is result["matched"]
 
 
 malformed_nodes = st.one_of(

@@ -47,6 +47,18 @@ def database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+# The worker consumes only this test's queue, and the tasks it enqueues itself
+# (a run's actions) go to the same queue.
+WORKER_MAIN = """
+import sys
+from project.celery import app
+queue = sys.argv[1]
+app.conf.task_default_queue = queue
+app.worker_main(["worker", "-P", "solo", "-Q", queue, "--without-gossip",
+                 "--without-mingle", "--without-heartbeat", "-l", "warning"])
+"""
+
+
 class Worker:
     """One `celery worker` process (solo pool: tasks run in the process we can kill)."""
 
@@ -59,23 +71,7 @@ class Worker:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "project",
-                "worker",
-                "-P",
-                "solo",
-                "-Q",
-                self.queue,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
+            [sys.executable, "-c", WORKER_MAIN, self.queue],
             cwd=ROOT,
             env=self.env,
             stdout=self.log.open("ab"),
