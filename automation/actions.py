@@ -295,7 +295,8 @@ def validate_actions(actions: Any, *, root: str = "actions") -> dict[str, list[s
         if not isinstance(spec, dict):
             errors[path] = ["Must be an object with a 'type'."]
             continue
-        handler = REGISTRY.get(spec.get("type")) if isinstance(spec.get("type"), str) else None
+        kind = spec.get("type")
+        handler = REGISTRY.get(kind) if isinstance(kind, str) else None
         if handler is None:
             errors[f"{path}.type"] = [
                 f"Unknown action type {spec.get('type')!r}; one of: {', '.join(REGISTRY)}."

@@ -158,7 +158,7 @@ _SAMPLES: dict[str, Any] = {
 
 
 @functools.lru_cache(maxsize=8192)
-def _coerce_cached(kind: str, expected: Any, expected_type: type) -> Any:
+def _coerce_cached(kind: str, expected: Any, expected_type: str) -> Any:
     return _coerce(_SAMPLES[kind], expected)
 
 
@@ -168,7 +168,7 @@ def coerce_like(actual: Any, expected: Any) -> Any:
     if kind == "other" or expected is None or isinstance(expected, list | dict):
         return _coerce(actual, expected)
     # The type is part of the key: True == 1 == 1.0 must not share an entry.
-    return _coerce_cached(kind, expected, type(expected))
+    return _coerce_cached(kind, expected, type(expected).__name__)
 
 
 def _coerce(actual: Any, expected: Any) -> Any:

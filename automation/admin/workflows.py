@@ -226,7 +226,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     list_select_related = ["workflow", "customer"]
     show_full_result_count = False
     ordering = ["-created_at", "-id"]
-    fields = [
+    fields = (
         "id",
         "workflow",
         "event_link",
@@ -240,7 +240,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "created_at",
         "finished_at",
         "workflow_version",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
