@@ -60,15 +60,16 @@ def run_job(name: str, now: datetime | None = None) -> int:
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """Celery beat entries: each job as the automation.run_periodic task.
 
-    `expires` drops a tick that waited in the queue longer than its interval: the
-    next tick does the same work, so piling them up would only add load.
+    `expires` drops ticks that waited in the queue too long (behind a backlog of
+    deliveries, say): the next tick does the same work, so piling them up would
+    only add load; 10 intervals keeps one tick alive across a short backlog.
     """
     return {
         job.name: {
             "task": "automation.run_periodic",
             "schedule": job.interval_seconds,
             "args": (job.name,),
-            "options": {"expires": max(job.interval_seconds, 1.0)},
+            "options": {"expires": max(job.interval_seconds * 10, 10.0)},
         }
         for job in PERIODIC_JOBS
     }

@@ -239,10 +239,13 @@ HERALD_OUTBOUND_TIMEOUT = float(os.environ.get("HERALD_OUTBOUND_TIMEOUT", "15"))
 HERALD_OUTBOUND_MAX_RESPONSE_BYTES = int(
     os.environ.get("HERALD_OUTBOUND_MAX_RESPONSE_BYTES", str(64 * 1024))
 )
+# Seconds a claimed attempt may outlive its deadline before another worker may retry it
+# (a SIGKILLed worker's delivery is picked up again after timeout + margin).
+HERALD_DELIVERY_CLAIM_MARGIN = float(os.environ.get("HERALD_DELIVERY_CLAIM_MARGIN", "30"))
 # At most this many attempts in flight per endpoint, so a slow endpoint cannot take
 # every worker thread; further due deliveries of it wait a moment in the database.
 HERALD_DELIVERY_ENDPOINT_CONCURRENCY = int(
-    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "8")
+    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "16")
 )
 # Rows the dispatcher claims per tick (it loops in chunks of this size).
 HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CHUNK", "500"))

@@ -29,7 +29,8 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
-    received_at: float
+    received_at: float  # time.monotonic()
+    wall_received_at: float = 0.0  # time.time(), to compare with times other processes saw
 
 
 @dataclass
@@ -103,6 +104,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=self.rfile.read(length),
                 received_at=time.monotonic(),
+                wall_received_at=time.time(),
             )
             with receiver.received:
                 receiver.requests.append(request)

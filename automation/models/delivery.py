@@ -16,16 +16,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from events_app.models import Event, EventType
-from project.ids import PUBLIC_ID_LENGTH, new_public_id
+from events_app.models import Event, EventType, _public_id_field
 
 __all__ = ["Delivery", "DeliveryAttempt", "Endpoint"]
-
-
-def _public_id_field() -> models.CharField:
-    return models.CharField(
-        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
-    )
 
 
 class Endpoint(models.Model):
@@ -139,11 +132,18 @@ class Delivery(models.Model):
                 condition=Q(status="pending"),
                 name="delivery_due_idx",
             ),
-            # deliver_one's per-endpoint in-flight count, and cancelling an endpoint's work.
+            # Attempts in flight: the claim's per-endpoint limit and the dispatcher's count.
+            # Small: only rows a worker holds (or held, until the lease lapses).
             models.Index(
                 fields=["endpoint", "locked_until"],
+                condition=Q(status="pending", locked_until__isnull=False),
+                name="delivery_in_flight_idx",
+            ),
+            # deliver_one's follow-on: an endpoint's next due delivery; endpoint_disable.
+            models.Index(
+                fields=["endpoint", "next_attempt_at"],
                 condition=Q(status="pending"),
-                name="delivery_endpoint_pending_idx",
+                name="delivery_endpoint_due_idx",
             ),
             # GET /deliveries?webhook_id=… (newest first) and the admin's endpoint view.
             models.Index(fields=["endpoint", "id"], name="delivery_endpoint_idx"),

@@ -245,8 +245,10 @@ def test_delivery_list_filters_detail_and_redeliver(api, receiver, allow_loopbac
     assert redone.json()["data"]["status"] == "pending"
     assert Event.objects.get(pk=event_id).is_delivered is False
     assert svc.deliver_one(delivery.pk) == "succeeded"
-    first, second = receiver.requests
+    # After the success the worker went on with the webhook's other due delivery (r2).
+    first, second, follow_on = receiver.requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == delivery.message_id
+    assert json.loads(follow_on.body)["event_id"] != event_id
     assert Event.objects.get(pk=event_id).is_delivered is True
     assert api.post(f"{API}/deliveries/nope/redeliver").status_code == 404
 
@@ -262,3 +264,25 @@ def test_ping_sends_a_signed_test_message(api, receiver, allow_loopback):
     )
     assert payload["type"] == "webhook.test"
     assert payload["webhook_id"] == hook["webhook_id"]
+
+
+def test_a_broker_outage_does_not_fail_ingestion_and_the_dispatcher_sends_later(
+    api, receiver, allow_loopback, monkeypatch, django_capture_on_commit_callbacks
+):
+    purchase = EventTypeFactory(key="purchase")
+    create_webhook(api, receiver)
+
+    def broker_down(task, args_list):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr("automation.tasks.enqueue_many", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        event_id = ingest(api, purchase)
+
+    delivery = Delivery.objects.get(event_id=event_id)
+    assert (delivery.status, delivery.attempt_count) == ("pending", 0)
+    assert receiver.requests == []
+    monkeypatch.undo()
+    Delivery.objects.filter(pk=delivery.pk).update(queued_until=delivery.created_at)
+    assert svc.dispatch_due_deliveries() == 1
+    assert len(receiver.requests) == 1
