@@ -62,6 +62,22 @@ class LoadedWorkflow:
     compiled: CompiledWorkflow
     period_seconds: float | None
 
+    @classmethod
+    def of(cls, workflow: Workflow, *, type_ids: dict[str, str]) -> LoadedWorkflow:
+        """Compile a workflow row; `type_ids` maps event type keys to ids."""
+        period = workflow.reentry_period()
+        return cls(
+            id=workflow.pk,
+            name=workflow.name,
+            actions=workflow.actions,
+            reentry=workflow.reentry,
+            version=workflow.version,
+            compiled=CompiledWorkflow(
+                workflow_id=workflow.pk, conditions=workflow.conditions, type_ids=type_ids
+            ),
+            period_seconds=period.total_seconds() if period else None,
+        )
+
 
 @dataclass
 class ActiveWorkflows:
@@ -88,18 +104,7 @@ def _load(stamp: tuple[int, datetime | None]) -> ActiveWorkflows:
     type_ids = dict(EventType.objects.values_list("key", "id"))
     loaded = ActiveWorkflows(stamp=stamp)
     for workflow in Workflow.objects.filter(active=True).prefetch_related("trigger_event_types"):
-        period = workflow.reentry_period()
-        item = LoadedWorkflow(
-            id=workflow.id,
-            name=workflow.name,
-            actions=workflow.actions,
-            reentry=workflow.reentry,
-            version=workflow.version,
-            compiled=CompiledWorkflow(
-                workflow_id=workflow.id, conditions=workflow.conditions, type_ids=type_ids
-            ),
-            period_seconds=period.total_seconds() if period else None,
-        )
+        item = LoadedWorkflow.of(workflow, type_ids=type_ids)
         for event_type in workflow.trigger_event_types.all():
             loaded.by_type.setdefault(event_type.id, []).append(item)
     return loaded
@@ -125,7 +130,7 @@ def active_workflows_forget() -> None:
 # ---------------------------------------------------------------- batch facts
 
 
-def _event_dict(event: Event, type_key: str) -> dict[str, Any]:
+def event_dict(event: Event, type_key: str) -> dict[str, Any]:
     return {
         "event_id": event.id,
         "event_type": type_key,
@@ -241,7 +246,7 @@ def batch_contexts(
     for event in events:
         customer = customers.get(event.customer_id, {"customer_id": event.customer_id})
         contexts[event.id] = EventContext(
-            event=_event_dict(event, type_keys.get(event.event_type_id, "")),
+            event=event_dict(event, type_keys.get(event.event_type_id, "")),
             customer=customer,
             properties=properties.get(event.id, {}),
             property_types=declared.get(event.event_type_id, {}),

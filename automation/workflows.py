@@ -20,9 +20,14 @@ from django.utils import timezone
 from automation import conditions
 from automation.actions import REGISTRY as ACTIONS
 from automation.actions import validate_actions
-from automation.engine import CompiledWorkflow, EventContext, Explanation, evaluate
+from automation.engine import EventContext, Explanation, evaluate
 from automation.models import Workflow
-from automation.workflow_selectors import active_workflows_forget, batch_contexts, customer_dict
+from automation.workflow_selectors import (
+    LoadedWorkflow,
+    active_workflows_forget,
+    batch_contexts,
+    customer_dict,
+)
 from customers.models import Customer
 from events_app.models import Event, EventType
 from project.errors import ValidationFailed
@@ -207,11 +212,8 @@ def workflow_test(
     The facts (counts, first-time) are read as a worker would read them now.
     """
     now = now or timezone.now()
-    type_ids = dict(EventType.objects.values_list("key", "id"))
-    compiled = CompiledWorkflow(
-        workflow_id=workflow.pk, conditions=workflow.conditions, type_ids=type_ids
-    )
-    explanation = _explain(workflow, compiled, event, now)
+    loaded = LoadedWorkflow.of(workflow, type_ids=dict(EventType.objects.values_list("key", "id")))
+    explanation = _explain(loaded, event, now)
     triggers = {t.pk for t in workflow.trigger_event_types.all()}
     return {
         "workflow_id": workflow.pk,
@@ -225,36 +227,23 @@ def workflow_test(
     }
 
 
-def _explain(
-    workflow: Workflow, compiled: CompiledWorkflow, event: Event, now: datetime
-) -> Explanation:
-    from automation.workflow_selectors import LoadedWorkflow
-
-    loaded = LoadedWorkflow(
-        id=workflow.pk,
-        name=workflow.name,
-        actions=workflow.actions,
-        reentry=workflow.reentry,
-        version=workflow.version,
-        compiled=compiled,
-        period_seconds=None,
-    )
-    by_type = {event.event_type_id: [loaded]}
+def _explain(loaded: LoadedWorkflow, event: Event, now: datetime) -> Explanation:
     if not event._state.adding:
+        by_type = {event.event_type_id: [loaded]}
         context = batch_contexts(events=[event], workflows_by_type=by_type, now=now)[event.pk]
     else:
         context = inline_context(
             event=event, loaded=loaded, now=now, records=getattr(event, "inline_records", [])
         )
-    return evaluate(compiled, context)
+    return evaluate(loaded.compiled, context)
 
 
 def inline_context(
-    *, event: Event, loaded: Any, now: datetime, records: list[tuple[str, str]]
+    *, event: Event, loaded: LoadedWorkflow, now: datetime, records: list[tuple[str, str]]
 ) -> EventContext:
     """Context for an unsaved event: its own records; facts from the stored history."""
     from automation.workflow_selectors import (
-        _event_dict,
+        event_dict,
         first_event_ids,
         frequency_counts,
     )
@@ -282,7 +271,7 @@ def inline_context(
     }
     type_key = EventType.objects.filter(pk=event.event_type_id).values_list("key", flat=True)
     return EventContext(
-        event=_event_dict(event, type_key.first() or ""),
+        event=event_dict(event, type_key.first() or ""),
         customer=customer_dict(customer),
         properties=dict(records),
         property_types=declared,

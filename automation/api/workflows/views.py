@@ -19,18 +19,13 @@ from automation.api.workflows.serializers import (
     WorkflowTestIn,
 )
 from automation.models import WorkflowRun
+from events_app.api.views import LIST_PARAMETERS
 from project.api.body import parse_body
 from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
 from project.api.schema import envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 
-LIST_PARAMETERS = [
-    OpenApiParameter("count", int, description="Records to return, 1-1000 (default 100)."),
-    OpenApiParameter("offset", int, description="Records to skip (default 0)."),
-    OpenApiParameter("sort_field", str, description="Field to sort by."),
-    OpenApiParameter("sort_direction", str, enum=["ASC", "DESC"], description="Default DESC."),
-]
 RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
 
 
