@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -30,18 +31,29 @@ class ActionFailed(Exception):
     """The action could not be performed; the run records the message and stops."""
 
 
-@dataclass
 class ActionContext:
-    """What an action may act on: the run's workflow, event and customer, and the time."""
+    """What an action may act on: the run's workflow, event and customer, and the time.
 
-    run: Any  # automation.models.WorkflowRun (its workflow is loaded only when used)
-    event: Event
-    customer: Customer
-    now: datetime
+    The related rows are read on first use, by primary key: an action that
+    needs only the customer does not pay for the event, and the run's locking
+    query stays a single-row lookup.
+    """
 
-    @property
+    def __init__(self, *, run: Any, now: datetime) -> None:
+        self.run = run  # automation.models.WorkflowRun
+        self.now = now
+
+    @cached_property
     def workflow(self) -> Any:
         return self.run.workflow
+
+    @cached_property
+    def event(self) -> Event:
+        return Event.objects.get(pk=self.run.event_id)
+
+    @cached_property
+    def customer(self) -> Customer:
+        return Customer.objects.get(pk=self.run.customer_id)
 
 
 @dataclass
@@ -87,7 +99,7 @@ class Action:
 def _locked_customer(ctx: ActionContext) -> Customer:
     # Row lock: concurrent runs updating the same customer apply one after the
     # other instead of overwriting each other's attributes or tags.
-    customer = Customer.objects.select_for_update().get(pk=ctx.customer.pk)
+    customer = Customer.objects.select_for_update().get(pk=ctx.run.customer_id)
     ctx.customer = customer
     return customer
 
@@ -208,7 +220,7 @@ class EmitEvent(Action):
         body = {
             "event": {
                 ("event_type_id" if by_id else "event_type"): ref,
-                "customer_id": ctx.customer.pk,
+                "customer_id": ctx.run.customer_id,
                 "data": spec.get("data", {}),
             },
             "property_records": spec.get("property_records", []),

@@ -230,8 +230,7 @@ def _step(run_id: str, now: datetime) -> bool:
     """Perform the run's next action in one transaction; True when there is more to do."""
     with transaction.atomic():
         run = (
-            WorkflowRun.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event", "customer")
+            WorkflowRun.objects.select_for_update(skip_locked=True)
             .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
             .first()
         )
@@ -246,7 +245,7 @@ def _step(run_id: str, now: datetime) -> bool:
         index = run.position
         spec = run.actions[index]
         handler = ACTIONS.get(spec.get("type", ""))
-        ctx = ActionContext(run=run, event=run.event, customer=run.customer, now=now)
+        ctx = ActionContext(run=run, now=now)
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
