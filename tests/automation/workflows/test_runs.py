@@ -296,3 +296,19 @@ def test_run_left_pending_by_a_killed_worker_is_dispatched_after_the_grace_perio
     assert run.status == "succeeded"
     assert run.customer.tags == ["buyer"]
     assert Workflow.objects.count() == 1
+
+
+def test_cached_workflows_follow_a_change_made_by_another_process(
+    purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
+) -> None:
+    from django.utils import timezone
+
+    from automation.workflow_selectors import active_workflows
+
+    workflow = make_workflow()
+    assert purchase.pk in active_workflows().trigger_type_ids  # cached in this process
+    # Another process deactivates it: no service call here, so no local forget.
+    Workflow.objects.filter(pk=workflow.pk).update(active=False, updated_at=timezone.now())
+    assert active_workflows().trigger_type_ids == frozenset()
+    event = ingest()
+    assert Event.objects.get(pk=event.pk).automation_pending is False
