@@ -21,7 +21,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -302,16 +303,19 @@ class NewEvent(Protocol):
 
 
 def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery]:
-    """One delivery per (new event, matching active subscription); call in the ingest transaction.
-
-    Costs one query when there are no subscriptions, so ingestion without
-    webhooks stays as fast as before; otherwise the matching events are loaded
-    once to build their payloads (the event object as the API shows it).
-    """
+    """One delivery per (new event, matching active subscription); call in the ingest
+    transaction. Costs one query when there are no subscriptions."""
     if not events:
         return []
-    endpoints, types = _matching_subscriptions()
-    if not endpoints:
+    return _deliveries_create(events, _matching_subscriptions())
+
+
+def _deliveries_create(
+    events: Sequence[NewEvent], subscriptions: tuple[list[Endpoint], dict[str, set[str]]]
+) -> list[Delivery]:
+    """The events' deliveries; their payloads are the events as the API shows them."""
+    endpoints, types = subscriptions
+    if not endpoints or not events:
         return []
     matches: dict[str, list[Endpoint]] = {}
     for event in events:
@@ -329,6 +333,22 @@ def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery
     Delivery.objects.bulk_create(deliveries)
     _enqueue_on_commit([d.pk for d in deliveries])
     return deliveries
+
+
+@contextmanager
+def deliveries_for_new_events() -> Iterator[Callable[[Sequence[NewEvent]], list[Delivery]]]:
+    """Wrap the insert of new events: yields the function that creates their deliveries.
+
+    Looks up active subscriptions once. With some, the block runs in one transaction
+    so events and deliveries commit together; with none, no transaction is opened
+    (ingestion's insert stays a single statement) and the function does nothing.
+    """
+    subscriptions = _matching_subscriptions()
+    if not subscriptions[0]:
+        yield lambda events: []
+        return
+    with transaction.atomic():
+        yield lambda events: _deliveries_create(events, subscriptions)
 
 
 # ---------------------------------------------------------------- is_delivered
@@ -421,49 +441,62 @@ def sign(*, endpoint: Endpoint, message_id: str, body: str, now: datetime) -> di
 
 
 # The claim, written out: it runs once per attempt and the ORM spent more CPU building
-# this statement than PostgreSQL spends running it. Portable (PostgreSQL, SQLite).
+# this statement than PostgreSQL spends running it. Portable (PostgreSQL, SQLite 3.35+).
+# {target} picks the row: one id, or an endpoint's next due row nobody holds (with SKIP
+# LOCKED where the database has it, so concurrent workers take different rows).
 # NOT EXISTS (… OFFSET limit-1): the endpoint has fewer than `limit` attempts in flight
 # (served by delivery_in_flight_idx).
 _CLAIM_SQL = """
 UPDATE {table}
-SET attempt_count = attempt_count + 1, locked_until = %s, last_attempt_at = %s,
+SET attempt_count = attempt_count + 1, locked_until = %(lease)s, last_attempt_at = %(now)s,
     queued_until = NULL
-WHERE id = %s AND status = 'pending' AND next_attempt_at <= %s
-  AND (locked_until IS NULL OR locked_until < %s)
+WHERE {target} AND status = 'pending' AND next_attempt_at <= %(now)s
+  AND (locked_until IS NULL OR locked_until < %(now)s)
   AND NOT EXISTS (
     SELECT 1 FROM {table} AS busy
     WHERE busy.endpoint_id = {table}.endpoint_id AND busy.status = 'pending'
-      AND busy.locked_until >= %s
-    LIMIT 1 OFFSET %s
+      AND busy.locked_until >= %(now)s
+    LIMIT 1 OFFSET %(offset)s
   )
+RETURNING id
 """
+_BY_ID = "id = %(id)s"
+_NEXT_OF_ENDPOINT = """id = (
+    SELECT nxt.id FROM {table} AS nxt
+    WHERE nxt.endpoint_id = %(endpoint_id)s AND nxt.status = 'pending'
+      AND nxt.next_attempt_at <= %(now)s
+      AND (nxt.locked_until IS NULL OR nxt.locked_until < %(now)s)
+    ORDER BY nxt.next_attempt_at LIMIT 1 {skip_locked}
+  )"""
 
 
-def _claim_update(delivery_id: str, now: datetime, lease: datetime, limit: int) -> bool:
-    at = connection.ops.adapt_datetimefield_value
-    sql = _CLAIM_SQL.format(table=connection.ops.quote_name(Delivery._meta.db_table))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [at(lease), at(now), delivery_id, at(now), at(now), at(now), limit - 1])
-        return cursor.rowcount == 1
-
-
-def _claim(delivery_id: str, now: datetime) -> Delivery | str:
-    """Step 1 of deliver_one: one conditional UPDATE claims the row if it is due, not held
-    by another worker and its endpoint is below its concurrency limit (PostgreSQL
-    re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
-    caller wins). Autocommit: no lock outlives the statement. Returns the claimed
-    delivery, or "not-due" / "endpoint-busy" / a final outcome."""
+def _claim_update(now: datetime, *, delivery_id: str = "", endpoint_id: str = "") -> str | None:
+    """Run the claim for one delivery id or for an endpoint's next due delivery; return
+    the id claimed, or None."""
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    skip = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    target = _BY_ID if delivery_id else _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip)
     # The outbound deadline plus a margin for the database work around the call: after
     # that the worker is presumed dead and another may make the attempt.
     lease = now + timedelta(
         seconds=settings.HERALD_OUTBOUND_TIMEOUT + settings.HERALD_DELIVERY_CLAIM_MARGIN
     )
-    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
-    if not _claim_update(delivery_id, now, lease, limit):
-        due = Delivery.objects.filter(
-            pk=delivery_id, status=PENDING, next_attempt_at__lte=now
-        ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        return "endpoint-busy" if due.exists() else "not-due"
+    at = connection.ops.adapt_datetimefield_value
+    params = {
+        "lease": at(lease),
+        "now": at(now),
+        "id": delivery_id,
+        "endpoint_id": endpoint_id,
+        "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL.format(table=table, target=target), params)
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _claimed(delivery_id: str, now: datetime) -> Delivery | str:
+    """Load a claimed delivery; end it at once if its endpoint is disabled or it gave up."""
     delivery = Delivery.objects.select_related("endpoint").get(pk=delivery_id)
     if not delivery.endpoint.active:
         _finish(delivery, now, Delivery.Status.FAILED, None, "Endpoint is disabled.")
@@ -474,20 +507,29 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
     return delivery
 
 
+def _claim(delivery_id: str, now: datetime) -> Delivery | str:
+    """Step 1 of deliver_one: one conditional UPDATE claims the row if it is due, not held
+    by another worker and its endpoint is below its concurrency limit (PostgreSQL
+    re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
+    caller wins). Autocommit: no lock outlives the statement. Returns the claimed
+    delivery, or "not-due" / "endpoint-busy" / a final outcome."""
+    if _claim_update(now, delivery_id=delivery_id) is None:
+        due = Delivery.objects.filter(
+            pk=delivery_id, status=PENDING, next_attempt_at__lte=now
+        ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        return "endpoint-busy" if due.exists() else "not-due"
+    return _claimed(delivery_id, now)
+
+
 def _claim_next(endpoint_id: str, now: datetime) -> Delivery | None:
     """Claim the endpoint's next due delivery nobody holds (follow-on work), if any."""
-    candidates = (
-        Delivery.objects.filter(endpoint_id=endpoint_id, status=PENDING, next_attempt_at__lte=now)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:FOLLOW_ON_CANDIDATES]
-    )
-    for delivery_id in candidates:
-        claimed = _claim(delivery_id, now)
+    for _ in range(FOLLOW_ON_CANDIDATES):
+        delivery_id = _claim_update(now, endpoint_id=endpoint_id)
+        if delivery_id is None:
+            return None
+        claimed = _claimed(delivery_id, now)
         if isinstance(claimed, Delivery):
             return claimed
-        if claimed == "endpoint-busy":
-            return None
     return None
 
 

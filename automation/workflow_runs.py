@@ -2,7 +2,7 @@
 
 The protocol (each step idempotent, safe on many workers at once):
 
-1. Ingestion (`events_mark_automation`, called by events_app inside the
+1. Ingestion (`workflows_for_new_events`, wrapped around events_app's insert in the
    ingest transaction) flags events whose type triggers an active workflow
    (`Event.automation_pending`) and, after commit, enqueues their ids.
 2. `events_evaluate(event_ids)` locks the still-pending events
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,20 +56,35 @@ def _grace() -> timedelta:
 # ---------------------------------------------------------------- 1. ingestion hook
 
 
-def events_mark_automation(*, events: Iterable[Any]) -> list[str]:
-    """Flag just-inserted events that active workflows trigger on; enqueue them after commit.
+def events_mark_automation(*, events: Iterable[Any], trigger_types: frozenset[str]) -> list[str]:
+    """Flag just-inserted events whose type triggers an active workflow; enqueue after commit.
 
-    `events` are rows inserted in the caller's (ingest) transaction, anything
-    with `id` and `event_type_id`. Call inside that transaction: the flag
-    commits with the events, and the enqueue waits for the commit. Costs no
-    query when no workflow triggers on these types. Returns the flagged ids.
+    Call in the transaction that inserted them: the flag commits with the
+    events and the enqueue waits for the commit. Returns the flagged ids.
     """
-    trigger_types = active_workflows().trigger_type_ids
     flagged = [e.id for e in events if e.event_type_id in trigger_types]
     if flagged:
         Event.objects.filter(pk__in=flagged).update(automation_pending=True)
         transaction.on_commit(lambda: enqueue_evaluation(flagged))
     return flagged
+
+
+@contextmanager
+def workflows_for_new_events() -> Iterator[Callable[[Sequence[Any]], list[str]]]:
+    """Wrap the insert of new events (events_app.services.events_store).
+
+    Yields the function that flags the inserted events (anything with `id`
+    and `event_type_id`) for evaluation. With active workflows the block runs
+    in one transaction, so an event is never stored without its flag; with
+    none, no transaction is opened and the function does nothing (ingestion's
+    insert stays a single statement). Costs one small query (the cache stamp).
+    """
+    trigger_types = active_workflows().trigger_type_ids
+    if not trigger_types:
+        yield lambda events: []
+        return
+    with transaction.atomic():
+        yield lambda events: events_mark_automation(events=events, trigger_types=trigger_types)
 
 
 def enqueue_evaluation(event_ids: list[str]) -> None:

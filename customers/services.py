@@ -12,13 +12,20 @@ from project.errors import ConflictError
 
 
 def customer_create(
-    *, external_id: str, email: str = "", attributes: dict[str, Any] | None = None
+    *,
+    external_id: str,
+    email: str = "",
+    attributes: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
 ) -> Customer:
-    """Create a customer; an external id that exists already is a 409."""
+    """Create a customer; an external id that exists already is a 409 naming the customer."""
     try:
         with transaction.atomic():
             return Customer.objects.create(
-                external_id=external_id, email=email, attributes=attributes or {}
+                external_id=external_id,
+                email=email,
+                attributes=attributes or {},
+                tags=tags_normalize(tags or []),
             )
     except IntegrityError:
         existing = Customer.objects.filter(external_id=external_id).values_list("id", flat=True)
@@ -28,21 +35,42 @@ def customer_create(
         ) from None
 
 
+def tags_normalize(tags: list[str]) -> list[str]:
+    """Tags are a set: repeats dropped, first-seen order kept (what the client sent)."""
+    return list(dict.fromkeys(tags))
+
+
 def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
-    """Update the given fields (external_id, email, attributes) of a customer."""
+    """Update the given fields (external_id, email, attributes, tags) of a customer.
+
+    `attributes` and `tags` are replaced as a whole, not merged: what the client
+    sends is what is stored, so a removal is expressible.
+    """
+    if "tags" in fields:
+        fields = {**fields, "tags": tags_normalize(fields["tags"])}
     for name, value in fields.items():
         setattr(customer, name, value)
     try:
         with transaction.atomic():
             customer.save(update_fields=[*fields.keys(), "updated_at"])
     except IntegrityError:
-        raise ConflictError("A customer with this external_id already exists.") from None
+        customer.refresh_from_db()
+        existing = Customer.objects.filter(external_id=fields.get("external_id"))
+        raise ConflictError(
+            "A customer with this external_id already exists.",
+            extra={"customer_id": existing.values_list("id", flat=True).first()},
+        ) from None
     return customer
 
 
 def customer_delete(*, customer: Customer) -> None:
-    """Delete a customer and, with it, the customer's events (right to erasure)."""
-    customer.delete()
+    """Delete a customer and, with it, the customer's events and their property records.
+
+    Erasure is the point (a customer asking to be forgotten), so the events go
+    too rather than blocking the delete.
+    """
+    with transaction.atomic():
+        customer.delete()
 
 
 def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:

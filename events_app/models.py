@@ -117,6 +117,16 @@ class Event(models.Model):
             models.Index(fields=["event_type", "created_at", "id"], name="event_type_created_idx"),
             # GET /events?sort_field=external_id without a type filter.
             models.Index(fields=["external_id", "id"], name="event_external_idx"),
+            # GET /events?event_type_id=…&sort_field=external_id: without it PostgreSQL
+            # sorts every event of the type (~220 ms at 470k rows; 1 ms with it).
+            # The unique ref constraint cannot serve it: it is partial (refs only)
+            # and lacks the id tie-breaker.
+            models.Index(
+                fields=["event_type", "external_id", "id"], name="event_type_external_idx"
+            ),
+            # GET /events?sort_field=occurred_at and occurred_after/occurred_before
+            # ranges: without it a sort of every event (~300 ms at 1M rows).
+            models.Index(fields=["occurred_at", "id"], name="event_occurred_idx"),
             # GET /customers/{id}/events and GET /events?customer_id=….
             models.Index(fields=["customer", "created_at", "id"], name="event_customer_idx"),
             # GET /events?status=pending: the work list stays small as events get processed.
@@ -145,6 +155,40 @@ class Event(models.Model):
     @property
     def status(self) -> str:
         return self.State(self.state).label
+
+
+# Concurrent writers add into different slots of a type's counter (the
+# triggers pick pg_backend_pid() % EVENT_COUNT_SLOTS), so ingestion from many
+# connections does not queue on one hot row. Changing it needs a migration
+# that recreates the trigger functions (events_app/migrations/0003_*).
+EVENT_COUNT_SLOTS = 32
+
+
+class EventCount(models.Model):
+    """How many events an event type has: GET /events' exact `total_items` without COUNT(*).
+
+    Maintained only by PostgreSQL triggers on the event table (statement-level
+    AFTER INSERT / DELETE with transition tables, a row-level AFTER UPDATE when
+    the type changes, AFTER TRUNCATE), so every write path — ORM saves,
+    bulk_create, COPY, raw SQL, cascaded customer deletes — keeps it exact in
+    the writer's own transaction. A type's count is the sum of its slots.
+    Never written by application code; unused (and empty) on SQLite.
+    """
+
+    event_type = models.ForeignKey(
+        EventType, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    slot = models.PositiveSmallIntegerField()
+    events = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The triggers' ON CONFLICT target; also serves the per-type sum.
+            models.UniqueConstraint(fields=["event_type", "slot"], name="eventcount_type_slot")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type_id}[{self.slot}]={self.events}"
 
 
 class PropertyRecord(models.Model):

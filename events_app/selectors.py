@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db import connections
+from django.db.models import QuerySet, Sum
+from django.db.models.expressions import Col
+from django.db.models.lookups import Exact
 
-from events_app.models import Event, EventType, PropertyRecord
+from events_app.models import Event, EventCount, EventType, PropertyRecord
 from project.errors import NotFoundError
 
 # API sort_field → model field. Every list ends with the primary key as tie-breaker.
@@ -25,6 +28,50 @@ PROPERTY_RECORD_SORT_FIELDS = {"property_id": "property_id"}
 
 def event_list() -> QuerySet[Event]:
     return Event.objects.all()
+
+
+def _counter_scope(queryset: QuerySet[Event]) -> tuple[bool, str | None]:
+    """(answerable, event_type_id): can the event counters count this queryset?
+
+    Only for the whole table or exactly `event_type_id = X` — read from the
+    queryset's own WHERE clause, so a filter added anywhere (customer, status,
+    time range, a caller's pre-filtered queryset) falls back to COUNT(*)
+    instead of returning a wrong total.
+    """
+    query = queryset.query
+    if query.is_sliced or query.distinct or query.combinator:
+        return False, None
+    where = query.where
+    if not where.children:
+        return True, None
+    if where.negated or len(where.children) != 1:
+        return False, None
+    lookup = where.children[0]
+    if (
+        isinstance(lookup, Exact)
+        and isinstance(lookup.lhs, Col)
+        and lookup.lhs.target == Event._meta.get_field("event_type")
+        and isinstance(lookup.rhs, str)
+    ):
+        return True, lookup.rhs
+    return False, None
+
+
+def event_count(*, queryset: QuerySet[Event]) -> int:
+    """The exact number of events in `queryset`, cheaply when possible.
+
+    On PostgreSQL, all events and the events of one type are counted by
+    summing the trigger-maintained EventCount slots (a few rows) instead of
+    COUNT(*) over up to millions of rows (65 ms at 1M). Any other filter, and
+    SQLite (no triggers), use COUNT(*).
+    """
+    answerable, event_type_id = _counter_scope(queryset)
+    if not answerable or connections[queryset.db].vendor != "postgresql":
+        return queryset.count()
+    counters = EventCount.objects.using(queryset.db)
+    if event_type_id is not None:
+        counters = counters.filter(event_type_id=event_type_id)
+    return int(counters.aggregate(total=Sum("events"))["total"] or 0)
 
 
 def event_get(*, event_id: str) -> Event:

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import json
 import secrets
+from bisect import insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import msgspec
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.delivery import deliveries_create_for_events
-from automation.workflow_runs import events_mark_automation
-from customers.models import Customer
+from automation.delivery import deliveries_for_new_events
+from automation.workflow_runs import workflows_for_new_events
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
 from project.errors import ConflictError, NotFoundError, ValidationFailed
-from project.ids import new_public_id
+from project.ids import new_public_id, new_public_ids
 
 REF_EXISTS = "Event ref already exists."
+_encode_json = msgspec.json.Encoder().encode
 
 # ---------------------------------------------------------------- API clients
 
@@ -57,14 +60,26 @@ def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[Ap
     return client, secret
 
 
+_API_CLIENT_COLUMNS = [f.attname for f in ApiClient._meta.concrete_fields]
+_API_CLIENT_SQL = (
+    f"SELECT {', '.join(str(f.column) for f in ApiClient._meta.concrete_fields)} "  # noqa: S608
+    "FROM events_app_apiclient "
+    "WHERE secret_hash = %s AND revoked_at IS NULL"
+)
+
+
 def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
     """The active client holding this secret (and name, for Basic auth), or None."""
     digest = ApiClient.hash_secret(secret)
-    query = ApiClient.objects.filter(secret_hash=digest, revoked_at__isnull=True)
-    if name is not None:
-        query = query.filter(name=name)
-    client = query.first()
-    if client is None:
+    # Raw SQL: this runs on every API request, and compiling the ORM query cost
+    # more CPU than the query itself (secret_hash is unique: at most one row).
+    with connection.cursor() as cursor:
+        cursor.execute(_API_CLIENT_SQL, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+    if name is not None and client.name != name:
         return None
     now = timezone.now()
     # Record use at one-minute resolution: a write per request would cost more
@@ -119,7 +134,10 @@ def event_type_create(
             event_type = EventType.objects.create(key=key, name=name, description=description)
             _replace_properties(event_type, properties)
     except IntegrityError:
-        raise ConflictError(f"An event type with key '{key}' already exists.") from None
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
+        raise ConflictError(
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
+        ) from None
     return event_type
 
 
@@ -129,28 +147,43 @@ def event_type_update(
     fields: dict[str, Any],
     properties: list[PropertyDefinitionInput] | None = None,
 ) -> EventType:
-    """Update fields and, when given, replace the property definitions as a whole."""
+    """Update fields and, when given, replace the property definitions as a whole.
+
+    Definitions left out of `properties` are removed; property records already
+    stored under them stay (they are history), new events may no longer use them.
+    """
     try:
         with transaction.atomic():
             for name, value in fields.items():
                 setattr(event_type, name, value)
-            if fields:
-                event_type.save(update_fields=[*fields.keys(), "updated_at"])
+            # updated_at moves on a properties-only change too: the type changed.
+            event_type.save(update_fields=[*fields.keys(), "updated_at"])
             if properties is not None:
                 _replace_properties(event_type, properties)
     except IntegrityError:
+        key = fields.get("key")
+        event_type.refresh_from_db()  # the in-memory copy holds the rejected values
+        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
         raise ConflictError(
-            f"An event type with key '{fields.get('key')}' already exists."
+            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
         ) from None
     return event_type
 
 
 def event_type_delete(*, event_type: EventType) -> None:
-    """Delete an event type that has no events; one with events is a 409."""
+    """Delete an event type that has no events; one with events is a 409.
+
+    The row lock makes the check and the delete one step: an event insert
+    referencing the type takes a KEY SHARE lock on it, which conflicts with
+    FOR UPDATE, so no event can slip in between.
+    """
     with transaction.atomic():
+        locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
+        if not locked.exists():
+            raise NotFoundError(f"Event type '{event_type.pk}' not found.")
         if Event.objects.filter(event_type=event_type).exists():
             raise ConflictError(
-                "This event type has events and cannot be deleted.",
+                f"Event type '{event_type.pk}' has events and cannot be deleted.",
             )
         event_type.delete()
 
@@ -193,50 +226,105 @@ class StoreResult:
 
 class _Definition(NamedTuple):
     property_id: str
-    value_type: str
-    required: bool
+    to_text: Callable[[Any], str]  # the value type's converter (events_app.properties)
 
 
 @dataclass(slots=True)
 class _TypeInfo:
     id: str
     key: str
-    definitions: dict[str, _Definition]
+    definitions: dict[str, _Definition] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)  # sorted property ids
 
 
-# One round trip for the types named in a request and their property definitions.
-# Why no in-process cache: gunicorn workers are separate processes (and Herald may
-# run on several machines), so a cached definition can only be trusted after asking
-# the database whether it is still current -- a round trip that costs as much as
-# this query. Reading fresh rows every request is always correct (an edited type
-# applies to the very next event) and replaces the ORM's two queries and model
-# instances with plain tuples. See docs/api.md.
-_TYPES_SQL = """
-SELECT et.id, et.key, pd.property_id, pd.value_type, pd.required
+# The reads that judging a request needs -- its event types with their property
+# definitions, its customers by id and by external id -- are one query (a UNION
+# ALL of the three, tagged by kind) returning plain rows: one round trip, and no
+# ORM compilation, which cost more CPU than the queries themselves.
+#
+# Why event types are not cached in the process: gunicorn workers are separate
+# processes (and Herald may run on several machines), so a cached definition can
+# only be trusted after asking the database whether it is still current -- a round
+# trip, which this read shares with the customer lookups anyway. Reading fresh rows
+# is always correct: an edited type applies to the very next event, on every
+# worker. See docs/api.md.
+_READS = {
+    "type": """
+SELECT 'type', et.id, et.key, pd.property_id, pd.value_type, pd.required
 FROM events_app_eventtype et
 LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE et.id IN ({ids}) OR et.key IN ({keys})
-"""
+WHERE {0} OR {1}""",
+    "customer": "SELECT 'customer', id, NULL, NULL, NULL, NULL FROM customers_customer WHERE {0}",
+    "external": (
+        "SELECT 'external', id, external_id, NULL, NULL, NULL FROM customers_customer WHERE {0}"
+    ),
+}
 
 
-def _load_types(items: list[EventIn]) -> tuple[dict[str, _TypeInfo], dict[str, _TypeInfo]]:
-    ids = sorted({i.event_type_id for i in items if i.event_type_id}) or [""]
-    keys = sorted({i.event_type for i in items if i.event_type}) or [""]
-    by_id: dict[str, _TypeInfo] = {}
-    by_key: dict[str, _TypeInfo] = {}
-    if ids == [""] and keys == [""]:
-        return by_id, by_key
-    sql = _TYPES_SQL.format(ids=", ".join(["%s"] * len(ids)), keys=", ".join(["%s"] * len(keys)))
+def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
+    """`column IN values` as SQL and parameters.
+
+    On PostgreSQL the values travel as one JSON array: msgspec encodes it in C,
+    where psycopg would quote each element of a list in Python.
+    """
+    if connection.vendor == "postgresql":
+        return (
+            f"{column} IN (SELECT json_array_elements_text(%s::json))",
+            [_encode_json(sorted(values)).decode()],
+        )
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", sorted(values)
+
+
+@dataclass(slots=True)
+class _References:
+    types_by_id: dict[str, _TypeInfo]
+    types_by_key: dict[str, _TypeInfo]
+    customer_ids: set[str]
+    customers_by_external_id: dict[str, str]
+
+
+def _read_references(items: list[EventIn]) -> _References:
+    type_ids = {i.event_type_id for i in items if i.event_type_id}
+    type_keys = {i.event_type for i in items if i.event_type}
+    customer_ids = {i.customer_id for i in items if i.customer_id}
+    external_ids = {i.customer_external_id for i in items if i.customer_external_id}
+    parts: list[str] = []
+    params: list[Any] = []
+    for kind, conditions in (
+        ("type", [("et.id", type_ids), ("et.key", type_keys)] if type_ids or type_keys else []),
+        ("customer", [("id", customer_ids)] if customer_ids else []),
+        ("external", [("external_id", external_ids)] if external_ids else []),
+    ):
+        if not conditions:
+            continue
+        clauses = []
+        for column, values in conditions:
+            clause, clause_params = _in(column, values or {""})
+            clauses.append(clause)
+            params += clause_params
+        parts.append(_READS[kind].format(*clauses))
+    refs = _References({}, {}, set(), {})
+    if not parts:
+        return refs
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, *keys])
+        cursor.execute(" UNION ALL ".join(parts), params)
         rows = cursor.fetchall()
-    for type_id, key, property_id, value_type, required in rows:
-        info = by_id.get(type_id)
-        if info is None:
-            info = by_id[type_id] = by_key[key] = _TypeInfo(type_id, key, {})
-        if property_id is not None:
-            info.definitions[property_id] = _Definition(property_id, value_type, bool(required))
-    return by_id, by_key
+    for kind, row_id, key, property_id, value_type, required in rows:
+        if kind == "customer":
+            refs.customer_ids.add(row_id)
+        elif kind == "external":
+            refs.customers_by_external_id[key] = row_id
+        else:
+            info = refs.types_by_id.get(row_id)
+            if info is None:
+                info = _TypeInfo(row_id, key)
+                refs.types_by_id[row_id] = refs.types_by_key[key] = info
+            if property_id is not None:
+                to_text = PROPERTY_TYPES[value_type].to_text
+                info.definitions[property_id] = _Definition(property_id, to_text)
+                if required:
+                    insort(info.required, property_id)
+    return refs
 
 
 def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
@@ -254,42 +342,49 @@ def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
 def _check_records(
     info: _TypeInfo, records: list[Any], errors: dict[str, list[str]]
 ) -> list[tuple[str, str]]:
+    """The records as (property_id, canonical text); problems go into `errors`.
+
+    Runs for every event of a batch: the common case (known, distinct, valid)
+    takes the fewest steps; messages are only built on failure.
+    """
     out: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    definitions = info.definitions
     for position, record in enumerate(records):
-        path = f"property_records[{position}]"
-        definition = info.definitions.get(record.property_id)
+        property_id = record.property_id
+        definition = definitions.get(property_id)
         if definition is None:
-            errors.setdefault(f"{path}.property_id", []).append(
-                f"Unknown property '{record.property_id}' for event type '{info.key}'."
+            errors.setdefault(f"property_records[{position}].property_id", []).append(
+                f"Unknown property '{property_id}' for event type '{info.key}'."
             )
             continue
-        if record.property_id in seen:
-            errors.setdefault(f"{path}.property_id", []).append(
-                f"Property '{record.property_id}' is given more than once."
-            )
-            continue
-        seen.add(record.property_id)
         try:
-            text = PROPERTY_TYPES[definition.value_type].to_text(record.property_value)
+            out.append((property_id, definition.to_text(record.property_value)))
         except ValueError as exc:
-            errors.setdefault(f"{path}.property_value", []).append(
-                f"Property '{record.property_id}' {exc}."
+            errors.setdefault(f"property_records[{position}].property_value", []).append(
+                f"Property '{property_id}' {exc}."
             )
-            continue
-        out.append((record.property_id, text))
-    for definition in info.definitions.values():
-        if definition.required and definition.property_id not in seen:
-            errors.setdefault("property_records", []).append(
-                f"Required property '{definition.property_id}' is missing."
-            )
+    if len(out) > 1:
+        given = [property_id for property_id, _ in out]
+        if len(set(given)) < len(given):
+            _report_repeats(records, errors)
+    if info.required:
+        present = {record.property_id for record in records}
+        for property_id in info.required:
+            if property_id not in present:
+                errors.setdefault("property_records", []).append(
+                    f"Required property '{property_id}' is missing."
+                )
     return out
 
 
-def _known_customers(ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    return set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
+def _report_repeats(records: list[Any], errors: dict[str, list[str]]) -> None:
+    seen: set[str] = set()
+    for position, record in enumerate(records):
+        if record.property_id in seen:
+            errors.setdefault(f"property_records[{position}].property_id", []).append(
+                f"Property '{record.property_id}' is given more than once."
+            )
+        seen.add(record.property_id)
 
 
 def events_prepare(
@@ -303,9 +398,9 @@ def events_prepare(
     repeat after the first invalid; refs already stored are found by `events_store`.
     """
     received_at = received_at or timezone.now()
-    events_in = [item.event for item in items]
-    by_id, by_key = _load_types(events_in)
-    known_customers = _known_customers({e.customer_id for e in events_in if e.customer_id})
+    refs = _read_references([item.event for item in items])
+    ids = new_public_ids(len(items))
+    by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
@@ -345,6 +440,7 @@ def events_prepare(
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=UTC)
         ready = PreparedEvent(
+            id=ids[index],
             index=index,
             event_type_id=info.id,
             customer_id=event_in.customer_id or "",
@@ -360,7 +456,10 @@ def events_prepare(
             pending_external.append((ready, event_in.customer_external_id))
 
     if pending_external:
-        mapping = customers_ensure(external_ids={ext for _, ext in pending_external})
+        mapping = refs.customers_by_external_id
+        missing = {ext for _, ext in pending_external} - mapping.keys()
+        if missing:
+            mapping.update(customers_ensure(external_ids=missing))
         for ready, ext in pending_external:
             ready.customer_id = mapping[ext]
 
@@ -394,7 +493,7 @@ def _split_repeated_refs(
     return keep, repeats
 
 
-def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str], str]:
+def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
     """(event_type_id, external_id) → stored event id, for the refs of `events`."""
     query = Q()
     for type_id in {e.event_type_id for e in events}:
@@ -418,22 +517,30 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     """
     if not prepared:
         return StoreResult([], [])
-    with transaction.atomic():
+    holders: dict[str, str | None] = {}
+    # Webhook deliveries in the same transaction as their events (issue 4): with active
+    # subscriptions this opens one around both; without, the insert stays one statement.
+    # Workflows (issue 6): the same pattern; flags the events to evaluate, enqueued after commit.
+    with deliveries_for_new_events() as create_deliveries, workflows_for_new_events() as flag:
         if connection.vendor == "postgresql":
-            stored_ids = pg_insert_events(prepared)
+            # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
+            # (a third of a single POST's database time). A write added here must join
+            # that statement or wrap itself and it in transaction.atomic().
+            stored_ids, holders = pg_insert_events(prepared)
         else:
-            stored_ids = _orm_insert_events(prepared)
-        # Webhook deliveries in the same transaction as their events (issue 4).
-        deliveries_create_for_events(events=[p for p in prepared if p.id in stored_ids])
-        # Workflows (issue 6): flag the events to evaluate; enqueued after commit.
-        events_mark_automation(events=[p for p in prepared if p.id in stored_ids])
+            with transaction.atomic():
+                stored_ids = _orm_insert_events(prepared)
+        create_deliveries([p for p in prepared if p.id in stored_ids])
+        flag([p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]
     skipped = [p for p in prepared if p.id not in stored_ids]
-    existing = _existing_refs(skipped)
+    unresolved = [p for p in skipped if holders.get(p.id) is None]
+    existing = _existing_refs(unresolved) if unresolved else {}
     duplicates = [
-        _ref_exists(p.index, existing.get((p.event_type_id, p.external_id or ""))) for p in skipped
+        _ref_exists(p.index, holders.get(p.id) or existing.get((p.event_type_id, p.external_id)))
+        for p in skipped
     ]
     return StoreResult(stored, duplicates)
 

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from events_app.models import ApiClient
 from events_app.services import api_client_create
+from tests.openapi_contract import ContractAPIClient
 
 API = "/rest-api/enterprise-interface/v1.0"
 
@@ -20,11 +21,14 @@ def basic_auth(name: str, secret: str) -> str:
 def make_api(db: None) -> Callable[..., APIClient]:
     """An APIClient authenticated with a fresh key of the given scopes."""
 
-    def make(scopes: str = "read,write", *, bearer: bool = False) -> APIClient:
+    def make(
+        scopes: str = "read,write", *, bearer: bool = False, contract: bool = False
+    ) -> APIClient:
+        """`contract=True`: every response is also checked against the OpenAPI schema."""
         client, secret = api_client_create(
             name=f"test-{ApiClient.objects.count()}-{scopes}", scopes=scopes.split(",")
         )
-        api = APIClient()
+        api = ContractAPIClient() if contract else APIClient()
         api.credentials(
             HTTP_AUTHORIZATION=f"Bearer {secret}" if bearer else basic_auth(client.name, secret)
         )
@@ -36,3 +40,9 @@ def make_api(db: None) -> Callable[..., APIClient]:
 @pytest.fixture
 def api(make_api: Callable[..., APIClient]) -> APIClient:
     return make_api()
+
+
+@pytest.fixture
+def contract_api(make_api: Callable[..., APIClient]) -> APIClient:
+    """Like `api`, and every response must match the served OpenAPI document."""
+    return make_api(contract=True)

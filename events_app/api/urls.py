@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from events_app.api import views
+from events_app.api import event_types, views
 
 urlpatterns = [
     path("events", views.EventCollectionView.as_view(), name="events"),
@@ -12,5 +12,11 @@ urlpatterns = [
         "events/<str:event_id>/property-records",
         views.EventPropertyRecordsView.as_view(),
         name="event-property-records",
+    ),
+    path("event-types", event_types.EventTypeCollectionView.as_view(), name="event-types"),
+    path(
+        "event-types/<str:event_type_id>",
+        event_types.EventTypeDetailView.as_view(),
+        name="event-type-detail",
     ),
 ]

@@ -54,12 +54,17 @@ def events_page(request: Request, queryset: Any, *, filters: bool = True) -> dic
     )
     if filters:
         queryset = apply_filterset(EventFilter, request.query_params, queryset)
+    # One serializer for the whole page: building a ModelSerializer per row
+    # costs more than the page's queries (~0.7 ms per event).
+    serializer = EventSerializer()
     return list_envelope(
         key="events",
         queryset=queryset,
         params=params,
         sort_fields=selectors.EVENT_SORT_FIELDS,
-        to_dict=lambda event: EventSerializer(event).data,
+        to_dict=serializer.to_representation,
+        total=selectors.event_count(queryset=queryset),
+        deferred_join=True,
     )
 
 
@@ -94,7 +99,7 @@ class EventCollectionView(APIView):
             **errors(400, 409, 415),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         body = parse_body(request, EventCreateIn)
         event_id = services.event_ingest(item=body)
         return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
@@ -116,27 +121,13 @@ class EventBatchView(APIView):
         responses={200: envelope("EventBatchResult", _BATCH_RESULT_DOC), **errors(400, 413, 415)},
     )
     def post(self, request: Request) -> HttpResponse:
-        raw = read_body_limited(request, MAX_BATCH_BYTES)
         check_json_content_type(request)
-        batch = decode_json(raw, EventBatchIn)
-        # Each item is decoded on its own so that one bad event does not sink the batch.
-        items: list[EventCreateIn] = []
-        positions: list[int] = []
-        invalid: list[InvalidEvent] = []
-        for index, item_raw in enumerate(batch.events):
-            try:
-                items.append(msgspec.json.decode(item_raw, type=EventCreateIn, strict=True))
-                positions.append(index)
-            except msgspec.ValidationError as exc:
-                message, details = validation_details(exc)
-                invalid.append(InvalidEvent(index, f"{next(iter(details))}: {message}", details))
+        batch = decode_json(read_body_limited(request, MAX_BATCH_BYTES), EventBatchIn)
+        items, positions, invalid = _decode_items(batch.events)
         result = services.events_ingest_batch(items=items)
         for problem in result.invalid:
             problem.index = positions[problem.index]
-        if invalid:
-            invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
-        else:
-            invalid = result.invalid
+        invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
         return json_response(
             {
                 "data": {
@@ -154,6 +145,28 @@ class EventBatchView(APIView):
                 }
             }
         )
+
+
+def _decode_items(
+    raw_items: list[msgspec.Raw],
+) -> tuple[list[EventCreateIn], list[int], list[InvalidEvent]]:
+    """Decode each item on its own, so one malformed event does not sink the batch.
+
+    Returns the decoded items, each one's position in the batch, and the malformed.
+    """
+    items: list[EventCreateIn] = []
+    positions: list[int] = []
+    invalid: list[InvalidEvent] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            items.append(msgspec.json.decode(raw, type=EventCreateIn, strict=True))
+            positions.append(index)
+        except msgspec.ValidationError as exc:
+            message, details = validation_details(exc)
+            field = next(iter(details))
+            error = message if field == "non_field_errors" else f"{field}: {message}"
+            invalid.append(InvalidEvent(index, error, details))
+    return items, positions, invalid
 
 
 def _invalid_out(problem: InvalidEvent, sent: msgspec.Raw) -> dict[str, Any]:

@@ -21,6 +21,21 @@ REALM = 'realm="Herald"'
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _decode_credentials(raw: bytes) -> str:
+    """UTF-8, else ISO-8859-1.
+
+    RFC 7617 leaves the charset of Basic credentials open unless the server
+    advertises one; clients that predate UTF-8 send ISO-8859-1, and seed 004's
+    own example header carries a password that is not valid UTF-8. ISO-8859-1
+    maps every byte, so such a secret still authenticates (its hash is taken
+    of the decoded text) instead of failing as "malformed".
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("iso-8859-1")
+
+
 class ApiKeyBasicAuthentication(authentication.BaseAuthentication):
     """`Authorization: Basic base64(name:secret)`."""
 
@@ -31,9 +46,12 @@ class ApiKeyBasicAuthentication(authentication.BaseAuthentication):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Basic authorization header.")
         try:
-            decoded = base64.b64decode(header[1], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise exceptions.AuthenticationFailed("Malformed Basic authorization header.") from exc
+            raw = base64.b64decode(header[1], validate=True)
+        except binascii.Error as exc:
+            raise exceptions.AuthenticationFailed(
+                "Malformed Basic authorization header: the credentials are not valid base64."
+            ) from exc
+        decoded = _decode_credentials(raw)
         name, sep, secret = decoded.partition(":")
         if not sep:
             raise exceptions.AuthenticationFailed("Malformed Basic authorization header.")

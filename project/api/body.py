@@ -57,7 +57,8 @@ def decode_json(raw: bytes, type_: type[T]) -> T:
     except msgspec.ValidationError as exc:
         message, details = validation_details(exc)
         field = next(iter(details))
-        raise ApiError(f"Invalid input: {field}: {message}", details=details) from None
+        where = "" if field == "non_field_errors" else f"{field}: "
+        raise ApiError(f"Invalid input: {where}{message}", details=details) from None
     except msgspec.DecodeError as exc:
         raise ApiError(f"Malformed JSON body: {exc}") from None
     except UnicodeDecodeError:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import msgspec
 import pytest
-from django.db import DatabaseError
+from django.db import DataError, connection, transaction
 
 from customers.models import Customer
 from events_app import services
@@ -100,7 +102,7 @@ def test_mixed_batch_stores_valid_events_and_reports_each_invalid_one(api, purch
     assert invalid[1]["event"] == bad_type
     assert invalid[2]["details"] == {"property_records": ["Required property 'paid' is missing."]}
     assert invalid[3]["event"] == 42
-    assert invalid[3]["error"] == "non_field_errors: Expected `object`, got `int`"
+    assert invalid[3]["error"] == "Expected `object`, got `int`"
     assert invalid[4]["error"] == "event: Object contains unknown field `colour`"
     assert invalid[4]["event"] == wrong_field
     assert sorted(Event.objects.values_list("external_id", flat=True)) == ["r-1", "r-6"]
@@ -224,11 +226,11 @@ def test_unknown_customer_id_is_invalid_and_creates_nothing(api, purchase):
     ("body", "message"),
     [
         ({"events": []}, "Invalid input: events: Expected `array` of length >= 1"),
-        ({}, "Invalid input: non_field_errors: Object missing required field `events`"),
+        ({}, "Invalid input: Object missing required field `events`"),
         ({"events": {}}, "Invalid input: events: Expected `array`, got `object`"),
         (
             {"events": [1], "x": 1},
-            "Invalid input: non_field_errors: Object contains unknown field `x`",
+            "Invalid input: Object contains unknown field `x`",
         ),
     ],
 )
@@ -240,19 +242,20 @@ def test_batch_shape_errors_are_400_and_store_nothing(api, purchase, body, messa
     assert Event.objects.count() == 0
 
 
-def test_storage_failure_stores_none_of_the_batch(api, purchase, monkeypatch):
-    real_insert = services.pg_insert_events
+@pytest.mark.django_db(transaction=True)
+def test_storage_failure_stores_none_of_the_batch(purchase, store_path):
+    # transaction=True: no test transaction around the call, so only the store's
+    # own atomicity can keep the first event out when the last one fails.
+    prepared, invalid = services.events_prepare(
+        items=[services_item("a"), services_item("b"), services_item("c")]
+    )
+    assert invalid == []
+    # Fails in the database after the events and some records were written:
+    # property_id is varchar(64).
+    prepared[-1].records.append(("x" * 65, "too long"))
 
-    def insert_then_fail(prepared):
-        real_insert(prepared)
-        raise DatabaseError("disk full")
-
-    monkeypatch.setattr(services, "pg_insert_events", insert_then_fail)
-
-    with pytest.raises(DatabaseError):
-        services.events_ingest_batch(
-            items=[services_item("a"), services_item("b")],
-        )
+    with pytest.raises(DataError):
+        services.events_store(prepared=prepared)
 
     assert (Event.objects.count(), PropertyRecord.objects.count()) == (0, 0)
 
@@ -313,3 +316,94 @@ def test_both_store_paths_skip_stored_refs_and_keep_model_defaults(purchase, sto
     assert (stored.completed_at, stored.failed_at) == (None, None)
     assert stored.data == {}
     assert PropertyRecord.objects.filter(event=stored).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ref_committed_by_a_concurrent_writer_is_a_duplicate_with_the_writers_id(purchase):
+    # Writer A inserts ref "race" and holds its transaction open; writer B stores the
+    # same ref, waits on A's row lock, and must come back with A's event id once A
+    # commits -- no IntegrityError, nothing stored twice.
+    first, _ = services.events_prepare(items=[services_item("race")])
+    second, _ = services.events_prepare(items=[services_item("race"), services_item("calm")])
+    inserted, release = threading.Event(), threading.Event()
+    results: dict[str, services.StoreResult] = {}
+
+    def writer_a() -> None:
+        try:
+            with transaction.atomic():
+                results["a"] = services.events_store(prepared=first)
+                inserted.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def writer_b() -> None:
+        try:
+            results["b"] = services.events_store(prepared=second)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=writer_a)
+    a.start()
+    assert inserted.wait(timeout=30)
+    b = threading.Thread(target=writer_b)
+    b.start()
+    wait_until_a_backend_waits_on_a_lock()
+    release.set()
+    a.join(timeout=30)
+    b.join(timeout=30)
+
+    winner = results["a"].stored[0].id
+    assert [e.external_id for e in results["b"].stored] == ["calm"]
+    assert [(d.index, d.error, d.event_id) for d in results["b"].duplicates] == [
+        (0, "Event ref already exists.", winner)
+    ]
+    assert Event.objects.filter(external_id="race").count() == 1
+    assert PropertyRecord.objects.filter(event__external_id="race").count() == 2
+
+
+def wait_until_a_backend_waits_on_a_lock() -> None:
+    """Poll PostgreSQL (bounded) until writer B is blocked on writer A's row."""
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+    pytest.fail("writer B never waited for writer A")
+
+
+def test_an_edited_event_type_applies_to_the_very_next_batch(api, purchase):
+    with_colour = item("a")
+    with_colour["property_records"].append({"property_id": "colour", "property_value": "red"})
+    before = post_batch(api, [with_colour]).json()["data"]
+    PropertyDefinitionFactory(event_type=purchase, property_id="colour")
+
+    after = post_batch(api, [with_colour]).json()["data"]
+
+    assert before["invalid_events"][0]["error"] == (
+        "property_records[2].property_id: Unknown property 'colour' for event type 'purchase'."
+    )
+    assert [v["external_id"] for v in after["valid_events"]] == ["a"]
+
+
+def test_property_record_problems_are_reported_per_field(api, purchase):
+    repeated = item("a")
+    repeated["property_records"].append({"property_id": "amount", "property_value": 3})
+    bad_required = item("b")
+    bad_required["property_records"][1]["property_value"] = "maybe"
+
+    data = post_batch(api, [repeated, bad_required]).json()["data"]
+
+    assert [i["details"] for i in data["invalid_events"]] == [
+        {"property_records[2].property_id": ["Property 'amount' is given more than once."]},
+        {
+            "property_records[1].property_value": [
+                "Property 'paid' must be true or false, got 'maybe'."
+            ]
+        },
+    ]
+    assert Event.objects.count() == 0

@@ -178,6 +178,8 @@ def test_streamed_body_over_the_limit_is_413_after_reading_one_byte_too_many(cli
 def free_test_port() -> int:
     for port in TEST_PORTS:
         with socket.socket() as probe:
+            # As gunicorn does: connections in TIME_WAIT do not block the port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:

@@ -116,7 +116,7 @@ def test_unknown_event_is_404(api):
             {"completed_at": ["This field cannot be updated."]},
         ),
         ({}, "Give at least one field to update (is_delivered, status).", None),
-        (["completed"], "Invalid input: non_field_errors: Expected `object`, got `array`", None),
+        (["completed"], "Invalid input: Expected `object`, got `array`", None),
     ],
 )
 def test_invalid_patch_bodies_are_400_and_change_nothing(api, body, message, details):

@@ -30,6 +30,26 @@ def enqueued(monkeypatch) -> list[str]:
     return ids
 
 
+def run_at_once(n: int, work):
+    """Run `work` in n threads released together; each thread closes its DB connection."""
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(work())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def _create(endpoint, n: int = 1) -> list[Delivery]:
     with transaction.atomic():
         return [svc.delivery_create(endpoint=endpoint, payload={"n": i}) for i in range(n)]
@@ -173,21 +193,7 @@ def test_concurrent_workers_make_exactly_one_attempt(make_endpoint, receiver, en
     receiver.reply(Reply(status=200, delay=0.3))
     endpoint, _ = make_endpoint()
     (delivery,) = _create(endpoint)
-    outcomes: list[str] = []
-    barrier = threading.Barrier(8)
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(svc.deliver_one(delivery.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_at_once(8, lambda: svc.deliver_one(delivery.pk))
     assert sorted(outcomes) == ["not-due"] * 7 + ["succeeded"]
     assert len(receiver.requests) == 1
     assert DeliveryAttempt.objects.count() == 1
@@ -203,18 +209,5 @@ def test_concurrent_dispatchers_enqueue_each_due_row_once(
     Delivery.objects.update(queued_until=None)
     enqueued.clear()
     monkeypatch.setattr("django.conf.settings.HERALD_DELIVERY_DISPATCH_CHUNK", 7, raising=False)
-    barrier = threading.Barrier(4)
-
-    def dispatch() -> None:
-        barrier.wait()
-        try:
-            svc.dispatch_due_deliveries()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=dispatch) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(4, svc.dispatch_due_deliveries)
     assert sorted(enqueued) == sorted(d.pk for d in rows)

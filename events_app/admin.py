@@ -1,0 +1,461 @@
+"""Admin for event types and events: what marketers browse every day.
+
+Events are written by the API (events_app.services.event_ingest); here they are
+read-only. The event list stays fast at millions of rows: no full COUNT(*)
+(project.admin_lists), filters that map onto the (event_type, created_at, id),
+(created_at, id) and partial state indexes, and a search that compares exact
+values so PostgreSQL can use btree indexes (Django's `=field` is `iexact`,
+i.e. `UPPER(col) = UPPER(term)`, which no plain index serves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import construct_change_message, unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.forms.formsets import BaseFormSet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
+
+from customers.models import Customer
+from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
+from events_app.services import (
+    PropertyDefinitionInput,
+    api_client_create,
+    api_client_revoke,
+    event_type_create,
+    event_type_delete,
+    event_type_update,
+)
+from project.admin_forms import adopt_row, changed_fields
+from project.admin_json import pretty_json
+from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
+
+# ---------------------------------------------------------------- event types
+
+
+class TidyTabularInline(admin.TabularInline):
+    class Media:
+        css = {"all": ("events_app/admin_inlines.css",)}
+
+
+class PropertyDefinitionInline(TidyTabularInline):
+    model = PropertyDefinition
+    fields = ("property_id", "name", "value_type", "required")
+    extra = 1
+
+
+@admin.register(EventType)
+class EventTypeAdmin(admin.ModelAdmin):
+    list_display = ("key", "name", "property_count", "created_at")
+    search_fields = ("key", "name")  # a small table: icontains is fine here
+    readonly_fields = ("events_link", "id", "created_at", "updated_at")
+    fields = ("key", "name", "description", "events_link", "id", "created_at", "updated_at")
+    inlines = (PropertyDefinitionInline,)
+
+    @admin.display(description="events")
+    def events_link(self, obj: EventType) -> SafeString:
+        url = reverse("admin:events_app_event_changelist") + f"?event_type__id__exact={obj.pk}"
+        return format_html('<a href="{}">events of this type</a>', url)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EventType]:
+        return super().get_queryset(request).annotate(property_total=Count("properties"))
+
+    @admin.display(description="properties", ordering="property_total")
+    def property_count(self, obj: EventType) -> int:
+        return obj.property_total  # type: ignore[attr-defined]
+
+    # Writes go through event_type_create / event_type_update like the API's,
+    # so both agree on what a valid type is. The admin wraps save_model and
+    # save_related in one transaction.
+    def save_model(self, request: HttpRequest, obj: EventType, form: Any, change: bool) -> None:
+        if change:
+            event_type_update(event_type=obj, fields=changed_fields(form))
+            return
+        created = event_type_create(
+            key=form.cleaned_data["key"],
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            properties=[],
+        )
+        adopt_row(obj, created)
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: list[Any], change: bool
+    ) -> None:
+        """Replace the definitions with the inline rows that are kept."""
+        definitions = [
+            PropertyDefinitionInput(
+                property_id=row.cleaned_data["property_id"],
+                name=row.cleaned_data.get("name", ""),
+                type=row.cleaned_data["value_type"],
+                required=row.cleaned_data["required"],
+            )
+            for formset in formsets
+            for row in formset.forms
+            if row.cleaned_data and not formset._should_delete_form(row)
+        ]
+        event_type_update(event_type=form.instance, fields={}, properties=definitions)
+
+    def construct_change_message(
+        self,
+        request: HttpRequest,
+        form: forms.Form,
+        formsets: Iterable[BaseFormSet[Any]],
+        add: bool = False,
+    ) -> list[dict[str, dict[str, list[str]]]]:
+        # The inline formsets were not saved by Django (save_related replaced
+        # them), so they carry no per-object change lists to report.
+        message: list[dict[str, dict[str, list[str]]]] = construct_change_message(form, [], add)
+        if not add and any(row.has_changed() for fs in formsets for row in fs.forms):
+            if message:
+                message[0]["changed"]["fields"].append("property definitions")
+            else:
+                message.append({"changed": {"fields": ["property definitions"]}})
+        return message
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """Report types in use as "protected" without collecting their events.
+
+        Django's collector would load every event of the type (PROTECT) to list
+        them on the confirmation page: a million rows for a busy type. Counting
+        up to a cap per type is enough to explain why deletion is refused.
+        """
+        types = list(objs)
+        protected: list[Any] = []
+        for event_type in types:
+            count, more = capped_count(
+                Event.objects.filter(event_type=event_type), FILTERED_COUNT_CAP
+            )
+            if count:
+                protected.append(
+                    f"{'More than ' if more else ''}{count} event(s) of type "
+                    f"'{event_type.key}' (events are kept; remove them first)"
+                )
+        if protected:
+            return [], {}, set(), protected
+        return super().get_deleted_objects(types, request)
+
+    def delete_model(self, request: HttpRequest, obj: EventType) -> None:
+        event_type_delete(event_type=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EventType]) -> None:
+        for event_type in queryset:
+            event_type_delete(event_type=event_type)
+
+
+# ---------------------------------------------------------------- events
+
+
+class PropertyRecordInline(TidyTabularInline):
+    model = PropertyRecord
+    fields = ("property_id", "property_value")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    # Property records are part of the event: whoever may view events sees them.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("events_app.view_event")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CustomerFilter(admin.SimpleListFilter):
+    """`?customer=<id>` from a customer's "events" link; never lists all customers.
+
+    Only the selected customer is offered as a choice, so the sidebar shows who
+    the list is filtered by without a query over the customers table.
+    """
+
+    title = "customer"
+    parameter_name = "customer"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        if not value:
+            return []
+        customer = Customer.objects.filter(pk=value).only("external_id").first()
+        return [(value, customer.external_id if customer else value)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        value = self.value()
+        return queryset.filter(customer_id=value) if value else queryset
+
+
+def event_search(queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
+    """Exact match on event id, external id or customer external id.
+
+    Each arm hits a btree index (the primary key, event_external_idx and, via
+    the customer ids resolved first, event_customer_idx), so PostgreSQL can
+    combine them with a BitmapOr instead of scanning the table.
+    """
+    condition = Q(pk=term) | Q(external_id=term)
+    customer_ids = list(Customer.objects.filter(external_id=term).values_list("pk", flat=True))
+    if customer_ids:
+        condition |= Q(customer_id__in=customer_ids)
+    return queryset.filter(condition)
+
+
+@admin.register(Event)
+class EventAdmin(BigTableAdmin):
+    list_display = (
+        "id",
+        "event_type",
+        "customer_external_id",
+        "external_id",
+        "state",
+        "is_delivered",
+        "occurred_at",
+        "created_at",
+    )
+    list_filter = ("event_type", "state", CreatedWithinFilter, "is_delivered", CustomerFilter)
+    list_select_related = ("event_type", "customer")
+    # Only columns an index can sort (the primary key is time-ordered too).
+    sortable_by = ("id", "created_at")
+    # Declared so the search box is drawn; search_exact does the work.
+    search_fields = ("=id", "=external_id", "=customer__external_id")
+    search_help_text = "Exact event id, external id (ref) or customer external id."
+    # Should events ever become editable here, customers are picked by
+    # autocomplete, never from a <select> of every customer.
+    autocomplete_fields = ("customer", "event_type")
+    inlines = (PropertyRecordInline,)
+    fieldsets = (
+        (None, {"fields": ("id", "event_type_link", "customer_link", "state", "is_delivered")}),
+        ("References", {"fields": ("external_id", "secondary_external_id")}),
+        ("Time", {"fields": ("occurred_at", "created_at", "completed_at", "failed_at")}),
+        ("Data", {"fields": ("data_pretty",)}),
+        ("Automation", {"fields": ("automation_pending", "depth"), "classes": ("collapse",)}),
+    )
+    readonly_fields = (
+        "id",
+        "event_type_link",
+        "customer_link",
+        "state",
+        "is_delivered",
+        "external_id",
+        "secondary_external_id",
+        "occurred_at",
+        "created_at",
+        "completed_at",
+        "failed_at",
+        "data_pretty",
+        "automation_pending",
+        "depth",
+    )
+
+    def search_exact(self, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
+        return event_search(queryset, term)
+
+    # Ingested events are facts reported by integrations: view, never edit.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="customer")
+    def customer_external_id(self, obj: Event) -> str:
+        return obj.customer.external_id
+
+    @admin.display(description="event type")
+    def event_type_link(self, obj: Event) -> SafeString:
+        url = reverse("admin:events_app_eventtype_change", args=[obj.event_type_id])
+        return format_html('<a href="{}">{}</a> ({})', url, obj.event_type.key, obj.event_type.name)
+
+    @admin.display(description="customer")
+    def customer_link(self, obj: Event) -> SafeString:
+        customer_url = reverse("admin:customers_customer_change", args=[obj.customer_id])
+        events_url = reverse("admin:events_app_event_changelist") + f"?customer={obj.customer_id}"
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">all events of this customer</a>',
+            customer_url,
+            obj.customer.external_id,
+            events_url,
+        )
+
+    @admin.display(description="data")
+    def data_pretty(self, obj: Event) -> SafeString:
+        return pretty_json(obj.data)
+
+
+# ---------------------------------------------------------------- API clients
+
+
+class ApiClientCreateForm(forms.ModelForm):
+    """Name and scopes; the secret is made by api_client_create and shown once."""
+
+    scope_choices = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=[(scope, scope) for scope in ApiClient.ALL_SCOPES],
+        initial=list(ApiClient.ALL_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="read: GET requests; write: POST / PATCH / DELETE.",
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ("name",)
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> QuerySet[ApiClient]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """API keys: created with api_client_create, revoked with api_client_revoke.
+
+    Existing keys are read-only (a key's secret cannot be shown again and its
+    hash is never displayed); they are kept after revocation as a record.
+    """
+
+    list_display = ("name", "scopes", "secret_prefix", "created_at", "last_used_at", "is_active")
+    list_filter = (ActiveFilter,)
+    search_fields = ("name",)
+    actions = ("revoke",)
+    change_form_template = "admin/events_app/apiclient/change_form.html"
+    readonly_fields = (
+        "name",
+        "scopes",
+        "secret_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The plain secret travels from save_model to response_add of the same
+        # request only; it is never stored, not even in the session.
+        self._new_secrets: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()
+
+    @admin.display(description="active", boolean=True)
+    def is_active(self, obj: ApiClient) -> bool:
+        return obj.revoked_at is None
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ApiClient | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = ApiClientCreateForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> Any:
+        if obj is None:
+            return ["name", "scope_choices"]
+        return list(self.readonly_fields)
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ApiClient | None = None
+    ) -> tuple[str, ...]:
+        return () if obj is None else self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
+        if change:  # every field is read-only once created
+            return
+        client, secret = api_client_create(
+            name=form.cleaned_data["name"], scopes=form.cleaned_data["scope_choices"]
+        )
+        adopt_row(obj, client)
+        self._new_secrets[request] = secret
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiClient, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """Show the secret on the page answering the POST, once, uncached."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key created",
+            "client": obj,
+            "secret": self._new_secrets.pop(request),
+            "changelist_url": reverse("admin:events_app_apiclient_changelist"),
+        }
+        response = TemplateResponse(request, "admin/events_app/apiclient/secret_once.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        active = list(queryset.filter(revoked_at__isnull=True))
+        for client in active:
+            api_client_revoke(client=client)
+        self.message_user(
+            request, f"Revoked {len(active)} API key(s); requests with them now get 401."
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        revoke_one = self.admin_site.admin_view(require_POST(self.revoke_view))
+        return [
+            path("<path:object_id>/revoke/", revoke_one, name="events_app_apiclient_revoke"),
+            *super().get_urls(),
+        ]
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's "Revoke this key" button."""
+        client = self.get_object(request, unquote(object_id))
+        if client is None:
+            raise Http404("No such API client.")
+        if not self.has_change_permission(request, client):
+            raise PermissionDenied
+        api_client_revoke(client=client)
+        self.message_user(
+            request,
+            f"API key '{client.name}' revoked; requests with it now get 401.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:events_app_apiclient_change", args=[client.pk]))

@@ -1,0 +1,34 @@
+"""JSON that a marketer can read in the admin: indented, sorted keys, monospace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+PRE_STYLE = "white-space: pre-wrap; margin: 0; font-size: 12px; max-width: 60em;"
+
+
+def pretty_json(value: Any) -> SafeString:
+    """A read-only <pre> block with the value indented (escaped by format_html)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre class="herald-json" style="{}">{}</pre>', PRE_STYLE, text)
+
+
+class PrettyJSONFormField(forms.JSONField):
+    """Django's JSON form field, but the textarea shows indented JSON."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "widget",
+            forms.Textarea(attrs={"rows": 8, "cols": 80, "style": "font-family: monospace;"}),
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, cls=self.encoder)

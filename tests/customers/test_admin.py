@@ -1,0 +1,180 @@
+"""Customer admin: exact search, a link to the customer's events, readable attributes."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from customers.models import Customer
+from events_app.models import Event, PropertyRecord
+from tests.admin_support import (
+    get_with_queries,
+    marketer_client,
+    treat_as_big_table,
+    uncapped_counts,
+)
+from tests.factories import CustomerFactory, EventFactory, PropertyRecordFactory
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMERS = "/admin/customers/customer/"
+
+
+@pytest.fixture
+def marketer() -> Client:
+    return marketer_client(
+        [
+            "customers.view_customer",
+            "customers.add_customer",
+            "customers.change_customer",
+            "customers.delete_customer",
+            "events_app.view_event",
+        ]
+    )
+
+
+def result_ids(response) -> list[str]:
+    return [obj.pk for obj in response.context["cl"].result_list]
+
+
+def customer_post(**fields: str) -> dict[str, str]:
+    return {"external_id": "157613", "email": "", "attributes": "{}", **fields}
+
+
+def test_customer_changelist_change_and_add_pages_render_for_staff(marketer):
+    customer = CustomerFactory(tags=["vip", "newsletter"])
+
+    pages = [CUSTOMERS, f"{CUSTOMERS}{customer.pk}/change/", f"{CUSTOMERS}add/"]
+    responses = {page: marketer.get(page) for page in pages}
+
+    assert {page: r.status_code for page, r in responses.items()} == dict.fromkeys(pages, 200)
+    assert "newsletter" in responses[CUSTOMERS].text
+
+
+@pytest.mark.parametrize("term", ["alice-1", "alice@example.com"])
+def test_customer_search_matches_exact_external_id_or_email(marketer, term):
+    alice = CustomerFactory(external_id="alice-1", email="alice@example.com")
+    CustomerFactory(external_id="alice-10", email="alice@example.org")
+
+    response = marketer.get(CUSTOMERS, {"q": term})
+
+    assert result_ids(response) == [alice.pk]
+
+
+def test_customer_search_ignores_partial_values(marketer):
+    CustomerFactory(external_id="alice-1")
+
+    response = marketer.get(CUSTOMERS, {"q": "alice"})
+
+    assert result_ids(response) == []
+
+
+def test_customer_links_to_a_list_of_only_their_events(marketer):
+    customer = CustomerFactory()
+    mine = [EventFactory(customer=customer) for _ in range(2)]
+    EventFactory()
+
+    page = marketer.get(f"{CUSTOMERS}{customer.pk}/change/")
+    link = f"/admin/events_app/event/?customer={customer.pk}"
+    events = marketer.get(link)
+
+    assert f'href="{link}"' in page.text
+    assert sorted(e.pk for e in events.context["cl"].result_list) == sorted(e.pk for e in mine)
+
+
+def test_customer_attributes_are_shown_indented(marketer):
+    customer = CustomerFactory(attributes={"country": "CZ", "plan": {"tier": "gold"}})
+
+    response = marketer.get(f"{CUSTOMERS}{customer.pk}/change/")
+
+    assert "{\n  &quot;country&quot;: &quot;CZ&quot;,\n  &quot;plan&quot;: {" in response.text
+
+
+def test_customer_edit_saves_changed_fields(marketer):
+    customer = CustomerFactory(external_id="157613", email="old@example.com")
+
+    response = marketer.post(
+        f"{CUSTOMERS}{customer.pk}/change/",
+        customer_post(email="new@example.com", attributes='{"plan": "gold"}'),
+    )
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.email, customer.attributes) == ("new@example.com", {"plan": "gold"})
+
+
+def test_customer_tags_are_edited_as_a_comma_separated_line(marketer):
+    customer = CustomerFactory(external_id="157613", tags=["vip"])
+
+    page = marketer.get(f"{CUSTOMERS}{customer.pk}/change/")
+    response = marketer.post(
+        f"{CUSTOMERS}{customer.pk}/change/",
+        customer_post(email=customer.email, tags=" vip, newsletter ,, "),
+    )
+
+    assert 'value="vip"' in page.text
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.tags == ["vip", "newsletter"]
+
+
+@pytest.mark.parametrize("attributes", ['["not", "an", "object"]', "{broken"])
+def test_customer_attributes_must_be_a_json_object(marketer, attributes):
+    customer = CustomerFactory(attributes={"country": "CZ"})
+
+    response = marketer.post(
+        f"{CUSTOMERS}{customer.pk}/change/",
+        customer_post(external_id=customer.external_id, attributes=attributes),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["attributes"]
+    customer.refresh_from_db()
+    assert customer.attributes == {"country": "CZ"}
+
+
+def test_customer_added_in_admin_is_stored(marketer):
+    response = marketer.post(
+        f"{CUSTOMERS}add/", customer_post(email="a@example.com", attributes='{"a": 1}')
+    )
+
+    assert response.status_code == 302
+    customer = Customer.objects.get(external_id="157613")
+    assert (customer.email, customer.attributes) == ("a@example.com", {"a": 1})
+
+
+def test_customer_with_taken_external_id_is_rejected(marketer):
+    CustomerFactory(external_id="157613")
+
+    response = marketer.post(f"{CUSTOMERS}add/", customer_post())
+
+    assert response.status_code == 200
+    assert "Customer with this External id already exists." in response.text
+    assert Customer.objects.count() == 1
+
+
+def test_customer_delete_page_summarises_events_and_delete_erases_them(marketer):
+    customer = CustomerFactory()
+    for _ in range(3):
+        PropertyRecordFactory(event=EventFactory(customer=customer))
+    other = EventFactory()
+
+    page = marketer.get(f"{CUSTOMERS}{customer.pk}/delete/")
+    response = marketer.post(f"{CUSTOMERS}{customer.pk}/delete/", {"post": "yes"})
+
+    assert "3 event(s) and their property records" in page.text
+    assert response.status_code == 302
+    assert list(Customer.objects.values_list("pk", flat=True)) == [other.customer_id]
+    assert list(Event.objects.values_list("pk", flat=True)) == [other.pk]
+    assert PropertyRecord.objects.count() == 0
+
+
+def test_unfiltered_customer_list_uses_the_planner_estimate_not_count(marketer, monkeypatch):
+    for _ in range(8):
+        CustomerFactory()
+    treat_as_big_table("customers_customer", monkeypatch)
+
+    response, queries = get_with_queries(marketer, CUSTOMERS)
+
+    assert uncapped_counts(queries, "customers_customer") == []
+    assert "about 8 customers" in response.text
