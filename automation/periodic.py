@@ -40,6 +40,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("deliveries.dispatch", 1.0, "automation.delivery.dispatch_due_deliveries"),
     # Due scheduled callbacks, once per tick across all processes (automation.scheduler).
     PeriodicJob("schedules.dispatch", 1.0, "automation.scheduler.dispatch_due_schedules"),
+    # Lost workflow evaluations, due waits and runs of killed workers (automation.workflow_runs).
+    PeriodicJob("workflows.tick", 1.0, "automation.workflow_runs.automation_tick"),
 ]
 
 

@@ -269,3 +269,14 @@ HERALD_SCHEDULE_CLAIM_CHUNK = int(os.environ.get("HERALD_SCHEDULE_CLAIM_CHUNK", 
 # Callbacks of one chunk up to this many are handed to send tasks at once; a bigger burst
 # is left to the delivery dispatcher (next tick), so a scheduler never publishes 10k messages.
 HERALD_SCHEDULE_ENQUEUE_MAX = int(os.environ.get("HERALD_SCHEDULE_ENQUEUE_MAX", "200"))
+
+# ---------------------------------------------------------------- Workflows (issue 6)
+# (documented in docs/automation.md, "## Workflows")
+# A chain of emit_event actions stops at this depth (the loop guard).
+HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", "5"))
+# Events still unevaluated, and runs no worker advanced, this long after their time
+# are picked up again by the periodic workflows.tick job (lost message, killed worker).
+HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_SECONDS", "60"))
+# Events per evaluation task, and rows the periodic job hands on per tick.
+HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
+HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
