@@ -79,6 +79,10 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
     if row is None:
         return None
     client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+    if client.last_used_at is not None and timezone.is_naive(client.last_used_at):
+        # A raw cursor skips the ORM's converters: SQLite (the embedded default)
+        # hands back naive datetimes, which are UTC.
+        client.last_used_at = client.last_used_at.replace(tzinfo=UTC)
     if name is not None and client.name != name:
         return None
     now = timezone.now()

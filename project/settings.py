@@ -200,6 +200,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Several models have a `status`; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "automation.models.delivery.Delivery.Status",
+        "ScheduleStatusEnum": "automation.models.schedules.Schedule.Status",
+        "WorkflowRunStatusEnum": "automation.models.workflows.WorkflowRun.Status",
+    },
 }
 
 # Background work. No broker configured = the embedded default: tasks run

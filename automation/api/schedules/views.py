@@ -84,7 +84,7 @@ class ScheduleCollectionView(APIView):
         operation_id="schedules_create",
         request=msgspec_body(ScheduleCreateIn),
         responses={
-            201: envelope("ScheduleCreated", ScheduleCreatedSerializer()),
+            201: envelope("ScheduleCreatedEnvelope", ScheduleCreatedSerializer()),
             **errors(400, 415),
         },
     )

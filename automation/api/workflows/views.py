@@ -120,11 +120,16 @@ class WorkflowDetailView(APIView):
         workflow = selectors.workflow_get(workflow_id=workflow.pk)
         return Response({"data": WorkflowSerializer(workflow).data})
 
-    @extend_schema(operation_id="workflows_destroy", responses={204: None, **errors(404)})
+    @extend_schema(
+        operation_id="workflows_destroy",
+        responses={200: envelope("WorkflowDeleted", WorkflowSerializer()), **errors(404)},
+    )
     def delete(self, request: Request, workflow_id: str) -> Response:
+        # 200 with the deleted object, like every other DELETE of the API.
         workflow = selectors.workflow_get(workflow_id=workflow_id)
+        deleted = WorkflowSerializer(workflow).data
         services.workflow_delete(workflow=workflow)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"data": deleted})
 
 
 class _SetActiveView(APIView):
@@ -137,22 +142,28 @@ class _SetActiveView(APIView):
         return Response({"data": WorkflowSerializer(workflow).data})
 
 
-@extend_schema(
-    operation_id="workflows_activate",
-    request=None,
-    responses={200: envelope("WorkflowActivated", WorkflowSerializer()), **errors(404)},
-)
 class WorkflowActivateView(_SetActiveView):
     active = True
 
+    @extend_schema(
+        operation_id="workflows_activate",
+        request=None,
+        responses={200: envelope("WorkflowActivated", WorkflowSerializer()), **errors(404)},
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        return super().post(request, workflow_id)
 
-@extend_schema(
-    operation_id="workflows_deactivate",
-    request=None,
-    responses={200: envelope("WorkflowDeactivated", WorkflowSerializer()), **errors(404)},
-)
+
 class WorkflowDeactivateView(_SetActiveView):
     active = False
+
+    @extend_schema(
+        operation_id="workflows_deactivate",
+        request=None,
+        responses={200: envelope("WorkflowDeactivated", WorkflowSerializer()), **errors(404)},
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        return super().post(request, workflow_id)
 
 
 class WorkflowRunsView(APIView):

@@ -152,7 +152,9 @@ def test_activate_deactivate_and_delete(api: APIClient, purchase: Any) -> None:
     workflow_id = create(api)
     assert api.post(f"{URL}/{workflow_id}/deactivate").json()["data"]["active"] is False
     assert api.post(f"{URL}/{workflow_id}/activate").json()["data"]["active"] is True
-    assert api.delete(f"{URL}/{workflow_id}").status_code == 204
+    deleted = api.delete(f"{URL}/{workflow_id}")
+    assert deleted.status_code == 200
+    assert deleted.json()["data"]["workflow_id"] == workflow_id
     missing = api.get(f"{URL}/{workflow_id}")
     assert missing.status_code == 404
     assert missing.json()["message"] == f"Workflow '{workflow_id}' not found."
