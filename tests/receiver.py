@@ -106,6 +106,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # Headers and body go out in two writes: without this, Nagle holds the body
+            # for the client's delayed ACK (40 ms) on every kept-alive request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with receiver.lock:
                 receiver.connections.add(self.connection)
 
