@@ -50,3 +50,30 @@ def enqueue_many(task: Task, args_list: Iterable[tuple[Any, ...]]) -> None:
 
 def enqueue(task: Task, *args: Any) -> None:
     enqueue_many(task, [args])
+
+
+# ---------------------------------------------------------------- workflows (issue 6)
+
+
+@shared_task(name="automation.evaluate_events", acks_late=True, reject_on_worker_lost=True)
+def evaluate_events_task(event_ids: list[str]) -> int:
+    """Evaluate a batch of events' workflows and run the new runs' actions."""
+    from automation.workflow_runs import events_evaluate_and_run
+
+    return events_evaluate_and_run(event_ids=event_ids)
+
+
+@shared_task(name="automation.advance_workflow_run", acks_late=True, reject_on_worker_lost=True)
+def advance_workflow_run_task(run_id: str) -> None:
+    """Run one workflow run's actions from its position (after a wait or a lost worker)."""
+    from automation.workflow_runs import workflow_run_advance
+
+    workflow_run_advance(run_id=run_id)
+
+
+def enqueue_workflow_evaluation(event_ids: list[str]) -> None:
+    enqueue(evaluate_events_task, event_ids)
+
+
+def enqueue_workflow_runs(run_ids: list[str]) -> None:
+    enqueue_many(advance_workflow_run_task, [(run_id,) for run_id in run_ids])

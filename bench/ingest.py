@@ -410,8 +410,8 @@ def main() -> None:
 
 def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     tag = uuid.uuid4().hex[:6]
-    # Warm up every worker (imports, connections) with a small batch.
-    send_batches(args.port, auth, make_batches(f"warm-{tag}", args.workers), args.workers)
+    # Warm up the workers (connections, first-request work): 3 batches per worker.
+    send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
 
     rates: list[float] = []
     all_bodies: list[bytes] = []

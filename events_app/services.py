@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from automation.delivery import deliveries_for_new_events
+from automation.workflow_runs import workflows_for_new_events
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -519,7 +520,8 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     holders: dict[str, str | None] = {}
     # Webhook deliveries in the same transaction as their events (issue 4): with active
     # subscriptions this opens one around both; without, the insert stays one statement.
-    with deliveries_for_new_events() as create_deliveries:
+    # Workflows (issue 6): the same pattern; flags the events to evaluate, enqueued after commit.
+    with deliveries_for_new_events() as create_deliveries, workflows_for_new_events() as flag:
         if connection.vendor == "postgresql":
             # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
             # (a third of a single POST's database time). A write added here must join
@@ -529,6 +531,7 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
             with transaction.atomic():
                 stored_ids = _orm_insert_events(prepared)
         create_deliveries([p for p in prepared if p.id in stored_ids])
+        flag([p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]

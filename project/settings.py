@@ -256,3 +256,27 @@ HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CH
 # Embedded default: period of the in-process ticker and threads sending deliveries.
 HERALD_EMBEDDED_TICK_SECONDS = float(os.environ.get("HERALD_EMBEDDED_TICK_SECONDS", "1"))
 HERALD_EMBEDDED_WORKER_THREADS = int(os.environ.get("HERALD_EMBEDDED_WORKER_THREADS", "8"))
+
+# ---------------------------------------------------------------- Scheduled callbacks
+# (issue 5; documented in docs/automation.md, "Scheduled callbacks")
+# Shortest allowed gap between two runs of one schedule; 1 allows every-second schedules
+# (development and tests).
+HERALD_SCHEDULE_MIN_INTERVAL_SECONDS = int(
+    os.environ.get("HERALD_SCHEDULE_MIN_INTERVAL_SECONDS", "60")
+)
+# Schedules the scheduler claims per transaction (it loops in chunks of this size).
+HERALD_SCHEDULE_CLAIM_CHUNK = int(os.environ.get("HERALD_SCHEDULE_CLAIM_CHUNK", "5000"))
+# Callbacks of one chunk up to this many are handed to send tasks at once; a bigger burst
+# is left to the delivery dispatcher (next tick), so a scheduler never publishes 10k messages.
+HERALD_SCHEDULE_ENQUEUE_MAX = int(os.environ.get("HERALD_SCHEDULE_ENQUEUE_MAX", "200"))
+
+# ---------------------------------------------------------------- Workflows (issue 6)
+# (documented in docs/automation.md, "## Workflows")
+# A chain of emit_event actions stops at this depth (the loop guard).
+HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", "5"))
+# Events still unevaluated, and runs no worker advanced, this long after their time
+# are picked up again by the periodic workflows.tick job (lost message, killed worker).
+HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_SECONDS", "60"))
+# Events per evaluation task, and rows the periodic job hands on per tick.
+HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
+HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
