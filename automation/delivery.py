@@ -757,7 +757,7 @@ def dispatch_due_deliveries(now: datetime | None = None) -> int:
                 .filter(Q(queued_until__isnull=True) | Q(queued_until__lt=now))
                 .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
                 .exclude(endpoint_id__in=full)
-                .order_by("next_attempt_at")
+                .order_by("next_attempt_at", "pk")
                 .values_list("pk", "endpoint_id")[:chunk]
             )
             ids = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import http.client
 import ipaddress
 import itertools
 import socket
@@ -295,6 +296,54 @@ _watchdog = _Watchdog()
 # ---------------------------------------------------------------- the call
 
 
+# ---------------------------------------------------------------- kept-alive connections
+
+# Per thread, a few open connections keyed by the exact address that was checked (and
+# the TLS name): reuse skips a TCP/TLS handshake per delivery, and a connection can only
+# ever be reused for a target that passed the guard again and resolved to its address.
+_KEEP_PER_THREAD = 8
+_local = threading.local()
+_Key = tuple[str, str, int, str]
+
+
+def _pool() -> dict[_Key, HTTPConnection]:
+    pool: dict[_Key, HTTPConnection] | None = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    return pool
+
+
+def _take(key: _Key) -> HTTPConnection | None:
+    conn = _pool().pop(key, None)
+    if conn is not None and not conn.is_connected:  # closed by the server meanwhile
+        conn.close()
+        return None
+    return conn
+
+
+def _keep(key: _Key, conn: HTTPConnection) -> None:
+    pool = _pool()
+    if len(pool) >= _KEEP_PER_THREAD:
+        pool.pop(next(iter(pool))).close()
+    pool[key] = conn
+
+
+def _new_connection(target: Target, timeout: float) -> HTTPConnection:
+    if target.scheme == "https":
+        return HTTPSConnection(
+            target.ip,
+            target.port,
+            timeout=timeout,
+            server_hostname=None if _is_ip_literal(target.hostname) else target.hostname,
+            assert_hostname=target.hostname,
+        )
+    return HTTPConnection(target.ip, target.port, timeout=timeout)
+
+
+# Errors on a kept-alive connection before any response: the server closed it while idle.
+_STALE = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+
+
 def post(
     url: str,
     *,
@@ -318,46 +367,74 @@ def post(
     started = time.monotonic()
     deadline = started + timeout
     target = check_url(url, resolver=resolver)
-    remaining = max(deadline - time.monotonic(), 0.001)
-    conn: HTTPConnection
-    if target.scheme == "https":
-        literal = _is_ip_literal(target.hostname)
-        conn = HTTPSConnection(
-            target.ip,
-            target.port,
-            timeout=remaining,
-            server_hostname=None if literal else target.hostname,
-            assert_hostname=target.hostname,
-        )
-    else:
-        conn = HTTPConnection(target.ip, target.port, timeout=remaining)
-    token = _watchdog.arm(conn, deadline)
+    key: _Key = (target.scheme, target.ip, target.port, target.hostname)
+    all_headers = {"Host": target.host_header, **headers}
+    reused = _take(key)
     try:
-        all_headers = {"Host": target.host_header, **headers}
-        conn.request("POST", target.path, body=body, headers=all_headers, preload_content=False)
+        response, data, conn = _exchange(reused or _new_connection(target, timeout), target,
+                                         body, all_headers, deadline, cap)  # fmt: skip
+    except _STALE:
+        if reused is None:
+            raise OutboundFailed("The server closed the connection without answering.") from None
+        # A kept-alive connection the server had dropped: once more on a fresh one.
+        response, data, conn = _exchange(
+            _new_connection(target, timeout), target, body, all_headers, deadline, cap
+        )
+    # Reusable once the whole body was read (http.client then closes the response, and
+    # drops the socket itself if the server asked to close); _take checks liveness.
+    if len(data) <= cap and response.closed and conn.sock is not None:
+        _keep(key, conn)
+    else:
+        conn.close()
+    return OutboundResponse(
+        status_code=response.status,
+        headers={k.lower(): v for k, v in response.headers.items()},
+        body=data[:cap],
+        truncated=len(data) > cap,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        ip=target.ip,
+    )
+
+
+def _exchange(
+    conn: HTTPConnection,
+    target: Target,
+    body: bytes,
+    headers: dict[str, str],
+    deadline: float,
+    cap: int,
+) -> tuple[Any, bytes, HTTPConnection]:
+    """One request/response on `conn` under the watchdog; closes `conn` on any failure."""
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
+        conn.close()
+        raise OutboundFailed("No time left before the deadline.")
+    if conn.sock is not None:
+        conn.sock.settimeout(timeout)
+    else:
+        conn.timeout = timeout
+    token = _watchdog.arm(conn, deadline)
+    ok = False
+    try:
+        conn.request("POST", target.path, body=body, headers=headers, preload_content=False)
         response = conn.getresponse()
         data = response.read(cap + 1, decode_content=False) if cap >= 0 else b""
         if time.monotonic() > deadline:
-            raise OutboundFailed(f"No complete response within the {timeout:g} s deadline.")
-        return OutboundResponse(
-            status_code=response.status,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=data[:cap],
-            truncated=len(data) > cap,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            ip=target.ip,
-        )
+            raise OutboundFailed("No complete response within the deadline.")
+        ok = True
+        return response, data, conn
     except OutboundFailed:
         raise
     except (OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
-        if time.monotonic() >= deadline:
-            raise OutboundFailed(
-                f"No complete response within the {timeout:g} s deadline."
-            ) from None
+        if time.monotonic() >= deadline:  # the watchdog shut the socket
+            raise OutboundFailed("No complete response within the deadline.") from None
+        if isinstance(exc, _STALE):
+            raise
         raise OutboundFailed(f"{type(exc).__name__}: {exc}") from None
     finally:
         _watchdog.disarm(token)
-        conn.close()
+        if not ok:
+            conn.close()
 
 
 def _is_ip_literal(host: str) -> bool:

@@ -12,7 +12,9 @@ is the real test of a free port.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ class ReceivedRequest:
     body: bytes
     received_at: float  # time.monotonic()
     wall_received_at: float = 0.0  # time.time(), to compare with times other processes saw
+    client_port: int = 0  # the same for requests on one kept-alive connection
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Receiver:
         self.responder: Callable[[ReceivedRequest], Reply] = lambda _r: Reply()
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
+        self.connections: set[socket.socket] = set()  # closed on shutdown, like a real stop
 
     @property
     def port(self) -> int:
@@ -77,6 +81,13 @@ class Receiver:
 
         self.responder = respond
 
+    def drop_connections(self) -> None:
+        """Close every open client connection (an idle keep-alive timeout, a restart)."""
+        with self.lock:
+            for conn in list(self.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
         """Block until `count` requests arrived (real network, so real waiting)."""
         deadline = time.monotonic() + timeout
@@ -93,6 +104,19 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle holds the body
+            # for the client's delayed ACK (40 ms) on every kept-alive request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with receiver.lock:
+                receiver.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with receiver.lock:
+                receiver.connections.discard(self.connection)
+            super().finish()
+
         def log_message(self, format: str, *args: object) -> None:
             pass
 
@@ -105,6 +129,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 body=self.rfile.read(length),
                 received_at=time.monotonic(),
                 wall_received_at=time.time(),
+                client_port=int(self.client_address[1]),
             )
             with receiver.received:
                 receiver.requests.append(request)
@@ -159,6 +184,8 @@ def local_receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+        # Kept-alive client connections end with the server, as when a real one stops.
+        receiver.drop_connections()
 
 
 @pytest.fixture

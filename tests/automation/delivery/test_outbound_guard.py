@@ -182,3 +182,20 @@ def test_response_body_is_capped(settings, receiver):
     receiver.reply(Reply(body=b"z" * 5000))
     response = outbound.post(receiver.url(), body=b"{}", headers={}, max_response_bytes=100)
     assert (response.body, response.truncated) == (b"z" * 100, True)
+
+
+def test_a_connection_is_kept_alive_for_the_same_checked_address(settings, receiver):
+    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    for _ in range(3):
+        assert outbound.post(receiver.url(), body=b"{}", headers={}).status_code == 200
+    assert len({r.client_port for r in receiver.requests}) == 1
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced(settings, receiver):
+    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    outbound.post(receiver.url(), body=b"{}", headers={})
+    receiver.drop_connections()
+    response = outbound.post(receiver.url(), body=b"second", headers={})
+    assert response.status_code == 200
+    assert [r.body for r in receiver.requests] == [b"{}", b"second"]
+    assert receiver.requests[0].client_port != receiver.requests[1].client_port
