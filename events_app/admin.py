@@ -242,7 +242,7 @@ class EventAdmin(BigTableAdmin):
         ("References", {"fields": ("external_id", "secondary_external_id")}),
         ("Time", {"fields": ("occurred_at", "created_at", "completed_at", "failed_at")}),
         ("Data", {"fields": ("data_pretty",)}),
-        ("Automation", {"fields": ("automation_pending", "depth"), "classes": ("collapse",)}),
+        ("Automation", {"fields": ("automation_links", "automation_pending", "depth")}),
     )
     readonly_fields = (
         "id",
@@ -257,6 +257,7 @@ class EventAdmin(BigTableAdmin):
         "completed_at",
         "failed_at",
         "data_pretty",
+        "automation_links",
         "automation_pending",
         "depth",
     )
@@ -292,6 +293,18 @@ class EventAdmin(BigTableAdmin):
             customer_url,
             obj.customer.external_id,
             events_url,
+        )
+
+    @admin.display(description="history")
+    def automation_links(self, obj: Event) -> SafeString:
+        # Both lists are searched by event id through an index (automation/admin).
+        runs = reverse("admin:automation_workflowrun_changelist") + f"?q={obj.pk}"
+        deliveries = reverse("admin:automation_delivery_changelist") + f"?q={obj.pk}"
+        return format_html(
+            '<a href="{}">workflow runs of this event</a> · '
+            '<a href="{}">its webhook deliveries</a>',
+            runs,
+            deliveries,
         )
 
     @admin.display(description="data")
