@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db.models import Model, QuerySet
 
-from customers.models import Customer
 from automation.models import Delivery, Endpoint, Schedule, Workflow, WorkflowRun
+from customers.models import Customer
 from events_app.models import ApiClient, Event, EventType
 from project.admin_lists import EstimatedCountPaginator, capped_count
 from project.ids import public_id_floor

@@ -345,6 +345,25 @@ class DeliveryAdmin(BigTableAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Every field is read-only: no Save buttons that would save nothing.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    class Media:
+        css = {"all": ("events_app/admin_inlines.css",)}  # no str() above each attempt row
+
     @admin.display(description="endpoint")
     def endpoint_link(self, obj: Delivery) -> SafeString:
         url = reverse("admin:automation_endpoint_change", args=[obj.endpoint_id])

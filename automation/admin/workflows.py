@@ -142,6 +142,18 @@ class WorkflowAdmin(admin.ModelAdmin):
         ("Actions", {"fields": ["actions"]}),
         ("Run history", {"fields": ["recent_runs", "updated_at"]}),
     ]
+    add_fieldsets = [
+        (None, {"fields": ["name", "trigger_event_types", "active", "reentry"]}),
+        ("Conditions", {"fields": ["conditions"]}),
+        ("Actions", {"fields": ["actions"]}),
+    ]
+
+    class Media:
+        css = {"all": ("automation/admin.css",)}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Workflow | None = None) -> Any:
+        # A new workflow has no id, version or runs yet: the add page asks only for input.
+        return self.add_fieldsets if obj is None else self.fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
         return super().get_queryset(request).prefetch_related("trigger_event_types")
@@ -180,7 +192,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.display(description="Conditions (readable)")
     def readable_conditions(self, obj: Workflow) -> SafeString:
-        return render_tree(obj.conditions)
+        return format_html('<div class="herald-tree">{}</div>', render_tree(obj.conditions))
 
     @staticmethod
     def runs_url(obj: Workflow) -> str:
@@ -197,11 +209,13 @@ class WorkflowAdmin(admin.ModelAdmin):
         runs = WorkflowRun.objects.filter(workflow=obj).order_by("-created_at", "-id")[:RECENT_RUNS]
         rows = format_html_join(
             "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            '<tr><td><a href="{}">{}</a></td><td><a href="{}">{}</a></td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     reverse("admin:automation_workflowrun_change", args=[run.pk]),
                     run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    reverse("admin:events_app_event_change", args=[run.event_id]),
                     run.event_id,
                     run.status,
                     run.position,
