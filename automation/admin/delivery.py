@@ -26,6 +26,7 @@ from django.utils.text import Truncator
 
 from automation import delivery as services
 from automation.models import Delivery, DeliveryAttempt, Endpoint
+from project.admin_forms import WithoutSaveButtons
 from project.admin_json import pretty_json
 from project.admin_lists import BigTableAdmin, CreatedWithinByIdFilter, ParameterFilter
 from project.errors import HeraldError
@@ -270,7 +271,7 @@ class EndpointFilter(ParameterFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(BigTableAdmin):
+class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
     list_display = (
         "id",
         "endpoint_link",
@@ -315,25 +316,8 @@ class DeliveryAdmin(BigTableAdmin):
             {"fields": ("retry_step", "queued_until", "locked_until"), "classes": ("collapse",)},
         ),
     )
-    readonly_fields = (
-        "id",
-        "endpoint_link",
-        "event_link",
-        "message_id",
-        "status",
-        "attempt_count",
-        "last_attempt_at",
-        "last_status_code",
-        "last_error",
-        "next_attempt_at",
-        "give_up_at",
-        "created_at",
-        "completed_at",
-        "payload_pretty",
-        "retry_step",
-        "queued_until",
-        "locked_until",
-    )
+    # Every field is read-only: the change permission is what allows redelivering.
+    readonly_fields = tuple(str(name) for _, section in fieldsets for name in section["fields"])
 
     def search_exact(self, queryset: QuerySet[Delivery], term: str) -> QuerySet[Delivery]:
         # Each arm is a btree lookup: pk, the unique message_id, delivery_event_idx
@@ -344,22 +328,6 @@ class DeliveryAdmin(BigTableAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # Every field is read-only: no Save buttons that would save nothing.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     class Media:
         css = {"all": ("events_app/admin_inlines.css",)}  # no str() above each attempt row
@@ -384,7 +352,6 @@ class DeliveryAdmin(BigTableAdmin):
     def payload_pretty(self, obj: Delivery) -> SafeString:
         return pretty_json(obj.payload)
 
-    # Every field is read-only: the change permission is what allows redelivering.
     @admin.action(
         description="Redeliver (same webhook-id, retry schedule restarts)", permissions=["change"]
     )

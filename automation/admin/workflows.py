@@ -302,7 +302,7 @@ class WorkflowRunAdmin(BigTableAdmin):
     search_fields = ["=event__id", "=id"]
     search_help_text = "An event id (that event's runs) or a run id."
     list_select_related = ["workflow", "customer"]
-    sortable_by: tuple[str, ...] = ()
+    sortable_by = ()
     fields = (
         "id",
         "workflow",

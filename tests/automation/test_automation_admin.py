@@ -3,7 +3,7 @@ actions that call the services, secrets shown once, and the dashboard's automati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from automation.workflows import WorkflowInput, workflow_create
 from events_app.models import Event
 from tests.admin_support import get_with_queries, treat_as_big_table, uncapped_counts
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
-from tests.receiver import Receiver, Reply, local_receiver
+from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +31,8 @@ RUNS = "/admin/automation/workflowrun/"
 
 
 @pytest.fixture
-def receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    monkeypatch.setenv("HERALD_TEST_PORTS", "8901-8949")
-    with local_receiver() as r:
-        yield r
+def receiver(admin_receiver: Receiver) -> Receiver:
+    return admin_receiver
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import msgspec
 import pytest
@@ -25,7 +24,7 @@ from automation.workflow_selectors import active_workflows_forget
 from events_app.models import EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
 from events_app.services import events_prepare, events_store
-from tests.receiver import Receiver, Reply, local_receiver
+from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +43,8 @@ def run_action(page: Page, row_text: str, action: str) -> None:
 
 
 @pytest.fixture
-def receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    """A local receiver on this area's ports; the outbound guard lets loopback through."""
-    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    monkeypatch.setenv("HERALD_TEST_PORTS", "8901-8949")
-    with local_receiver() as r:
-        yield r
+def receiver(admin_receiver: Receiver) -> Receiver:
+    return admin_receiver
 
 
 def ingest(customer: str, amount: int) -> str:
