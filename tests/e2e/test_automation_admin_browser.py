@@ -161,9 +161,12 @@ def test_endpoint_deliveries_show_attempts_and_one_is_redelivered(
     delivery_services.deliver_one(delivery.pk)  # 400: a final failure
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.FAILED
-    page = admin_login()
+    page = admin_login()  # lands on the dashboard
 
-    page.goto(f"/admin/automation/endpoint/{endpoint.pk}/change/")
+    expect(page.locator("#figure-endpoints-failing")).to_have_text("1")
+    expect(page.locator("#figure-deliveries-failed")).to_have_text("1")
+    screenshot(page, "dashboard")
+    page.locator("#failing-endpoints").get_by_role("link", name=receiver.url("/orders")).click()
     expect(page.locator(".field-health")).to_contain_text("Failing since")
     page.locator(".field-deliveries").get_by_role("link", name="failed").click()
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
