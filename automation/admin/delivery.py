@@ -28,7 +28,13 @@ from automation import delivery as services
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from project.admin_forms import WithoutSaveButtons
 from project.admin_json import pretty_json
-from project.admin_lists import BigTableAdmin, CreatedWithinByIdFilter, ParameterFilter
+from project.admin_lists import (
+    BigTableAdmin,
+    CreatedWithinByIdFilter,
+    DeletionPreview,
+    ParameterFilter,
+    summarised_deletion,
+)
 from project.errors import HeraldError
 
 # ---------------------------------------------------------------- endpoints
@@ -183,6 +189,20 @@ class EndpointAdmin(BigTableAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Event types were saved by the service."""
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
+        endpoints = list(objs)
+        owned = [e for e in endpoints if e.kind != Endpoint.Kind.SUBSCRIPTION]
+        if owned:
+            # Schedules and workflows send through their own endpoints: delete those instead.
+            return [], {}, set(), [f"{e.url} belongs to a {e.kind}" for e in owned]
+        deliveries = Delivery.objects.filter(endpoint__in=endpoints)
+        return summarised_deletion(
+            self, request, endpoints, {"deliveries and their attempts": deliveries}
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
+        services.endpoint_delete(endpoint=obj)  # recomputes its events' is_delivered
+
     def response_add(
         self, request: HttpRequest, obj: Endpoint, post_url_continue: str | None = None
     ) -> HttpResponse:
@@ -327,6 +347,10 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    # The delivery log is a record; deleting an endpoint deletes its deliveries.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     class Media:

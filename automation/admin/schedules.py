@@ -21,7 +21,12 @@ from automation import schedule_selectors as selectors
 from automation import schedules as services
 from automation.models import Schedule, ScheduleRun
 from project.admin_json import pretty_json
-from project.admin_lists import BigTableAdmin, ParameterFilter
+from project.admin_lists import (
+    BigTableAdmin,
+    DeletionPreview,
+    ParameterFilter,
+    summarised_deletion,
+)
 from project.errors import HeraldError
 
 RECENT_RUNS = 10
@@ -168,6 +173,11 @@ class ScheduleAdmin(BigTableAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         _run_action(self, request, queryset, services.schedule_run_now, "Ran")
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
+        schedules = list(objs)
+        runs = ScheduleRun.objects.filter(schedule__in=schedules)
+        return summarised_deletion(self, request, schedules, {"schedule runs": runs})
+
     def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
         services.schedule_delete(schedule=obj)
 
@@ -217,6 +227,10 @@ class ScheduleRunAdmin(BigTableAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    # A run is the record that a tick fired; it goes with its schedule.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     @admin.display(description="Schedule")

@@ -31,7 +31,12 @@ from automation.workflows import (
 )
 from events_app.models import EventType
 from project.admin_json import PrettyJSONFormField, pretty_json
-from project.admin_lists import BigTableAdmin, CreatedWithinByIdFilter
+from project.admin_lists import (
+    BigTableAdmin,
+    CreatedWithinByIdFilter,
+    DeletionPreview,
+    summarised_deletion,
+)
 
 OP_WORDS = {
     "eq": "=",
@@ -243,6 +248,11 @@ class WorkflowAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Trigger types were saved by the service; nothing else to save."""
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
+        workflows = list(objs)
+        runs = WorkflowRun.objects.filter(workflow__in=workflows)
+        return summarised_deletion(self, request, workflows, {"workflow runs": runs})
+
     def delete_model(self, request: HttpRequest, obj: Workflow) -> None:
         workflow_delete(workflow=obj)
 
@@ -324,6 +334,10 @@ class WorkflowRunAdmin(BigTableAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    # A run is the record that a workflow fired for an event; it goes with its workflow.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from automation import delivery as services
 from automation.models import Delivery, Endpoint, Workflow, WorkflowRun
+from automation.schedules import schedule_create
 from automation.workflow_runs import events_evaluate_and_run
 from automation.workflow_selectors import active_workflows_forget
 from automation.workflows import WorkflowInput, workflow_create
@@ -239,3 +240,52 @@ def test_dashboard_shows_failing_webhooks_failed_deliveries_and_recent_runs(
     content = page.content.decode()
     assert '<span class="value" id="figure-endpoints-failing">1</span>' in content
     assert receiver.url("/failing") in content
+
+
+def test_deleting_a_webhook_summarises_its_deliveries_and_deletes_through_the_service(
+    admin_client: Client, make_endpoint: Callable[[str], Endpoint]
+) -> None:
+    endpoint = make_endpoint("/hook")
+    deliveries = [new_delivery(endpoint, n=n) for n in range(3)]
+    url = f"{ENDPOINTS}{endpoint.pk}/delete/"
+
+    confirm = admin_client.get(url).content.decode()
+    assert "3 deliveries and their attempts" in confirm
+    assert not any(d.pk in confirm for d in deliveries)  # no line per delivery
+
+    admin_client.post(url, {"post": "yes"})
+    assert (Endpoint.objects.count(), Delivery.objects.count()) == (0, 0)
+
+
+def test_a_schedules_endpoint_is_not_deleted_from_the_endpoint_admin(
+    admin_client: Client,
+) -> None:
+    schedule = schedule_create(
+        owner="owner@example.com",
+        end_date=timezone.now() + timedelta(days=1),
+        interval="0 9 * * *",
+        callback_url="https://93.184.215.14/hook",
+        context={},
+        tags=[],
+    )
+    url = f"{ENDPOINTS}{schedule.endpoint_id}/delete/"
+
+    confirm = admin_client.get(url).content.decode()
+    admin_client.post(url, {"post": "yes"})
+
+    assert "belongs to a schedule" in confirm
+    assert Endpoint.objects.filter(pk=schedule.endpoint_id).exists()
+
+
+def test_deleting_a_workflow_summarises_its_runs_instead_of_listing_them(
+    admin_client: Client,
+) -> None:
+    workflow, events = make_runs(2)
+    url = f"/admin/automation/workflow/{workflow.pk}/delete/"
+
+    confirm = admin_client.get(url).content.decode()
+    admin_client.post(url, {"post": "yes"})
+
+    assert "2 workflow runs" in confirm
+    assert events[0].pk not in confirm
+    assert (Workflow.objects.count(), WorkflowRun.objects.count()) == (0, 0)
