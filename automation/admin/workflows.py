@@ -302,7 +302,7 @@ class WorkflowRunAdmin(BigTableAdmin):
         "event_link",
         "customer",
         "status",
-        "position",
+        "actions_done",
         "created_at",
         "finished_at",
     ]
@@ -319,7 +319,7 @@ class WorkflowRunAdmin(BigTableAdmin):
         "event_link",
         "customer",
         "status",
-        "position",
+        "actions_done",
         "error",
         "readable_explanation",
         "outcomes_pretty",
@@ -347,6 +347,11 @@ class WorkflowRunAdmin(BigTableAdmin):
 
     def search_exact(self, queryset: QuerySet[WorkflowRun], term: str) -> QuerySet[WorkflowRun]:
         return queryset.filter(Q(event_id=term) | Q(pk=term))
+
+    @admin.display(description="actions done")
+    def actions_done(self, obj: WorkflowRun) -> str:
+        # `position` is the next action to run: so many of the run's actions are done.
+        return f"{obj.position} of {len(obj.actions)}"
 
     @admin.display(description="Action outcomes")
     def outcomes_pretty(self, obj: WorkflowRun) -> SafeString:
