@@ -57,9 +57,16 @@ def test_delivery_list_filters_by_endpoint_and_recent_window_without_counting_th
     admin_client: Client, make_endpoint: Callable[[str], Endpoint], monkeypatch: Any
 ) -> None:
     shop, crm = make_endpoint("/shop"), make_endpoint("/crm")
-    with time_machine.travel(timezone.now() - timedelta(days=2)):
-        old = new_delivery(shop, n=0)
-    recent_shop, recent_crm = new_delivery(shop, n=1), new_delivery(crm, n=2)
+    now = timezone.now()
+
+    def made_at(moment: Any, endpoint: Endpoint, n: int) -> Delivery:
+        # Distinct milliseconds: ids made in the same one order by their random part.
+        with time_machine.travel(moment, tick=False):
+            return new_delivery(endpoint, n=n)
+
+    old = made_at(now - timedelta(days=2), shop, 0)
+    recent_shop = made_at(now - timedelta(minutes=2), shop, 1)
+    recent_crm = made_at(now - timedelta(minutes=1), crm, 2)
     treat_as_big_table("automation_delivery", monkeypatch, exact_below=2)
 
     everything, queries = get_with_queries(admin_client, DELIVERIES)
