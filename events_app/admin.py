@@ -38,7 +38,7 @@ from events_app.services import (
     event_type_delete,
     event_type_update,
 )
-from project.admin_forms import adopt_row, changed_fields
+from project.admin_forms import WithoutSaveButtons, adopt_row, changed_fields
 from project.admin_json import pretty_json
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -242,7 +242,7 @@ class EventAdmin(BigTableAdmin):
         ("References", {"fields": ("external_id", "secondary_external_id")}),
         ("Time", {"fields": ("occurred_at", "created_at", "completed_at", "failed_at")}),
         ("Data", {"fields": ("data_pretty",)}),
-        ("Automation", {"fields": ("automation_pending", "depth"), "classes": ("collapse",)}),
+        ("Automation", {"fields": ("automation_links", "automation_pending", "depth")}),
     )
     readonly_fields = (
         "id",
@@ -257,6 +257,7 @@ class EventAdmin(BigTableAdmin):
         "completed_at",
         "failed_at",
         "data_pretty",
+        "automation_links",
         "automation_pending",
         "depth",
     )
@@ -292,6 +293,18 @@ class EventAdmin(BigTableAdmin):
             customer_url,
             obj.customer.external_id,
             events_url,
+        )
+
+    @admin.display(description="history")
+    def automation_links(self, obj: Event) -> SafeString:
+        # Both lists are searched by event id through an index (automation/admin).
+        runs = reverse("admin:automation_workflowrun_changelist") + f"?q={obj.pk}"
+        deliveries = reverse("admin:automation_delivery_changelist") + f"?q={obj.pk}"
+        return format_html(
+            '<a href="{}">workflow runs of this event</a> · '
+            '<a href="{}">its webhook deliveries</a>',
+            runs,
+            deliveries,
         )
 
     @admin.display(description="data")
@@ -334,7 +347,7 @@ class ActiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
     """API keys: created with api_client_create, revoked with api_client_revoke.
 
     Existing keys are read-only (a key's secret cannot be shown again and its
@@ -413,21 +426,6 @@ class ApiClientAdmin(admin.ModelAdmin):
         response = TemplateResponse(request, "admin/events_app/apiclient/secret_once.html", context)
         add_never_cache_headers(response)
         return response
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:

@@ -3,7 +3,10 @@
 Nothing here counts a whole big table: recent and pending events are capped
 counts over index ranges (event_created_idx, event_type_created_idx and the
 partial pending / undelivered indexes), table totals come from
-EstimatedCountPaginator (planner estimate on big tables).
+EstimatedCountPaginator (planner estimate on big tables). Automation figures
+read deliveries and workflow runs by time through their time-ordered primary
+keys (an id range, project.ids.public_id_floor) and by status through their
+(status, id) indexes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Any
 
 from django.db.models import Model, QuerySet
 
+from automation.models import Delivery, Endpoint, Schedule, Workflow, WorkflowRun
 from customers.models import Customer
 from events_app.models import ApiClient, Event, EventType
 from project.admin_lists import EstimatedCountPaginator, capped_count
+from project.ids import public_id_floor
 
 RECENT = timedelta(hours=24)
 # Counts stop here and read "100000+": enough to tell a busy day from a quiet one.
@@ -60,6 +65,21 @@ class Dashboard:
     latest_events: list[Event] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AutomationDashboard:
+    endpoints_failing: Figure
+    endpoints_disabled: Figure
+    deliveries_failed_recent: Figure
+    deliveries_pending: Figure
+    workflows_active: int
+    runs_recent: Figure
+    runs_failed_recent: Figure
+    runs_waiting: Figure
+    schedules_paused: Figure
+    # Subscriptions that failed without a success since: the ones a marketer should call about.
+    failing_endpoints: list[Endpoint] = field(default_factory=list)
+
+
 def _capped(queryset: QuerySet[Any], cap: int) -> Figure:
     count, more = capped_count(queryset, cap)
     return Figure(count, "at_least" if more else "exact")
@@ -90,4 +110,43 @@ def dashboard_figures(*, now: datetime) -> Dashboard:
                 :LATEST_EVENTS
             ]
         ),
+    )
+
+
+FAILING_ENDPOINTS_SHOWN = 5
+
+
+def automation_figures(*, now: datetime) -> AutomationDashboard:
+    """Webhook health, workflow runs and paused schedules, each an index range or lookup."""
+    since = public_id_floor(now - RECENT)
+    subscriptions = Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION)
+    failing = subscriptions.filter(active=True, first_failure_at__isnull=False)
+    return AutomationDashboard(
+        # endpoint_active_kind_idx (partial on active); the disabled ones are read from the
+        # endpoints table itself: one row per webhook or schedule, not per event.
+        endpoints_failing=_capped(failing, FIGURE_CAP),
+        endpoints_disabled=_capped(subscriptions.filter(active=False), FIGURE_CAP),
+        # delivery_status_idx (status, id), the id bounded below.
+        deliveries_failed_recent=_capped(
+            Delivery.objects.filter(status=Delivery.Status.FAILED, pk__gte=since), FIGURE_CAP
+        ),
+        # delivery_due_idx (partial on pending).
+        deliveries_pending=_capped(
+            Delivery.objects.filter(status=Delivery.Status.PENDING), FIGURE_CAP
+        ),
+        workflows_active=Workflow.objects.filter(active=True).count(),
+        runs_recent=_capped(WorkflowRun.objects.filter(pk__gte=since), FIGURE_CAP),
+        # workflowrun_status_idx (status, id).
+        runs_failed_recent=_capped(
+            WorkflowRun.objects.filter(status=WorkflowRun.Status.FAILED, pk__gte=since),
+            FIGURE_CAP,
+        ),
+        runs_waiting=_capped(
+            WorkflowRun.objects.filter(status=WorkflowRun.Status.WAITING), FIGURE_CAP
+        ),
+        # schedule_status_idx (status, created_date, id).
+        schedules_paused=_capped(
+            Schedule.objects.filter(status=Schedule.Status.PAUSED), FIGURE_CAP
+        ),
+        failing_endpoints=list(failing.order_by("first_failure_at")[:FAILING_ENDPOINTS_SHOWN]),
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib import admin
 from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
 
 
 def adopt_row(form_instance: Model, created: Model) -> None:
@@ -23,3 +25,22 @@ def adopt_row(form_instance: Model, created: Model) -> None:
 def changed_fields(form: forms.BaseForm) -> dict[str, Any]:
     """The edited fields and their new values: what an `<noun>_update` service takes."""
     return {name: form.cleaned_data[name] for name in form.changed_data}
+
+
+class WithoutSaveButtons(admin.ModelAdmin):
+    """A change page whose fields are all read-only: no Save buttons that would save nothing."""
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)

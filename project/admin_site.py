@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from project.admin_dashboard import dashboard_figures
+from project.admin_dashboard import automation_figures, dashboard_figures
 
 
 class HeraldAdminSite(admin.AdminSite):
@@ -24,6 +24,12 @@ class HeraldAdminSite(admin.AdminSite):
         context = dict(extra_context or {})
         # The figures are about events; staff without access to them get the
         # plain app list.
+        now = timezone.now()
         if request.user.has_perm("events_app.view_event"):
-            context["dashboard"] = dashboard_figures(now=timezone.now())
+            context["dashboard"] = dashboard_figures(now=now)
+        # Webhook health and workflow runs, for staff who may see deliveries and runs.
+        if request.user.has_perm("automation.view_delivery") and request.user.has_perm(
+            "automation.view_workflowrun"
+        ):
+            context["automation"] = automation_figures(now=now)
         return super().index(request, context)

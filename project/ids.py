@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import datetime
 
 PUBLIC_ID_LENGTH = 26
 PUBLIC_ID_RE = re.compile(r"^[0-9a-f]{26}$")
@@ -31,3 +32,13 @@ def new_public_ids(count: int) -> list[str]:
 
 def is_public_id(value: object) -> bool:
     return isinstance(value, str) and PUBLIC_ID_RE.match(value) is not None
+
+
+def public_id_floor(moment: datetime) -> str:
+    """The smallest id created at or after `moment`: `id >= floor` is "created since".
+
+    Tables keyed by public ids get a creation-time range scan on their primary key
+    for free, without an index on a created_at column.
+    """
+    millis = int(moment.timestamp() * 1000)
+    return f"{millis:012x}{0:014x}"

@@ -217,6 +217,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
+# The queue tasks are sent to when no route names one: every task Herald enqueues,
+# from the web process and from inside a worker (a run's actions, follow-on sends).
+# Workers consume it by default; name another to keep several Herald deployments (or
+# parallel test processes) on one Redis apart.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TIMEZONE = "UTC"
 
 LOGGING = {

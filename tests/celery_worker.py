@@ -1,15 +1,20 @@
-"""A real Celery worker subprocess for end-to-end tests (reusable by any area).
+"""A real Celery worker subprocess on a real Redis broker, for end-to-end tests of any area.
 
-    with celery_broker() as broker, celery_worker(broker) as worker:
-        ... create rows in a transactional_db test; the worker sees committed rows ...
+    with celery_broker() as broker:
+        with celery_worker(broker) as worker:
+            ... create rows in a transactional_db test; the worker sees committed rows ...
+            worker.kill()  # SIGKILL, a crashed machine: nothing is acked or cleaned up
+        with celery_worker(broker):  # a second worker on the same queue
+            ...
 
-The worker runs `celery -A project worker` against the pytest test database and a
-Redis database of this test process:
-- CELERY_TEST_BROKER_URL, if set (scripts/test sets one), is used by every xdist worker;
-- otherwise redis://127.0.0.1:6379/<db> with db taken from HERALD_TEST_REDIS_DBS
-  (default "1,2,3": gw0 -> 1, gw1 -> 2, no xdist -> 3; remap by setting it).
-The queue name includes the xdist worker id too, so processes sharing a Redis db never
-take each other's messages.
+Isolation between pytest-xdist workers (they run such tests at the same time):
+- the queue is `herald-test-<xdist worker>`, and the worker subprocess gets it as
+  CELERY_TASK_DEFAULT_QUEUE, so what it enqueues itself (a workflow run's actions,
+  follow-on sends) stays on that queue too;
+- the Redis database is CELERY_TEST_BROKER_URL if set (scripts/test sets one; the
+  queue names keep processes apart), otherwise redis://127.0.0.1:6379/<db> with db
+  taken from HERALD_TEST_REDIS_DBS by the xdist worker number (default "1,2":
+  gw0 -> 1, gw1 -> 2, gw2 -> 1, ..., no xdist -> the first).
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kombu.pools
+import redis
 from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def xdist_worker() -> str:
@@ -40,47 +47,55 @@ def broker_url_for_this_process() -> str:
     explicit = os.environ.get("CELERY_TEST_BROKER_URL")
     if explicit:
         return explicit
-    dbs = [int(d) for d in os.environ.get("HERALD_TEST_REDIS_DBS", "1,2,3").split(",")]
+    dbs = [int(d) for d in os.environ.get("HERALD_TEST_REDIS_DBS", "1,2").split(",")]
     worker = xdist_worker()
-    if worker.startswith("gw") and worker[2:].isdigit():
-        index = int(worker[2:]) % max(len(dbs) - 1, 1)
-    else:
-        index = len(dbs) - 1
-    return f"redis://127.0.0.1:6379/{dbs[index]}"
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return f"redis://127.0.0.1:6379/{dbs[index % len(dbs)]}"
 
 
 @dataclass
 class Broker:
     url: str
     queue: str
+    # True when no other test process uses this Redis database (see the module docstring).
+    own_database: bool
 
 
 def broker_for_this_process() -> Broker:
     return Broker(
-        url=broker_url_for_this_process(), queue=f"herald-test-{xdist_worker() or 'main'}"
+        url=broker_url_for_this_process(),
+        queue=f"herald-test-{xdist_worker() or 'main'}",
+        own_database=not os.environ.get("CELERY_TEST_BROKER_URL"),
     )
 
 
 @contextmanager
 def celery_broker() -> Iterator[Broker]:
-    """Point this process's Celery app at the test Redis (not eager) for the duration."""
+    """Point this process's Celery app at the test Redis (not eager) for the duration.
+
+    `transaction.on_commit` enqueues then go to Redis exactly as in production.
+    """
     from project.celery import app
 
-    broker = Broker(
-        url=broker_url_for_this_process(), queue=f"herald-test-{xdist_worker() or 'main'}"
-    )
+    broker = broker_for_this_process()
     saved = {
         key: app.conf.get(key) for key in ("broker_url", "task_always_eager", "task_default_queue")
     }
     app.conf.update(broker_url=broker.url, task_always_eager=False, task_default_queue=broker.queue)
     _reset_pool(app)
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(broker.queue)  # nothing left over from a crash
+    client = redis.Redis.from_url(broker.url)
+    client.delete(broker.queue)  # nothing left over from a crashed run
     try:
         yield broker
     finally:
         _reset_pool(app)
         app.conf.update(saved)
+        client.delete(broker.queue)
+        if broker.own_database:
+            # A killed worker's reserved messages wait here for the visibility timeout
+            # (an hour); they would be restored into a later run's queue.
+            client.delete("unacked", "unacked_index", "unacked_mutex")
+        client.close()
 
 
 def _reset_pool(app: Any) -> None:
@@ -112,15 +127,26 @@ class Worker:
 
 @contextmanager
 def celery_worker(
-    broker: Broker, *, env: dict[str, str] | None = None, concurrency: int = 4
+    broker: Broker,
+    *,
+    env: dict[str, str] | None = None,
+    pool: str = "threads",
+    concurrency: int = 4,
 ) -> Iterator[Worker]:
-    """Start `celery -A project worker` on the test database; stop it afterwards."""
+    """Start `celery -A project worker` on the test database; stop it afterwards.
+
+    `pool="solo"` runs tasks one at a time in the main process (a kill then stops
+    the work exactly where it is).
+    """
     db = connection.settings_dict
-    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    database_url = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
     worker_env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker.url,
+        "CELERY_TASK_DEFAULT_QUEUE": broker.queue,
         "HERALD_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
         "DB_CONN_MAX_AGE": "0",
         **(env or {}),
@@ -130,7 +156,7 @@ def celery_worker(
     )
     command = [
         sys.executable, "-m", "celery", "-A", "project", "worker",
-        "--pool", "threads", "--concurrency", str(concurrency),
+        "--pool", pool, "--concurrency", str(1 if pool == "solo" else concurrency),
         "-Q", broker.queue, "-n", f"{broker.queue}-{time.monotonic_ns()}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
@@ -158,3 +184,15 @@ def celery_worker(
         worker.final_log = worker.log()
         log.close()
         os.unlink(log.name)
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll what a worker subprocess writes (bounded); return the first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

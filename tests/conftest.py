@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -9,6 +10,7 @@ from rest_framework.test import APIClient
 from events_app.models import ApiClient
 from events_app.services import api_client_create
 from tests.openapi_contract import ContractAPIClient
+from tests.receiver import Receiver, local_receiver
 
 API = "/rest-api/enterprise-interface/v1.0"
 
@@ -46,3 +48,13 @@ def api(make_api: Callable[..., APIClient]) -> APIClient:
 def contract_api(make_api: Callable[..., APIClient]) -> APIClient:
     """Like `api`, and every response must match the served OpenAPI document."""
     return make_api(contract=True)
+
+
+@pytest.fixture
+def admin_receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A local HTTP receiver for the admin tests (ports 8901-8949); the outbound guard
+    lets loopback through for this test only."""
+    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    monkeypatch.setenv("HERALD_TEST_PORTS", "8901-8949")
+    with local_receiver() as receiver:
+        yield receiver

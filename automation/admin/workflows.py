@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -25,10 +25,18 @@ from automation.workflows import (
     WorkflowInput,
     workflow_create,
     workflow_delete,
+    workflow_set_active,
     workflow_update,
     workflow_validate,
 )
 from events_app.models import EventType
+from project.admin_json import PrettyJSONFormField, pretty_json
+from project.admin_lists import (
+    BigTableAdmin,
+    CreatedWithinByIdFilter,
+    DeletionPreview,
+    summarised_deletion,
+)
 
 OP_WORDS = {
     "eq": "=",
@@ -82,14 +90,14 @@ def render_tree(tree: Any) -> SafeString:
 
 class WorkflowAdminForm(forms.ModelForm):
     trigger_event_types = forms.ModelMultipleChoiceField(queryset=EventType.objects.all())
+    # Indented JSON; the services validate the content (messages point at the node).
+    conditions = PrettyJSONFormField(required=False)
+    actions = PrettyJSONFormField(required=False)
 
     class Meta:
         model = Workflow
         fields = ["name", "trigger_event_types", "conditions", "actions", "active", "reentry"]
         help_texts = {
-            "conditions": 'A tree of {"all": […]}, {"any": […]}, {"not": {…}} and leaves; '
-            "see docs/automation.md.",
-            "actions": 'A list such as [{"type": "add_tags", "tags": ["vip"]}].',
             "reentry": "every_event, once_per_customer or once_per_customer_per:P7D",
         }
 
@@ -114,10 +122,10 @@ class WorkflowAdminForm(forms.ModelForm):
             reentry=cleaned.get("reentry"),
         )
         errors, _ = workflow_validate(data)
-        for path, messages in errors.items():
+        for path, node_messages in errors.items():
             head = path.split(".", 1)[0].split("[", 1)[0]
             field = self.FIELD_OF_PATH.get(head)
-            for message in messages:
+            for message in node_messages:
                 # Shown in place: on the field, with the faulty node's path.
                 self.add_error(field, f"{path}: {message}" if field != path else message)
         self.workflow_input = data
@@ -129,8 +137,9 @@ class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowAdminForm
     list_display = ["name", "triggers", "active", "reentry", "version", "updated_at", "runs_link"]
     list_filter = ["active"]
-    search_fields = ["name"]
+    search_fields = ["name"]  # workflows number in the hundreds: a substring search is fine
     ordering = ["-created_at"]
+    actions = ["activate", "deactivate"]
     readonly_fields = ["id", "readable_conditions", "version", "recent_runs", "updated_at"]
     fieldsets = [
         (None, {"fields": ["id", "name", "trigger_event_types", "active", "reentry", "version"]}),
@@ -138,9 +147,49 @@ class WorkflowAdmin(admin.ModelAdmin):
         ("Actions", {"fields": ["actions"]}),
         ("Run history", {"fields": ["recent_runs", "updated_at"]}),
     ]
+    add_fieldsets = [
+        (None, {"fields": ["name", "trigger_event_types", "active", "reentry"]}),
+        ("Conditions", {"fields": ["conditions"]}),
+        ("Actions", {"fields": ["actions"]}),
+    ]
+
+    class Media:
+        css = {"all": ("automation/admin.css",)}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Workflow | None = None) -> Any:
+        # A new workflow has no id, version or runs yet: the add page asks only for input.
+        return self.add_fieldsets if obj is None else self.fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
         return super().get_queryset(request).prefetch_related("trigger_event_types")
+
+    def get_form(
+        self, request: HttpRequest, obj: Workflow | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.base_fields["conditions"].help_text = (
+            'A tree of {"all": […]}, {"any": […]}, {"not": {…}} and leaves such as '
+            '{"property": "amount", "op": "gte", "value": 100}; see docs/automation.md.'
+        )
+        form.base_fields[
+            "actions"
+        ].help_text = 'A list such as [{"type": "add_tags", "tags": ["vip"]}].'
+        return form
+
+    @admin.action(description="Activate selected workflows")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        self._set_active(request, queryset, active=True)
+
+    @admin.action(description="Deactivate selected workflows (waiting runs go on)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        self._set_active(request, queryset, active=False)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Workflow], active: bool) -> None:
+        workflows = list(queryset.filter(active=not active))
+        for workflow in workflows:
+            workflow_set_active(workflow=workflow, active=active)
+        verb = "Activated" if active else "Deactivated"
+        self.message_user(request, f"{verb} {len(workflows)} workflow(s).", messages.SUCCESS)
 
     @admin.display(description="Triggers")
     def triggers(self, obj: Workflow) -> str:
@@ -148,7 +197,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.display(description="Conditions (readable)")
     def readable_conditions(self, obj: Workflow) -> SafeString:
-        return render_tree(obj.conditions)
+        return format_html('<div class="herald-tree">{}</div>', render_tree(obj.conditions))
 
     @staticmethod
     def runs_url(obj: Workflow) -> str:
@@ -165,11 +214,13 @@ class WorkflowAdmin(admin.ModelAdmin):
         runs = WorkflowRun.objects.filter(workflow=obj).order_by("-created_at", "-id")[:RECENT_RUNS]
         rows = format_html_join(
             "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            '<tr><td><a href="{}">{}</a></td><td><a href="{}">{}</a></td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     reverse("admin:automation_workflowrun_change", args=[run.pk]),
                     run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    reverse("admin:events_app_event_change", args=[run.event_id]),
                     run.event_id,
                     run.status,
                     run.position,
@@ -197,6 +248,11 @@ class WorkflowAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Trigger types were saved by the service; nothing else to save."""
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
+        workflows = list(objs)
+        runs = WorkflowRun.objects.filter(workflow__in=workflows)
+        return summarised_deletion(self, request, workflows, {"workflow runs": runs})
+
     def delete_model(self, request: HttpRequest, obj: Workflow) -> None:
         workflow_delete(workflow=obj)
 
@@ -205,9 +261,40 @@ class WorkflowAdmin(admin.ModelAdmin):
             workflow_delete(workflow=workflow)
 
 
+def event_runs_url(event_id: str) -> str:
+    """The run history of one event (every workflow that matched it)."""
+    return reverse("admin:automation_workflowrun_changelist") + f"?q={event_id}"
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    """The run's outcome: what its actions came to (workflowrun_status_idx)."""
+
+    title = "outcome"
+    parameter_name = "status__exact"  # the parameter Django's own status filter used
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("succeeded", "Succeeded (all actions done)"),
+            ("failed", "Failed (an action failed)"),
+            ("waiting", "Waiting (in a wait action)"),
+            ("pending", "Pending (being worked on)"),
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[WorkflowRun]
+    ) -> QuerySet[WorkflowRun]:
+        value = self.value()
+        return queryset.filter(status=value) if value else queryset
+
+
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(admin.ModelAdmin):
-    """Run history: per workflow (filter) and per event (search by event id)."""
+class WorkflowRunAdmin(BigTableAdmin):
+    """Run history: per workflow (filter) and per event (search by event id).
+
+    Runs are one per matched (workflow, event): millions. Unfiltered and by
+    outcome they are listed by the time-ordered primary key; one workflow's
+    runs come from workflowrun_workflow_idx (workflow, created_at, id).
+    """
 
     list_display = [
         "id",
@@ -215,27 +302,27 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "event_link",
         "customer",
         "status",
-        "position",
+        "actions_done",
         "created_at",
         "finished_at",
     ]
-    list_filter = ["status", "workflow"]
-    # Exact-id searches use the unique (event, workflow) index and the pk.
+    # The workflow filter lists every workflow: a small table (hundreds), unlike events.
+    list_filter = [OutcomeFilter, "workflow", CreatedWithinByIdFilter]
+    # Declared for the search box; search_exact uses the unique (event, workflow) index and the pk.
     search_fields = ["=event__id", "=id"]
     search_help_text = "An event id (that event's runs) or a run id."
     list_select_related = ["workflow", "customer"]
-    show_full_result_count = False
-    ordering = ["-created_at", "-id"]
+    sortable_by = ()
     fields = (
         "id",
         "workflow",
         "event_link",
         "customer",
         "status",
-        "position",
+        "actions_done",
         "error",
         "readable_explanation",
-        "outcomes",
+        "outcomes_pretty",
         "resume_at",
         "created_at",
         "finished_at",
@@ -249,10 +336,35 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    # A run is the record that a workflow fired for an event; it goes with its workflow.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        if request.GET.get("workflow__id__exact"):
+            return ("-created_at", "-id")
+        return ("-id",)
+
+    def search_exact(self, queryset: QuerySet[WorkflowRun], term: str) -> QuerySet[WorkflowRun]:
+        return queryset.filter(Q(event_id=term) | Q(pk=term))
+
+    @admin.display(description="actions done")
+    def actions_done(self, obj: WorkflowRun) -> str:
+        # `position` is the next action to run: so many of the run's actions are done.
+        return f"{obj.position} of {len(obj.actions)}"
+
+    @admin.display(description="Action outcomes")
+    def outcomes_pretty(self, obj: WorkflowRun) -> SafeString:
+        return pretty_json(obj.outcomes)
+
     @admin.display(description="Event")
     def event_link(self, obj: WorkflowRun) -> SafeString:
-        url = reverse("admin:automation_workflowrun_changelist") + f"?q={obj.event_id}"
-        return format_html('{} (<a href="{}">its runs</a>)', obj.event_id, url)
+        return format_html(
+            '<a href="{}">{}</a> (<a href="{}">its runs</a>)',
+            reverse("admin:events_app_event_change", args=[obj.event_id]),
+            obj.event_id,
+            event_runs_url(obj.event_id),
+        )
 
     @admin.display(description="Explanation")
     def readable_explanation(self, obj: WorkflowRun) -> SafeString:

@@ -76,6 +76,8 @@ class Schedule(models.Model):
             models.Index(fields=["owner", "created_date", "id"], name="schedule_owner_idx"),
             # GET /schedules sorted by created_date (the default), no filter.
             models.Index(fields=["created_date", "id"], name="schedule_created_idx"),
+            # The admin's status filter (paused, finished, …) in its created_date order.
+            models.Index(fields=["status", "created_date", "id"], name="schedule_status_idx"),
         ]
 
     def __str__(self) -> str:

@@ -105,6 +105,9 @@ class WorkflowRun(models.Model):
         indexes = [
             # GET /workflows/{id}/runs and the admin's run history per workflow.
             models.Index(fields=["workflow", "created_at", "id"], name="workflowrun_workflow_idx"),
+            # The admin's outcome filter (failed, waiting, …) newest first by the
+            # time-ordered id, and the dashboard's "failed in the last 24 hours" (an id range).
+            models.Index(fields=["status", "id"], name="workflowrun_status_idx"),
             # Re-entry checks: has this customer run this workflow (since T)?
             models.Index(
                 fields=["workflow", "customer", "created_at"], name="workflowrun_reentry_idx"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.db import transaction
 from standardwebhooks import Webhook
@@ -11,23 +9,12 @@ from standardwebhooks import Webhook
 from automation import delivery as svc
 from automation.models import Delivery, DeliveryAttempt
 from events_app.models import Event
-from tests.celery_worker import celery_broker, celery_worker
+from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventTypeFactory
 from tests.receiver import Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_ingested_event_is_delivered_by_a_celery_worker(api, receiver, allow_loopback):

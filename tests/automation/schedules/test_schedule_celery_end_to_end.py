@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,24 +13,19 @@ from standardwebhooks import Webhook
 from automation.delivery import dispatch_due_deliveries
 from automation.models import Delivery, Schedule, ScheduleRun
 from automation.scheduler import dispatch_due_schedules
-from tests.celery_worker import celery_broker, celery_worker
+from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def own_redis_dbs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HERALD_TEST_REDIS_DBS", "4,5,6")  # this area's Redis databases
-
-
 def wait_for_succeeded(count: int, timeout: float = 30.0) -> None:
     """The worker records outcomes in its own process: poll the rows it writes."""
-    deadline = time.monotonic() + timeout
-    while Delivery.objects.filter(status="succeeded").count() < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{count} deliveries did not succeed in {timeout} s")
-        time.sleep(0.1)
+    wait_until(
+        lambda: Delivery.objects.filter(status="succeeded").count() >= count,
+        timeout=timeout,
+        what=f"{count} succeeded deliveries",
+    )
 
 
 def due_schedule(make_schedule: Callable[..., Schedule], receiver: Receiver, n: int) -> Schedule:

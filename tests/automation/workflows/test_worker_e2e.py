@@ -19,7 +19,7 @@ from customers.models import Customer
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
 from events_app.services import events_prepare, events_store
-from tests.automation.workflows.worker import celery_on_redis, wait_until
+from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.conftest import API
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -63,8 +63,7 @@ def test_batch_through_the_api_fires_exactly_the_expected_runs_on_a_real_worker(
 ) -> None:
     setup_workflow()
     events = [item(f"r{i}", f"c{i % 4}", 150 if i % 2 == 0 else 50) for i in range(20)]
-    with celery_on_redis() as start_worker:
-        start_worker()
+    with celery_broker() as broker, celery_worker(broker):
         response = api.post(f"{API}/events/batch", {"events": events}, format="json")
         assert response.status_code in {200, 201, 207}, response.json()
         wait_until(
@@ -88,7 +87,7 @@ def test_killed_worker_loses_no_evaluation_and_fires_no_action_twice(
     settings.HERALD_AUTOMATION_BATCH_SIZE = 20  # the enqueuing side splits the batches
     setup_workflow()
     total = 240  # every other one matches: 120 runs, 240 actions
-    with celery_on_redis() as start_worker:
+    with celery_broker() as broker:
         items = [
             msgspec.convert(item(f"k{i}", f"k{i % 50}", 150 if i % 2 == 0 else 50), EventCreateIn)
             for i in range(total)
@@ -96,25 +95,26 @@ def test_killed_worker_loses_no_evaluation_and_fires_no_action_twice(
         prepared, invalid = events_prepare(items=items)
         assert not invalid
         events_store(prepared=prepared)  # commits; 12 tasks of 20 events go to Redis
-        worker = start_worker()
-        wait_until(lambda: WorkflowRun.objects.count() >= 15, timeout=60, what="first runs")
-        worker.kill()
+        # Solo pool: tasks run one at a time in the process that is killed.
+        with celery_worker(broker, pool="solo") as worker:
+            wait_until(lambda: WorkflowRun.objects.count() >= 15, timeout=60, what="first runs")
+            worker.kill()
         pending_at_kill = Event.objects.filter(automation_pending=True).count()
         assert pending_at_kill > 0, "the worker finished before the kill; nothing was tested"
 
         # A new worker; the periodic job (run here with a clock past the grace
         # period) re-enqueues what the dead worker held.
-        start_worker()
-        later = timezone.now() + timedelta(hours=1)
-        for _ in range(200):  # bounded
-            events_sweep_pending(now=later)
-            workflow_runs_dispatch_due(now=later)
-            try:
-                wait_until(lambda: unfinished() == 0, timeout=3, what="all work done")
-                break
-            except AssertionError:
-                continue
-        assert unfinished() == 0
+        with celery_worker(broker, pool="solo"):
+            later = timezone.now() + timedelta(hours=1)
+            for _ in range(200):  # bounded
+                events_sweep_pending(now=later)
+                workflow_runs_dispatch_due(now=later)
+                try:
+                    wait_until(lambda: unfinished() == 0, timeout=3, what="all work done")
+                    break
+                except AssertionError:
+                    continue
+            assert unfinished() == 0
 
     runs = WorkflowRun.objects.all()
     assert runs.count() == total // 2
