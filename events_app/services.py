@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -66,17 +69,73 @@ _API_CLIENT_SQL = (
 )
 
 
+class _ApiKeyCache:
+    """Active API clients by secret hash, each trusted for `API_KEY_CACHE_SECONDS`.
+
+    Authenticating by a database read on every request was a round trip and a
+    fifth of a single POST /events' server CPU. Keys never change after creation
+    except by revocation, so a short-lived copy of the row is safe as long as
+    revocation is bounded: `api_client_revoke` drops the key here at once (this
+    process), and every other process re-reads it within the TTL. Keyed by the
+    SHA-256 of the secret, never the secret; unknown secrets are not cached, so
+    a guess always costs a query and a new key works immediately. Time is
+    `time.monotonic` (immune to clock steps and to frozen test clocks).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, ApiClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> ApiClient | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires, client = entry
+        if time.monotonic() >= expires:
+            with self._lock:
+                if self._entries.get(digest) is entry:
+                    del self._entries[digest]
+            return None
+        return client
+
+    def put(self, digest: str, client: ApiClient) -> None:
+        ttl = settings.API_KEY_CACHE_SECONDS
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= _API_KEY_CACHE_SIZE:
+                # Bounded: drop everything rather than track recency (keys are few;
+                # this only guards against unbounded growth).
+                self._entries.clear()
+            self._entries[digest] = (time.monotonic() + ttl, client)
+
+    def forget(self, digest: str) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
+
+
+_API_KEY_CACHE_SIZE = 10_000
+_api_keys = _ApiKeyCache()
+
+
 def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
-    """The active client holding this secret (and name, for Basic auth), or None."""
+    """The active client holding this secret (and name, for Basic auth), or None.
+
+    A revoked key stops working at once in the process that revoked it and within
+    `settings.API_KEY_CACHE_SECONDS` everywhere else (see `_ApiKeyCache`).
+    """
     digest = ApiClient.hash_secret(secret)
-    # Raw SQL: this runs on every API request, and compiling the ORM query cost
-    # more CPU than the query itself (secret_hash is unique: at most one row).
-    with connection.cursor() as cursor:
-        cursor.execute(_API_CLIENT_SQL, [digest])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+    client = _api_keys.get(digest)
+    if client is None:
+        # Raw SQL: compiling the ORM query cost more CPU than the query itself
+        # (secret_hash is unique: at most one row).
+        with connection.cursor() as cursor:
+            cursor.execute(_API_CLIENT_SQL, [digest])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+        _api_keys.put(digest, client)
     if name is not None and client.name != name:
         return None
     now = timezone.now()
@@ -89,10 +148,12 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
 
 
 def api_client_revoke(*, client: ApiClient) -> None:
-    """Revoke a key; requests with it fail with 401 from then on."""
+    """Revoke a key; requests with it fail with 401 from then on in this process, and
+    within `settings.API_KEY_CACHE_SECONDS` in every other one."""
     ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    _api_keys.forget(client.secret_hash)
 
 
 # ---------------------------------------------------------------- event types
