@@ -126,6 +126,17 @@ if IS_POSTGRES:
     # The stock backend plus a health check that polls the socket instead of
     # sending SELECT 1 on every request (project/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "project.postgresql"
+    # Django turns psycopg's prepared statements off (for transaction-mode
+    # poolers such as old PgBouncer). Its own queries use client-side binding and
+    # are never prepared either way; only the ingestion statements that run on a
+    # server-binding psycopg cursor (events_app/ingest_pg.py, the reference read
+    # in events_app/services.py) are, after this many uses on a connection:
+    # planning them was a third of a single POST's database CPU. Set
+    # DB_PREPARE_THRESHOLD=off behind a pooler that cannot keep prepared statements.
+    _prepare = os.environ.get("DB_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare.lower() == "off" else int(_prepare)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
