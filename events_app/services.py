@@ -86,13 +86,14 @@ class _ApiKeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, ApiClient]] = {}
         self._lock = threading.Lock()
+        self.clock: Callable[[], float] = time.monotonic  # replaceable in tests
 
     def get(self, digest: str) -> ApiClient | None:
         entry = self._entries.get(digest)
         if entry is None:
             return None
         expires, client = entry
-        if time.monotonic() >= expires:
+        if self.clock() >= expires:
             with self._lock:
                 if self._entries.get(digest) is entry:
                     del self._entries[digest]
@@ -108,7 +109,7 @@ class _ApiKeyCache:
                 # Bounded: drop everything rather than track recency (keys are few;
                 # this only guards against unbounded growth).
                 self._entries.clear()
-            self._entries[digest] = (time.monotonic() + ttl, client)
+            self._entries[digest] = (self.clock() + ttl, client)
 
     def forget(self, digest: str) -> None:
         with self._lock:
@@ -116,7 +117,7 @@ class _ApiKeyCache:
 
 
 _API_KEY_CACHE_SIZE = 10_000
-_api_keys = _ApiKeyCache()
+api_key_cache = _ApiKeyCache()
 
 
 def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
@@ -126,7 +127,7 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
     `settings.API_KEY_CACHE_SECONDS` everywhere else (see `_ApiKeyCache`).
     """
     digest = ApiClient.hash_secret(secret)
-    client = _api_keys.get(digest)
+    client = api_key_cache.get(digest)
     if client is None:
         # Raw SQL: compiling the ORM query cost more CPU than the query itself
         # (secret_hash is unique: at most one row).
@@ -136,7 +137,7 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
         if row is None:
             return None
         client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
-        _api_keys.put(digest, client)
+        api_key_cache.put(digest, client)
     if name is not None and client.name != name:
         return None
     now = timezone.now()
@@ -154,7 +155,7 @@ def api_client_revoke(*, client: ApiClient) -> None:
     ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
-    _api_keys.forget(client.secret_hash)
+    api_key_cache.forget(client.secret_hash)
 
 
 # ---------------------------------------------------------------- event types
