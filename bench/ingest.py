@@ -2,6 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h4_bench \
         .venv/bin/python bench/ingest.py [--port 8201] [--workers 4] [--runs 5]
+        [--only singles]
 
 Prints, in one run:
   * batch ingestion over HTTP (1000-event batches, 3 property records each, new refs):
@@ -10,6 +11,7 @@ Prints, in one run:
   * single POST /events from --clients concurrent client processes: requests/s, p50/p99;
   * the raw floor: psycopg COPY of the same rows into the same tables, events/s, and
     the ratio Herald / COPY.
+--only singles runs just the single-POST phase (after the same warm-up).
 --webhooks N / --workflows N configure that many webhook endpoints / workflows once
 those features exist; until then the bench says they are not configured.
 
