@@ -141,6 +141,19 @@ class Event(models.Model):
                 condition=Q(automation_pending=True),
                 name="event_automation_pending_idx",
             ),
+            # Workflow frequency/first-time conditions: a customer's events of one
+            # type within a window, or the earliest one (automation.workflow_selectors).
+            models.Index(
+                fields=["customer", "event_type", "occurred_at", "id"],
+                name="event_customer_type_idx",
+            ),
+            # GET /events?status=failed and the admin's "failed" filter: failed
+            # events are few, so a partial index keeps the filter off a table scan.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(state=3),
+                name="event_failed_idx",
+            ),
             # GET /events?is_delivered=false: only outstanding events are indexed.
             models.Index(
                 fields=["created_at", "id"],

@@ -25,6 +25,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from automation.delivery import deliveries_for_new_events
+from automation.workflow_runs import workflows_for_new_events
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -137,6 +139,10 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
         if row is None:
             return None
         client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
+        if client.last_used_at is not None and timezone.is_naive(client.last_used_at):
+            # A raw cursor skips the ORM's converters: SQLite (the embedded default)
+            # hands back naive datetimes, which are UTC.
+            client.last_used_at = client.last_used_at.replace(tzinfo=UTC)
         api_key_cache.put(digest, client)
     if name is not None and client.name != name:
         return None
@@ -596,14 +602,20 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     if not prepared:
         return StoreResult([], [])
     holders: dict[str, str | None] = {}
-    if connection.vendor == "postgresql":
-        # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
-        # (a third of a single POST's database time). A write added here must join
-        # that statement or wrap itself and it in transaction.atomic().
-        stored_ids, holders = pg_insert_events(prepared)
-    else:
-        with transaction.atomic():
-            stored_ids = _orm_insert_events(prepared)
+    # Webhook deliveries in the same transaction as their events (issue 4): with active
+    # subscriptions this opens one around both; without, the insert stays one statement.
+    # Workflows (issue 6): the same pattern; flags the events to evaluate, enqueued after commit.
+    with deliveries_for_new_events() as create_deliveries, workflows_for_new_events() as flag:
+        if connection.vendor == "postgresql":
+            # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
+            # (a third of a single POST's database time). A write added here must join
+            # that statement or wrap itself and it in transaction.atomic().
+            stored_ids, holders = pg_insert_events(prepared)
+        else:
+            with transaction.atomic():
+                stored_ids = _orm_insert_events(prepared)
+        create_deliveries([p for p in prepared if p.id in stored_ids])
+        flag([p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]

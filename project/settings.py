@@ -221,6 +221,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Several models have a `status`; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "automation.models.delivery.Delivery.Status",
+        "ScheduleStatusEnum": "automation.models.schedules.Schedule.Status",
+        "WorkflowRunStatusEnum": "automation.models.workflows.WorkflowRun.Status",
+    },
 }
 
 # Background work. No broker configured = the embedded default: tasks run
@@ -246,3 +252,58 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "project.api.schema.msgspec_components",
 ]
+
+# ---------------------------------------------------------------- Background work and delivery
+# (issue 4; documented in docs/operations.md, "Background work and delivery")
+# The embedded default (SQLite, no broker, not production) may call loopback receivers;
+# project/wsgi.py says so when the app starts. Anything else must list networks explicitly.
+EMBEDDED_DEFAULT = not PRODUCTION and not CELERY_BROKER_URL and not IS_POSTGRES
+HERALD_OUTBOUND_ALLOWED_NETWORKS = env_list(
+    "HERALD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128" if EMBEDDED_DEFAULT else ""
+)
+# Celery's Django fixup closes the worker's database connection around every task unless
+# this is set; reconnecting (a PostgreSQL backend fork) cost more than a delivery does.
+# The connection is still closed every 2 x this many tasks, and health-checked on reuse.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+# Wall-clock deadline of one outbound HTTP call and the most response bytes read.
+HERALD_OUTBOUND_TIMEOUT = float(os.environ.get("HERALD_OUTBOUND_TIMEOUT", "15"))
+HERALD_OUTBOUND_MAX_RESPONSE_BYTES = int(
+    os.environ.get("HERALD_OUTBOUND_MAX_RESPONSE_BYTES", str(64 * 1024))
+)
+# Seconds a claimed attempt may outlive its deadline before another worker may retry it
+# (a SIGKILLed worker's delivery is picked up again after timeout + margin).
+HERALD_DELIVERY_CLAIM_MARGIN = float(os.environ.get("HERALD_DELIVERY_CLAIM_MARGIN", "30"))
+# At most this many attempts in flight per endpoint, so a slow endpoint cannot take
+# every worker thread; further due deliveries of it wait a moment in the database.
+HERALD_DELIVERY_ENDPOINT_CONCURRENCY = int(
+    os.environ.get("HERALD_DELIVERY_ENDPOINT_CONCURRENCY", "16")
+)
+# Rows the dispatcher claims per tick (it loops in chunks of this size).
+HERALD_DELIVERY_DISPATCH_CHUNK = int(os.environ.get("HERALD_DELIVERY_DISPATCH_CHUNK", "500"))
+# Embedded default: period of the in-process ticker and threads sending deliveries.
+HERALD_EMBEDDED_TICK_SECONDS = float(os.environ.get("HERALD_EMBEDDED_TICK_SECONDS", "1"))
+HERALD_EMBEDDED_WORKER_THREADS = int(os.environ.get("HERALD_EMBEDDED_WORKER_THREADS", "8"))
+
+# ---------------------------------------------------------------- Scheduled callbacks
+# (issue 5; documented in docs/automation.md, "Scheduled callbacks")
+# Shortest allowed gap between two runs of one schedule; 1 allows every-second schedules
+# (development and tests).
+HERALD_SCHEDULE_MIN_INTERVAL_SECONDS = int(
+    os.environ.get("HERALD_SCHEDULE_MIN_INTERVAL_SECONDS", "60")
+)
+# Schedules the scheduler claims per transaction (it loops in chunks of this size).
+HERALD_SCHEDULE_CLAIM_CHUNK = int(os.environ.get("HERALD_SCHEDULE_CLAIM_CHUNK", "5000"))
+# Callbacks of one chunk up to this many are handed to send tasks at once; a bigger burst
+# is left to the delivery dispatcher (next tick), so a scheduler never publishes 10k messages.
+HERALD_SCHEDULE_ENQUEUE_MAX = int(os.environ.get("HERALD_SCHEDULE_ENQUEUE_MAX", "200"))
+
+# ---------------------------------------------------------------- Workflows (issue 6)
+# (documented in docs/automation.md, "## Workflows")
+# A chain of emit_event actions stops at this depth (the loop guard).
+HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", "5"))
+# Events still unevaluated, and runs no worker advanced, this long after their time
+# are picked up again by the periodic workflows.tick job (lost message, killed worker).
+HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_SECONDS", "60"))
+# Events per evaluation task, and rows the periodic job hands on per tick.
+HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
+HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))

@@ -1,8 +1,12 @@
+"""WSGI entry point. Without a broker (the embedded default) it also starts the
+in-process background runner, so the one `scripts/dev` process delivers webhooks."""
+
 from __future__ import annotations
 
 import gc
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
@@ -18,3 +22,8 @@ application = get_wsgi_application()
 get_resolver().url_patterns  # noqa: B018
 gc.collect()
 gc.freeze()
+
+if not settings.CELERY_BROKER_URL:
+    from automation.periodic import start_embedded_runner
+
+    start_embedded_runner()

@@ -10,7 +10,7 @@ from events_app.models import ApiClient, Event, EventType, PropertyDefinition, P
 from events_app.services import API_KEY_PREFIX
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
     class Meta:
         model = Customer
 
@@ -19,7 +19,7 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     attributes = factory.LazyFunction(lambda: {"country": "CZ"})
 
 
-class EventTypeFactory(factory.django.DjangoModelFactory):
+class EventTypeFactory(factory.django.DjangoModelFactory[EventType]):
     class Meta:
         model = EventType
 
@@ -28,7 +28,7 @@ class EventTypeFactory(factory.django.DjangoModelFactory):
     description = ""
 
 
-class PropertyDefinitionFactory(factory.django.DjangoModelFactory):
+class PropertyDefinitionFactory(factory.django.DjangoModelFactory[PropertyDefinition]):
     class Meta:
         model = PropertyDefinition
 
@@ -39,7 +39,7 @@ class PropertyDefinitionFactory(factory.django.DjangoModelFactory):
     required = False
 
 
-class EventFactory(factory.django.DjangoModelFactory):
+class EventFactory(factory.django.DjangoModelFactory[Event]):
     class Meta:
         model = Event
 
@@ -50,7 +50,7 @@ class EventFactory(factory.django.DjangoModelFactory):
     occurred_at = factory.LazyFunction(timezone.now)
 
 
-class PropertyRecordFactory(factory.django.DjangoModelFactory):
+class PropertyRecordFactory(factory.django.DjangoModelFactory[PropertyRecord]):
     class Meta:
         model = PropertyRecord
 
@@ -59,7 +59,7 @@ class PropertyRecordFactory(factory.django.DjangoModelFactory):
     property_value = "true"
 
 
-class ApiClientFactory(factory.django.DjangoModelFactory):
+class ApiClientFactory(factory.django.DjangoModelFactory[ApiClient]):
     """An API client; the plain secret is `f"{API_KEY_PREFIX}test-{name}"`."""
 
     class Meta:

@@ -15,9 +15,10 @@ from typing import Any, ClassVar, Literal
 import msgspec
 from django.db import transaction
 
-from events_app import services
+from events_app import selectors, services
 from project.api.body import validation_details
 from project.api.errors import ApiError
+from project.errors import ValidationFailed
 
 
 class EventPatchHandler:
@@ -41,8 +42,26 @@ class StatusPatch(EventPatchHandler):
         services.event_mark_processed(event_id=event_id, status=value)
 
 
+class IsDeliveredPatch(EventPatchHandler):
+    """`is_delivered`: true marks the event delivered and cancels its retries (seed 001)."""
+
+    field = "is_delivered"
+    value_type = bool
+
+    def apply(self, *, event_id: str, value: bool) -> None:
+        from automation.delivery import event_mark_delivered
+
+        if value is not True:
+            raise ValidationFailed(
+                "is_delivered can only be set to true; use POST /deliveries/{id}/redeliver "
+                "to send a delivery again.",
+                details={"is_delivered": ["Only true is accepted."]},
+            )
+        event_mark_delivered(event=selectors.event_get(event_id=event_id))
+
+
 EVENT_PATCH_HANDLERS: dict[str, EventPatchHandler] = {
-    handler.field: handler for handler in (StatusPatch(),)
+    handler.field: handler for handler in (StatusPatch(), IsDeliveredPatch())
 }
 
 

@@ -11,7 +11,9 @@ class EventSerializer(serializers.ModelSerializer):
     event_id = serializers.CharField(source="id")
     event_type_id = serializers.CharField()
     customer_id = serializers.CharField()
-    data = serializers.JSONField()
+    # The seed's field name; DRF's metaclass pops declared fields, so this does
+    # not shadow Serializer.data at runtime (the stubs cannot know that).
+    data = serializers.JSONField()  # type: ignore[assignment]
     status = serializers.CharField(help_text="pending, completed or failed.")
     state = serializers.IntegerField(help_text="1 = pending, 2 = completed, 3 = failed.")
 
@@ -49,7 +51,7 @@ class PropertyDefinitionSerializer(serializers.ModelSerializer):
         source="value_type", choices=PropertyDefinition.ValueType.choices, default="string"
     )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    required = serializers.BooleanField(required=False, default=False)
+    required = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]
 
     class Meta:
         model = PropertyDefinition

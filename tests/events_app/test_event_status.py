@@ -107,15 +107,15 @@ def test_unknown_event_is_404(api):
         ),
         (
             {"status": "completed", "state": 2},
-            "Field(s) state cannot be updated; writable: status.",
+            "Field(s) state cannot be updated; writable: is_delivered, status.",
             {"state": ["This field cannot be updated."]},
         ),
         (
             {"completed_at": "2026-01-01T00:00:00Z"},
-            "Field(s) completed_at cannot be updated; writable: status.",
+            "Field(s) completed_at cannot be updated; writable: is_delivered, status.",
             {"completed_at": ["This field cannot be updated."]},
         ),
-        ({}, "Give at least one field to update (status).", None),
+        ({}, "Give at least one field to update (is_delivered, status).", None),
         (["completed"], "Invalid input: Expected `object`, got `array`", None),
     ],
 )
@@ -149,8 +149,8 @@ def test_patch_needs_the_write_scope(make_api):
     assert Event.objects.get(pk=event.id).state == Event.State.PENDING
 
 
-def test_status_is_the_one_registered_patch_handler():
-    assert list(EVENT_PATCH_HANDLERS) == ["status"]
+def test_status_and_is_delivered_are_the_registered_patch_handlers():
+    assert list(EVENT_PATCH_HANDLERS) == ["status", "is_delivered"]
 
 
 def test_status_filter_lists_the_pending_work(api):

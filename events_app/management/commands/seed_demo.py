@@ -6,6 +6,7 @@ admin password and a new API key, and prints both.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from datetime import timedelta
@@ -88,6 +89,7 @@ class Command(BaseCommand):
                         for p, t, r in props
                     ],
                 )
+        self._create_demo_workflows()
         if not Event.objects.exists():
             self._load_events(rng, options["events"], options["customers"])
 
@@ -104,15 +106,46 @@ class Command(BaseCommand):
         ApiClient.objects.filter(name="demo").update(name=f"demo-revoked-{secrets.token_hex(3)}")
         client, secret = api_client_create(name="demo", scopes=["read", "write"])
 
+        base = os.environ.get("HERALD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
         self.stdout.write(
             "\nHerald is ready.\n"
-            "  Admin:    http://127.0.0.1:8000/admin/  user: admin  password: "
-            f"{password}\n"
-            "  API docs: http://127.0.0.1:8000/rest-api/enterprise-interface/v1.0/docs/\n"
+            f"  Admin:    {base}/admin/  user: admin  password: {password}\n"
+            f"  API docs: {base}/rest-api/enterprise-interface/v1.0/docs/\n"
             f"  API key:  client name '{client.name}', secret {secret}\n"
             f"  Try:      curl -u {client.name}:{secret} "
-            "http://127.0.0.1:8000/rest-api/enterprise-interface/v1.0/events?count=2\n"
+            f"{base}/rest-api/enterprise-interface/v1.0/events?count=2\n"
         )
+
+    def _create_demo_workflows(self) -> None:
+        """Two example rules, so the demo events leave workflow runs to browse."""
+        from automation.models import Workflow
+        from automation.workflows import WorkflowInput, workflow_create
+
+        demo = [
+            WorkflowInput(
+                name="Tag big spenders as VIP",
+                trigger_event_types=["purchase"],
+                conditions={"all": [{"property": "amount", "op": "gte", "value": 300}]},
+                actions=[{"type": "add_tags", "tags": ["vip"]}],
+                active=True,
+                reentry="once_per_customer",
+            ),
+            WorkflowInput(
+                name="Mark engaged after 3 logins in a week",
+                trigger_event_types=["login"],
+                conditions={
+                    "count": {"event_type": "login", "within": "P7D"},
+                    "op": "gte",
+                    "value": 3,
+                },
+                actions=[{"type": "update_customer", "attributes": {"engaged": True}}],
+                active=True,
+                reentry="once_per_customer",
+            ),
+        ]
+        for data in demo:
+            if not Workflow.objects.filter(name=data.name).exists():
+                workflow_create(data=data)
 
     def _load_events(self, rng: random.Random, total: int, customers: int) -> None:
         keys = [key for key, _, _ in DEMO_TYPES]

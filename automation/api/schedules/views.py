@@ -1,0 +1,205 @@
+"""Schedules API (seed 003): thin views that parse, call one service or selector, shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from automation import schedule_selectors as selectors
+from automation import schedules as services
+from automation.api.schedules.filters import FILTER_NAMES, parse_schedule_filter
+from automation.api.schedules.serializers import (
+    PreviewSerializer,
+    ScheduleCreatedSerializer,
+    ScheduleCreateIn,
+    SchedulePatchIn,
+    ScheduleRunSerializer,
+    ScheduleSerializer,
+    as_utc,
+)
+from project.api.body import parse_body
+from project.api.errors import ApiError
+from project.api.listing import list_envelope, parse_list_params
+from project.api.schema import envelope, errors, msgspec_body
+from project.api.schema import list_envelope as list_schema
+
+PAGING = [
+    OpenApiParameter("limit", int, description="Records to return, 1-1000 (default 100)."),
+    OpenApiParameter("offset", int, description="Records to skip (default 0)."),
+    OpenApiParameter("sort_field", str, description="created_date (default), next_run_at, …"),
+    OpenApiParameter("sort_direction", str, enum=["ASC", "DESC"], description="Default DESC."),
+]
+DETAIL = envelope("ScheduleDetail", ScheduleSerializer())
+
+
+def _data(schedule: Any, code: int = status.HTTP_200_OK) -> Response:
+    return Response({"data": ScheduleSerializer(schedule).data}, status=code)
+
+
+class ScheduleCollectionView(APIView):
+    @extend_schema(
+        operation_id="schedules_list",
+        parameters=[
+            *PAGING,
+            OpenApiParameter(
+                "query",
+                str,
+                description='JSON: {"owner": [emails, any of], "tags": [all of], "context": '
+                '[{"path": ["user"], "value": "12345", "type": "Number", "isArray": false}]}',
+            ),
+            OpenApiParameter("owner", str, description="Owner email(s), comma-separated: any of."),
+            OpenApiParameter("tags", str, description="Tags, comma-separated: all of."),
+        ],
+        responses={
+            200: list_schema("ScheduleList", "schedules", ScheduleSerializer),
+            **errors(400),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        params = parse_list_params(
+            request.query_params,
+            sort_fields=selectors.SCHEDULE_SORT_FIELDS,
+            default_sort="created_date",
+            filter_names=FILTER_NAMES,
+            count_param="limit",
+        )
+        queryset = selectors.schedule_list(**parse_schedule_filter(request.query_params))
+        return Response(
+            list_envelope(
+                key="schedules",
+                queryset=queryset,
+                params=params,
+                sort_fields=selectors.SCHEDULE_SORT_FIELDS,
+                to_dict=lambda schedule: ScheduleSerializer(schedule).data,
+            )
+        )
+
+    @extend_schema(
+        operation_id="schedules_create",
+        request=msgspec_body(ScheduleCreateIn),
+        responses={
+            201: envelope("ScheduleCreatedEnvelope", ScheduleCreatedSerializer()),
+            **errors(400, 415),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = parse_body(request, ScheduleCreateIn).schedule
+        schedule = services.schedule_create(
+            owner=body.owner,
+            end_date=as_utc(body.end_date),
+            interval=body.interval,
+            callback_url=body.callback_url,
+            context=body.context,
+            tags=body.tags,
+            tz_name=body.timezone or "",
+        )
+        return Response(
+            {"data": ScheduleCreatedSerializer(schedule).data}, status=status.HTTP_201_CREATED
+        )
+
+
+class SchedulePreviewView(APIView):
+    @extend_schema(
+        operation_id="schedules_preview",
+        parameters=[
+            OpenApiParameter("interval", str, required=True, description="A cron expression."),
+            OpenApiParameter("timezone", str, description="IANA zone (default UTC)."),
+        ],
+        responses={200: envelope("SchedulePreview", PreviewSerializer()), **errors(400)},
+    )
+    def get(self, request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - {"interval", "timezone"})
+        if unknown:
+            raise ApiError(f"Unknown query parameter(s): {', '.join(unknown)}.")
+        interval = request.query_params.get("interval")
+        if interval is None:
+            raise ApiError(
+                "Query parameter 'interval' is required.",
+                details={"interval": ["This parameter is required."]},
+            )
+        preview = services.schedule_preview(
+            interval=interval, tz_name=request.query_params.get("timezone", "")
+        )
+        return Response({"data": PreviewSerializer(preview).data})
+
+
+class ScheduleDetailView(APIView):
+    @extend_schema(operation_id="schedules_retrieve", responses={200: DETAIL, **errors(404)})
+    def get(self, request: Request, schedule_id: str) -> Response:
+        return _data(selectors.schedule_get(schedule_id=schedule_id))
+
+    @extend_schema(
+        operation_id="schedules_update",
+        request=msgspec_body(SchedulePatchIn),
+        responses={200: DETAIL, **errors(400, 404, 409, 415)},
+    )
+    def patch(self, request: Request, schedule_id: str) -> Response:
+        schedule = selectors.schedule_get(schedule_id=schedule_id)
+        body = parse_body(request, SchedulePatchIn).schedule
+        fields = {
+            name: getattr(body, name)
+            for name in body.__struct_fields__
+            if getattr(body, name) is not msgspec.UNSET
+        }
+        if "end_date" in fields:
+            fields["end_date"] = as_utc(fields["end_date"])
+        if not fields:
+            raise ApiError("Nothing to change: give at least one field in 'schedule'.")
+        return _data(services.schedule_update(schedule=schedule, fields=fields))
+
+    @extend_schema(operation_id="schedules_destroy", responses={200: DETAIL, **errors(404)})
+    def delete(self, request: Request, schedule_id: str) -> Response:
+        schedule = selectors.schedule_get(schedule_id=schedule_id)
+        return _data(services.schedule_delete(schedule=schedule))
+
+
+class SchedulePauseView(APIView):
+    @extend_schema(
+        operation_id="schedules_pause", request=None, responses={200: DETAIL, **errors(404, 409)}
+    )
+    def post(self, request: Request, schedule_id: str) -> Response:
+        schedule = selectors.schedule_get(schedule_id=schedule_id)
+        return _data(services.schedule_pause(schedule=schedule))
+
+
+class ScheduleResumeView(APIView):
+    @extend_schema(
+        operation_id="schedules_resume", request=None, responses={200: DETAIL, **errors(404, 409)}
+    )
+    def post(self, request: Request, schedule_id: str) -> Response:
+        schedule = selectors.schedule_get(schedule_id=schedule_id)
+        return _data(services.schedule_resume(schedule=schedule))
+
+
+class ScheduleRunsView(APIView):
+    @extend_schema(
+        operation_id="schedules_runs_list",
+        parameters=PAGING,
+        responses={
+            200: list_schema("ScheduleRunList", "runs", ScheduleRunSerializer),
+            **errors(400, 404),
+        },
+    )
+    def get(self, request: Request, schedule_id: str) -> Response:
+        schedule = selectors.schedule_get(schedule_id=schedule_id)
+        params = parse_list_params(
+            request.query_params,
+            sort_fields=selectors.RUN_SORT_FIELDS,
+            default_sort="scheduled_for",
+            count_param="limit",
+        )
+        return Response(
+            list_envelope(
+                key="runs",
+                queryset=selectors.schedule_runs(schedule=schedule),
+                params=params,
+                sort_fields=selectors.RUN_SORT_FIELDS,
+                to_dict=lambda run: ScheduleRunSerializer(run).data,
+            )
+        )

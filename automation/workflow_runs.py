@@ -1,0 +1,351 @@
+"""Background work of workflows: evaluate events, run actions, sweep, resume waits.
+
+The protocol (each step idempotent, safe on many workers at once):
+
+1. Ingestion (`workflows_for_new_events`, wrapped around events_app's insert in the
+   ingest transaction) flags events whose type triggers an active workflow
+   (`Event.automation_pending`) and, after commit, enqueues their ids.
+2. `events_evaluate(event_ids)` locks the still-pending events
+   (`FOR UPDATE SKIP LOCKED`: two workers never evaluate the same event),
+   evaluates every triggered workflow (pure engine), applies re-entry
+   policies under a per-(workflow, customer) advisory lock, inserts the
+   matched WorkflowRuns (UNIQUE (event, workflow)) and clears the flag — all in
+   one transaction. A worker killed before the commit leaves the events
+   pending (the sweeper re-enqueues them); after it, the runs exist.
+3. `workflow_run_advance(run_id)` (its own task per run) runs the actions from `position`, one
+   transaction per action: lock the run row (SKIP LOCKED), perform the action,
+   record its outcome and advance `position` — so an action's effect commits
+   exactly once with the run's progress. A wait stores `resume_at` and stops.
+4. `workflow_runs_dispatch_due(now)` (periodic) resumes waiting runs that are
+   due and pending runs a killed worker left behind (their `resume_at` is set
+   to creation + grace, so a live worker normally finishes them first).
+5. `events_sweep_pending(now)` (periodic) re-enqueues events still pending
+   after the grace period (a lost broker message, a killed worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from automation.actions import REGISTRY as ACTIONS
+from automation.actions import ActionContext, ActionFailed
+from automation.engine import evaluate, matches
+from automation.models import Workflow, WorkflowRun
+from automation.workflow_selectors import LoadedWorkflow, active_workflows, batch_contexts
+from events_app.models import Event
+
+logger = logging.getLogger(__name__)
+
+Status = WorkflowRun.Status
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=settings.HERALD_AUTOMATION_GRACE_SECONDS)
+
+
+# ---------------------------------------------------------------- 1. ingestion hook
+
+
+def events_mark_automation(*, events: Iterable[Any], trigger_types: frozenset[str]) -> list[str]:
+    """Flag just-inserted events whose type triggers an active workflow; enqueue after commit.
+
+    Call in the transaction that inserted them: the flag commits with the
+    events and the enqueue waits for the commit. Returns the flagged ids.
+    """
+    flagged = [e.id for e in events if e.event_type_id in trigger_types]
+    if flagged:
+        Event.objects.filter(pk__in=flagged).update(automation_pending=True)
+        transaction.on_commit(lambda: enqueue_evaluation(flagged))
+    return flagged
+
+
+@contextmanager
+def workflows_for_new_events() -> Iterator[Callable[[Sequence[Any]], list[str]]]:
+    """Wrap the insert of new events (events_app.services.events_store).
+
+    Yields the function that flags the inserted events (anything with `id`
+    and `event_type_id`) for evaluation. With active workflows the block runs
+    in one transaction, so an event is never stored without its flag; with
+    none, no transaction is opened and the function does nothing (ingestion's
+    insert stays a single statement). Costs one small query (the cache stamp).
+    """
+    trigger_types = active_workflows().trigger_type_ids
+    if not trigger_types:
+        yield lambda events: []
+        return
+    with transaction.atomic():
+        yield lambda events: events_mark_automation(events=events, trigger_types=trigger_types)
+
+
+def enqueue_evaluation(event_ids: list[str]) -> None:
+    """Hand event ids to the background-work layer in batches (never evaluate inline)."""
+    from automation import tasks
+
+    size = settings.HERALD_AUTOMATION_BATCH_SIZE
+    for start in range(0, len(event_ids), size):
+        tasks.enqueue_workflow_evaluation(event_ids[start : start + size])
+
+
+# ---------------------------------------------------------------- 2. evaluation
+
+
+def _lock_key(workflow_id: str, customer_id: str) -> int:
+    digest = hashlib.blake2b(f"{workflow_id}:{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _advisory_locks(keys: list[tuple[str, str]]) -> None:
+    """Serialize re-entry decisions per (workflow, customer) until commit.
+
+    Sorted, so two workers needing overlapping keys cannot deadlock. SQLite
+    (the embedded default) serializes write transactions anyway.
+    """
+    if connection.vendor != "postgresql" or not keys:
+        return
+    ints = sorted({_lock_key(w, c) for w, c in keys})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT k FROM unnest(%s::bigint[]) AS t(k) ORDER BY k) AS s",
+            [ints],
+        )
+
+
+def _reentry_allows(
+    candidates: list[tuple[LoadedWorkflow, Event, dict[str, Any]]], now: datetime
+) -> list[tuple[LoadedWorkflow, Event, dict[str, Any]]]:
+    """Drop candidates that the workflow's re-entry policy forbids (race-free)."""
+    limited = [(w, e) for w, e, _ in candidates if w.reentry != Workflow.EVERY_EVENT]
+    if not limited:
+        return candidates
+    keys = sorted({(w.id, e.customer_id) for w, e in limited})
+    _advisory_locks(keys)
+    last_run: dict[tuple[str, str], datetime] = {
+        (row["workflow_id"], row["customer_id"]): row["last"]
+        for row in WorkflowRun.objects.filter(
+            workflow_id__in={k[0] for k in keys}, customer_id__in={k[1] for k in keys}
+        )
+        .order_by()
+        .values("workflow_id", "customer_id")
+        .annotate(last=Max("created_at"))
+    }
+    allowed = []
+    for workflow, event, explanation in candidates:
+        if workflow.reentry != Workflow.EVERY_EVENT:
+            key = (workflow.id, event.customer_id)
+            previous = last_run.get(key)
+            if previous is not None and (
+                workflow.period_seconds is None
+                or previous > now - timedelta(seconds=workflow.period_seconds)
+            ):
+                continue
+            last_run[key] = now
+        allowed.append((workflow, event, explanation))
+    return allowed
+
+
+def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> list[str]:
+    """Evaluate a batch of pending events; returns the ids of the runs created.
+
+    Events already evaluated, or locked by another worker, are skipped.
+    """
+    now = now or timezone.now()
+    cache = active_workflows()
+    with transaction.atomic():
+        events = list(
+            Event.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=event_ids, automation_pending=True)
+            .order_by("pk")
+        )
+        if not events:
+            return []
+        contexts = batch_contexts(events=events, workflows_by_type=cache.by_type, now=now)
+        candidates = []
+        for event in events:
+            context = contexts[event.id]
+            for workflow in cache.by_type.get(event.event_type_id, ()):
+                # The quick answer first; the explanation only for a match.
+                if matches(workflow.compiled, context):
+                    explanation = evaluate(workflow.compiled, context)
+                    candidates.append((workflow, event, explanation.as_dict()))
+        runs = [
+            WorkflowRun(
+                workflow_id=workflow.id,
+                event_id=event.id,
+                customer_id=event.customer_id,
+                workflow_version=workflow.version,
+                actions=workflow.actions,
+                explanation=explanation,
+                created_at=now,
+                # A live worker advances the run right after commit; if it
+                # dies, the dispatcher takes over once this passes.
+                resume_at=now + _grace() if workflow.actions else None,
+                # A workflow without actions only records that it matched.
+                status=Status.PENDING if workflow.actions else Status.SUCCEEDED,
+                finished_at=None if workflow.actions else now,
+            )
+            for workflow, event, explanation in _reentry_allows(candidates, now)
+        ]
+        created: list[str] = []
+        if runs:
+            # A run that exists already (the unique (event, workflow) pair) is
+            # skipped by the database; only the inserted ones are returned.
+            WorkflowRun.objects.bulk_create(runs, ignore_conflicts=True)
+            created = list(
+                WorkflowRun.objects.filter(
+                    pk__in=[r.id for r in runs if r.status == Status.PENDING]
+                )
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+        Event.objects.filter(pk__in=[e.id for e in events]).update(automation_pending=False)
+    return created
+
+
+def events_evaluate_and_run(*, event_ids: list[str]) -> int:
+    """Worker entry point: evaluate a batch, then hand the new runs' actions on.
+
+    Actions run as their own tasks (one per run), so a batch's evaluation is
+    never held up by its actions and the actions of a busy batch spread over
+    every worker. Returns how many runs were handed on.
+    """
+    from automation import tasks
+
+    run_ids = events_evaluate(event_ids=event_ids)
+    if run_ids:
+        tasks.enqueue_workflow_runs(run_ids)
+    return len(run_ids)
+
+
+# ---------------------------------------------------------------- 3. running actions
+
+
+def _outcome(
+    index: int, spec: dict[str, Any], status: str, now: datetime, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "type": spec.get("type"),
+        "status": status,
+        "at": now.isoformat().replace("+00:00", "Z"),
+        **extra,
+    }
+
+
+def _step(run_id: str, now: datetime) -> bool:
+    """Perform the run's next action in one transaction; True when there is more to do."""
+    with transaction.atomic():
+        run = (
+            WorkflowRun.objects.select_for_update(skip_locked=True)
+            .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
+            .first()
+        )
+        if run is None:
+            return False  # finished, or another worker holds it
+        if run.status == Status.WAITING and run.resume_at and run.resume_at > now:
+            return False
+        if run.position >= len(run.actions):
+            run.status, run.finished_at, run.resume_at = Status.SUCCEEDED, now, None
+            run.save(update_fields=["status", "finished_at", "resume_at"])
+            return False
+        index = run.position
+        spec = run.actions[index]
+        handler = ACTIONS.get(spec.get("type", ""))
+        ctx = ActionContext(run=run, now=now)
+        try:
+            if handler is None:
+                raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
+            with transaction.atomic():  # a failed action's writes roll back alone
+                result = handler.execute(ctx, spec)
+        except Exception as exc:
+            if not isinstance(exc, ActionFailed):
+                logger.exception("workflow run %s: action %s crashed", run.id, index)
+            message = str(exc) or exc.__class__.__name__
+            run.outcomes = [*run.outcomes, _outcome(index, spec, "failed", now, error=message)]
+            run.status, run.error, run.finished_at, run.resume_at = (
+                Status.FAILED,
+                f"actions[{index}] ({spec.get('type')}): {message}",
+                now,
+                None,
+            )
+            run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
+            return False
+        run.outcomes = [
+            *run.outcomes,
+            _outcome(index, spec, "succeeded", now, detail=result.detail),
+        ]
+        run.position = index + 1
+        if result.resume_at is not None:
+            run.status, run.resume_at = Status.WAITING, result.resume_at
+        elif run.position >= len(run.actions):
+            # The last action: finish in the same transaction.
+            run.status, run.resume_at, run.finished_at = Status.SUCCEEDED, None, now
+        else:
+            run.status, run.resume_at = Status.PENDING, now + _grace()
+        run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
+        return run.status == Status.PENDING
+
+
+def workflow_run_advance(*, run_id: str, now: Callable[[], datetime] | None = None) -> None:
+    """Run a run's actions from its position until it finishes, fails or waits."""
+    clock = now or timezone.now
+    while _step(run_id, clock()):
+        pass
+
+
+# ---------------------------------------------------------------- 4./5. periodic jobs
+
+
+def workflow_runs_due(*, now: datetime, limit: int) -> list[str]:
+    """Unfinished runs whose resume_at has passed (waits, and orphans of killed workers)."""
+    return list(
+        WorkflowRun.objects.filter(status__in=[Status.PENDING, Status.WAITING], resume_at__lte=now)
+        .order_by("resume_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def workflow_runs_dispatch_due(*, now: datetime | None = None) -> int:
+    """Periodic: hand every due run to the background-work layer; returns how many."""
+    from automation import tasks
+
+    now = now or timezone.now()
+    run_ids = workflow_runs_due(now=now, limit=settings.HERALD_AUTOMATION_DISPATCH_CHUNK)
+    if run_ids:
+        tasks.enqueue_workflow_runs(run_ids)
+    return len(run_ids)
+
+
+def events_pending_automation(*, older_than: datetime, limit: int) -> list[str]:
+    """Events still flagged for automation since before `older_than` (partial index)."""
+    return list(
+        Event.objects.filter(automation_pending=True, created_at__lt=older_than)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def events_sweep_pending(*, now: datetime | None = None) -> int:
+    """Periodic: re-enqueue events whose evaluation was lost; returns how many."""
+    now = now or timezone.now()
+    event_ids = events_pending_automation(
+        older_than=now - _grace(), limit=settings.HERALD_AUTOMATION_DISPATCH_CHUNK
+    )
+    if event_ids:
+        enqueue_evaluation(event_ids)
+    return len(event_ids)
+
+
+def automation_tick(now: datetime | None = None) -> int:
+    """The periodic job (automation.periodic): sweep lost evaluations, resume due runs."""
+    return events_sweep_pending(now=now) + workflow_runs_dispatch_due(now=now)

@@ -1,0 +1,344 @@
+"""Workflow automation benchmark: evaluation throughput of one worker, and run lag.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h7_bench \
+        .venv/bin/python bench/automation.py [--events 20000] [--rate 1000] [--seconds 10]
+
+Prints:
+  1. events evaluated per second by ONE worker process (this process, calling the
+     worker entry point `events_evaluate_and_run` on 500-event batches) with 100
+     active workflows, 10 of them triggering on the benchmark's event type with
+     mixed leaves (property, event data, customer attribute and tags, regex,
+     relative time, and one frequency condition), runs and their actions included;
+  2. the lag from `POST /events/batch` returning to the WorkflowRun existing
+     (p50/p99), with ONE real Celery worker on Redis (db --redis-db) and the API
+     called in this process at --rate events/s (100-event batches).
+
+The database named by DATABASE_URL is migrated and its event, customer and
+workflow tables are TRUNCATED: never point it at data you want to keep. Every
+load loop is bounded in count and time. Figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+API = "/rest-api/enterprise-interface/v1.0"
+TYPE_KEY = "purchase"
+OTHER_TYPES = 9
+CUSTOMERS = 2000
+MAX_SECONDS_PER_PHASE = 180
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20000, help="events for phase 1")
+    parser.add_argument("--batch", type=int, default=500, help="events per evaluation task")
+    parser.add_argument("--rate", type=int, default=1000, help="ingest events/s in phase 2")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of phase 2")
+    parser.add_argument("--redis-db", type=int, default=9)
+    return parser.parse_args()
+
+
+def leaf_mix(i: int) -> dict:
+    """Ten selective trees of mixed leaves (about one run per ten events, as real
+    rules go); number 3 carries the frequency condition."""
+    trees = [
+        {
+            "all": [
+                {"property": "amount", "op": "gte", "value": 118},
+                {"event": "data.channel", "op": "eq", "value": "web"},
+            ]
+        },
+        {
+            "all": [
+                {"customer": "attributes.country", "op": "in", "value": ["CZ", "SK"]},
+                {"customer": "tags", "op": "contains", "value": "vip"},
+            ]
+        },
+        {
+            "all": [
+                {"property": "sku", "op": "matches", "value": "^SKU-99[0-9]$"},
+                {"event": "occurred_at", "op": "within_last", "value": "P1D"},
+            ]
+        },
+        {
+            "all": [
+                {"count": {"event_type": TYPE_KEY, "within": "P7D"}, "op": "gte", "value": 3},
+                {"property": "amount", "op": "between", "value": [100, 101]},
+            ]
+        },
+        {
+            "all": [
+                {"property": "paid", "op": "eq", "value": False},
+                {"property": "amount", "op": "gt", "value": 110},
+            ]
+        },
+        {"property": "amount", "op": "lt", "value": 1},
+        {
+            "all": [
+                {"event": "data.channel", "op": "starts_with", "value": "api"},
+                {"property": "amount", "op": "eq", "value": 7},
+            ]
+        },
+        {"customer": "email", "op": "ends_with", "value": "@example.org"},
+        {
+            "all": [
+                {"property": "amount", "op": "gt", "value": 115},
+                {"customer": "attributes.age", "op": "gte", "value": 55},
+            ]
+        },
+        {
+            "not": {
+                "any": [
+                    {"property": "sku", "op": "not_exists"},
+                    {"property": "amount", "op": "ne", "value": 60},
+                ]
+            }
+        },
+    ]
+    return trees[i % len(trees)]
+
+
+def setup(args: argparse.Namespace) -> str:
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from automation.workflows import WorkflowInput, workflow_create
+    from customers.models import Customer
+    from events_app.models import EventType, PropertyDefinition
+    from events_app.services import api_client_create
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE automation_workflowrun, automation_workflow_trigger_event_types, "
+            "automation_workflow, automation_deliveryattempt, automation_delivery, "
+            "events_app_propertyrecord, events_app_event, customers_customer, "
+            "events_app_propertydefinition, events_app_eventtype, events_app_apiclient CASCADE"
+        )
+    purchase = EventType.objects.create(key=TYPE_KEY, name="Purchase")
+    for prop, kind in (("amount", "number"), ("paid", "boolean"), ("sku", "string")):
+        PropertyDefinition.objects.create(event_type=purchase, property_id=prop, value_type=kind)
+    others = [
+        EventType.objects.create(key=f"other_{i}", name=f"Other {i}") for i in range(OTHER_TYPES)
+    ]
+    Customer.objects.bulk_create(
+        [
+            Customer(
+                external_id=f"c{i}",
+                email=f"c{i}@example.com",
+                attributes={"country": ["CZ", "SK", "DE", "US"][i % 4], "age": 20 + i % 40},
+                tags=["vip"] if i % 10 == 0 else [],
+            )
+            for i in range(CUSTOMERS)
+        ]
+    )
+    for i in range(100):
+        on_purchase = i < 10
+        workflow_create(
+            data=WorkflowInput(
+                name=f"wf{i}",
+                trigger_event_types=[TYPE_KEY if on_purchase else others[i % OTHER_TYPES].key],
+                conditions=leaf_mix(i) if on_purchase else {"property": "x", "op": "exists"},
+                actions=[{"type": "add_tags", "tags": [f"wf{i}"]}] if i % 3 == 0 else [],
+                active=False,  # phase 1 ingests first, then activates
+            )
+        )
+    _, secret = api_client_create(name="bench")
+    return secret
+
+
+def items(n: int, offset: int) -> list[dict]:
+    return [
+        {
+            "event": {
+                "event_type": TYPE_KEY,
+                "customer_external_id": f"c{(offset + i) % CUSTOMERS}",
+                "data": {"channel": ["web", "app", "api"][i % 3]},
+            },
+            "property_records": [
+                {"property_id": "amount", "property_value": (offset + i) % 120},
+                {"property_id": "paid", "property_value": i % 4 != 0},
+                {"property_id": "sku", "property_value": f"SKU-{i % 1000}"},
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def store(batch: list[dict]) -> list[str]:
+    import msgspec
+
+    from events_app.schemas import EventCreateIn
+    from events_app.services import events_prepare, events_store
+
+    prepared, invalid = events_prepare(items=[msgspec.convert(b, EventCreateIn) for b in batch])
+    assert not invalid, invalid[:1]
+    return [p.id for p in events_store(prepared=prepared).stored]
+
+
+def phase_throughput(args: argparse.Namespace) -> None:
+    from automation.models import Workflow, WorkflowRun
+    from automation.workflow_runs import events_evaluate, workflow_run_advance
+    from automation.workflow_selectors import active_workflows_forget
+    from events_app.models import Event
+
+    ids: list[str] = []
+    for offset in range(0, args.events, 1000):
+        ids += store(items(min(1000, args.events - offset), offset))
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # Fresh statistics, as autovacuum would have them on a live system;
+        # without them the planner scans just-loaded tables sequentially.
+        cursor.execute("ANALYZE")
+    Workflow.objects.update(active=True)
+    active_workflows_forget()
+    Event.objects.filter(pk__in=ids).update(automation_pending=True)
+    # The evaluation stage: what one evaluation task does per batch (lock the
+    # pending events, fetch facts, evaluate 10 workflows per event, record the
+    # matched runs with their explanations, clear the flags).
+    started = time.perf_counter()
+    to_run: list[str] = []
+    for start in range(0, len(ids), args.batch):
+        to_run += events_evaluate(event_ids=ids[start : start + args.batch])
+        if time.perf_counter() - started > MAX_SECONDS_PER_PHASE:
+            print("  (stopped at the time bound)")
+            ids = ids[: start + args.batch]
+            break
+    elapsed = time.perf_counter() - started
+    runs = WorkflowRun.objects.count()
+    print("1. one worker process, 100 active workflows (10 on the event type):")
+    print(
+        f"   evaluation: {len(ids)} events in {elapsed:.2f} s = "
+        f"{len(ids) / elapsed:,.0f} events/s evaluated ({runs} runs recorded)"
+    )
+    # The action stage: each run's actions, one transaction per action.
+    started = time.perf_counter()
+    for run_id in to_run:
+        workflow_run_advance(run_id=run_id)
+    elapsed = time.perf_counter() - started
+    print(
+        f"   actions:    {len(to_run)} runs with actions in {elapsed:.2f} s = "
+        f"{len(to_run) / elapsed:,.0f} runs/s"
+    )
+
+
+def phase_lag(args: argparse.Namespace, secret: str) -> None:
+    from django.conf import settings
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from automation.models import Workflow, WorkflowRun
+    from project.celery import app
+
+    # Only the lag workflow matches everything; the 100 stay active and evaluated.
+    Workflow.objects.filter(name="wf5").update(conditions={}, updated_at=datetime.now(UTC))
+    WorkflowRun.objects.all().delete()
+    broker = f"redis://127.0.0.1:6379/{args.redis_db}"
+    queue = f"herald-bench-{os.getpid()}"
+    app.conf.update(broker_url=broker, task_always_eager=False, task_default_queue=queue)
+    app._pool = None
+    app.amqp._producer_pool = None
+    settings.HERALD_AUTOMATION_BATCH_SIZE = 500
+    env = {**os.environ, "CELERY_BROKER_URL": broker}
+    main = (
+        "import sys\nfrom project.celery import app\napp.conf.task_default_queue = sys.argv[1]\n"
+        "app.worker_main(['worker', '-P', 'solo', '-Q', sys.argv[1], '--without-gossip', "
+        "'--without-mingle', '--without-heartbeat', '-l', 'warning'])"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", main, queue],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        # Polls the runs table every 5 ms from its own connection: "the run exists".
+        import django.db
+
+        last = datetime(2000, 1, 1, tzinfo=UTC)
+        while not stop.is_set():
+            rows = list(
+                WorkflowRun.objects.filter(workflow__name="wf5", created_at__gte=last).values_list(
+                    "event_id", "created_at"
+                )
+            )
+            now = time.perf_counter()
+            for event_id, created in rows:
+                seen.setdefault(event_id, now)
+                last = max(last, created - timedelta(seconds=2))
+            time.sleep(0.005)
+        django.db.connection.close()
+
+    try:
+        time.sleep(4)  # worker start-up (not measured)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        returned: dict[str, float] = {}
+        per_batch = 100
+        interval = per_batch / args.rate
+        started = time.perf_counter()
+        for n in range(int(args.seconds * args.rate / per_batch)):
+            due = started + n * interval
+            time.sleep(max(0.0, due - time.perf_counter()))
+            response = client.post(
+                f"{API}/events/batch", {"events": items(per_batch, n * 7)}, format="json"
+            )
+            at = time.perf_counter()
+            assert response.status_code in {200, 201, 207}, response.content[:300]
+            data = response.json()["data"]
+            for event_id in (e["event_id"] for e in data["valid_events"]):
+                returned[event_id] = at
+        sent_for = time.perf_counter() - started
+        deadline = time.perf_counter() + 60
+        while len(seen) < len(returned) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        watcher.join()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        connection.close()
+    lags = sorted(seen[e] - returned[e] for e in returned if e in seen)
+    q = statistics.quantiles(lags, n=100)
+    print(
+        f"2. lag POST /events/batch returned -> WorkflowRun exists, one Celery worker, "
+        f"{len(returned)} events at {len(returned) / sent_for:,.0f} events/s:"
+    )
+    print(
+        f"   p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
+        f"({len(lags)}/{len(returned)} runs seen)"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    secret = setup(args)
+    print(f"CPUs: {os.cpu_count()} (shared with other work: figures are noisy)")
+    phase_throughput(args)
+    phase_lag(args, secret)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""deliver_one and dispatch_due_deliveries: claims, leases, lost messages, fairness, races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+
+from automation import delivery as svc
+from automation.models import Delivery, DeliveryAttempt
+from tests.receiver import Reply
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[str]:
+    """Record what would be handed to the background instead of running it inline."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def record(task, args_list) -> None:
+        with lock:
+            ids.extend(a[0] for a in args_list)
+
+    monkeypatch.setattr("automation.tasks.enqueue_many", record)
+    return ids
+
+
+def run_at_once(n: int, work):
+    """Run `work` in n threads released together; each thread closes its DB connection."""
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(work())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def _create(endpoint, n: int = 1) -> list[Delivery]:
+    with transaction.atomic():
+        return [svc.delivery_create(endpoint=endpoint, payload={"n": i}) for i in range(n)]
+
+
+@pytest.mark.django_db
+def test_dispatcher_leaves_freshly_queued_rows_and_resends_lost_ones(make_endpoint, receiver):
+    with time_machine.travel(T0, tick=False) as clock:
+        endpoint, _ = make_endpoint()
+        (delivery,) = _create(endpoint)  # its task message is "lost": on_commit never ran
+        assert svc.dispatch_due_deliveries() == 0  # still within the queue lease
+        clock.move_to(T0 + svc.QUEUE_LEASE + timedelta(seconds=1))
+        assert svc.dispatch_due_deliveries() == 1
+        assert svc.dispatch_due_deliveries() == 0  # sent, nothing left
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded"
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db
+def test_a_claimed_attempt_is_not_repeated_until_its_lease_lapses(make_endpoint, receiver):
+    with time_machine.travel(T0, tick=False) as clock:
+        endpoint, _ = make_endpoint()
+        (delivery,) = _create(endpoint)
+        claimed = svc._claim(delivery.pk, T0)  # a worker that then dies mid-call
+        assert isinstance(claimed, Delivery)
+        lease_end = claimed.locked_until
+        clock.move_to(lease_end - timedelta(seconds=1))
+        assert svc.deliver_one(delivery.pk) == "not-due"
+        assert svc.dispatch_due_deliveries() == 0
+        clock.move_to(lease_end + timedelta(seconds=1))
+        assert svc.dispatch_due_deliveries() == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempt_count) == ("succeeded", 2)
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0].headers["webhook-id"] == delivery.message_id
+
+
+@pytest.mark.django_db
+def test_a_late_result_of_a_superseded_attempt_is_discarded(make_endpoint, receiver):
+    receiver.reply(Reply(status=500))
+    endpoint, _ = make_endpoint()
+    (delivery,) = _create(endpoint)
+    stale = svc._claim(delivery.pk, datetime.now(tz=UTC))
+    svc.event_mark_delivered  # noqa: B018 - documents the other way a row stops being ours
+    Delivery.objects.filter(pk=delivery.pk).update(status="cancelled")
+    svc._record(
+        stale,
+        started_at=datetime.now(tz=UTC),
+        duration_ms=5,
+        status_code=500,
+        error="HTTP 500",
+        excerpt="",
+        retry_after=None,
+        refused=False,
+    )
+    delivery.refresh_from_db()
+    assert delivery.status == "cancelled"
+    assert list(DeliveryAttempt.objects.values_list("outcome", flat=True)) == ["discarded"]
+
+
+@pytest.mark.django_db
+def test_an_endpoint_at_its_concurrency_limit_leaves_the_delivery_waiting_in_the_database(
+    make_endpoint, receiver, settings
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 2
+    with time_machine.travel(T0, tick=False):
+        endpoint, _ = make_endpoint()
+        first, second, third = _create(endpoint, 3)
+        assert isinstance(svc._claim(first.pk, T0), Delivery)
+        assert isinstance(svc._claim(second.pk, T0), Delivery)
+        assert svc.deliver_one(third.pk) == "endpoint-busy"
+        # The dispatcher hands out no task for it while both slots are taken.
+        assert svc.dispatch_due_deliveries() == 0
+    third.refresh_from_db()
+    assert (third.status, third.attempt_count, third.next_attempt_at) == ("pending", 0, T0)
+    assert third.queued_until is None
+    assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_a_worker_goes_on_with_its_endpoints_backlog_after_a_success(
+    make_endpoint, receiver, settings
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 1
+    endpoint, _ = make_endpoint()
+    other, _ = make_endpoint(path="/other")
+    deliveries = _create(endpoint, 4)
+    (elsewhere,) = _create(other)
+
+    assert svc.deliver_one(deliveries[0].pk) == "succeeded"
+
+    assert [r.path for r in receiver.requests] == ["/hook"] * 4
+    assert set(Delivery.objects.filter(endpoint=endpoint).values_list("status", flat=True)) == {
+        "succeeded"
+    }
+    elsewhere.refresh_from_db()
+    assert elsewhere.status == "pending"  # another endpoint's work is not taken along
+
+
+@pytest.mark.django_db
+def test_no_follow_on_after_a_failure(make_endpoint, receiver):
+    receiver.reply(Reply(status=503))
+    endpoint, _ = make_endpoint()
+    first, second = _create(endpoint, 2)
+    svc.deliver_one(first.pk)
+    second.refresh_from_db()
+    assert (len(receiver.requests), second.attempt_count) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_dispatcher_enqueues_at_most_the_free_slots_of_an_endpoint(
+    make_endpoint, settings, enqueued
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 3
+    endpoint, _ = make_endpoint()
+    other, _ = make_endpoint(path="/other")
+    with time_machine.travel(T0, tick=False):
+        busy = _create(endpoint, 6)
+        idle = _create(other, 2)
+        Delivery.objects.update(queued_until=None)
+        assert isinstance(svc._claim(busy[0].pk, T0), Delivery)
+        enqueued.clear()
+        assert svc.dispatch_due_deliveries() == 4
+    # Two of the busy endpoint's waiting rows (its free slots; all are due at T0), and
+    # both rows of the idle endpoint.
+    waiting = {d.pk for d in busy[1:]}
+    assert len([pk for pk in enqueued if pk in waiting]) == 2
+    assert {d.pk for d in idle} <= set(enqueued)
+    assert len(enqueued) == 4
+
+
+@pytest.mark.django_db
+def test_a_disabled_endpoint_gets_no_request(make_endpoint, receiver):
+    endpoint, _ = make_endpoint()
+    (delivery,) = _create(endpoint)
+    svc.endpoint_update(endpoint=endpoint, fields={"active": False})
+    assert svc.deliver_one(delivery.pk) == "endpoint-disabled"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_error) == ("failed", "Endpoint is disabled.")
+    assert receiver.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_make_exactly_one_attempt(make_endpoint, receiver, enqueued):
+    receiver.reply(Reply(status=200, delay=0.3))
+    endpoint, _ = make_endpoint()
+    (delivery,) = _create(endpoint)
+    outcomes = run_at_once(8, lambda: svc.deliver_one(delivery.pk))
+    assert sorted(outcomes) == ["not-due"] * 7 + ["succeeded"]
+    assert len(receiver.requests) == 1
+    assert DeliveryAttempt.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_dispatchers_enqueue_each_due_row_once(
+    make_endpoint, monkeypatch, enqueued, settings
+):
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 100  # only the race matters here
+    endpoint, _ = make_endpoint()
+    rows = _create(endpoint, 50)
+    Delivery.objects.update(queued_until=None)
+    enqueued.clear()
+    monkeypatch.setattr("django.conf.settings.HERALD_DELIVERY_DISPATCH_CHUNK", 7, raising=False)
+    run_at_once(4, svc.dispatch_due_deliveries)
+    assert sorted(enqueued) == sorted(d.pk for d in rows)
