@@ -2,6 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h4_bench \
         .venv/bin/python bench/ingest.py [--port 8201] [--workers 4] [--runs 5]
+        [--only singles]
 
 Prints, in one run:
   * batch ingestion over HTTP (1000-event batches, 3 property records each, new refs):
@@ -10,6 +11,7 @@ Prints, in one run:
   * single POST /events from --clients concurrent client processes: requests/s, p50/p99;
   * the raw floor: psycopg COPY of the same rows into the same tables, events/s, and
     the ratio Herald / COPY.
+--only singles runs just the single-POST phase (after the same warm-up).
 --webhooks N / --workflows N configure that many webhook endpoints / workflows once
 those features exist; until then the bench says they are not configured.
 
@@ -58,6 +60,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--senders", type=int, default=2, help="concurrent batch senders")
     parser.add_argument("--singles", type=int, default=4000, help="single POSTs in total")
     parser.add_argument("--clients", type=int, default=8, help="concurrent single-POST clients")
+    parser.add_argument(
+        "--only",
+        choices=("all", "singles"),
+        default="all",
+        help="'singles': only the single-POST phase (no batches, no COPY floor)",
+    )
     parser.add_argument("--webhooks", type=int, default=0, help="webhook endpoints to configure")
     parser.add_argument("--workflows", type=int, default=0, help="workflows to configure")
     return parser.parse_args()
@@ -412,6 +420,9 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     tag = uuid.uuid4().hex[:6]
     # Warm up the workers (connections, first-request work): 3 batches per worker.
     send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
+    if args.only == "singles":
+        run_singles(args, auth, cpu, tag)
+        return
 
     rates: list[float] = []
     all_bodies: list[bytes] = []
@@ -441,6 +452,17 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
     )
 
+    run_singles(args, auth, cpu, tag)
+
+    floor, copy_cpu = copy_floor(all_bodies[: args.batches])
+    print(
+        f"raw floor, psycopg COPY of the same rows ({args.batches} x 1000 events + records): "
+        f"{floor:,.0f} events/s, postgres CPU {copy_cpu / args.batches * 1000:,.0f} ms per "
+        f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
+    )
+
+
+def run_singles(args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str) -> None:
     per_client = max(1, args.singles // args.clients)
     deadline = time.time() + MAX_SECONDS_PER_PHASE
     keep_alive = args.worker_class != "sync"  # sync workers close every connection
@@ -462,13 +484,6 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         f"{' (keep-alive)' if keep_alive else ''}: "
         f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
         + cpu_note(used, len(latencies), "µs per request", 1_000_000)
-    )
-
-    floor, copy_cpu = copy_floor(all_bodies[: args.batches])
-    print(
-        f"raw floor, psycopg COPY of the same rows ({args.batches} x 1000 events + records): "
-        f"{floor:,.0f} events/s, postgres CPU {copy_cpu / args.batches * 1000:,.0f} ms per "
-        f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message, unquote
 from django.core.exceptions import PermissionDenied
@@ -346,6 +347,12 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _refused_when() -> str:
+    """Worker processes trust a key they looked up for API_KEY_CACHE_SECONDS."""
+    ttl = settings.API_KEY_CACHE_SECONDS
+    return "now get 401" if ttl <= 0 else f"get 401 within {ttl:g} seconds"
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
     """API keys: created with api_client_create, revoked with api_client_revoke.
@@ -433,7 +440,7 @@ class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
         for client in active:
             api_client_revoke(client=client)
         self.message_user(
-            request, f"Revoked {len(active)} API key(s); requests with them now get 401."
+            request, f"Revoked {len(active)} API key(s); requests with them {_refused_when()}."
         )
 
     def get_urls(self) -> list[URLPattern]:
@@ -453,7 +460,7 @@ class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
         api_client_revoke(client=client)
         self.message_user(
             request,
-            f"API key '{client.name}' revoked; requests with it now get 401.",
+            f"API key '{client.name}' revoked; requests with it {_refused_when()}.",
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:events_app_apiclient_change", args=[client.pk]))

@@ -122,6 +122,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if IS_POSTGRES:
+    # The stock backend plus a health check that polls the socket instead of
+    # sending SELECT 1 on every request (project/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "project.postgresql"
+    # Django turns psycopg's prepared statements off (for transaction-mode
+    # poolers such as old PgBouncer). Its own queries use client-side binding and
+    # are never prepared either way; only the ingestion statements that run on a
+    # server-binding psycopg cursor (events_app/ingest_pg.py, the reference read
+    # in events_app/services.py) are, after this many uses on a connection:
+    # planning them was a third of a single POST's database CPU. Set
+    # DB_PREPARE_THRESHOLD=off behind a pooler that cannot keep prepared statements.
+    _prepare = os.environ.get("DB_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare.lower() == "off" else int(_prepare)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -171,6 +186,12 @@ X_FRAME_OPTIONS = "DENY"
 # Request body cap for the whole app; the batch endpoint enforces its own
 # smaller limit from the bytes on the wire (see events_app.api).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# How long a worker process trusts an API key it has looked up (seconds; 0 = ask
+# the database on every request). Bounds how long a revoked key keeps working in
+# the other processes: revoking drops it at once in its own. See
+# docs/operations.md "Ingest performance".
+API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "5"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
