@@ -2,9 +2,9 @@
 
 The protocol (each step idempotent, safe on many workers at once):
 
-1. Ingestion (`workflows_for_new_events`, wrapped around events_app's insert in the
-   ingest transaction) flags events whose type triggers an active workflow
-   (`Event.automation_pending`) and, after commit, enqueues their ids.
+1. Ingestion flags events whose type triggers an active workflow
+   (`events_mark_automation`: `Event.automation_pending`, written by the insert
+   itself) and, after commit, enqueues their ids (`evaluation_enqueue_on_commit`).
 2. `events_evaluate(event_ids)` locks the still-pending events
    (`FOR UPDATE SKIP LOCKED`: two workers never evaluate the same event),
    evaluates every triggered workflow (pure engine), applies re-entry
@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,35 +55,34 @@ def _grace() -> timedelta:
 # ---------------------------------------------------------------- 1. ingestion hook
 
 
-def events_mark_automation(*, events: Iterable[Any], trigger_types: frozenset[str]) -> list[str]:
-    """Flag just-inserted events whose type triggers an active workflow; enqueue after commit.
+def events_mark_automation(*, events: Sequence[Any]) -> None:
+    """Set `automation_pending` on events about to be inserted whose type triggers an
+    active workflow (anything with `event_type_id` and a writable `automation_pending`).
 
-    Call in the transaction that inserted them: the flag commits with the
-    events and the enqueue waits for the commit. Returns the flagged ids.
-    """
-    flagged = [e.id for e in events if e.event_type_id in trigger_types]
-    if flagged:
-        Event.objects.filter(pk__in=flagged).update(automation_pending=True)
-        transaction.on_commit(lambda: enqueue_evaluation(flagged))
-    return flagged
-
-
-@contextmanager
-def workflows_for_new_events() -> Iterator[Callable[[Sequence[Any]], list[str]]]:
-    """Wrap the insert of new events (events_app.services.events_store).
-
-    Yields the function that flags the inserted events (anything with `id`
-    and `event_type_id`) for evaluation. With active workflows the block runs
-    in one transaction, so an event is never stored without its flag; with
-    none, no transaction is opened and the function does nothing (ingestion's
-    insert stays a single statement). Costs one small query (the cache stamp).
+    Called before the insert, so the ingest statement writes the flag with the row
+    (events_app.ingest_pg): the flag commits with the event, and no UPDATE after the
+    insert rewrites the rows. Costs one small query (the cache stamp).
     """
     trigger_types = active_workflows().trigger_type_ids
-    if not trigger_types:
-        yield lambda events: []
-        return
-    with transaction.atomic():
-        yield lambda events: events_mark_automation(events=events, trigger_types=trigger_types)
+    for event in events:
+        event.automation_pending = event.event_type_id in trigger_types
+
+
+def evaluation_enqueue_on_commit(*, events: Sequence[Any]) -> list[str]:
+    """After the inserting transaction commits, enqueue the flagged ones of `events`
+    (just stored); returns their ids. A failed enqueue is logged, never raised: the
+    rows carry the flag and the sweeper re-enqueues them after the grace period."""
+    flagged = [e.id for e in events if e.automation_pending]
+    if flagged:
+
+        def enqueue() -> None:
+            try:
+                enqueue_evaluation(flagged)
+            except Exception:
+                logger.exception("Could not enqueue %d evaluations; the sweeper will", len(flagged))
+
+        transaction.on_commit(enqueue)
+    return flagged
 
 
 def enqueue_evaluation(event_ids: list[str]) -> None:
