@@ -210,7 +210,7 @@ def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> lis
         return runs_insert(runs) if runs else []
 
 
-def pending_events_claim(*, event_ids: list[str]) -> Sequence[EventRow]:
+def pending_events_claim(*, event_ids: list[str]) -> Sequence[Event | EventRow]:
     """Lock the still-pending events of `event_ids` and clear their flag, in the caller's
     transaction (a rollback restores it); returns them ordered by id.
 
@@ -229,13 +229,22 @@ def pending_events_claim(*, event_ids: list[str]) -> Sequence[EventRow]:
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_EVENTS_SQL, [event_ids])
         rows = cursor.fetchall()
-    return sorted(
-        (
-            EventRow(*row[:5], json.loads(row[5]) if isinstance(row[5], str) else row[5], *row[6:])
-            for row in rows
-        ),
-        key=lambda e: e.id,
-    )
+    claimed = [
+        EventRow(
+            id=row[0],
+            event_type_id=row[1],
+            customer_id=row[2],
+            external_id=row[3],
+            secondary_external_id=row[4],
+            # Django's psycopg setup hands jsonb over as text (JSONField decodes it).
+            data=json.loads(row[5]) if isinstance(row[5], str) else row[5],
+            occurred_at=row[6],
+            created_at=row[7],
+            depth=row[8],
+        )
+        for row in rows
+    ]
+    return sorted(claimed, key=lambda e: e.id)
 
 
 _CLAIM_EVENTS_SQL = """

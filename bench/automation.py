@@ -307,7 +307,7 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
         returned: dict[str, float] = {}
         per_batch = 100
         interval = per_batch / args.rate
-        cpu_before = (cpu_seconds(worker.pid, children=True), backend_cpu_seconds(all_=True))
+        cpu_before = (process_cpu_seconds(worker.pid), backend_cpu_seconds(all_=True))
         started = time.perf_counter()
         for n in range(int(args.seconds * args.rate / per_batch)):
             due = started + n * interval
@@ -326,7 +326,7 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
             time.sleep(0.05)
         stop.set()
         watcher.join()
-        worker_cpu = cpu_seconds(worker.pid, children=True) - cpu_before[0]
+        worker_cpu = process_cpu_seconds(worker.pid) - cpu_before[0]
         postgres_cpu = backend_cpu_seconds(all_=True) - cpu_before[1]
     finally:
         worker.terminate()
@@ -364,29 +364,11 @@ def warm_up(client: Any, worker: subprocess.Popen[bytes]) -> None:
     time.sleep(1)  # let the warm-up run's actions (if any) finish
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process and of its live child processes (a worker's pool)."""
+    from bench.ingest import child_pids, cpu_seconds
 
-
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """user + system CPU of a process (and of its live child processes)."""
-    pids = [pid]
-    if children:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(stat[1]) == pid:
-                    pids.append(int(entry.name))
-    total = 0.0
-    for one in pids:
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    return sum(cpu_seconds(one) for one in [pid, *child_pids(pid)])
 
 
 def backend_cpu_seconds(*, all_: bool = False) -> float:
@@ -399,6 +381,8 @@ def backend_cpu_seconds(*, all_: bool = False) -> float:
         else:
             cursor.execute("SELECT pg_backend_pid()")
         pids = [row[0] for row in cursor.fetchall()]
+    from bench.ingest import cpu_seconds
+
     return sum(cpu_seconds(pid) for pid in pids)
 
 

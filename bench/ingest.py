@@ -405,6 +405,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def child_pids(parent: int) -> list[int]:
+    """The live processes whose parent is `parent`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == parent:
+                pids.append(int(entry.name))
+    return pids
+
+
 class ServerCpu:
     """CPU used by gunicorn's workers and by the database backends serving them.
 
@@ -416,16 +430,7 @@ class ServerCpu:
         self.gunicorn_pid = gunicorn_pid
 
     def _workers(self) -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(stat[1]) == self.gunicorn_pid:
-                    pids.append(int(entry.name))
-        return pids
+        return child_pids(self.gunicorn_pid)
 
     def _backends(self) -> list[int]:
         import psycopg
