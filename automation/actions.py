@@ -232,13 +232,13 @@ class EmitEvent(Action):
         prepared, invalid = events_prepare(items=[item], received_at=ctx.now)
         if invalid:
             raise ActionFailed(f"Invalid follow-up event: {invalid[0].error}")
+        # The insert writes the depth with the row; the event is evaluated only after
+        # this transaction commits, and by then it carries it.
+        prepared[0].depth = depth
         stored = events_store(prepared=prepared).stored
         if not stored:
             raise ActionFailed("The follow-up event was not stored.")
         event_id = stored[0].id
-        # Same transaction as the insert: the event is evaluated only after
-        # commit, and by then it carries its depth.
-        Event.objects.filter(pk=event_id).update(depth=depth)
         return ActionResult({"event_id": event_id, "depth": depth})
 
 

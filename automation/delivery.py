@@ -204,21 +204,24 @@ def endpoint_ping(*, endpoint: Endpoint) -> Delivery:
 # ---------------------------------------------------------------- creating deliveries
 
 
-def _new_message_id() -> str:
+def message_id_new() -> str:
+    """A new Standard Webhooks message id (`webhook-id`): kept across retries of a delivery."""
     return "msg_" + secrets.token_hex(16)
 
 
-def _new_delivery(
+def delivery_build(
     endpoint: Endpoint,
     payload: dict[str, Any],
     event_id: str | None,
     give_up_at: datetime | None,
     now: datetime,
 ) -> Delivery:
+    """An unsaved Delivery due now and marked queued (the caller saves it and enqueues it
+    with `deliveries_enqueue_on_commit`); shared by every path that creates deliveries."""
     return Delivery(
         endpoint=endpoint,
         event_id=event_id,
-        message_id=_new_message_id(),
+        message_id=message_id_new(),
         payload=payload,
         next_attempt_at=now,
         queued_until=now + QUEUE_LEASE,
@@ -227,8 +230,12 @@ def _new_delivery(
     )
 
 
-def _enqueue_on_commit(delivery_ids: list[str]) -> None:
-    """After the caller's transaction commits, hand each delivery to a send task."""
+def deliveries_enqueue_on_commit(delivery_ids: list[str]) -> None:
+    """After the caller's transaction commits, hand each delivery to a send task.
+
+    Failing to enqueue is logged, never raised: the rows are committed and the
+    dispatcher sends them once their QUEUE_LEASE lapses.
+    """
     if not delivery_ids:
         return
 
@@ -258,14 +265,14 @@ def delivery_create(
     until this delivery succeeds (or the event is marked delivered). `give_up_at`
     stops retries after that instant (schedules: before the next run).
     """
-    delivery = _new_delivery(
+    delivery = delivery_build(
         endpoint, payload, event.pk if event else None, give_up_at, timezone.now()
     )
     delivery.save(force_insert=True)
     if event is not None and event.is_delivered:
         Event.objects.filter(pk=event.pk).update(is_delivered=False)
         event.is_delivered = False
-    _enqueue_on_commit([delivery.pk])
+    deliveries_enqueue_on_commit([delivery.pk])
     return delivery
 
 
@@ -329,9 +336,11 @@ def _deliveries_create(
     deliveries: list[Delivery] = []
     for event in Event.objects.filter(pk__in=list(matches)).order_by("pk"):
         payload = event_payload(event)
-        deliveries.extend(_new_delivery(e, payload, event.pk, None, now) for e in matches[event.pk])
+        deliveries.extend(
+            delivery_build(e, payload, event.pk, None, now) for e in matches[event.pk]
+        )
     Delivery.objects.bulk_create(deliveries)
-    _enqueue_on_commit([d.pk for d in deliveries])
+    deliveries_enqueue_on_commit([d.pk for d in deliveries])
     return deliveries
 
 
@@ -394,7 +403,7 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
         )
         if delivery.event_id is not None:
             Event.objects.filter(pk=delivery.event_id).update(is_delivered=False)
-        _enqueue_on_commit([delivery.pk])
+        deliveries_enqueue_on_commit([delivery.pk])
     delivery.refresh_from_db()
     return delivery
 

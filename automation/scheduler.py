@@ -35,7 +35,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from automation import cron
-from automation.delivery import _enqueue_on_commit, _new_delivery, _new_message_id
+from automation.delivery import deliveries_enqueue_on_commit, delivery_build, message_id_new
 from automation.models import Delivery, Endpoint, Schedule, ScheduleRun
 from project.ids import new_public_id
 
@@ -157,7 +157,7 @@ def _fire_claimed(claimed: list[tuple[Any, ...]], now: datetime) -> int:
 
 
 # Delivery columns filled per row by _fire_claimed_set_based; every other column takes the
-# value automation.delivery._new_delivery gives a new delivery (so its defaults stay theirs).
+# value automation.delivery.delivery_build gives a new delivery (so its defaults stay theirs).
 _PER_ROW_DELIVERY_COLUMNS = ("id", "endpoint_id", "message_id", "payload", "give_up_at")
 
 
@@ -171,7 +171,7 @@ def _fire_claimed_set_based(claimed: list[tuple[Any, ...]], now: datetime) -> in
     next_by_cron = _next_runs(claimed, now)
     ids = [row[0] for row in claimed]
     enqueue = len(ids) <= settings.HERALD_SCHEDULE_ENQUEUE_MAX
-    template = _new_delivery(Endpoint(pk=""), {}, None, None, now)
+    template = delivery_build(Endpoint(pk=""), {}, None, None, now)
     if not enqueue:
         template.queued_until = None  # the delivery dispatcher picks them up
     constant_fields = [
@@ -180,7 +180,7 @@ def _fire_claimed_set_based(claimed: list[tuple[Any, ...]], now: datetime) -> in
     params: dict[str, Any] = {
         "ids": ",".join(ids),
         "delivery_ids": ",".join(new_public_id() for _ in ids),
-        "message_ids": ",".join(_new_message_id() for _ in ids),
+        "message_ids": ",".join(message_id_new() for _ in ids),
         "g_interval": [key[0] for key in next_by_cron],
         "g_timezone": [key[1] for key in next_by_cron],
         "g_next": list(next_by_cron.values()),
@@ -252,7 +252,7 @@ def _fire_claimed_set_based(claimed: list[tuple[Any, ...]], now: datetime) -> in
         cursor.execute(sql, params)
         delivery_ids = [row[0] for row in cursor.fetchall()]
     if enqueue:
-        _enqueue_on_commit(delivery_ids)
+        deliveries_enqueue_on_commit(delivery_ids)
     return len(delivery_ids)
 
 
@@ -266,7 +266,9 @@ def fire(fires: list[Fire], *, now: datetime) -> list[Fire]:
     if not fires:
         return []
     deliveries = {
-        f.schedule_id: _new_delivery(Endpoint(pk=f.endpoint_id), f.context, None, f.give_up_at, now)
+        f.schedule_id: delivery_build(
+            Endpoint(pk=f.endpoint_id), f.context, None, f.give_up_at, now
+        )
         for f in fires
     }
     inserted = _insert_runs(fires, deliveries, now)
@@ -280,7 +282,7 @@ def fire(fires: list[Fire], *, now: datetime) -> list[Fire]:
             delivery.queued_until = None
     Delivery.objects.bulk_create(new_deliveries, batch_size=2000)
     if enqueue:
-        _enqueue_on_commit([d.pk for d in new_deliveries])
+        deliveries_enqueue_on_commit([d.pk for d in new_deliveries])
     return new
 
 

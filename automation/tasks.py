@@ -54,8 +54,19 @@ def enqueue(task: Task, *args: Any) -> None:
 
 # ---------------------------------------------------------------- workflows (issue 6)
 
+# Message priorities on the Redis broker (0 is served first; kombu polls a queue's
+# priority levels in order): an evaluation is never stuck behind a backlog of actions
+# on the same queue, so a burst of runs cannot delay the next batch's runs.
+EVALUATION_PRIORITY = 0
+ACTIONS_PRIORITY = 6
 
-@shared_task(name="automation.evaluate_events", acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(
+    name="automation.evaluate_events",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    priority=EVALUATION_PRIORITY,
+)
 def evaluate_events_task(event_ids: list[str]) -> int:
     """Evaluate a batch of events' workflows and run the new runs' actions."""
     from automation.workflow_runs import events_evaluate_and_run
@@ -63,7 +74,12 @@ def evaluate_events_task(event_ids: list[str]) -> int:
     return events_evaluate_and_run(event_ids=event_ids)
 
 
-@shared_task(name="automation.advance_workflow_run", acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    name="automation.advance_workflow_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    priority=ACTIONS_PRIORITY,
+)
 def advance_workflow_run_task(run_id: str) -> None:
     """Run one workflow run's actions from its position (after a wait or a lost worker)."""
     from automation.workflow_runs import workflow_run_advance

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 
@@ -130,7 +131,22 @@ def active_workflows_forget() -> None:
 # ---------------------------------------------------------------- batch facts
 
 
-def event_dict(event: Event, type_key: str) -> dict[str, Any]:
+class EventRow(NamedTuple):
+    """The fields of an event that evaluation reads (a plain row: building a model
+    instance per event cost more than evaluating it)."""
+
+    id: str
+    event_type_id: str
+    customer_id: str
+    external_id: str | None
+    secondary_external_id: str | None
+    data: Any
+    occurred_at: datetime
+    created_at: datetime
+    depth: int
+
+
+def event_dict(event: Event | EventRow, type_key: str) -> dict[str, Any]:
     return {
         "event_id": event.id,
         "event_type": type_key,
@@ -142,6 +158,17 @@ def event_dict(event: Event, type_key: str) -> dict[str, Any]:
         "depth": event.depth,
         "data": event.data if isinstance(event.data, dict) else {},
     }
+
+
+# customer_dict's keys -> Customer's fields.
+_CUSTOMER_FIELDS = {
+    "customer_id": "id",
+    "external_id": "external_id",
+    "email": "email",
+    "created_at": "created_at",
+    "attributes": "attributes",
+    "tags": "tags",
+}
 
 
 def customer_dict(customer: Customer) -> dict[str, Any]:
@@ -199,7 +226,7 @@ def first_event_ids(*, event_type_id: str, customer_ids: set[str]) -> dict[str, 
 
 def batch_contexts(
     *,
-    events: list[Event],
+    events: Sequence[Event | EventRow],
     workflows_by_type: dict[str, list[LoadedWorkflow]],
     now: datetime,
 ) -> dict[str, EventContext]:
@@ -219,10 +246,21 @@ def batch_contexts(
         "event_id", "property_id", "property_value"
     ):
         properties[event_id][prop] = value
+    # Plain rows into the same dict customer_dict builds (no model instance per customer).
     customers = {
-        c.id: customer_dict(c)
-        for c in Customer.objects.filter(pk__in={e.customer_id for e in events})
+        row["id"]: row
+        for row in Customer.objects.filter(pk__in={e.customer_id for e in events}).values(
+            *_CUSTOMER_FIELDS.values()
+        )
     }
+    for row in customers.values():
+        for name, column in _CUSTOMER_FIELDS.items():
+            if name != column:
+                row[name] = row.pop(column)
+        if not isinstance(row["attributes"], dict):
+            row["attributes"] = {}
+        if not isinstance(row["tags"], list):
+            row["tags"] = []
 
     # Which facts each customer needs: only those of workflows its events trigger.
     count_customers: dict[CountKey, set[str]] = defaultdict(set)

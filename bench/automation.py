@@ -29,6 +29,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000, help="ingest events/s in phase 2")
     parser.add_argument("--seconds", type=int, default=10, help="duration of phase 2")
     parser.add_argument("--redis-db", type=int, default=9)
+    parser.add_argument("--pool", default="solo", help="worker pool: solo, threads, prefork")
+    parser.add_argument("--concurrency", type=int, default=1, help="worker pool size")
     return parser.parse_args()
 
 
@@ -212,6 +215,8 @@ def phase_throughput(args: argparse.Namespace) -> None:
     # The evaluation stage: what one evaluation task does per batch (lock the
     # pending events, fetch facts, evaluate 10 workflows per event, record the
     # matched runs with their explanations, clear the flags).
+    backend_cpu = backend_cpu_seconds()
+    process_cpu = time.process_time()
     started = time.perf_counter()
     to_run: list[str] = []
     for start in range(0, len(ids), args.batch):
@@ -221,11 +226,15 @@ def phase_throughput(args: argparse.Namespace) -> None:
             ids = ids[: start + args.batch]
             break
     elapsed = time.perf_counter() - started
+    process_cpu = time.process_time() - process_cpu
+    backend_cpu = backend_cpu_seconds() - backend_cpu
     runs = WorkflowRun.objects.count()
     print("1. one worker process, 100 active workflows (10 on the event type):")
     print(
         f"   evaluation: {len(ids)} events in {elapsed:.2f} s = "
-        f"{len(ids) / elapsed:,.0f} events/s evaluated ({runs} runs recorded)"
+        f"{len(ids) / elapsed:,.0f} events/s evaluated ({runs} runs recorded); "
+        f"CPU per event {process_cpu / len(ids) * 1e6:.0f} µs worker + "
+        f"{backend_cpu / len(ids) * 1e6:.0f} µs postgres"
     )
     # The action stage: each run's actions, one transaction per action.
     started = time.perf_counter()
@@ -258,11 +267,11 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
     env = {**os.environ, "CELERY_BROKER_URL": broker}
     main = (
         "import sys\nfrom project.celery import app\napp.conf.task_default_queue = sys.argv[1]\n"
-        "app.worker_main(['worker', '-P', 'solo', '-Q', sys.argv[1], '--without-gossip', "
-        "'--without-mingle', '--without-heartbeat', '-l', 'warning'])"
+        "app.worker_main(['worker', '-P', sys.argv[2], '-c', sys.argv[3], '-Q', sys.argv[1], "
+        "'--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'warning'])"
     )
     worker = subprocess.Popen(
-        [sys.executable, "-c", main, queue],
+        [sys.executable, "-c", main, queue, args.pool, str(args.concurrency)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -290,14 +299,15 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
         django.db.connection.close()
 
     try:
-        time.sleep(4)  # worker start-up (not measured)
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        warm_up(client, worker)  # worker start-up, not measured
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         returned: dict[str, float] = {}
         per_batch = 100
         interval = per_batch / args.rate
+        cpu_before = (process_cpu_seconds(worker.pid), backend_cpu_seconds(all_=True))
         started = time.perf_counter()
         for n in range(int(args.seconds * args.rate / per_batch)):
             due = started + n * interval
@@ -316,6 +326,8 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
             time.sleep(0.05)
         stop.set()
         watcher.join()
+        worker_cpu = process_cpu_seconds(worker.pid) - cpu_before[0]
+        postgres_cpu = backend_cpu_seconds(all_=True) - cpu_before[1]
     finally:
         worker.terminate()
         worker.wait(timeout=20)
@@ -330,6 +342,48 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
         f"   p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
         f"({len(lags)}/{len(returned)} runs seen)"
     )
+    print(
+        f"   CPU per event: worker {worker_cpu / len(returned) * 1e6:.0f} µs "
+        f"(pool {args.pool} x {args.concurrency}); postgres, all backends of the database "
+        f"(ingest, worker, watcher) {postgres_cpu / len(returned) * 1e6:.0f} µs"
+    )
+
+
+def warm_up(client: Any, worker: subprocess.Popen[bytes]) -> None:
+    """Ingest one matching event and wait (bounded) until the worker recorded its run:
+    the worker is up, connected and has loaded the workflows before the clock starts."""
+    from automation.models import WorkflowRun
+
+    deadline = time.perf_counter() + 60
+    response = client.post(f"{API}/events/batch", {"events": items(1, 0)}, format="json")
+    event_id = response.json()["data"]["valid_events"][0]["event_id"]
+    while not WorkflowRun.objects.filter(event_id=event_id).exists():
+        if worker.poll() is not None or time.perf_counter() > deadline:
+            raise SystemExit("the Celery worker did not start")
+        time.sleep(0.1)
+    time.sleep(1)  # let the warm-up run's actions (if any) finish
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process and of its live child processes (a worker's pool)."""
+    from bench.ingest import child_pids, cpu_seconds
+
+    return sum(cpu_seconds(one) for one in [pid, *child_pids(pid)])
+
+
+def backend_cpu_seconds(*, all_: bool = False) -> float:
+    """CPU of this process's PostgreSQL backend, or of every backend on the database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if all_:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        else:
+            cursor.execute("SELECT pg_backend_pid()")
+        pids = [row[0] for row in cursor.fetchall()]
+    from bench.ingest import cpu_seconds
+
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def main() -> None:

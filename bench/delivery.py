@@ -143,7 +143,7 @@ def create(endpoint: Endpoint, n: int, *, enqueue: bool = True, batch: int = 100
         now = timezone.now()
         sent_at = time.time()
         rows = [
-            svc._new_delivery(endpoint, {"i": i, "t": sent_at}, None, None, now)
+            svc.delivery_build(endpoint, {"i": i, "t": sent_at}, None, None, now)
             for i in range(start, min(start + batch, n))
         ]
         if not enqueue:
@@ -152,7 +152,7 @@ def create(endpoint: Endpoint, n: int, *, enqueue: bool = True, batch: int = 100
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
             if enqueue:
-                svc._enqueue_on_commit([r.pk for r in rows])
+                svc.deliveries_enqueue_on_commit([r.pk for r in rows])
 
 
 def wait_succeeded(endpoint: Endpoint, n: int, limit: float) -> float:

@@ -2,7 +2,6 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h4_bench \
         .venv/bin/python bench/ingest.py [--port 8201] [--workers 4] [--runs 5]
-        [--only singles]
 
 Prints, in one run:
   * batch ingestion over HTTP (1000-event batches, 3 property records each, new refs):
@@ -11,9 +10,13 @@ Prints, in one run:
   * single POST /events from --clients concurrent client processes: requests/s, p50/p99;
   * the raw floor: psycopg COPY of the same rows into the same tables, events/s, and
     the ratio Herald / COPY.
---only singles runs just the single-POST phase (after the same warm-up).
---webhooks N / --workflows N configure that many webhook endpoints / workflows once
-those features exist; until then the bench says they are not configured.
+With --webhooks N / --workflows N (e.g. 2 and 10), batch ingestion and single POSTs are
+measured again after configuring N active webhook subscriptions (to a local receiver on
+--port + 1) and N active workflows on the bench's event type, and both figures are
+printed. Their deliveries and evaluations are enqueued on Redis (--redis-db: use a db
+of your own; its default queue is emptied at the end) and not run: the figures are the
+cost ingestion pays for them (delivery rows, flags, broker messages), not the
+background work itself. --only singles runs just the single-POST phase.
 
 The database named by DATABASE_URL is migrated and its event tables are TRUNCATED:
 never point it at data you want to keep. Every load loop is bounded in count and time.
@@ -32,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -68,7 +72,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--webhooks", type=int, default=0, help="webhook endpoints to configure")
     parser.add_argument("--workflows", type=int, default=0, help="workflows to configure")
-    return parser.parse_args()
+    parser.add_argument("--redis-db", type=int, default=10, help="broker for enqueued work")
+    args = parser.parse_args()
+    # Set before Django loads: gunicorn and this process publish to Redis (without a
+    # broker a PostgreSQL server would run deliveries and evaluations inline, in the
+    # request), and webhook URLs on 127.0.0.1 must pass the outbound guard.
+    os.environ["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{args.redis_db}"
+    os.environ.setdefault("HERALD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
+    return args
 
 
 # ---------------------------------------------------------------- setup
@@ -99,30 +110,102 @@ def setup_database(args: argparse.Namespace) -> str:
         )
     Customer.objects.bulk_create([Customer(external_id=f"c{n:04d}") for n in range(CUSTOMERS)])
     client, secret = api_client_create(name=f"bench-{uuid.uuid4().hex[:8]}")
-    configure_later_features(args)
+    clear_later_features()
     connection.close()
     return "Basic " + base64.b64encode(f"{client.name}:{secret}".encode()).decode()
 
 
-def configure_later_features(args: argparse.Namespace) -> None:
-    """Webhook endpoints and workflows add work per event once they exist."""
-    from django.apps import apps
+def bench_workflow(n: int) -> dict[str, object]:
+    """Ten kinds of selective trees over the bench events (property, event, customer
+    leaves, a regex) -- number 3 carries the frequency condition."""
+    trees: list[dict[str, object]] = [
+        {"property": "amt", "op": "gte", "value": 990},
+        {
+            "all": [
+                {"property": "paid", "op": "eq", "value": True},
+                {"property": "amt", "op": "lt", "value": 5},
+            ]
+        },
+        {"property": "sku", "op": "matches", "value": "^s4[0-9]$"},
+        {
+            "all": [
+                {"count": {"event_type": TYPE_KEY, "within": "P7D"}, "op": "gte", "value": 3},
+                {"property": "amt", "op": "between", "value": [100, 101]},
+            ]
+        },
+        {"event": "external_id", "op": "ends_with", "value": "-999"},
+        {"customer": "external_id", "op": "eq", "value": "c0001"},
+        {
+            "any": [
+                {"property": "sku", "op": "eq", "value": "s7"},
+                {"property": "amt", "op": "eq", "value": 7.5},
+            ]
+        },
+        {"not": {"property": "paid", "op": "exists"}},
+        {"event": "occurred_at", "op": "within_last", "value": "PT1M"},
+        {"customer": "tags", "op": "contains", "value": "vip"},
+    ]
+    return trees[n % len(trees)]
 
-    for option, count, model in (
-        ("--webhooks", args.webhooks, "WebhookEndpoint"),
-        ("--workflows", args.workflows, "Workflow"),
-    ):
-        try:
-            apps.get_model("automation", model)
-        except LookupError:
-            print(f"{option} {count}: not configured (automation.{model} does not exist yet)")
-            continue
-        if count:
-            # Fill in when the feature lands: create `count` rows that match the
-            # bench events, so their cost shows in the figures below.
-            print(f"{option} {count}: not configured (bench setup for {model} not written yet)")
-        else:
-            print(f"{option} 0: none configured")
+
+def configure_later_features(args: argparse.Namespace, receiver_port: int) -> None:
+    """--webhooks active subscriptions (all event types) to the local receiver, and
+    --workflows active workflows triggering on the bench's event type."""
+    from automation.delivery import endpoint_create
+    from automation.workflows import WorkflowInput, workflow_create
+
+    for n in range(args.webhooks):
+        endpoint_create(url=f"http://127.0.0.1:{receiver_port}/hook/{n}", description="bench")
+    for n in range(args.workflows):
+        workflow_create(
+            data=WorkflowInput(
+                name=f"bench-{uuid.uuid4().hex[:6]}-{n}",
+                trigger_event_types=[TYPE_KEY],
+                conditions=bench_workflow(n),
+                actions=[{"type": "add_tags", "tags": [f"wf{n}"]}],
+                active=True,
+            )
+        )
+
+
+def clear_later_features() -> None:
+    from automation.models import Endpoint, Workflow
+
+    Workflow.objects.all().delete()
+    Endpoint.objects.all().delete()
+
+
+class Receiver:
+    """A fast local webhook receiver (204 to every POST) in a thread of this process."""
+
+    def __init__(self, port: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def purge_queue() -> None:
+    """Drop the messages this run enqueued on its Redis db (nobody consumes them)."""
+    from project.celery import app
+
+    queue = app.conf.task_default_queue
+    with app.connection_for_write() as conn:
+        for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
+            conn.default_channel.client.delete(queue + suffix)
 
 
 def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -328,6 +411,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def child_pids(parent: int) -> list[int]:
+    """The live processes whose parent is `parent`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == parent:
+                pids.append(int(entry.name))
+    return pids
+
+
 class ServerCpu:
     """CPU used by gunicorn's workers and by the database backends serving them.
 
@@ -339,16 +436,7 @@ class ServerCpu:
         self.gunicorn_pid = gunicorn_pid
 
     def _workers(self) -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(stat[1]) == self.gunicorn_pid:
-                    pids.append(int(entry.name))
-        return pids
+        return child_pids(self.gunicorn_pid)
 
     def _backends(self) -> list[int]:
         import psycopg
@@ -409,21 +497,20 @@ def main() -> None:
     )
     auth = setup_database(args)
     server = start_gunicorn(args)
+    receiver = Receiver(args.port + 1) if args.webhooks else None
     try:
         run_phases(args, auth, ServerCpu(server.pid))
     finally:
         server.terminate()
         server.wait(timeout=20)
+        if receiver is not None:
+            receiver.stop()
+        purge_queue()
 
 
-def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
-    tag = uuid.uuid4().hex[:6]
-    # Warm up the workers (connections, first-request work): 3 batches per worker.
-    send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
-    if args.only == "singles":
-        run_singles(args, auth, cpu, tag)
-        return
-
+def measure_batches(
+    args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str, label: str
+) -> tuple[float, list[bytes]]:
     rates: list[float] = []
     all_bodies: list[bytes] = []
     before = cpu.snapshot()
@@ -435,34 +522,17 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         all_bodies += bodies
     batch_rate = statistics.median(rates)
     print(
-        f"batch ingest, {args.batches} x 1000 events x 3 property records, new refs, "
+        f"batch ingest{label}, {args.batches} x 1000 events x 3 property records, new refs, "
         f"{args.senders} senders: median {batch_rate:,.0f} events/s "
         f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}); "
         + cpu_note(cpu.since(before), len(all_bodies), "ms per 1000 events", 1000)
     )
-
-    replay = all_bodies[: args.batches]
-    before = cpu.snapshot()
-    elapsed, counts = send_batches(args.port, auth, replay, args.senders)
-    assert counts["invalid"] == 1000 * len(replay), counts
-    assert counts["valid"] == 0, counts
-    print(
-        f"batch replay, {len(replay)} x 1000 events, all duplicate refs: "
-        f"{counts['invalid'] / elapsed:,.0f} events/s (0 stored); "
-        + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
-    )
-
-    run_singles(args, auth, cpu, tag)
-
-    floor, copy_cpu = copy_floor(all_bodies[: args.batches])
-    print(
-        f"raw floor, psycopg COPY of the same rows ({args.batches} x 1000 events + records): "
-        f"{floor:,.0f} events/s, postgres CPU {copy_cpu / args.batches * 1000:,.0f} ms per "
-        f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
-    )
+    return batch_rate, all_bodies
 
 
-def run_singles(args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str) -> None:
+def measure_singles(
+    args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str, label: str
+) -> None:
     per_client = max(1, args.singles // args.clients)
     deadline = time.time() + MAX_SECONDS_PER_PHASE
     keep_alive = args.worker_class != "sync"  # sync workers close every connection
@@ -480,11 +550,59 @@ def run_singles(args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str) -
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     print(
-        f"single POST /events, {len(latencies)} requests from {args.clients} clients"
+        f"single POST /events{label}, {len(latencies)} requests from {args.clients} clients"
         f"{' (keep-alive)' if keep_alive else ''}: "
         f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
         + cpu_note(used, len(latencies), "µs per request", 1_000_000)
     )
+
+
+def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
+    tag = uuid.uuid4().hex[:6]
+    # Warm up the workers (connections, first-request work): 3 batches per worker.
+    send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
+    if args.only == "singles":
+        measure_singles(args, auth, cpu, tag, "")
+        return
+
+    print("-- no webhook endpoints, no workflows:")
+    batch_rate, all_bodies = measure_batches(args, auth, cpu, tag, "")
+
+    replay = all_bodies[: args.batches]
+    before = cpu.snapshot()
+    elapsed, counts = send_batches(args.port, auth, replay, args.senders)
+    assert counts["invalid"] == 1000 * len(replay), counts
+    assert counts["valid"] == 0, counts
+    print(
+        f"batch replay, {len(replay)} x 1000 events, all duplicate refs: "
+        f"{counts['invalid'] / elapsed:,.0f} events/s (0 stored); "
+        + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
+    )
+
+    measure_singles(args, auth, cpu, tag, "")
+
+    floor, copy_cpu = copy_floor(all_bodies[: args.batches])
+    print(
+        f"raw floor, psycopg COPY of the same rows ({args.batches} x 1000 events + records): "
+        f"{floor:,.0f} events/s, postgres CPU {copy_cpu / args.batches * 1000:,.0f} ms per "
+        f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
+    )
+
+    if not (args.webhooks or args.workflows):
+        return
+    configure_later_features(args, args.port + 1)
+    from django.db import connection
+
+    connection.close()
+    label = f" [{args.webhooks} webhooks, {args.workflows} workflows]"
+    print(
+        f"-- with {args.webhooks} active webhook endpoints (every event type) and "
+        f"{args.workflows} active workflows on '{TYPE_KEY}'; deliveries and evaluations "
+        "enqueued on Redis, not run:"
+    )
+    with_rate, _ = measure_batches(args, auth, cpu, f"{tag}-wh", label)
+    print(f"   batch ingest with / without: {with_rate / batch_rate:.0%}")
+    measure_singles(args, auth, cpu, f"{tag}-wh", label)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,15 @@ PER_EVENT_COLUMNS = (
     "data",
     "occurred_at",
     "created_at",
+    # Written here, not by an UPDATE after the insert: an UPDATE would rewrite every
+    # row just inserted (automation_pending is in a partial index's predicate, so not
+    # even a HOT update) and need a transaction around the two statements.
+    "automation_pending",
+    "depth",
 )
 # One JSON document carries the whole batch: msgspec encodes the PreparedEvent
 # dataclasses in C and PostgreSQL's json_to_recordset parses them in C, where
-# binding 8 arrays of 1000 elements made psycopg quote 7000 values in Python
+# binding one array per column of 1000 elements made psycopg quote 7000 values in Python
 # (a third of a batch's time).
 _encode = msgspec.json.Encoder().encode
 

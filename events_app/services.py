@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from automation.delivery import deliveries_for_new_events
-from automation.workflow_runs import workflows_for_new_events
+from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
@@ -273,6 +273,10 @@ class PreparedEvent:
     created_at: datetime
     records: list[tuple[str, str]] = field(default_factory=list)
     id: str = field(default_factory=new_public_id)
+    # Set by events_store (automation.workflow_runs.events_mark_automation) and by
+    # follow-up events (emit_event); the insert writes them with the row.
+    automation_pending: bool = False
+    depth: int = 0
 
 
 @dataclass(slots=True)
@@ -602,10 +606,12 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     if not prepared:
         return StoreResult([], [])
     holders: dict[str, str | None] = {}
+    # Workflows (issue 6): the events to evaluate carry automation_pending into the
+    # insert itself, so no write follows it; their evaluation is enqueued after commit.
+    events_mark_automation(events=prepared)
     # Webhook deliveries in the same transaction as their events (issue 4): with active
     # subscriptions this opens one around both; without, the insert stays one statement.
-    # Workflows (issue 6): the same pattern; flags the events to evaluate, enqueued after commit.
-    with deliveries_for_new_events() as create_deliveries, workflows_for_new_events() as flag:
+    with deliveries_for_new_events() as create_deliveries:
         if connection.vendor == "postgresql":
             # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
             # (a third of a single POST's database time). A write added here must join
@@ -615,7 +621,9 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
             with transaction.atomic():
                 stored_ids = _orm_insert_events(prepared)
         create_deliveries([p for p in prepared if p.id in stored_ids])
-        flag([p for p in prepared if p.id in stored_ids])
+    # After the block: on commit of the caller's transaction if there is one (an
+    # emit_event action), else now -- the rows are committed already.
+    evaluation_enqueue_on_commit(events=[p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]
@@ -645,6 +653,8 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
                 data=p.data,
                 occurred_at=p.occurred_at,
                 created_at=p.created_at,
+                automation_pending=p.automation_pending,
+                depth=p.depth,
             )
             for p in fresh
         ]

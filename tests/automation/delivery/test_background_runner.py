@@ -55,7 +55,7 @@ def test_batch_ingestion_delivers_through_the_embedded_runner(
 def test_the_ticker_runs_the_dispatcher_for_lost_messages(receiver, make_endpoint, runner):
     endpoint, _ = make_endpoint()
     with transaction.atomic():
-        delivery = svc._new_delivery(endpoint, {"lost": True}, None, None, svc.timezone.now())
+        delivery = svc.delivery_build(endpoint, {"lost": True}, None, None, svc.timezone.now())
         delivery.queued_until = None  # as if its task message had been lost
         delivery.save(force_insert=True)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from automation.models import Workflow, WorkflowRun
 from automation.workflow_runs import (
@@ -39,6 +41,17 @@ def test_ingest_flags_only_events_that_an_active_workflow_triggers_on(
     logged_in = ingest("login")
     assert Event.objects.get(pk=bought.pk).automation_pending is True
     assert Event.objects.get(pk=logged_in.pk).automation_pending is False
+
+
+def test_ingest_writes_the_flag_with_the_insert_and_updates_no_event_row(
+    purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
+) -> None:
+    make_workflow(trigger_event_types=["purchase"])
+    with CaptureQueriesContext(connection) as queries:
+        bought = ingest("purchase", records={"amount": 5})
+    assert Event.objects.get(pk=bought.pk).automation_pending is True
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "events_app_event"')]
+    assert updates == []
 
 
 def test_matching_event_leaves_one_run_with_its_explanation_and_clears_the_flag(
