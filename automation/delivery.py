@@ -16,6 +16,7 @@ ENDPOINT_DISABLE_AFTER without a success is disabled.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import random
@@ -276,11 +277,19 @@ def delivery_create(
     return delivery
 
 
-def event_payload(event: Event) -> dict[str, Any]:
-    """The body of an event delivery: the event object exactly as GET /events/{id} shows it."""
+@functools.cache
+def _event_serializer() -> Any:
+    # One instance for the process: building a serializer deep-copies its fields
+    # (~0.5 ms), which per event was a third of a 1000-event batch's ingest time.
+    # to_representation only reads the instance, so sharing it is safe.
     from events_app.api.serializers import EventSerializer
 
-    return dict(EventSerializer().to_representation(event))
+    return EventSerializer()
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """The body of an event delivery: the event object exactly as GET /events/{id} shows it."""
+    return dict(_event_serializer().to_representation(event))
 
 
 def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:
@@ -339,8 +348,23 @@ def _deliveries_create(
         deliveries.extend(
             delivery_build(e, payload, event.pk, None, now) for e in matches[event.pk]
         )
+    # A message per delivery cost ~0.7 ms each (2,000 per batch with two endpoints).
+    # An endpoint never sends more than its concurrency limit at once, so enqueue that
+    # many per endpoint; the rest stay due and unqueued: each worker's follow-on loop
+    # claims the endpoint's next due delivery after a success, and the dispatcher
+    # (every tick) enqueues free slots for whatever is left after a failure.
+    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
+    per_endpoint: dict[str, int] = {}
+    enqueue: list[str] = []
+    for delivery in deliveries:
+        seen = per_endpoint.get(delivery.endpoint_id, 0)
+        per_endpoint[delivery.endpoint_id] = seen + 1
+        if seen < limit:
+            enqueue.append(delivery.pk)
+        else:
+            delivery.queued_until = None
     Delivery.objects.bulk_create(deliveries)
-    deliveries_enqueue_on_commit([d.pk for d in deliveries])
+    deliveries_enqueue_on_commit(enqueue)
     return deliveries
 
 

@@ -216,3 +216,39 @@ def test_concurrent_dispatchers_enqueue_each_due_row_once(
     monkeypatch.setattr("django.conf.settings.HERALD_DELIVERY_DISPATCH_CHUNK", 7, raising=False)
     run_at_once(4, svc.dispatch_due_deliveries)
     assert sorted(enqueued) == sorted(d.pk for d in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingesting_a_batch_enqueues_at_most_each_endpoints_concurrency_and_sends_the_rest(
+    make_endpoint, settings, enqueued, receiver
+):
+    from events_app.schemas import EventCreateIn, EventIn
+    from events_app.services import events_prepare, events_store
+    from tests.factories import EventTypeFactory
+
+    settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 2
+    first, _ = make_endpoint()
+    second, _ = make_endpoint(path="/second")
+    event_type = EventTypeFactory()
+    items = [
+        EventCreateIn(event=EventIn(event_type=event_type.key, customer_external_id=f"c{i}"))
+        for i in range(5)
+    ]
+    prepared, invalid = events_prepare(items=items)
+    assert invalid == []
+
+    events_store(prepared=prepared)
+
+    # 10 deliveries, but only 2 messages per endpoint; the other 6 wait unqueued.
+    assert Delivery.objects.count() == 10
+    assert len(enqueued) == 4
+    assert {Delivery.objects.get(pk=pk).endpoint_id for pk in enqueued} == {first.pk, second.pk}
+    assert Delivery.objects.filter(queued_until__isnull=True).count() == 6
+    # A worker handed one message drains its endpoint's backlog after each success.
+    [message_for_first, *_] = [
+        pk for pk in enqueued if Delivery.objects.get(pk=pk).endpoint_id == first.pk
+    ]
+    svc.deliver_one(message_for_first)
+    sent_to_first = Delivery.objects.filter(endpoint=first, status="succeeded").count()
+    assert sent_to_first == 5
+    assert len(receiver.requests) == 5
