@@ -1,6 +1,6 @@
 """Workflow automation benchmark: evaluation throughput of one worker, and run lag.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h7_bench \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_bench_automation \
         .venv/bin/python bench/automation.py [--events 20000] [--rate 1000] [--seconds 10]
 
 Prints:

@@ -1,6 +1,6 @@
 """Delivery benchmark: real Celery workers, real Redis, local receivers on 127.0.0.1.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h5_bench \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_bench_delivery \
     BENCH_BROKER_URL=redis://127.0.0.1:6379/3 \
         .venv/bin/python bench/delivery.py [--deliveries 3000] [--processes 2] [--threads 32]
 

@@ -1,6 +1,6 @@
 """Ingestion benchmark: Herald under gunicorn against PostgreSQL, and the raw COPY floor.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_h4_bench \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_bench_ingest \
         .venv/bin/python bench/ingest.py [--port 8201] [--workers 4] [--runs 5]
 
 Prints, in one run:

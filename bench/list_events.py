@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/list_events.py [--events 1000000] [--port 8101] [--workers 2]
 
-1. Migrates its own database (herald_h3_bench, or --database-url) and loads
+1. Migrates its own database (herald_bench_list, or --database-url) and loads
    --events events with `manage.py generate_events` unless that many exist.
 2. Starts Herald under gunicorn on 127.0.0.1:--port and creates an API key.
 3. For each case (offset 0 / 100000, with / without event_type_id, sorted by
@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 API = "/rest-api/enterprise-interface/v1.0"
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/herald_h3_bench"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/herald_bench_list"
 GOAL_MS = 50.0
 
 
