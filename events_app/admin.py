@@ -39,7 +39,7 @@ from events_app.services import (
     event_type_delete,
     event_type_update,
 )
-from project.admin_forms import WithoutSaveButtons, adopt_row, changed_fields
+from project.admin_forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
 from project.admin_json import pretty_json
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
 
@@ -216,7 +216,7 @@ def event_search(queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
 
 
 @admin.register(Event)
-class EventAdmin(BigTableAdmin):
+class EventAdmin(RecordAdmin, BigTableAdmin):
     list_display = (
         "id",
         "event_type",
@@ -265,16 +265,6 @@ class EventAdmin(BigTableAdmin):
 
     def search_exact(self, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
         return event_search(queryset, term)
-
-    # Ingested events are facts reported by integrations: view, never edit.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="customer")
     def customer_external_id(self, obj: Event) -> str:

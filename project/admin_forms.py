@@ -44,3 +44,17 @@ class WithoutSaveButtons(admin.ModelAdmin):
             "show_save_and_add_another": False,
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """A record the system writes (an ingested event, a run): viewable, never added,
+    edited or deleted one by one in the admin; it goes with what owns it."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -20,6 +20,7 @@ from django.utils.safestring import SafeString
 from automation import schedule_selectors as selectors
 from automation import schedules as services
 from automation.models import Schedule, ScheduleRun
+from project.admin_forms import RecordAdmin
 from project.admin_json import pretty_json
 from project.admin_lists import (
     BigTableAdmin,
@@ -195,7 +196,7 @@ class ScheduleFilter(ParameterFilter):
 
 
 @admin.register(ScheduleRun)
-class ScheduleRunAdmin(BigTableAdmin):
+class ScheduleRunAdmin(RecordAdmin, BigTableAdmin):
     """Every tick of every schedule: a schedule firing each minute adds 40,000 a month."""
 
     list_display = (
@@ -222,16 +223,6 @@ class ScheduleRunAdmin(BigTableAdmin):
 
     def search_exact(self, queryset: QuerySet[ScheduleRun], term: str) -> QuerySet[ScheduleRun]:
         return queryset.filter(schedule_id=term)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    # A run is the record that a tick fired; it goes with its schedule.
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Schedule")
     def schedule_link(self, run: ScheduleRun) -> str:

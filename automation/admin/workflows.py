@@ -30,6 +30,7 @@ from automation.workflows import (
     workflow_validate,
 )
 from events_app.models import EventType
+from project.admin_forms import RecordAdmin
 from project.admin_json import PrettyJSONFormField, pretty_json
 from project.admin_lists import (
     BigTableAdmin,
@@ -288,7 +289,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(BigTableAdmin):
+class WorkflowRunAdmin(RecordAdmin, BigTableAdmin):
     """Run history: per workflow (filter) and per event (search by event id).
 
     Runs are one per matched (workflow, event): millions. Unfiltered and by
@@ -329,16 +330,6 @@ class WorkflowRunAdmin(BigTableAdmin):
         "workflow_version",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    # A run is the record that a workflow fired for an event; it goes with its workflow.
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         if request.GET.get("workflow__id__exact"):
