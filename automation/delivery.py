@@ -148,13 +148,30 @@ def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
 
 
 def endpoint_delete(*, endpoint: Endpoint) -> None:
-    """Delete an endpoint and its deliveries; their events' is_delivered is recomputed."""
+    """Delete an endpoint and its delivery log; their events' is_delivered is recomputed.
+
+    The log is deleted with set-based SQL: an endpoint can have millions of deliveries,
+    and the ORM's cascade (attempts, schedule runs pointing at deliveries) would load
+    every one into memory first. Only events with an outstanding delivery here can
+    change their is_delivered, so only those are recomputed.
+    """
+    from automation.models import ScheduleRun
+
     with transaction.atomic():
         event_ids = list(
-            Delivery.objects.filter(endpoint=endpoint, event__isnull=False)
+            Delivery.objects.filter(endpoint=endpoint, event__isnull=False, status__in=OUTSTANDING)
             .values_list("event_id", flat=True)
             .distinct()
         )
+        # Attempts have no dependents, so the ORM deletes them in one statement; the
+        # deliveries themselves need a plain DELETE (their reverse relations would make
+        # the ORM collect every row).
+        DeliveryAttempt.objects.filter(delivery__endpoint=endpoint).delete()
+        ScheduleRun.objects.filter(delivery__endpoint=endpoint).update(delivery=None)
+        table = connection.ops.quote_name(Delivery._meta.db_table)
+        with connection.cursor() as cursor:
+            # Only the endpoint id is data, and it is a parameter.
+            cursor.execute(f"DELETE FROM {table} WHERE endpoint_id = %s", [endpoint.pk])  # noqa: S608
         endpoint.delete()
         _events_refresh_delivered(event_ids)
 

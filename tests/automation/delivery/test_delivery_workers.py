@@ -252,3 +252,46 @@ def test_ingesting_a_batch_enqueues_at_most_each_endpoints_concurrency_and_sends
     sent_to_first = Delivery.objects.filter(endpoint=first, status="succeeded").count()
     assert sent_to_first == 5
     assert len(receiver.requests) == 5
+
+
+def _endpoint_with_log(make_endpoint, path: str, n: int):
+    from tests.factories import EventFactory
+
+    endpoint, _ = make_endpoint(path=path)
+    events = [EventFactory(is_delivered=False) for _ in range(n)]
+    with transaction.atomic():
+        for event in events:
+            delivery = svc.delivery_create(endpoint=endpoint, payload={}, event=event)
+            DeliveryAttempt.objects.create(
+                delivery=delivery, number=1, started_at=T0, duration_ms=1, outcome="retry"
+            )
+    return endpoint, events
+
+
+@pytest.mark.django_db
+def test_deleting_an_endpoint_never_loads_its_delivery_log(make_endpoint):
+    from django.test.utils import CaptureQueriesContext
+
+    small, _ = _endpoint_with_log(make_endpoint, "/small", 2)
+    big, big_events = _endpoint_with_log(make_endpoint, "/big", 25)
+
+    with CaptureQueriesContext(connection) as small_queries:
+        svc.endpoint_delete(endpoint=small)
+    with CaptureQueriesContext(connection) as big_queries:
+        svc.endpoint_delete(endpoint=big)
+
+    assert len(big_queries) == len(small_queries)
+    # One DELETE empties the log before anything reads delivery ids (the ORM's cascade
+    # would first load every row's id into memory: millions for a busy endpoint).
+    statements = [q["sql"] for q in big_queries]
+    [bulk_delete] = [
+        i for i, sql in enumerate(statements) if sql.startswith('DELETE FROM "automation_delivery"')
+    ]
+    id_reads = [
+        i for i, sql in enumerate(statements) if sql.startswith('SELECT "automation_delivery"."id"')
+    ]
+    assert all(i > bulk_delete for i in id_reads)
+    assert Delivery.objects.count() == 0
+    assert DeliveryAttempt.objects.count() == 0
+    # Their only outstanding deliveries are gone: the events count as delivered again.
+    assert all(e.__class__.objects.get(pk=e.pk).is_delivered for e in big_events)
