@@ -19,19 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from automation.delivery import deliveries_for_new_events
+from automation.ingest_facts import ingest_facts_read
 from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
+from project.db import fetch_all
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 from project.ids import new_public_id, new_public_ids
 
@@ -354,25 +355,6 @@ class _References:
     customers_by_external_id: dict[str, str]
 
 
-def _fetch_all(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run a read on the request's connection and return its rows.
-
-    On PostgreSQL through a server-binding psycopg cursor, as the INSERT in
-    ingest_pg does: psycopg then prepares the statement after a few uses on a
-    connection, and PostgreSQL stops planning this UNION on every request (it cost
-    about 250 µs of backend CPU per single POST /events, planning included). The
-    text is the same for every request of one shape (the values travel as JSON).
-    """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _read_references(items: list[EventIn]) -> _References:
     type_ids = {i.event_type_id for i in items if i.event_type_id}
     type_keys = {i.event_type for i in items if i.event_type}
@@ -396,7 +378,10 @@ def _read_references(items: list[EventIn]) -> _References:
     refs = _References({}, {}, set(), {})
     if not parts:
         return refs
-    rows = _fetch_all(" UNION ALL ".join(parts), params)
+    # Prepared on PostgreSQL: planning this UNION cost about 250 µs of backend CPU
+    # per single POST /events. The text is the same for every request of one shape
+    # (the values travel as JSON).
+    rows = fetch_all(" UNION ALL ".join(parts), params)
     for kind, row_id, key, property_id, value_type, required in rows:
         if kind == "customer":
             refs.customer_ids.add(row_id)
@@ -606,12 +591,15 @@ def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
     if not prepared:
         return StoreResult([], [])
     holders: dict[str, str | None] = {}
+    # One statement reads what automation needs to know (not cached: a webhook or
+    # workflow changed in another process applies to this very insert).
+    facts = ingest_facts_read()
     # Workflows (issue 6): the events to evaluate carry automation_pending into the
     # insert itself, so no write follows it; their evaluation is enqueued after commit.
-    events_mark_automation(events=prepared)
+    events_mark_automation(events=prepared, stamp=facts.workflow_stamp)
     # Webhook deliveries in the same transaction as their events (issue 4): with active
     # subscriptions this opens one around both; without, the insert stays one statement.
-    with deliveries_for_new_events() as create_deliveries:
+    with deliveries_for_new_events(facts.subscriptions) as create_deliveries:
         if connection.vendor == "postgresql":
             # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
             # (a third of a single POST's database time). A write added here must join
