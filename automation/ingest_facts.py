@@ -1,13 +1,15 @@
-"""What ingestion needs to know from automation, read in one round trip per store.
+"""What ingestion needs to know from automation, read fresh for every store.
 
 Every stored batch -- and every single POST /events -- asks two questions: which
 webhook subscriptions are active (issue 4: their deliveries are created in the
 ingest transaction) and whether this process's active-workflow cache is current
-(issue 6: the stamp of automation.workflow_selectors). As two ORM queries they
-cost about 1.9 ms of wall time per single POST (query compilation in Python and
-two or three round trips), more than the insert itself; as one raw statement,
-prepared by PostgreSQL after a few uses (project.db.fetch_all), well under a
-tenth of that.
+(issue 6: the stamp of automation.workflow_selectors). As ORM queries they cost
+about 1.9 ms of wall time per single POST (query compilation in Python and two or
+three round trips), more than the insert itself. Here they are plain SQL rows that
+ingestion appends to the read it makes anyway (events_app.services
+`_read_references`: no round trip of their own), or read alone in one statement
+(`ingest_facts_read`); on PostgreSQL both are prepared after a few uses
+(project.db.fetch_all).
 
 Nothing here is cached: a webhook or workflow created, changed or deactivated in
 another process takes effect for the very next ingest.
@@ -16,16 +18,20 @@ another process takes effect for the very next ingest.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-from django.utils.dateparse import parse_datetime
 
 from automation.models import Endpoint, Workflow
 from project.db import fetch_all
 
-WorkflowStamp = tuple[int, datetime | None]
+# (number of workflows, latest updated_at) as text: the same SQL gives the same text
+# on every path, so a stamp read by ingestion equals one read by a worker.
+WorkflowStamp = tuple[str, str | None]
+
+STAMP = "workflows"
+SUBSCRIPTION = "subscription"
+FACT_KINDS = frozenset({STAMP, SUBSCRIPTION})  # the first column of the rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,54 +40,58 @@ class IngestFacts:
     subscriptions: dict[str, set[str]]
     workflow_stamp: WorkflowStamp
 
+    @classmethod
+    def of_rows(cls, rows: Iterable[tuple[Any, ...]]) -> IngestFacts:
+        """From the rows of `facts_sql` (only their first three columns are read)."""
+        subscriptions: dict[str, set[str]] = {}
+        stamp: WorkflowStamp = ("0", None)
+        for kind, first, second, *_ in rows:
+            if kind == STAMP:
+                stamp = (first, second)
+                continue
+            types = subscriptions.setdefault(first, set())
+            if second is not None:
+                types.add(second)
+        return cls(subscriptions, stamp)
+
 
 @functools.cache
-def _statements() -> tuple[str, str]:
-    """(facts SQL, stamp-only SQL), built from the models' metadata."""
+def _parts() -> tuple[tuple[str, str], tuple[str, str]]:
+    """The stamp and the subscriptions as (select list of 3 columns, the rest), built
+    from the models."""
     through = Endpoint.event_types.through._meta
     endpoint_column = through.get_field("endpoint").column
     type_column = through.get_field("eventtype").column
-    # The stamp: one indexed aggregate over a small table; every create, update,
-    # delete or (de)activation of a workflow changes the count or the latest
-    # updated_at, in any process.
-    stamp = f"SELECT NULL, NULL, count(*), max(updated_at) FROM {Workflow._meta.db_table}"  # noqa: S608
-    # Served by the partial index endpoint_active_kind_idx. The NULL columns of this
-    # branch take their types from the stamp's.
+    # One indexed aggregate over a small table: every create, update, delete or
+    # (de)activation of a workflow changes the count or the latest updated_at.
+    stamp = (
+        f"SELECT '{STAMP}', CAST(count(*) AS TEXT), CAST(max(updated_at) AS TEXT)",
+        f"FROM {Workflow._meta.db_table}",
+    )
+    # Served by the partial index endpoint_active_kind_idx.
     subscriptions = (
-        f"SELECT e.id, t.{type_column}, NULL, NULL "  # noqa: S608
+        f"SELECT '{SUBSCRIPTION}', e.id, t.{type_column}",
         f"FROM {Endpoint._meta.db_table} e "
         f"LEFT JOIN {through.db_table} t ON t.{endpoint_column} = e.id "
-        "WHERE e.kind = %s AND e.active"
+        f"WHERE e.kind = '{Endpoint.Kind.SUBSCRIPTION.value}' AND e.active",
     )
-    return f"{stamp} UNION ALL {subscriptions}", stamp
+    return stamp, subscriptions
 
 
-def _stamp_of(count: int, latest: Any) -> WorkflowStamp:
-    if isinstance(latest, str):
-        # A raw SQLite cursor (the embedded default) returns text; its datetimes are UTC.
-        parsed = parse_datetime(latest)
-        latest = parsed.replace(tzinfo=UTC) if parsed and parsed.tzinfo is None else parsed
-    return int(count), latest
+@functools.cache
+def facts_sql(width: int = 3) -> str:
+    """Both reads as one UNION ALL of `width` columns (the rest NULL), to append to
+    another read with that many columns."""
+    padding = ", NULL" * (width - 3)
+    return " UNION ALL ".join(f"{select}{padding} {rest}" for select, rest in _parts())
 
 
 def ingest_facts_read() -> IngestFacts:
     """The active webhook subscriptions and the workflow stamp, in one statement."""
-    sql, _ = _statements()
-    rows = fetch_all(sql, [Endpoint.Kind.SUBSCRIPTION.value])
-    subscriptions: dict[str, set[str]] = {}
-    stamp: WorkflowStamp = (0, None)
-    for endpoint_id, type_id, count, latest in rows:
-        if endpoint_id is None:
-            stamp = _stamp_of(count, latest)
-            continue
-        types = subscriptions.setdefault(endpoint_id, set())
-        if type_id is not None:
-            types.add(type_id)
-    return IngestFacts(subscriptions, stamp)
+    return IngestFacts.of_rows(fetch_all(facts_sql(), []))
 
 
 def workflow_stamp_read() -> WorkflowStamp:
     """The workflow stamp alone (for callers that are not ingesting)."""
-    _, sql = _statements()
-    ((_, _, count, latest),) = fetch_all(sql, [])
-    return _stamp_of(count, latest)
+    ((_, count, latest),) = fetch_all(" ".join(_parts()[0]), [])
+    return count, latest
