@@ -35,6 +35,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from automation import outbound
+from automation.ingest_facts import ingest_facts_read
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from events_app.models import Event, EventType
 from project.errors import ConflictError, NotFoundError, ValidationFailed
@@ -309,22 +310,6 @@ def event_payload(event: Event) -> dict[str, Any]:
     return dict(_event_serializer().to_representation(event))
 
 
-def _matching_subscriptions() -> tuple[list[Endpoint], dict[str, set[str]]]:
-    """Active subscription endpoints and, per endpoint, its event type ids (empty = all)."""
-    endpoints: dict[str, Endpoint] = {}
-    types: dict[str, set[str]] = {}
-    rows = Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION, active=True).values_list(
-        "pk", "event_types"
-    )
-    for endpoint_id, type_id in rows:
-        types.setdefault(endpoint_id, set())
-        if type_id is not None:
-            types[endpoint_id].add(type_id)
-    if types:
-        endpoints = {e.pk: e for e in Endpoint.objects.filter(pk__in=types)}
-    return list(endpoints.values()), types
-
-
 class NewEvent(Protocol):
     """What ingestion hands over: a stored Event or its prepared values (same ids)."""
 
@@ -340,23 +325,36 @@ def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery
     transaction. Costs one query when there are no subscriptions."""
     if not events:
         return []
-    return _deliveries_create(events, _matching_subscriptions())
+    return _deliveries_create(events, ingest_facts_read().subscriptions)
 
 
 def _deliveries_create(
-    events: Sequence[NewEvent], subscriptions: tuple[list[Endpoint], dict[str, set[str]]]
+    events: Sequence[NewEvent], subscriptions: dict[str, set[str]]
 ) -> list[Delivery]:
-    """The events' deliveries; their payloads are the events as the API shows them."""
-    endpoints, types = subscriptions
-    if not endpoints or not events:
+    """The events' deliveries; their payloads are the events as the API shows them.
+
+    `subscriptions`: active subscription endpoint id -> its event type ids (empty =
+    every type), as automation.ingest_facts reads them. The Endpoint rows are
+    fetched only when an event matches one.
+    """
+    if not subscriptions or not events:
         return []
-    matches: dict[str, list[Endpoint]] = {}
+    matched_ids: dict[str, set[str]] = {}
     for event in events:
-        matching = [e for e in endpoints if not types[e.pk] or event.event_type_id in types[e.pk]]
+        matching = {
+            endpoint_id
+            for endpoint_id, types in subscriptions.items()
+            if not types or event.event_type_id in types
+        }
         if matching:
-            matches[event.id] = matching
-    if not matches:
+            matched_ids[event.id] = matching
+    if not matched_ids:
         return []
+    # In Endpoint.Meta.ordering, so each event's deliveries are built in that order.
+    endpoints = list(Endpoint.objects.filter(pk__in=set().union(*matched_ids.values())))
+    matches = {
+        event_id: [e for e in endpoints if e.pk in ids] for event_id, ids in matched_ids.items()
+    }
     Event.objects.filter(pk__in=list(matches)).update(is_delivered=False)
     now = timezone.now()
     deliveries: list[Delivery] = []
@@ -386,15 +384,17 @@ def _deliveries_create(
 
 
 @contextmanager
-def deliveries_for_new_events() -> Iterator[Callable[[Sequence[NewEvent]], list[Delivery]]]:
+def deliveries_for_new_events(
+    subscriptions: dict[str, set[str]],
+) -> Iterator[Callable[[Sequence[NewEvent]], list[Delivery]]]:
     """Wrap the insert of new events: yields the function that creates their deliveries.
 
-    Looks up active subscriptions once. With some, the block runs in one transaction
-    so events and deliveries commit together; with none, no transaction is opened
-    (ingestion's insert stays a single statement) and the function does nothing.
+    `subscriptions` are the active ones read for this insert (automation.ingest_facts).
+    With some, the block runs in one transaction so events and deliveries commit
+    together; with none, no transaction is opened (ingestion's insert stays a single
+    statement) and the function does nothing.
     """
-    subscriptions = _matching_subscriptions()
-    if not subscriptions[0]:
+    if not subscriptions:
         yield lambda events: []
         return
     with transaction.atomic():

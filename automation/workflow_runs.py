@@ -42,6 +42,7 @@ from django.utils import timezone
 from automation.actions import REGISTRY as ACTIONS
 from automation.actions import ActionContext, ActionFailed
 from automation.engine import evaluate, matches
+from automation.ingest_facts import WorkflowStamp
 from automation.models import Workflow, WorkflowRun
 from automation.workflow_selectors import (
     EventRow,
@@ -65,15 +66,16 @@ def _grace() -> timedelta:
 # ---------------------------------------------------------------- 1. ingestion hook
 
 
-def events_mark_automation(*, events: Sequence[Any]) -> None:
+def events_mark_automation(*, events: Sequence[Any], stamp: WorkflowStamp | None = None) -> None:
     """Set `automation_pending` on events about to be inserted whose type triggers an
     active workflow (anything with `event_type_id` and a writable `automation_pending`).
 
     Called before the insert, so the ingest statement writes the flag with the row
     (events_app.ingest_pg): the flag commits with the event, and no UPDATE after the
-    insert rewrites the rows. Costs one small query (the cache stamp).
+    insert rewrites the rows. Costs one small query (the cache stamp) unless the
+    caller passes the `stamp` it read (automation.ingest_facts).
     """
-    trigger_types = active_workflows().trigger_type_ids
+    trigger_types = active_workflows(stamp=stamp).trigger_type_ids
     for event in events:
         event.automation_pending = event.event_type_id in trigger_types
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from automation.engine import CompiledWorkflow, CountKey, EventContext
+from automation.ingest_facts import WorkflowStamp, workflow_stamp_read
 from automation.models import Workflow, WorkflowRun
 from customers.models import Customer
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
@@ -82,7 +83,7 @@ class LoadedWorkflow:
 
 @dataclass
 class ActiveWorkflows:
-    stamp: tuple[int, datetime | None]
+    stamp: WorkflowStamp
     by_type: dict[str, list[LoadedWorkflow]] = field(default_factory=dict)
 
     @property
@@ -94,14 +95,7 @@ _cache_lock = threading.Lock()
 _cache: ActiveWorkflows | None = None
 
 
-def _stamp() -> tuple[int, datetime | None]:
-    # One indexed aggregate over a small table: every create, update, delete,
-    # activation changes the count or the latest updated_at, in any process.
-    row = Workflow.objects.aggregate(n=Count("id"), latest=Max("updated_at"))
-    return row["n"], row["latest"]
-
-
-def _load(stamp: tuple[int, datetime | None]) -> ActiveWorkflows:
+def _load(stamp: WorkflowStamp) -> ActiveWorkflows:
     type_ids = dict(EventType.objects.values_list("key", "id"))
     loaded = ActiveWorkflows(stamp=stamp)
     for workflow in Workflow.objects.filter(active=True).prefetch_related("trigger_event_types"):
@@ -111,10 +105,16 @@ def _load(stamp: tuple[int, datetime | None]) -> ActiveWorkflows:
     return loaded
 
 
-def active_workflows() -> ActiveWorkflows:
-    """The active workflows by trigger type, reloaded only when the table changed."""
+def active_workflows(*, stamp: WorkflowStamp | None = None) -> ActiveWorkflows:
+    """The active workflows by trigger type, reloaded only when the table changed.
+
+    `stamp` is the table's current stamp when the caller read it already (ingestion
+    reads it with the webhook subscriptions: automation.ingest_facts); else it is
+    read here.
+    """
     global _cache
-    stamp = _stamp()
+    if stamp is None:
+        stamp = workflow_stamp_read()
     with _cache_lock:
         if _cache is None or _cache.stamp != stamp:
             _cache = _load(stamp)

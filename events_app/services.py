@@ -19,19 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from automation.delivery import deliveries_for_new_events
+from automation.ingest_facts import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
 from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
+from project.db import fetch_all
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 from project.ids import new_public_id, new_public_ids
 
@@ -352,28 +353,12 @@ class _References:
     types_by_key: dict[str, _TypeInfo]
     customer_ids: set[str]
     customers_by_external_id: dict[str, str]
+    facts: IngestFacts | None = None
 
 
-def _fetch_all(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run a read on the request's connection and return its rows.
-
-    On PostgreSQL through a server-binding psycopg cursor, as the INSERT in
-    ingest_pg does: psycopg then prepares the statement after a few uses on a
-    connection, and PostgreSQL stops planning this UNION on every request (it cost
-    about 250 µs of backend CPU per single POST /events, planning included). The
-    text is the same for every request of one shape (the values travel as JSON).
-    """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _read_references(items: list[EventIn]) -> _References:
+def _read_references(items: list[EventIn], *, with_facts: bool = False) -> _References:
+    """The types and customers `items` name; `with_facts`: also what events_store
+    needs to know from automation, in the same statement (no round trip of its own)."""
     type_ids = {i.event_type_id for i in items if i.event_type_id}
     type_keys = {i.event_type for i in items if i.event_type}
     customer_ids = {i.customer_id for i in items if i.customer_id}
@@ -393,11 +378,20 @@ def _read_references(items: list[EventIn]) -> _References:
             clauses.append(clause)
             params += clause_params
         parts.append(_READS[kind].format(*clauses))
+    if with_facts:
+        parts.append(facts_sql(width=6))
     refs = _References({}, {}, set(), {})
     if not parts:
         return refs
-    rows = _fetch_all(" UNION ALL ".join(parts), params)
+    # Prepared on PostgreSQL: planning this UNION cost about 250 µs of backend CPU
+    # per single POST /events. The text is the same for every request of one shape
+    # (the values travel as JSON).
+    rows = fetch_all(" UNION ALL ".join(parts), params)
+    if with_facts:
+        refs.facts = IngestFacts.of_rows(r for r in rows if r[0] in FACT_KINDS)
     for kind, row_id, key, property_id, value_type, required in rows:
+        if kind in FACT_KINDS:
+            continue
         if kind == "customer":
             refs.customer_ids.add(row_id)
         elif kind == "external":
@@ -485,8 +479,17 @@ def events_prepare(
     have to create customers first). A ref repeated inside `items` makes every
     repeat after the first invalid; refs already stored are found by `events_store`.
     """
+    prepared, invalid, _ = _prepare(items, received_at, with_facts=False)
+    return prepared, invalid
+
+
+def _prepare(
+    items: list[EventCreateIn], received_at: datetime | None, *, with_facts: bool
+) -> tuple[list[PreparedEvent], list[InvalidEvent], IngestFacts | None]:
+    """`events_prepare`, and with `with_facts` the automation facts for `events_store`
+    read by the same statement (the API's path: one round trip fewer per request)."""
     received_at = received_at or timezone.now()
-    refs = _read_references([item.event for item in items])
+    refs = _read_references([item.event for item in items], with_facts=with_facts)
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
@@ -554,7 +557,7 @@ def events_prepare(
     prepared, repeats = _split_repeated_refs(prepared)
     invalid.extend(repeats)
     invalid.sort(key=lambda i: i.index)
-    return prepared, invalid
+    return prepared, invalid, refs.facts
 
 
 def _ref_exists(index: int, event_id: str | None) -> InvalidEvent:
@@ -595,23 +598,29 @@ def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], 
     }
 
 
-def events_store(*, prepared: list[PreparedEvent]) -> StoreResult:
+def events_store(*, prepared: list[PreparedEvent], facts: IngestFacts | None = None) -> StoreResult:
     """Insert prepared events and their property records in one transaction.
 
     Refs are unique per event type forever. An event whose ref is already stored
     (also by a concurrent request that committed first) is not stored and comes
     back in `duplicates` with the stored event's id; nothing raises, so a batch is
     never half written. A database failure raises and stores none of the batch.
+    `facts`: the automation facts when the caller read them with its references
+    (read here otherwise).
     """
     if not prepared:
         return StoreResult([], [])
     holders: dict[str, str | None] = {}
+    # One statement reads what automation needs to know (not cached: a webhook or
+    # workflow changed in another process applies to this very insert).
+    if facts is None:
+        facts = ingest_facts_read()
     # Workflows (issue 6): the events to evaluate carry automation_pending into the
     # insert itself, so no write follows it; their evaluation is enqueued after commit.
-    events_mark_automation(events=prepared)
+    events_mark_automation(events=prepared, stamp=facts.workflow_stamp)
     # Webhook deliveries in the same transaction as their events (issue 4): with active
     # subscriptions this opens one around both; without, the insert stays one statement.
-    with deliveries_for_new_events() as create_deliveries:
+    with deliveries_for_new_events(facts.subscriptions) as create_deliveries:
         if connection.vendor == "postgresql":
             # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
             # (a third of a single POST's database time). A write added here must join
@@ -681,8 +690,8 @@ def events_ingest_batch(*, items: list[EventCreateIn]) -> BatchResult:
     Indexes in the result are positions in `items`. Invalid events (bad input,
     unknown type or customer, ref already stored or repeated) are not stored.
     """
-    prepared, invalid = events_prepare(items=items)
-    result = events_store(prepared=prepared)
+    prepared, invalid, facts = _prepare(items, None, with_facts=True)
+    result = events_store(prepared=prepared, facts=facts)
     if result.duplicates:
         invalid = sorted([*invalid, *result.duplicates], key=lambda i: i.index)
     return BatchResult(result.stored, invalid)
@@ -690,9 +699,9 @@ def events_ingest_batch(*, items: list[EventCreateIn]) -> BatchResult:
 
 def event_ingest(*, item: EventCreateIn) -> str:
     """Store one event and return its id. Invalid input is a 400; a ref that exists is a 409."""
-    prepared, invalid = events_prepare(items=[item])
+    prepared, invalid, facts = _prepare([item], None, with_facts=True)
     if not invalid:
-        result = events_store(prepared=prepared)
+        result = events_store(prepared=prepared, facts=facts)
         if result.stored:
             return result.stored[0].id
         invalid = result.duplicates
