@@ -15,9 +15,9 @@ from customers.api.filters import CustomerFilter
 from customers.api.serializers import CustomerCreateIn, CustomerSerializer, CustomerUpdateIn
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer
-from events_app.api.views import LIST_PARAMETERS, events_page
+from events_app.api.views import events_page
 from project.api.listing import filtered_list
-from project.api.schema import envelope, errors, filter_parameters
+from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import validated_body
 

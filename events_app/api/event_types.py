@@ -19,10 +19,9 @@ from rest_framework.views import APIView
 
 from events_app import selectors, services
 from events_app.api.serializers import EventTypeSerializer
-from events_app.api.views import LIST_PARAMETERS
 from events_app.models import EventType, PropertyDefinition
 from project.api.listing import filtered_list
-from project.api.schema import envelope, errors, filter_parameters
+from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer, validated_body
 

@@ -26,15 +26,9 @@ from project.api.body import (
     validation_details,
 )
 from project.api.listing import apply_filterset, list_envelope, parse_list_params
-from project.api.schema import envelope, errors, msgspec_body
+from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 
-LIST_PARAMETERS = [
-    OpenApiParameter("count", int, description="Records to return, 1-1000 (default 100)."),
-    OpenApiParameter("offset", int, description="Records to skip (default 0)."),
-    OpenApiParameter("sort_field", str, description="Field to sort by."),
-    OpenApiParameter("sort_direction", str, enum=["ASC", "DESC"], description="Default DESC."),
-]
 EVENT_FILTER_NAMES = tuple(EventFilter.base_filters)
 _encode = msgspec.json.Encoder().encode
 

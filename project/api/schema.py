@@ -143,3 +143,20 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer", "description": "The API client's secret."}
+
+
+def paging_parameters(
+    count_param: str = "count", sort_help: str = "Field to sort by."
+) -> list[OpenApiParameter]:
+    """The list parameters of project.api.listing (seed 004 names `count`; seed 003 `limit`)."""
+    return [
+        OpenApiParameter(count_param, int, description="Records to return, 1-1000 (default 100)."),
+        OpenApiParameter("offset", int, description="Records to skip (default 0)."),
+        OpenApiParameter("sort_field", str, description=sort_help),
+        OpenApiParameter(
+            "sort_direction", str, enum=["ASC", "DESC"], description="Default DESC (any case)."
+        ),
+    ]
+
+
+LIST_PARAMETERS = paging_parameters()

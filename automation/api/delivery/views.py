@@ -21,11 +21,10 @@ from automation.api.delivery.serializers import (
     WebhookWithSecretSerializer,
 )
 from automation.models import Delivery
-from events_app.api.views import LIST_PARAMETERS
 from project.api.body import parse_body
 from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
-from project.api.schema import envelope, errors, msgspec_body
+from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 
 WEBHOOK_SORT_FIELDS = {"created_at": "created_at", "url": "url", "webhook_id": "pk"}

@@ -26,15 +26,10 @@ from automation.api.schedules.serializers import (
 from project.api.body import parse_body
 from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
-from project.api.schema import envelope, errors, msgspec_body
+from project.api.schema import envelope, errors, msgspec_body, paging_parameters
 from project.api.schema import list_envelope as list_schema
 
-PAGING = [
-    OpenApiParameter("limit", int, description="Records to return, 1-1000 (default 100)."),
-    OpenApiParameter("offset", int, description="Records to skip (default 0)."),
-    OpenApiParameter("sort_field", str, description="created_date (default), next_run_at, …"),
-    OpenApiParameter("sort_direction", str, enum=["ASC", "DESC"], description="Default DESC."),
-]
+PAGING = paging_parameters("limit", "created_date (default), next_run_at, …")
 DETAIL = envelope("ScheduleDetail", ScheduleSerializer())
 
 

@@ -19,11 +19,10 @@ from automation.api.workflows.serializers import (
     WorkflowTestIn,
 )
 from automation.models import WorkflowRun
-from events_app.api.views import LIST_PARAMETERS
 from project.api.body import parse_body
 from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
-from project.api.schema import envelope, errors, msgspec_body
+from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 
 RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
