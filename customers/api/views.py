@@ -49,7 +49,7 @@ class CustomerCollectionView(APIView):
                 filterset_class=CustomerFilter,
                 sort_fields=selectors.CUSTOMER_SORT_FIELDS,
                 default_sort="created_at",
-                to_dict=lambda customer: CustomerSerializer(customer).data,
+                to_dict=CustomerSerializer().to_representation,
             )
         )
 

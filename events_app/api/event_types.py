@@ -115,7 +115,7 @@ class EventTypeCollectionView(APIView):
                 sort_fields=selectors.EVENT_TYPE_SORT_FIELDS,
                 default_sort="key",
                 default_descending=False,
-                to_dict=lambda event_type: EventTypeSerializer(event_type).data,
+                to_dict=EventTypeSerializer().to_representation,
             )
         )
 

@@ -219,6 +219,6 @@ class EventPropertyRecordsView(APIView):
                 queryset=selectors.event_property_records(event=event),
                 params=params,
                 sort_fields=selectors.PROPERTY_RECORD_SORT_FIELDS,
-                to_dict=lambda record: PropertyRecordSerializer(record).data,
+                to_dict=PropertyRecordSerializer().to_representation,
             )
         )

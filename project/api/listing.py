@@ -140,6 +140,8 @@ def list_envelope(
 ) -> dict[str, Any]:
     """`{"data": {key: [...], "total_items": N}}` for one page of a queryset.
 
+    `to_dict`: pass one serializer's bound `to_representation`, not a lambda that
+    builds a serializer per row (building one deep-copies its fields, ~0.5 ms).
     `total`: an exact count computed by the caller (e.g. from counters a
     selector keeps), instead of `queryset.count()`. `deferred_join`: fetch the
     page through its ids (see page_by_deferred_join), for big tables whose

@@ -177,7 +177,7 @@ class DeliveryCollectionView(APIView):
                 queryset=queryset,
                 params=params,
                 sort_fields=DELIVERY_SORT_FIELDS,
-                to_dict=lambda d: dict(DeliverySerializer(d).data),
+                to_dict=DeliverySerializer().to_representation,
             )
         )
 

@@ -71,7 +71,7 @@ class ScheduleCollectionView(APIView):
                 queryset=queryset,
                 params=params,
                 sort_fields=selectors.SCHEDULE_SORT_FIELDS,
-                to_dict=lambda schedule: ScheduleSerializer(schedule).data,
+                to_dict=ScheduleSerializer().to_representation,
             )
         )
 
@@ -195,6 +195,6 @@ class ScheduleRunsView(APIView):
                 queryset=selectors.schedule_runs(schedule=schedule),
                 params=params,
                 sort_fields=selectors.RUN_SORT_FIELDS,
-                to_dict=lambda run: ScheduleRunSerializer(run).data,
+                to_dict=ScheduleRunSerializer().to_representation,
             )
         )

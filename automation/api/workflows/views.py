@@ -78,7 +78,7 @@ class WorkflowCollectionView(APIView):
                 queryset=queryset,
                 params=params,
                 sort_fields=selectors.WORKFLOW_SORT_FIELDS,
-                to_dict=lambda workflow: WorkflowSerializer(workflow).data,
+                to_dict=WorkflowSerializer().to_representation,
             )
         )
 
@@ -197,7 +197,7 @@ class WorkflowRunsView(APIView):
                 queryset=queryset,
                 params=params,
                 sort_fields=selectors.RUN_SORT_FIELDS,
-                to_dict=lambda run: WorkflowRunSerializer(run).data,
+                to_dict=WorkflowRunSerializer().to_representation,
             )
         )
 
