@@ -40,6 +40,10 @@ os.environ["CELERY_BROKER_URL"] = BROKER
 os.environ["HERALD_OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 os.environ.setdefault("HERALD_TEST_PORTS", "8380-8399")
 
+from common import scratch_database  # noqa: E402
+
+scratch_database("herald_bench_delivery")
+
 import django  # noqa: E402
 
 django.setup()

@@ -41,6 +41,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import scratch_database
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -208,14 +210,16 @@ def purge_queue() -> None:
             conn.default_channel.client.delete(queue + suffix)
 
 
-def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    args: argparse.Namespace, port: int, app: str = "project.wsgi"
+) -> subprocess.Popen[bytes]:
     with socket.socket() as probe:
         # As gunicorn does: connections in TIME_WAIT do not block the port.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", args.port))
+            probe.bind(("127.0.0.1", port))
         except OSError:
-            raise SystemExit(f"port {args.port} is in use; pick another with --port") from None
+            raise SystemExit(f"port {port} is in use; pick another with --port") from None
     server = subprocess.Popen(
         [
             sys.executable,
@@ -228,10 +232,10 @@ def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
             "--threads",
             str(args.threads),
             "-b",
-            f"127.0.0.1:{args.port}",
+            f"127.0.0.1:{port}",
             "--log-level",
             "warning",
-            "project.wsgi",
+            app,
         ],
         cwd=ROOT,
         env=os.environ,
@@ -239,7 +243,7 @@ def start_gunicorn(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", args.port), timeout=1):
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
                 if server.poll() is None:
                     return server
         except OSError:
@@ -538,8 +542,7 @@ def cpu_note(cpu: tuple[float, float], units: float, per: str, scale: float) -> 
 
 def main() -> None:
     args = parse_args()
-    if "DATABASE_URL" not in os.environ or "postgres" not in os.environ["DATABASE_URL"]:
-        raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database (it is truncated).")
+    scratch_database("herald_bench_ingest")
     print(
         f"Herald ingest benchmark: gunicorn {args.workers} {args.worker_class} workers "
         f"x {args.threads} threads on 127.0.0.1:{args.port}, "
@@ -547,7 +550,7 @@ def main() -> None:
         f"(server, database and clients share them)"
     )
     auth = setup_database(args)
-    server = start_gunicorn(args)
+    server = start_gunicorn(args, args.port)
     receiver = Receiver(args.port + 1) if args.webhooks else None
     try:
         run_phases(args, auth, ServerCpu(server.pid))
@@ -582,13 +585,21 @@ def measure_batches(
 
 
 def measure_singles(
-    args: argparse.Namespace, auth: str, cpu: ServerCpu, tag: str, label: str
-) -> None:
+    args: argparse.Namespace,
+    auth: str,
+    cpu: ServerCpu,
+    tag: str,
+    label: str,
+    port: int | None = None,
+    what: str = "single POST /events",
+) -> float:
+    """Single POSTs from --clients processes against `port` (Herald's by default);
+    prints and returns requests/s."""
     per_client = max(1, args.singles // args.clients)
     deadline = time.time() + MAX_SECONDS_PER_PHASE
     keep_alive = args.worker_class != "sync"  # sync workers close every connection
     jobs = [
-        (args.port, auth, f"s-{tag}-{c}", per_client, deadline, keep_alive)
+        (port or args.port, auth, f"s-{tag}-{c}", per_client, deadline, keep_alive)
         for c in range(args.clients)
     ]
     with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
@@ -600,12 +611,33 @@ def measure_singles(
     latencies = sorted(x for r in results for x in r[2])
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    rate = len(latencies) / elapsed
     print(
-        f"single POST /events{label}, {len(latencies)} requests from {args.clients} clients"
+        f"{what}{label}, {len(latencies)} requests from {args.clients} clients"
         f"{' (keep-alive)' if keep_alive else ''}: "
-        f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        f"{rate:,.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
         + cpu_note(used, len(latencies), "µs per request", 1_000_000)
     )
+    return rate
+
+
+def measure_floor(args: argparse.Namespace, tag: str, herald_rate: float) -> None:
+    """The same single POSTs against bench/ingest_floor_app.py (one prepared INSERT into
+    the same tables, no Django) under the same gunicorn: this machine's ceiling."""
+    port = args.port + 2
+    server = start_gunicorn(args, port, "bench.ingest_floor_app:application")
+    try:
+        cpu = ServerCpu(server.pid)
+        jobs = [(port, "", f"fw-{tag}-{c}", 50, time.time() + 60, False) for c in range(4)]
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            pool.map(single_client, jobs)  # warm-up: connections, prepared statement
+        floor = measure_singles(
+            args, "", cpu, f"floor-{tag}", "", port, "single POST floor (bare WSGI app, one INSERT)"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    print(f"   Herald single POST / floor = {herald_rate / floor:.0%}")
 
 
 def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
@@ -613,7 +645,7 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     # Warm up the workers (connections, first-request work): 3 batches per worker.
     send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
     if args.only == "singles":
-        measure_singles(args, auth, cpu, tag, "")
+        measure_floor(args, tag, measure_singles(args, auth, cpu, tag, ""))
         return
 
     print("-- no webhook endpoints, no workflows:")
@@ -630,7 +662,7 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
     )
 
-    measure_singles(args, auth, cpu, tag, "")
+    measure_floor(args, tag, measure_singles(args, auth, cpu, tag, ""))
 
     floor, copy_cpu = copy_floor(all_bodies[: args.batches])
     print(

@@ -22,10 +22,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import psycopg
 import requests
+from common import ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -56,16 +56,6 @@ def manage(env: dict[str, str], *args: str) -> str:
         timeout=1800,
     )
     return out.stdout
-
-
-def ensure_database(url: str) -> None:
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"Created database {name}.")
 
 
 def load(env: dict[str, str], url: str, events: int) -> None:

@@ -26,7 +26,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/herald_bench_schedules")
 
 T = datetime(2030, 1, 7, 9, 0, 0, tzinfo=UTC)  # a Monday 09:00: every interval below is due
 INTERVALS = ["* * * * *", "*/5 * * * *", "0 * * * *", "0 9 * * *", "0 9 * * MON-FRI"]
@@ -35,6 +34,9 @@ ZONES = ["", "", "", "UTC", "Etc/GMT"]
 
 def setup_django() -> None:
     import django
+    from common import scratch_database
+
+    scratch_database("herald_bench_schedules")
 
     django.setup()
 
