@@ -1,6 +1,6 @@
 """Ingestion benchmark: Herald under gunicorn against PostgreSQL, and the raw COPY floor.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_bench_ingest \
+    [DATABASE_URL=postgres://postgres@127.0.0.1:5432/herald_bench_ingest] \
         .venv/bin/python bench/ingest.py [--port 8201] [--workers 4] [--runs 5]
 
 Prints, in one run:
@@ -8,6 +8,9 @@ Prints, in one run:
     events/s, median of --runs runs;
   * the same batches replayed (every event a duplicate ref): events/s;
   * single POST /events from --clients concurrent client processes: requests/s, p50/p99;
+  * the single-POST floor: the same requests against bench/ingest_floor_app.py (a bare
+    WSGI app, one prepared INSERT into the same tables, no Django) under the same
+    gunicorn, on --port + 2: what this machine can serve at best, and Herald / floor;
   * the raw floor: psycopg COPY of the same rows into the same tables, events/s, and
     the ratio Herald / COPY.
 With --webhooks N / --workflows N (e.g. 2 and 10), batch ingestion and single POSTs are
@@ -18,7 +21,8 @@ of your own; its default queue is emptied at the end) and not run: the figures a
 cost ingestion pays for them (delivery rows, flags, broker messages), not the
 background work itself. --only singles runs just the single-POST phase.
 
-The database named by DATABASE_URL is migrated and its event tables are TRUNCATED:
+The database named by DATABASE_URL (created if missing) is migrated and its event
+tables are TRUNCATED:
 never point it at data you want to keep. Every load loop is bounded in count and time.
 This prints figures; it asserts nothing (not a test).
 """
