@@ -296,9 +296,9 @@ def workflow_test_request(
     """
     import msgspec
 
+    from events_app.ingestion import events_prepare
     from events_app.schemas import EventCreateIn
     from events_app.selectors import event_get
-    from events_app.services import events_prepare
 
     if (event_id is None) == (event is None):
         raise ValidationFailed(
