@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 
-from automation.conditions import parse_duration
+from automation.durations import parse_duration
 from customers.models import Customer
 from events_app.models import Event, EventType
 
