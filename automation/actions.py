@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 
-from automation.conditions import parse_duration
+from automation.durations import parse_duration
 from customers.models import Customer
 from events_app.models import Event, EventType
 
@@ -174,7 +174,7 @@ class RemoveTags(_Tags):
 
 
 class EmitEvent(Action):
-    """Ingest a follow-up event for the same customer, through events_app's services.
+    """Ingest a follow-up event for the same customer, through events_app.ingestion.
 
     The new event's depth is the triggering event's plus one; at
     HERALD_AUTOMATION_MAX_DEPTH the chain stops (the action fails with the
@@ -205,8 +205,8 @@ class EmitEvent(Action):
     def execute(self, ctx: ActionContext, spec: dict[str, Any]) -> ActionResult:
         import msgspec
 
+        from events_app.ingestion import events_prepare, events_store
         from events_app.schemas import EventCreateIn
-        from events_app.services import events_prepare, events_store
 
         depth = ctx.event.depth + 1
         limit = settings.HERALD_AUTOMATION_MAX_DEPTH

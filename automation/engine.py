@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from automation.conditions import MISSING, REGISTRY, Operator, parse_duration, resolve_path
+from automation.condition_operators import MISSING, REGISTRY, Operator, resolve_path
+from automation.durations import parse_duration
 from events_app.properties import PROPERTY_TYPES
 
 

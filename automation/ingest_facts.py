@@ -6,7 +6,7 @@ ingest transaction) and whether this process's active-workflow cache is current
 (issue 6: the stamp of automation.workflow_selectors). As ORM queries they cost
 about 1.9 ms of wall time per single POST (query compilation in Python and two or
 three round trips), more than the insert itself. Here they are plain SQL rows that
-ingestion appends to the read it makes anyway (events_app.services
+ingestion appends to the read it makes anyway (events_app.ingestion
 `_read_references`: no round trip of their own), or read alone in one statement
 (`ingest_facts_read`); on PostgreSQL both are prepared after a few uses
 (project.db.fetch_all).

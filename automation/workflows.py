@@ -17,9 +17,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from automation import conditions
+from automation import condition_trees
 from automation.actions import REGISTRY as ACTIONS
 from automation.actions import validate_actions
+from automation.durations import parse_duration
 from automation.engine import EventContext, Explanation, evaluate
 from automation.models import Workflow
 from automation.workflow_selectors import (
@@ -69,7 +70,7 @@ def _check_reentry(value: str, errors: dict[str, list[str]]) -> None:
         return
     if value.startswith(Workflow.PER_PREFIX):
         try:
-            conditions.parse_duration(value.removeprefix(Workflow.PER_PREFIX))
+            parse_duration(value.removeprefix(Workflow.PER_PREFIX))
         except ValueError as exc:
             errors.setdefault("reentry", []).append(f"Period {exc}.")
         return
@@ -82,7 +83,7 @@ def _check_reentry(value: str, errors: dict[str, list[str]]) -> None:
 def _check_tree_types(tree: dict[str, Any], errors: dict[str, list[str]]) -> None:
     """count / first leaves must name event types that exist."""
     refs = set()
-    for leaf in conditions.iter_leaves(tree):
+    for leaf in condition_trees.iter_leaves(tree):
         if "count" in leaf:
             refs.add(leaf["count"]["event_type"])
         elif "first" in leaf:
@@ -110,8 +111,8 @@ def workflow_validate(data: WorkflowInput) -> tuple[dict[str, list[str]], list[E
         errors.setdefault("name", []).append("Must be at most 200 characters.")
     types = _resolve_types(data.trigger_event_types or [], errors)
     try:
-        conditions.validate(data.conditions if data.conditions is not None else {})
-    except conditions.ConditionError as exc:
+        condition_trees.validate(data.conditions if data.conditions is not None else {})
+    except condition_trees.ConditionError as exc:
         for path, messages in exc.errors.items():
             errors.setdefault(path, []).extend(messages)
     else:
@@ -296,9 +297,9 @@ def workflow_test_request(
     """
     import msgspec
 
+    from events_app.ingestion import events_prepare
     from events_app.schemas import EventCreateIn
     from events_app.selectors import event_get
-    from events_app.services import events_prepare
 
     if (event_id is None) == (event is None):
         raise ValidationFailed(

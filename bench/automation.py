@@ -126,8 +126,8 @@ def setup(args: argparse.Namespace) -> str:
 
     from automation.workflows import WorkflowInput, workflow_create
     from customers.models import Customer
+    from events_app.api_clients import api_client_create
     from events_app.models import EventType, PropertyDefinition
-    from events_app.services import api_client_create
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -189,8 +189,8 @@ def items(n: int, offset: int) -> list[dict]:
 def store(batch: list[dict]) -> list[str]:
     import msgspec
 
+    from events_app.ingestion import events_prepare, events_store
     from events_app.schemas import EventCreateIn
-    from events_app.services import events_prepare, events_store
 
     prepared, invalid = events_prepare(items=[msgspec.convert(b, EventCreateIn) for b in batch])
     assert not invalid, invalid[:1]

@@ -102,8 +102,8 @@ def setup_database(args: argparse.Namespace) -> str:
     from django.db import connection
 
     from customers.models import Customer
+    from events_app.api_clients import api_client_create
     from events_app.models import EventType, PropertyDefinition
-    from events_app.services import api_client_create
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -1,6 +1,6 @@
 """Admin for event types and events: what marketers browse every day.
 
-Events are written by the API (events_app.services.event_ingest); here they are
+Events are written by the API (events_app.ingestion.event_ingest); here they are
 read-only. The event list stays fast at millions of rows: no full COUNT(*)
 (project.admin_lists), filters that map onto the (event_type, created_at, id),
 (created_at, id) and partial state indexes, and a search that compares exact
@@ -30,15 +30,14 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from customers.models import Customer
-from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
-from events_app.services import (
+from events_app.api_clients import api_client_create, api_client_revoke
+from events_app.event_types import (
     PropertyDefinitionInput,
-    api_client_create,
-    api_client_revoke,
     event_type_create,
     event_type_delete,
     event_type_update,
 )
+from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
 from project.admin_forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
 from project.admin_json import pretty_json
 from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count

@@ -26,7 +26,7 @@ from django.db import connection
 from events_app.models import Event, PropertyRecord
 
 if TYPE_CHECKING:
-    from events_app.services import PreparedEvent
+    from events_app.ingestion import PreparedEvent
 
 # Columns whose value differs per event; every other column gets its field default.
 PER_EVENT_COLUMNS = (

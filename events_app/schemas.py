@@ -3,7 +3,7 @@
 These msgspec Structs validate request bodies on the hot path and also produce
 the OpenAPI request components, so the docs cannot drift from the validator.
 Semantic checks that need the database (does the event type exist, do the
-property records match its definitions) live in events_app.services.
+property records match its definitions) live in events_app.ingestion.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ if IS_POSTGRES:
     # poolers such as old PgBouncer). Its own queries use client-side binding and
     # are never prepared either way; only the ingestion statements that run on a
     # server-binding psycopg cursor (events_app/ingest_pg.py, the reference read
-    # in events_app/services.py) are, after this many uses on a connection:
+    # in events_app/ingestion.py) are, after this many uses on a connection:
     # planning them was a third of a single POST's database CPU. Set
     # DB_PREPARE_THRESHOLD=off behind a pooler that cannot keep prepared statements.
     _prepare = os.environ.get("DB_PREPARE_THRESHOLD", "5")

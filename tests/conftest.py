@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from events_app.api_clients import api_client_create
 from events_app.models import ApiClient
-from events_app.services import api_client_create
 from tests.openapi_contract import ContractAPIClient
 from tests.receiver import Receiver, local_receiver
 

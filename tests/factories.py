@@ -6,8 +6,8 @@ import factory
 from django.utils import timezone
 
 from customers.models import Customer
+from events_app.api_clients import API_KEY_PREFIX
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
-from events_app.services import API_KEY_PREFIX
 
 
 class CustomerFactory(factory.django.DjangoModelFactory[Customer]):

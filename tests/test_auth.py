@@ -10,8 +10,8 @@ import time_machine
 from rest_framework.test import APIClient
 
 from customers.models import Customer
+from events_app.api_clients import api_client_create, api_client_revoke
 from events_app.models import ApiClient
-from events_app.services import api_client_create, api_client_revoke
 from tests.conftest import API, basic_auth
 from tests.factories import CustomerFactory
 from tests.openapi_contract import ContractAPIClient, served_schema

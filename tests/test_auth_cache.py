@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from events_app.api_clients import api_client_create, api_client_revoke, api_key_cache
 from events_app.models import ApiClient
-from events_app.services import api_client_create, api_client_revoke, api_key_cache
 from tests.conftest import API, basic_auth
 from tests.openapi_contract import ContractAPIClient
 

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from automation.conditions import SUBJECTS
+from automation.condition_trees import SUBJECTS
 from automation.models import Workflow, WorkflowRun
 from automation.workflows import (
     WorkflowInput,

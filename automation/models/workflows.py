@@ -49,7 +49,7 @@ class Workflow(models.Model):
 
     def reentry_period(self) -> timedelta | None:
         """The period of a once_per_customer_per:P… policy, else None."""
-        from automation.conditions import parse_duration
+        from automation.durations import parse_duration
 
         if self.reentry.startswith(self.PER_PREFIX):
             return parse_duration(self.reentry.removeprefix(self.PER_PREFIX))

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 from django.db import transaction
 
-from events_app import selectors, services
+from events_app import event_status, selectors
 from project.api.body import validation_details
 from project.api.errors import ApiError
 from project.errors import ValidationFailed
@@ -39,7 +39,7 @@ class StatusPatch(EventPatchHandler):
     value_type = Literal["completed", "failed"]
 
     def apply(self, *, event_id: str, value: str) -> None:
-        services.event_mark_processed(event_id=event_id, status=value)
+        event_status.event_mark_processed(event_id=event_id, status=value)
 
 
 class IsDeliveredPatch(EventPatchHandler):

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from events_app import selectors, services
+from events_app import event_types, selectors
 from events_app.api.serializers import EventTypeSerializer
 from events_app.models import EventType, PropertyDefinition
 from project.api.listing import filtered_list
@@ -71,8 +71,8 @@ class EventTypeUpdateIn(StrictSerializer):
         return attrs
 
 
-def _definitions(items: list[dict[str, Any]]) -> list[services.PropertyDefinitionInput]:
-    return [services.PropertyDefinitionInput(**item) for item in items]
+def _definitions(items: list[dict[str, Any]]) -> list[event_types.PropertyDefinitionInput]:
+    return [event_types.PropertyDefinitionInput(**item) for item in items]
 
 
 class EventTypeFilter(django_filters.FilterSet):
@@ -127,7 +127,7 @@ class EventTypeCollectionView(APIView):
     )
     def post(self, request: Request) -> Response:
         body = validated_body(request, EventTypeCreateIn)
-        event_type = services.event_type_create(
+        event_type = event_types.event_type_create(
             **body["event_type"], properties=_definitions(body["properties"])
         )
         return Response({"data": {"event_type_id": event_type.id}}, status=status.HTTP_201_CREATED)
@@ -155,7 +155,7 @@ class EventTypeDetailView(APIView):
         event_type = selectors.event_type_get(event_type_id=event_type_id)
         body = validated_body(request, EventTypeUpdateIn)
         properties = body.get("properties")
-        services.event_type_update(
+        event_types.event_type_update(
             event_type=event_type,
             fields=body.get("event_type", {}),
             properties=None if properties is None else _definitions(properties),
@@ -170,5 +170,5 @@ class EventTypeDetailView(APIView):
     def delete(self, request: Request, event_type_id: str) -> Response:
         event_type = selectors.event_type_get(event_type_id=event_type_id)
         deleted = EventTypeSerializer(event_type).data
-        services.event_type_delete(event_type=event_type)
+        event_types.event_type_delete(event_type=event_type)
         return Response({"data": deleted})

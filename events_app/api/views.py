@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from events_app import selectors, services
+from events_app import ingestion, selectors
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer, PropertyRecordSerializer
+from events_app.ingestion import InvalidEvent
 from events_app.schemas import MAX_BATCH_BYTES, EventBatchDoc, EventBatchIn, EventCreateIn
-from events_app.services import InvalidEvent
 from project.api.body import (
     check_json_content_type,
     decode_json,
@@ -95,7 +95,7 @@ class EventCollectionView(APIView):
     )
     def post(self, request: Request) -> HttpResponse:
         body = parse_body(request, EventCreateIn)
-        event_id = services.event_ingest(item=body)
+        event_id = ingestion.event_ingest(item=body)
         return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
 
 
@@ -118,7 +118,7 @@ class EventBatchView(APIView):
         check_json_content_type(request)
         batch = decode_json(read_body_limited(request, MAX_BATCH_BYTES), EventBatchIn)
         items, positions, invalid = _decode_items(batch.events)
-        result = services.events_ingest_batch(items=items)
+        result = ingestion.events_ingest_batch(items=items)
         for problem in result.invalid:
             problem.index = positions[problem.index]
         invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)

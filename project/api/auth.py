@@ -14,8 +14,8 @@ from typing import Any
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from events_app.api_clients import api_client_authenticate
 from events_app.models import ApiClient
-from events_app.services import api_client_authenticate
 
 REALM = 'realm="Herald"'
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,8 +7,8 @@ import os
 import pytest
 from playwright.sync_api import expect
 
+from events_app.api_clients import api_client_authenticate
 from events_app.models import ApiClient
-from events_app.services import api_client_authenticate
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory, PropertyRecordFactory
 
 pytestmark = pytest.mark.e2e

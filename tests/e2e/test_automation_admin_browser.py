@@ -21,9 +21,9 @@ from automation import delivery as delivery_services
 from automation.models import Delivery, Schedule, Workflow, WorkflowRun
 from automation.schedules import schedule_create
 from automation.workflow_selectors import active_workflows_forget
+from events_app.ingestion import events_prepare, events_store
 from events_app.models import EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
-from events_app.services import events_prepare, events_store
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from events_app.admin import EventAdmin
+from events_app.api_clients import api_client_authenticate, api_client_create
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition
-from events_app.services import api_client_authenticate, api_client_create
 from project.admin_lists import EstimatedCountPaginator
 from tests.admin_support import (
     get_with_queries,

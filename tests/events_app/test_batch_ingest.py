@@ -11,7 +11,7 @@ import pytest
 from django.db import DataError, connection, transaction
 
 from customers.models import Customer
-from events_app import services
+from events_app import ingestion
 from events_app.models import Event, PropertyRecord
 from events_app.schemas import EventCreateIn
 from tests.conftest import API
@@ -246,7 +246,7 @@ def test_batch_shape_errors_are_400_and_store_nothing(api, purchase, body, messa
 def test_storage_failure_stores_none_of_the_batch(purchase, store_path):
     # transaction=True: no test transaction around the call, so only the store's
     # own atomicity can keep the first event out when the last one fails.
-    prepared, invalid = services.events_prepare(
+    prepared, invalid = ingestion.events_prepare(
         items=[services_item("a"), services_item("b"), services_item("c")]
     )
     assert invalid == []
@@ -255,7 +255,7 @@ def test_storage_failure_stores_none_of_the_batch(purchase, store_path):
     prepared[-1].records.append(("x" * 65, "too long"))
 
     with pytest.raises(DataError):
-        services.events_store(prepared=prepared)
+        ingestion.events_store(prepared=prepared)
 
     assert (Event.objects.count(), PropertyRecord.objects.count()) == (0, 0)
 
@@ -290,14 +290,14 @@ def test_batch_needs_the_write_scope(make_api, purchase):
 def store_path(request, monkeypatch):
     """Run a test through the set-based PostgreSQL insert and through the portable ORM path."""
     if request.param == "portable":
-        monkeypatch.setattr(services.connection, "vendor", "sqlite")
+        monkeypatch.setattr(ingestion.connection, "vendor", "sqlite")
     return request.param
 
 
 def test_both_store_paths_skip_stored_refs_and_keep_model_defaults(purchase, store_path):
     EventFactory(event_type=purchase, external_id="old")
 
-    result = services.events_ingest_batch(
+    result = ingestion.events_ingest_batch(
         items=[services_item("new"), services_item("old"), services_item("new")]
     )
 
@@ -323,15 +323,15 @@ def test_ref_committed_by_a_concurrent_writer_is_a_duplicate_with_the_writers_id
     # Writer A inserts ref "race" and holds its transaction open; writer B stores the
     # same ref, waits on A's row lock, and must come back with A's event id once A
     # commits -- no IntegrityError, nothing stored twice.
-    first, _ = services.events_prepare(items=[services_item("race")])
-    second, _ = services.events_prepare(items=[services_item("race"), services_item("calm")])
+    first, _ = ingestion.events_prepare(items=[services_item("race")])
+    second, _ = ingestion.events_prepare(items=[services_item("race"), services_item("calm")])
     inserted, release = threading.Event(), threading.Event()
-    results: dict[str, services.StoreResult] = {}
+    results: dict[str, ingestion.StoreResult] = {}
 
     def writer_a() -> None:
         try:
             with transaction.atomic():
-                results["a"] = services.events_store(prepared=first)
+                results["a"] = ingestion.events_store(prepared=first)
                 inserted.set()
                 release.wait(timeout=30)
         finally:
@@ -339,7 +339,7 @@ def test_ref_committed_by_a_concurrent_writer_is_a_duplicate_with_the_writers_id
 
     def writer_b() -> None:
         try:
-            results["b"] = services.events_store(prepared=second)
+            results["b"] = ingestion.events_store(prepared=second)
         finally:
             connection.close()
 

@@ -19,9 +19,9 @@ import pytest
 from django.db import connection
 from django.test.client import ClientHandler
 
+from events_app.api_clients import api_client_create
 from events_app.models import Event
 from events_app.schemas import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from events_app.services import api_client_create
 from tests.conftest import API
 from tests.factories import EventTypeFactory
 

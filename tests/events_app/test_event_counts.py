@@ -12,9 +12,10 @@ from rest_framework.test import APIClient
 
 from customers.services import customer_delete
 from events_app import selectors
+from events_app.event_types import event_type_delete
+from events_app.ingestion import event_ingest, events_prepare, events_store
 from events_app.models import Event, EventCount, EventType
 from events_app.schemas import EventCreateIn, EventIn
-from events_app.services import event_ingest, event_type_delete, events_prepare, events_store
 from project.ids import new_public_id
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory

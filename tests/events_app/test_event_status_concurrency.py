@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from events_app.api_clients import api_client_create
 from events_app.models import Event
-from events_app.services import api_client_create
 from tests.conftest import API, basic_auth
 from tests.factories import EventFactory
 

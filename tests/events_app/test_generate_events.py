@@ -10,10 +10,10 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from customers.models import Customer
+from events_app.ingestion import events_prepare
 from events_app.models import Event, EventCount, EventType, PropertyDefinition, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn, PropertyRecordIn
-from events_app.services import events_prepare
 from project.ids import PUBLIC_ID_RE
 from tests.factories import EventTypeFactory, PropertyDefinitionFactory
 

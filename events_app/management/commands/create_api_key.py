@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from events_app.services import api_client_create
+from events_app.api_clients import api_client_create
 from project.errors import HeraldError
 
 

@@ -16,16 +16,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from events_app.api_clients import api_client_create, api_client_revoke
+from events_app.event_types import PropertyDefinitionInput, event_type_create
+from events_app.ingestion import events_prepare, events_store
 from events_app.models import ApiClient, Event, EventType
 from events_app.schemas import EventCreateIn, EventIn, PropertyRecordIn
-from events_app.services import (
-    PropertyDefinitionInput,
-    api_client_create,
-    api_client_revoke,
-    event_type_create,
-    events_prepare,
-    events_store,
-)
 
 DEMO_TYPES = [
     (

@@ -222,8 +222,8 @@ def test_concurrent_dispatchers_enqueue_each_due_row_once(
 def test_ingesting_a_batch_enqueues_at_most_each_endpoints_concurrency_and_sends_the_rest(
     make_endpoint, settings, enqueued, receiver
 ):
+    from events_app.ingestion import events_prepare, events_store
     from events_app.schemas import EventCreateIn, EventIn
-    from events_app.services import events_prepare, events_store
     from tests.factories import EventTypeFactory
 
     settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY = 2

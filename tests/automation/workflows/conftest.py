@@ -10,9 +10,9 @@ import pytest
 from automation.models import Workflow
 from automation.workflow_selectors import active_workflows_forget
 from automation.workflows import WorkflowInput, workflow_create
+from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
-from events_app.services import events_prepare, events_store
 
 
 @pytest.fixture(autouse=True)

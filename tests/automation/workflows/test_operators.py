@@ -1,4 +1,4 @@
-"""Every operator of automation.conditions.REGISTRY, with coercion and missing values."""
+"""Every operator of automation.condition_operators.REGISTRY, with coercion and missing values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from automation.conditions import REGISTRY
+from automation.condition_operators import REGISTRY
 from tests.automation.workflows.helpers import NOW, context, matches
 
 NUMBER = {"amount": "number"}

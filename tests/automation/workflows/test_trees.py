@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automation.conditions import REGISTRY, ConditionError, validate
+from automation.condition_operators import REGISTRY
+from automation.condition_trees import ConditionError, validate
 from automation.engine import CompiledWorkflow, CountKey, EventContext
 from automation.engine import matches as engine_matches
 from tests.automation.workflows.helpers import NOW, context, explain, matches

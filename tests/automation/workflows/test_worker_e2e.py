@@ -16,9 +16,9 @@ from automation.models import WorkflowRun
 from automation.workflow_runs import events_sweep_pending, workflow_runs_dispatch_due
 from automation.workflows import WorkflowInput, workflow_create
 from customers.models import Customer
+from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
-from events_app.services import events_prepare, events_store
 from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.conftest import API
 

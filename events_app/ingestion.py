@@ -1,4 +1,4 @@
-"""Writes for events, event types and API clients.
+"""Event ingestion: judging events and storing them.
 
 The path of an event: the API decodes an `EventCreateIn` (events_app.schemas),
 then `event_ingest` / `events_ingest_batch` resolve its type and customer,
@@ -9,18 +9,14 @@ everything in one transaction.
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
 from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,234 +25,15 @@ from automation.ingest_facts import FACT_KINDS, IngestFacts, facts_sql, ingest_f
 from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
-from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
+from events_app.models import Event, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
 from project.db import fetch_all
-from project.errors import ConflictError, NotFoundError, ValidationFailed
+from project.errors import ConflictError, ValidationFailed
 from project.ids import new_public_id, new_public_ids
 
 REF_EXISTS = "Event ref already exists."
 _encode_json = msgspec.json.Encoder().encode
-
-# ---------------------------------------------------------------- API clients
-
-API_KEY_PREFIX = "hrld_"
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[ApiClient, str]:
-    """Create an API client and return it with its secret (shown once, never stored)."""
-    scopes = scopes or list(ApiClient.ALL_SCOPES)
-    unknown = set(scopes) - set(ApiClient.ALL_SCOPES)
-    if unknown:
-        raise ValidationFailed(f"Unknown scope(s): {', '.join(sorted(unknown))}.")
-    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    try:
-        with transaction.atomic():
-            client = ApiClient.objects.create(
-                name=name,
-                secret_hash=ApiClient.hash_secret(secret),
-                secret_prefix=secret[:12],
-                scopes=",".join(s for s in ApiClient.ALL_SCOPES if s in scopes),
-            )
-    except IntegrityError:
-        raise ConflictError(f"An API client named '{name}' already exists.") from None
-    return client, secret
-
-
-_API_CLIENT_COLUMNS = [f.attname for f in ApiClient._meta.concrete_fields]
-_API_CLIENT_SQL = (
-    f"SELECT {', '.join(str(f.column) for f in ApiClient._meta.concrete_fields)} "  # noqa: S608
-    "FROM events_app_apiclient "
-    "WHERE secret_hash = %s AND revoked_at IS NULL"
-)
-
-
-class _ApiKeyCache:
-    """Active API clients by secret hash, each trusted for `API_KEY_CACHE_SECONDS`.
-
-    Authenticating by a database read on every request was a round trip and a
-    fifth of a single POST /events' server CPU. Keys never change after creation
-    except by revocation, so a short-lived copy of the row is safe as long as
-    revocation is bounded: `api_client_revoke` drops the key here at once (this
-    process), and every other process re-reads it within the TTL. Keyed by the
-    SHA-256 of the secret, never the secret; unknown secrets are not cached, so
-    a guess always costs a query and a new key works immediately. Time is
-    `time.monotonic` (immune to clock steps and to frozen test clocks).
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, ApiClient]] = {}
-        self._lock = threading.Lock()
-        self.clock: Callable[[], float] = time.monotonic  # replaceable in tests
-
-    def get(self, digest: str) -> ApiClient | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        expires, client = entry
-        if self.clock() >= expires:
-            with self._lock:
-                if self._entries.get(digest) is entry:
-                    del self._entries[digest]
-            return None
-        return client
-
-    def put(self, digest: str, client: ApiClient) -> None:
-        ttl = settings.API_KEY_CACHE_SECONDS
-        if ttl <= 0:
-            return
-        with self._lock:
-            if len(self._entries) >= _API_KEY_CACHE_SIZE:
-                # Bounded: drop everything rather than track recency (keys are few;
-                # this only guards against unbounded growth).
-                self._entries.clear()
-            self._entries[digest] = (self.clock() + ttl, client)
-
-    def forget(self, digest: str) -> None:
-        with self._lock:
-            self._entries.pop(digest, None)
-
-
-_API_KEY_CACHE_SIZE = 10_000
-api_key_cache = _ApiKeyCache()
-
-
-def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
-    """The active client holding this secret (and name, for Basic auth), or None.
-
-    A revoked key stops working at once in the process that revoked it and within
-    `settings.API_KEY_CACHE_SECONDS` everywhere else (see `_ApiKeyCache`).
-    """
-    digest = ApiClient.hash_secret(secret)
-    client = api_key_cache.get(digest)
-    if client is None:
-        # Raw SQL: compiling the ORM query cost more CPU than the query itself
-        # (secret_hash is unique: at most one row).
-        with connection.cursor() as cursor:
-            cursor.execute(_API_CLIENT_SQL, [digest])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        client = ApiClient.from_db(connection.alias, _API_CLIENT_COLUMNS, row)
-        if client.last_used_at is not None and timezone.is_naive(client.last_used_at):
-            # A raw cursor skips the ORM's converters: SQLite (the embedded default)
-            # hands back naive datetimes, which are UTC.
-            client.last_used_at = client.last_used_at.replace(tzinfo=UTC)
-        api_key_cache.put(digest, client)
-    if name is not None and client.name != name:
-        return None
-    now = timezone.now()
-    # Record use at one-minute resolution: a write per request would cost more
-    # than the request itself.
-    if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
-        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-        client.last_used_at = now
-    return client
-
-
-def api_client_revoke(*, client: ApiClient) -> None:
-    """Revoke a key; requests with it fail with 401 from then on in this process, and
-    within `settings.API_KEY_CACHE_SECONDS` in every other one."""
-    ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
-    api_key_cache.forget(client.secret_hash)
-
-
-# ---------------------------------------------------------------- event types
-
-
-@dataclass(frozen=True)
-class PropertyDefinitionInput:
-    property_id: str
-    name: str = ""
-    type: str = PropertyDefinition.ValueType.STRING
-    required: bool = False
-
-
-def _replace_properties(event_type: EventType, properties: list[PropertyDefinitionInput]) -> None:
-    ids = [p.property_id for p in properties]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValidationFailed(
-            f"Duplicate property_id: {', '.join(duplicates)}.",
-            details={"properties": [f"Duplicate property_id '{d}'." for d in duplicates]},
-        )
-    PropertyDefinition.objects.filter(event_type=event_type).exclude(property_id__in=ids).delete()
-    for prop in properties:
-        PropertyDefinition.objects.update_or_create(
-            event_type=event_type,
-            property_id=prop.property_id,
-            defaults={"name": prop.name, "value_type": prop.type, "required": prop.required},
-        )
-
-
-def event_type_create(
-    *, key: str, name: str, description: str = "", properties: list[PropertyDefinitionInput]
-) -> EventType:
-    """Create an event type with its property definitions; a taken key is a 409."""
-    try:
-        with transaction.atomic():
-            event_type = EventType.objects.create(key=key, name=name, description=description)
-            _replace_properties(event_type, properties)
-    except IntegrityError:
-        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
-        raise ConflictError(
-            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
-        ) from None
-    return event_type
-
-
-def event_type_update(
-    *,
-    event_type: EventType,
-    fields: dict[str, Any],
-    properties: list[PropertyDefinitionInput] | None = None,
-) -> EventType:
-    """Update fields and, when given, replace the property definitions as a whole.
-
-    Definitions left out of `properties` are removed; property records already
-    stored under them stay (they are history), new events may no longer use them.
-    """
-    try:
-        with transaction.atomic():
-            for name, value in fields.items():
-                setattr(event_type, name, value)
-            # updated_at moves on a properties-only change too: the type changed.
-            event_type.save(update_fields=[*fields.keys(), "updated_at"])
-            if properties is not None:
-                _replace_properties(event_type, properties)
-    except IntegrityError:
-        key = fields.get("key")
-        event_type.refresh_from_db()  # the in-memory copy holds the rejected values
-        existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
-        raise ConflictError(
-            f"An event type with key '{key}' already exists.", extra={"event_type_id": existing}
-        ) from None
-    return event_type
-
-
-def event_type_delete(*, event_type: EventType) -> None:
-    """Delete an event type that has no events; one with events is a 409.
-
-    The row lock makes the check and the delete one step: an event insert
-    referencing the type takes a KEY SHARE lock on it, which conflicts with
-    FOR UPDATE, so no event can slip in between.
-    """
-    with transaction.atomic():
-        locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
-        if not locked.exists():
-            raise NotFoundError(f"Event type '{event_type.pk}' not found.")
-        if Event.objects.filter(event_type=event_type).exists():
-            raise ConflictError(
-                f"Event type '{event_type.pk}' has events and cannot be deleted.",
-            )
-        event_type.delete()
-
-
-# ---------------------------------------------------------------- ingestion
 
 
 @dataclass(slots=True)
@@ -709,32 +486,3 @@ def event_ingest(*, item: EventCreateIn) -> str:
     if problem.error == REF_EXISTS:
         raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})
     raise ValidationFailed(problem.error, details=problem.details)
-
-
-# ---------------------------------------------------------------- processing status
-
-
-def event_mark_processed(*, event_id: str, status: str) -> None:
-    """Mark a pending event completed or failed, once.
-
-    One conditional UPDATE decides: of any number of concurrent calls exactly one
-    matches `state = pending` (PostgreSQL re-checks the WHERE after waiting for
-    the row lock), the others change nothing and get a 409. No read-modify-write.
-    """
-    now = timezone.now()
-    if status == Event.State.COMPLETED.label:
-        changes = {"state": Event.State.COMPLETED, "completed_at": now, "failed_at": None}
-    elif status == Event.State.FAILED.label:
-        changes = {"state": Event.State.FAILED, "failed_at": now, "completed_at": None}
-    else:
-        raise ValidationFailed(
-            f"status must be 'completed' or 'failed', got '{status}'.",
-            details={"status": ["Must be 'completed' or 'failed'."]},
-        )
-    updated = Event.objects.filter(pk=event_id, state=Event.State.PENDING).update(**changes)
-    if updated:
-        return
-    # Only to choose the error: the UPDATE above already decided nothing changes.
-    if Event.objects.filter(pk=event_id).exists():
-        raise ConflictError("Event already processed")
-    raise NotFoundError(f"Event '{event_id}' not found.")
