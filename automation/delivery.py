@@ -22,8 +22,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -35,7 +34,6 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from automation import outbound
-from automation.ingest_facts import ingest_facts_read
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from events_app.models import Event, EventType
 from project.errors import ConflictError, NotFoundError, ValidationFailed
@@ -311,7 +309,7 @@ def event_payload(event: Event) -> dict[str, Any]:
 
 
 class NewEvent(Protocol):
-    """What ingestion hands over: a stored Event or its prepared values (same ids)."""
+    """What ingestion hands over before its insert: the prepared values of an event."""
 
     @property
     def id(self) -> str: ...
@@ -320,48 +318,46 @@ class NewEvent(Protocol):
     def event_type_id(self) -> str: ...
 
 
-def deliveries_create_for_events(*, events: Sequence[NewEvent]) -> list[Delivery]:
-    """One delivery per (new event, matching active subscription); call in the ingest
-    transaction. Costs one query when there are no subscriptions."""
-    if not events:
-        return []
-    return _deliveries_create(events, ingest_facts_read().subscriptions)
-
-
-def _deliveries_create(
-    events: Sequence[NewEvent], subscriptions: dict[str, set[str]]
-) -> list[Delivery]:
-    """The events' deliveries; their payloads are the events as the API shows them.
+def subscriptions_matching(
+    *, events: Sequence[NewEvent], subscriptions: dict[str, set[str]]
+) -> dict[str, list[str]]:
+    """Event id -> the active subscription endpoints the event goes to, newest first
+    (Endpoint.Meta.ordering: ids are time-ordered); events that match none are left out.
 
     `subscriptions`: active subscription endpoint id -> its event type ids (empty =
-    every type), as automation.ingest_facts reads them. The Endpoint rows are
-    fetched only when an event matches one.
+    every type), as automation.ingest_facts reads them for the insert. Ingestion writes
+    is_delivered = false with the matching events and, in the same transaction, their
+    deliveries (`deliveries_create_for_new_events`).
     """
-    if not subscriptions or not events:
-        return []
-    matched_ids: dict[str, set[str]] = {}
+    if not subscriptions:
+        return {}
+    matches: dict[str, list[str]] = {}
     for event in events:
-        matching = {
+        endpoint_ids = [
             endpoint_id
             for endpoint_id, types in subscriptions.items()
             if not types or event.event_type_id in types
-        }
-        if matching:
-            matched_ids[event.id] = matching
-    if not matched_ids:
-        return []
-    # In Endpoint.Meta.ordering, so each event's deliveries are built in that order.
-    endpoints = list(Endpoint.objects.filter(pk__in=set().union(*matched_ids.values())))
-    matches = {
-        event_id: [e for e in endpoints if e.pk in ids] for event_id, ids in matched_ids.items()
-    }
-    Event.objects.filter(pk__in=list(matches)).update(is_delivered=False)
+        ]
+        if endpoint_ids:
+            matches[event.id] = sorted(endpoint_ids, reverse=True)
+    return matches
+
+
+def deliveries_create_for_new_events(
+    *, events: Sequence[Event], endpoints: dict[str, list[str]]
+) -> list[Delivery]:
+    """One delivery per (event just inserted, endpoint in `endpoints[event.pk]`); call in
+    the inserting transaction. The payloads are built from `events` as inserted (unsaved
+    instances carrying the inserted values are fine), so nothing is read back.
+    """
     now = timezone.now()
     deliveries: list[Delivery] = []
-    for event in Event.objects.filter(pk__in=list(matches)).order_by("pk"):
+    for event in events:
         payload = event_payload(event)
         deliveries.extend(
-            delivery_build(e, payload, event.pk, None, now) for e in matches[event.pk]
+            # Only the endpoint's id is needed for the row (no Endpoint query).
+            delivery_build(Endpoint(pk=endpoint_id), payload, event.pk, None, now)
+            for endpoint_id in endpoints.get(event.pk, ())
         )
     # A message per delivery cost ~0.7 ms each (2,000 per batch with two endpoints).
     # An endpoint never sends more than its concurrency limit at once, so enqueue that
@@ -381,24 +377,6 @@ def _deliveries_create(
     Delivery.objects.bulk_create(deliveries)
     deliveries_enqueue_on_commit(enqueue)
     return deliveries
-
-
-@contextmanager
-def deliveries_for_new_events(
-    subscriptions: dict[str, set[str]],
-) -> Iterator[Callable[[Sequence[NewEvent]], list[Delivery]]]:
-    """Wrap the insert of new events: yields the function that creates their deliveries.
-
-    `subscriptions` are the active ones read for this insert (automation.ingest_facts).
-    With some, the block runs in one transaction so events and deliveries commit
-    together; with none, no transaction is opened (ingestion's insert stays a single
-    statement) and the function does nothing.
-    """
-    if not subscriptions:
-        yield lambda events: []
-        return
-    with transaction.atomic():
-        yield lambda events: _deliveries_create(events, subscriptions)
 
 
 # ---------------------------------------------------------------- is_delivered

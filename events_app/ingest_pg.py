@@ -42,6 +42,7 @@ PER_EVENT_COLUMNS = (
     # row just inserted (automation_pending is in a partial index's predicate, so not
     # even a HOT update) and need a transaction around the two statements.
     "automation_pending",
+    "is_delivered",
     "depth",
 )
 # One JSON document carries the whole batch: msgspec encodes the PreparedEvent

@@ -8,6 +8,7 @@ everything in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from bisect import insort
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.delivery import deliveries_for_new_events
+from automation.delivery import deliveries_create_for_new_events, subscriptions_matching
 from automation.ingest_facts import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
 from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
@@ -51,10 +52,29 @@ class PreparedEvent:
     created_at: datetime
     records: list[tuple[str, str]] = field(default_factory=list)
     id: str = field(default_factory=new_public_id)
-    # Set by events_store (automation.workflow_runs.events_mark_automation) and by
-    # follow-up events (emit_event); the insert writes them with the row.
+    # Set by events_store (automation.workflow_runs.events_mark_automation; false for
+    # an event an active webhook subscription matches) and by follow-up events
+    # (emit_event); the insert writes them with the row.
     automation_pending: bool = False
+    is_delivered: bool = True
     depth: int = 0
+
+    def as_event(self) -> Event:
+        """The row the insert writes, as an unsaved instance (for the portable insert
+        and for webhook payloads, which are then built without reading the row back)."""
+        return Event(
+            id=self.id,
+            event_type_id=self.event_type_id,
+            customer_id=self.customer_id,
+            external_id=self.external_id,
+            secondary_external_id=self.secondary_external_id,
+            data=self.data,
+            occurred_at=self.occurred_at,
+            created_at=self.created_at,
+            automation_pending=self.automation_pending,
+            is_delivered=self.is_delivered,
+            depth=self.depth,
+        )
 
 
 @dataclass(slots=True)
@@ -395,18 +415,27 @@ def events_store(*, prepared: list[PreparedEvent], facts: IngestFacts | None = N
     # Workflows (issue 6): the events to evaluate carry automation_pending into the
     # insert itself, so no write follows it; their evaluation is enqueued after commit.
     events_mark_automation(events=prepared, stamp=facts.workflow_stamp)
-    # Webhook deliveries in the same transaction as their events (issue 4): with active
-    # subscriptions this opens one around both; without, the insert stays one statement.
-    with deliveries_for_new_events(facts.subscriptions) as create_deliveries:
+    # Webhook deliveries (issue 4) commit with their events, and the events they are
+    # for are inserted with is_delivered = false (no UPDATE after the insert).
+    endpoints = subscriptions_matching(events=prepared, subscriptions=facts.subscriptions)
+    for event in prepared:
+        if event.id in endpoints:
+            event.is_delivered = False
+    # A transaction only when deliveries join the insert: otherwise the insert is one
+    # statement, so one transaction by itself, with no BEGIN/COMMIT round trips (a
+    # third of a single POST's database time). A write added here must join that
+    # statement or wrap itself and it in transaction.atomic().
+    with transaction.atomic() if endpoints else contextlib.nullcontext():
         if connection.vendor == "postgresql":
-            # One statement, so one transaction by itself: no BEGIN/COMMIT round trips
-            # (a third of a single POST's database time). A write added here must join
-            # that statement or wrap itself and it in transaction.atomic().
             stored_ids, holders = pg_insert_events(prepared)
         else:
             with transaction.atomic():
                 stored_ids = _orm_insert_events(prepared)
-        create_deliveries([p for p in prepared if p.id in stored_ids])
+        if endpoints:
+            deliveries_create_for_new_events(
+                events=[p.as_event() for p in prepared if p.id in stored_ids and p.id in endpoints],
+                endpoints=endpoints,
+            )
     # After the block: on commit of the caller's transaction if there is one (an
     # emit_event action), else now -- the rows are committed already.
     evaluation_enqueue_on_commit(events=[p for p in prepared if p.id in stored_ids])
@@ -428,23 +457,7 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
     with_ref = [p for p in prepared if p.external_id is not None]
     existing = _existing_refs(with_ref) if with_ref else {}
     fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
-    Event.objects.bulk_create(
-        [
-            Event(
-                id=p.id,
-                event_type_id=p.event_type_id,
-                customer_id=p.customer_id,
-                external_id=p.external_id,
-                secondary_external_id=p.secondary_external_id,
-                data=p.data,
-                occurred_at=p.occurred_at,
-                created_at=p.created_at,
-                automation_pending=p.automation_pending,
-                depth=p.depth,
-            )
-            for p in fresh
-        ]
-    )
+    Event.objects.bulk_create([p.as_event() for p in fresh])
     PropertyRecord.objects.bulk_create(
         [
             PropertyRecord(event_id=p.id, property_id=pid, property_value=value)

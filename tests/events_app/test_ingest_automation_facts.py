@@ -113,3 +113,71 @@ def test_a_single_post_is_two_statements_and_no_orm_query(
     assert "automation_workflow" in sent[0]
     assert "automation_endpoint" in sent[0]
     assert sent[1].lstrip().startswith("WITH input AS")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
+def test_a_single_post_with_a_subscription_writes_its_delivery_without_reading_back(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purchase = EventTypeFactory(key="purchase")
+    customer = CustomerFactory()
+    subscription()
+    subscription()
+    ingest(api, purchase, "warm")
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self: psycopg.Cursor, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    with CaptureQueriesContext(connection) as orm:
+        response = api.post(
+            f"{API}/events",
+            {"event": {"event_type_id": purchase.id, "customer_id": customer.id}},
+            format="json",
+        )
+    assert response.status_code == 201
+    event_id = response.json()["data"]["event_id"]
+    # The reference read and the INSERT (is_delivered = false written with the row),
+    # then the deliveries' INSERT in the same transaction: no SELECT of the event or of
+    # the endpoints, no UPDATE. (The test's own transaction turns BEGIN into savepoints.)
+    statements = [q for q in sent if "SAVEPOINT" not in q]
+    assert len(statements) == 3
+    assert "events_app_eventtype" in statements[0]
+    assert statements[1].lstrip().startswith("WITH input AS")
+    assert statements[2].startswith('INSERT INTO "automation_delivery"')
+    orm_sql = [q["sql"] for q in orm.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(orm_sql) == 1
+    assert orm_sql[0].startswith('INSERT INTO "automation_delivery"')
+    assert Event.objects.get(pk=event_id).is_delivered is False
+    assert Delivery.objects.filter(event_id=event_id).count() == 2
+
+
+def test_a_delivery_payload_is_the_event_exactly_as_get_shows_it(api: Any) -> None:
+    purchase = EventTypeFactory(key="purchase")
+    subscription()
+    customer = CustomerFactory()
+    response = api.post(
+        f"{API}/events",
+        {
+            "event": {
+                "event_type": "purchase",
+                "customer_id": customer.id,
+                "external_id": "order-1",
+                "secondary_external_id": "cart-9",
+                "data": {"b": 2, "a": {"nested": [1, "x", None]}},
+                "occurred_at": "2026-11-20T10:11:12.345678+02:00",
+            }
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    event_id = response.json()["data"]["event_id"]
+
+    shown = api.get(f"{API}/events/{event_id}").json()["data"]
+    (payload,) = Delivery.objects.filter(event_id=event_id).values_list("payload", flat=True)
+    assert payload == shown
+    assert payload["is_delivered"] is False
+    assert payload["event_type_id"] == purchase.id
