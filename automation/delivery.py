@@ -69,6 +69,9 @@ RESPONSE_EXCERPT_CHARS = 2000
 MAX_DISPATCH_CHUNKS = 20  # bound one dispatcher call; the next tick continues
 SUCCESS_RECORD_RESOLUTION = timedelta(minutes=1)
 USER_AGENT = "Herald-Webhooks/1.0"
+# The error of an attempt the outbound guard refused (nothing was sent): the one attempt
+# that does not count as a call (automation.schedules reads it).
+GUARD_REFUSED = "Refused by the outbound guard: "
 
 PENDING = Delivery.Status.PENDING
 OUTSTANDING = (Delivery.Status.PENDING, Delivery.Status.FAILED)
@@ -629,7 +632,7 @@ def _attempt(delivery: Delivery, resolver: outbound.Resolver | None) -> str:
             endpoint.url, body=body.encode("utf-8"), headers=headers, resolver=resolver
         )
     except outbound.OutboundRefused as exc:
-        refused, error = True, f"Refused by the outbound guard: {exc}"
+        refused, error = True, f"{GUARD_REFUSED}{exc}"
     except outbound.OutboundFailed as exc:
         error = str(exc)
     else:
@@ -640,6 +643,13 @@ def _attempt(delivery: Delivery, resolver: outbound.Resolver | None) -> str:
         retry_after = parse_retry_after(response.headers.get("retry-after"), timezone.now())
     if not duration_ms:
         duration_ms = int((timezone.now() - started_at).total_seconds() * 1000)
+    if not refused and endpoint.kind == Endpoint.Kind.SCHEDULE:
+        # The callback has been called (seed 003's ACTIVE), whatever came back. Not a
+        # refusal: the guard stopped it before anything went out. Autocommit, no lock of
+        # the delivery held; the update is conditional, so concurrent workers agree.
+        from automation.schedules import schedule_mark_called
+
+        schedule_mark_called(endpoint_id=endpoint.pk)
     _record(
         delivery,
         started_at=started_at,

@@ -14,8 +14,10 @@ second under Celery beat or the embedded ticker). Per chunk, in one transaction:
    the schedule's Endpoint), giving up when the next tick is due so retries
    never pile up behind new runs.
 4. Advance: next_run_at = the first tick after `now` (missed ticks after a
-   downtime coalesce into this one run), INACTIVE -> ACTIVE, FINISHED when no
-   tick is left before end_date. One UPDATE for the whole chunk.
+   downtime coalesce into this one run), FINISHED when no tick is left before
+   end_date. One UPDATE for the whole chunk. The status stays INACTIVE while the
+   first callback is only queued: the sender makes it ACTIVE when it calls
+   (automation.schedules.schedule_mark_called; seed 003).
 
 Next-run times are computed once per distinct (interval, timezone), not per row,
 so 10,000 schedules on the same cron cost one cron evaluation.
@@ -116,16 +118,17 @@ def _fire_claimed(claimed: list[tuple[Any, ...]], now: datetime) -> int:
     """Runs, deliveries and the advance of a chunk through the ORM (SQLite, and tests).
 
     Same decisions as _fire_claimed_set_based: fire unless the tick or the end date
-    is past; FINISHED when no tick is left; status/last_run_at only for new runs.
+    is past; FINISHED when no tick is left (else the status stays); last_run_at only
+    for new runs.
     """
     next_by_cron = _next_runs(claimed, now)
     fires: list[Fire] = []
-    updates: list[tuple[str, datetime | None, str, datetime | None]] = []
+    updates: list[tuple[str, datetime | None, str | None, datetime | None]] = []
     for sid, due_at, interval, tz_name, end_date, endpoint_id, context in claimed:
         next_run = next_by_cron[(interval, tz_name)]
         if next_run is not None and next_run > end_date:
             next_run = None
-        new_status = Schedule.Status.FINISHED if next_run is None else Schedule.Status.ACTIVE
+        new_status = Schedule.Status.FINISHED if next_run is None else None
         if due_at > end_date or end_date < now:
             # The tick is past the end date (e.g. after a downtime): finish without firing.
             updates.append((sid, None, Schedule.Status.FINISHED, None))
@@ -142,14 +145,9 @@ def _fire_claimed(claimed: list[tuple[Any, ...]], now: datetime) -> int:
     fired = fire(fires, now=now)
     fired_ids = {f.schedule_id for f in fired}
     # A schedule whose run already existed (a tick fired elsewhere) still advances; only
-    # last_run_at/status describe callbacks this call actually created.
+    # last_run_at describes callbacks this call actually created.
     rows = [
-        (
-            sid,
-            next_run,
-            status if sid in fired_ids or status == "FINISHED" else None,
-            last if sid in fired_ids else None,
-        )
+        (sid, next_run, status, last if sid in fired_ids else None)
         for sid, next_run, status, last in updates
     ]
     _update_schedules(rows, now)
@@ -235,10 +233,8 @@ def _fire_claimed_set_based(claimed: list[tuple[Any, ...]], now: datetime) -> in
         advanced AS (
             UPDATE {schedule_table} AS s SET
                 next_run_at = CASE WHEN c.fires THEN c.new_next END,
-                status = CASE
-                    WHEN NOT c.fires OR c.new_next IS NULL THEN 'FINISHED'
-                    WHEN r.schedule_id IS NOT NULL THEN 'ACTIVE'
-                    ELSE s.status END,
+                status = CASE WHEN NOT c.fires OR c.new_next IS NULL THEN 'FINISHED'
+                              ELSE s.status END,
                 last_run_at = CASE WHEN r.schedule_id IS NOT NULL THEN %(now)s
                                    ELSE s.last_run_at END,
                 updated_at = %(now)s

@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from automation import cron
-from automation.delivery import endpoint_create, endpoint_delete, endpoint_update
-from automation.models import Endpoint, Schedule, ScheduleRun
+from automation.delivery import GUARD_REFUSED, endpoint_create, endpoint_delete, endpoint_update
+from automation.models import DeliveryAttempt, Endpoint, Schedule, ScheduleRun
 from project.errors import ConflictError, ValidationFailed
 
 PREVIEW_RUNS = 5
@@ -115,7 +115,7 @@ def schedule_create(
     tz_name: str = "",
     now: datetime | None = None,
 ) -> Schedule:
-    """Create a schedule (INACTIVE until its first callback) and its signed endpoint."""
+    """Create a schedule (INACTIVE until its callback is first called) and its signed endpoint."""
     now = now or timezone.now()
     _check_owner(owner)
     _check_end_date(end_date, now)
@@ -235,7 +235,7 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> Sched
                 f"({schedule.end_date.isoformat()}); it cannot be resumed."
             )
         schedule.status = (
-            Schedule.Status.ACTIVE if schedule.last_run_at else Schedule.Status.INACTIVE
+            Schedule.Status.ACTIVE if _has_been_called(schedule) else Schedule.Status.INACTIVE
         )
         schedule.next_run_at = next_run
         schedule.save(update_fields=["status", "next_run_at", "updated_at"])
@@ -257,8 +257,35 @@ def schedule_run_now(*, schedule: Schedule, now: datetime | None = None) -> Sche
         )
         if not fired:
             raise ConflictError(f"Schedule '{schedule.id}' already has a run at {now.isoformat()}.")
-        updates: dict[str, Any] = {"last_run_at": now}
-        if schedule.status == Schedule.Status.INACTIVE:
-            updates["status"] = Schedule.Status.ACTIVE
-        Schedule.objects.filter(pk=schedule.pk).update(**updates)
+        # The status stays: it turns ACTIVE when the callback is called (schedule_mark_called).
+        Schedule.objects.filter(pk=schedule.pk).update(last_run_at=now)
     return ScheduleRun.objects.get(schedule=schedule, scheduled_for=now)
+
+
+def schedule_mark_called(*, endpoint_id: str) -> bool:
+    """Seed 003: a schedule is ACTIVE once its callback has been called at least once.
+
+    The sender calls this after every attempt of a schedule's callback that went out
+    (any response, or a network error; not one the outbound guard refused), outside any
+    lock of the delivery. One conditional UPDATE, INACTIVE -> ACTIVE only: a PAUSED or
+    FINISHED schedule keeps its status, and of many workers calling at once exactly one
+    changes the row (the others match nothing). True if this call made it ACTIVE.
+    """
+    return bool(
+        Schedule.objects.filter(endpoint_id=endpoint_id, status=Schedule.Status.INACTIVE).update(
+            status=Schedule.Status.ACTIVE, updated_at=timezone.now()
+        )
+    )
+
+
+def _has_been_called(schedule: Schedule) -> bool:
+    """Whether any callback of the schedule went out: an attempt the guard did not refuse.
+
+    Resume's ACTIVE-or-INACTIVE (PAUSED hid which it was, and a callback in flight may
+    have been called while paused). Stops at the first such attempt.
+    """
+    return (
+        DeliveryAttempt.objects.filter(delivery__endpoint_id=schedule.endpoint_id)
+        .exclude(error__startswith=GUARD_REFUSED)
+        .exists()
+    )

@@ -81,7 +81,10 @@ def test_pause_resume_and_run_now_actions_call_the_services(
 
         act("run_now")
     schedule.refresh_from_db()
-    assert schedule.status == "ACTIVE"
+    assert (schedule.status, schedule.last_run_at) == (
+        "INACTIVE",
+        NOW + timedelta(hours=2, seconds=5),
+    )
     assert ScheduleRun.objects.filter(schedule=schedule).count() == 1
     assert Delivery.objects.get().payload == {"user": 12345}
 

