@@ -13,16 +13,22 @@ server dripping one byte a second cannot hold a worker) and a response size cap.
 
 `HERALD_OUTBOUND_ALLOWED_NETWORKS` (settings) lists CIDRs the guard lets
 through anyway, for development and tests (e.g. 127.0.0.0/8).
+
+TLS: certificates must chain to a CA of the system's trust store or of the PEM
+bundle `HERALD_OUTBOUND_CA_BUNDLE` names, and must be valid for the URL's host
+(checked by urllib3 against `assert_hostname`, never against the pinned IP).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import http.client
 import ipaddress
 import itertools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +39,8 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_ import create_urllib3_context
+from urllib3.util.ssl_match_hostname import CertificateError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -328,14 +336,40 @@ def _keep(key: _Key, conn: HTTPConnection) -> None:
     pool[key] = conn
 
 
+@functools.cache
+def _tls_context(ca_bundle: str) -> ssl.SSLContext:
+    """The TLS context of every https call (one per process and bundle; read-only once built).
+
+    urllib3's defaults (TLS 1.2+, certificate required), the system's trusted CAs and
+    those of `ca_bundle`. OpenSSL's own hostname check is off because the connection
+    goes to the pinned IP: urllib3 checks the certificate against `assert_hostname`
+    (the URL's host) after the handshake instead, and it would switch it off on this
+    shared context at every call otherwise.
+    """
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.check_hostname = False
+    context.load_default_certs()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
 def _new_connection(target: Target, timeout: float) -> HTTPConnection:
     if target.scheme == "https":
+        bundle = str(settings.HERALD_OUTBOUND_CA_BUNDLE)
+        try:
+            context = _tls_context(bundle)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"HERALD_OUTBOUND_CA_BUNDLE {bundle!r} cannot be loaded: {exc}"
+            raise OutboundFailed(message) from None
         return HTTPSConnection(
             target.ip,
             target.port,
             timeout=timeout,
+            # SNI and the certificate check are for the URL's host, not the IP connected to.
             server_hostname=None if _is_ip_literal(target.hostname) else target.hostname,
             assert_hostname=target.hostname,
+            ssl_context=context,
         )
     return HTTPConnection(target.ip, target.port, timeout=timeout)
 
@@ -425,6 +459,10 @@ def _exchange(
         return response, data, conn
     except OutboundFailed:
         raise
+    except (ssl.SSLCertVerificationError, CertificateError) as exc:
+        # Untrusted issuer, self-signed, expired, or not valid for the URL's host.
+        reason = getattr(exc, "verify_message", None) or str(exc)
+        raise OutboundFailed(f"TLS certificate rejected: {reason}") from None
     except (OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
         if time.monotonic() >= deadline:  # the watchdog shut the socket
             raise OutboundFailed("No complete response within the deadline.") from None

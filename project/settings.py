@@ -270,6 +270,9 @@ HERALD_OUTBOUND_ALLOWED_NETWORKS = env_list(
 # this is set; reconnecting (a PostgreSQL backend fork) cost more than a delivery does.
 # The connection is still closed every 2 x this many tasks, and health-checked on reuse.
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+# A PEM file of CA certificates outbound https calls trust in addition to the system's
+# (a private CA of a company network); empty = the system's trust store only.
+HERALD_OUTBOUND_CA_BUNDLE = os.environ.get("HERALD_OUTBOUND_CA_BUNDLE", "")
 # Wall-clock deadline of one outbound HTTP call and the most response bytes read.
 HERALD_OUTBOUND_TIMEOUT = float(os.environ.get("HERALD_OUTBOUND_TIMEOUT", "15"))
 HERALD_OUTBOUND_MAX_RESPONSE_BYTES = int(

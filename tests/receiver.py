@@ -1,9 +1,14 @@
-"""A local HTTP receiver on 127.0.0.1 for outbound-delivery tests (reusable by any area).
+"""A local HTTP(S) receiver on 127.0.0.1 for outbound-delivery tests (reusable by any area).
 
     with local_receiver() as receiver:          # or the `receiver` fixture
         receiver.reply(Reply(status=503, headers={"Retry-After": "60"}))
         ... deliver to receiver.url("/hook") ...
         assert receiver.requests[0].headers["webhook-id"] == ...
+
+    ca = trustme.CA()                            # HTTPS: a certificate from a test CA
+    with local_receiver(tls=server_tls_context(ca.issue_cert("localhost"))) as receiver:
+        ... deliver to receiver.url("/hook", host="localhost") ...
+        assert receiver.server_names == ["localhost"]   # the SNI each handshake sent
 
 Ports come from this helper's range 8301-8399 (HERALD_TEST_PORTS=lo-hi to change), tried
 from an offset derived from PYTEST_XDIST_WORKER so parallel workers rarely collide; binding
@@ -15,14 +20,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+import trustme
 
 
 @dataclass
@@ -55,10 +63,36 @@ def worker_offset() -> int:
     return int(worker[2:]) * 40 if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
+def server_tls_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    """A server-side TLS context presenting `cert` (and its chain)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer, with TLS when given a context: the handshake runs in the
+    connection's own thread, so a client that rejects the certificate (or a slow one)
+    never holds up accepting the next connection."""
+
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        with self.tls.wrap_socket(request, server_side=True) as tls_socket:
+            super().finish_request(tls_socket, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that refused our certificate ends the handshake: expected in tests
+
+
 class Receiver:
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self.server = server
         self.requests: list[ReceivedRequest] = []
+        self.server_names: list[str | None] = []  # TLS: the SNI of each handshake
         self.responder: Callable[[ReceivedRequest], Reply] = lambda _r: Reply()
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
@@ -68,8 +102,13 @@ class Receiver:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    @property
+    def scheme(self) -> str:
+        return "http" if getattr(self.server, "tls", None) is None else "https"
+
+    def url(self, path: str = "/hook", *, host: str = "127.0.0.1") -> str:
+        """The URL to call; `host` may be another name for 127.0.0.1 (e.g. localhost)."""
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def reply(self, *replies: Reply) -> None:
         """Answer with these replies in turn; the last one repeats."""
@@ -161,15 +200,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def local_receiver() -> Iterator[Receiver]:
+def local_receiver(*, tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A receiver on a free port of port_range(); HTTPS with `tls` (server_tls_context)."""
     ports = port_range()
     start = worker_offset() % len(ports)
-    server: ThreadingHTTPServer | None = None
+    server: _Server | None = None
     receiver = Receiver.__new__(Receiver)
     for i in range(len(ports)):
         port = ports[(start + i) % len(ports)]
         try:
-            server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
+            server = _Server(("127.0.0.1", port), _handler(receiver))
             break
         except OSError:
             continue
@@ -177,6 +217,14 @@ def local_receiver() -> Iterator[Receiver]:
         raise RuntimeError(f"No free port in {ports.start}-{ports.stop - 1}")
     server.daemon_threads = True
     Receiver.__init__(receiver, server)
+    if tls is not None:
+        server.tls = tls
+
+        def record_server_name(_socket: Any, name: str | None, _context: Any) -> None:
+            with receiver.lock:
+                receiver.server_names.append(name)
+
+        tls.sni_callback = record_server_name
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

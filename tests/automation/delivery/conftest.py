@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from automation.delivery import endpoint_create
 from automation.models import Endpoint
-from tests.receiver import Receiver, local_receiver
+from tests.receiver import Receiver, local_receiver, server_tls_context
 
 
 @pytest.fixture
@@ -30,3 +33,20 @@ def make_endpoint(
         return endpoint_create(url=receiver.url(path), **kwargs)
 
     return make
+
+
+@pytest.fixture
+def trusted_ca(settings: Any, tmp_path: Path) -> trustme.CA:
+    """A private CA Herald trusts: its certificate is the HERALD_OUTBOUND_CA_BUNDLE."""
+    ca = trustme.CA()
+    bundle = tmp_path / "private-ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    settings.HERALD_OUTBOUND_CA_BUNDLE = str(bundle)
+    return ca
+
+
+@pytest.fixture
+def https_receiver() -> Iterator[Callable[[trustme.LeafCert], Receiver]]:
+    """Start local HTTPS receivers presenting a given certificate (closed after the test)."""
+    with ExitStack() as stack:
+        yield lambda cert: stack.enter_context(local_receiver(tls=server_tls_context(cert)))
