@@ -36,8 +36,8 @@ class PeriodicJob:
 
 
 PERIODIC_JOBS: list[PeriodicJob] = [
-    # Due retries, lost broker messages and attempts of killed workers (automation.delivery).
-    PeriodicJob("deliveries.dispatch", 1.0, "automation.delivery.dispatch_due_deliveries"),
+    # Due retries, lost broker messages and attempts of killed workers.
+    PeriodicJob("deliveries.dispatch", 1.0, "automation.delivery_sender.dispatch_due_deliveries"),
     # Due scheduled callbacks, once per tick across all processes (automation.scheduler).
     PeriodicJob("schedules.dispatch", 1.0, "automation.scheduler.dispatch_due_schedules"),
     # Lost workflow evaluations, due waits and runs of killed workers (automation.workflow_runs).

@@ -18,7 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from automation import cron
-from automation.delivery import GUARD_REFUSED, endpoint_create, endpoint_delete, endpoint_update
+from automation.delivery_sender import GUARD_REFUSED
+from automation.endpoints import endpoint_create, endpoint_delete, endpoint_update
 from automation.models import DeliveryAttempt, Endpoint, Schedule, ScheduleRun
 from project.errors import ConflictError, ValidationFailed
 

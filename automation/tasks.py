@@ -21,8 +21,8 @@ from project.celery import app
 
 @shared_task(name="automation.deliver_one", acks_late=True, reject_on_worker_lost=True)
 def deliver_one_task(delivery_id: str) -> str:
-    """Send one delivery (automation.delivery.deliver_one)."""
-    from automation.delivery import deliver_one
+    """Send one delivery (automation.delivery_sender.deliver_one)."""
+    from automation.delivery_sender import deliver_one
 
     return deliver_one(delivery_id)
 

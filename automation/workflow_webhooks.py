@@ -1,4 +1,4 @@
-"""The webhook action's link to the delivery engine (automation.delivery).
+"""The webhook action's link to the delivery engine (automation.endpoints, automation.delivery).
 
 Each webhook action of a workflow gets an Endpoint of kind "workflow" when
 the workflow is saved; its id is stored in the action (`endpoint_id`), so
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from automation.delivery import delivery_create, endpoint_check_url, endpoint_create, event_payload
+from automation.delivery import delivery_create, event_payload
+from automation.endpoints import endpoint_check_url, endpoint_create
 from automation.models import Endpoint, Workflow
 from project.errors import ValidationFailed
 

@@ -52,7 +52,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from automation import delivery as svc  # noqa: E402
+from automation.delivery import deliveries_enqueue_on_commit, delivery_build  # noqa: E402
+from automation.delivery_sender import dispatch_due_deliveries  # noqa: E402
+from automation.endpoints import endpoint_create  # noqa: E402
 from automation.models import Delivery, DeliveryAttempt, Endpoint  # noqa: E402
 from project.celery import app  # noqa: E402
 from tests.receiver import Receiver, Reply, local_receiver  # noqa: E402
@@ -125,7 +127,7 @@ class Dispatcher(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(1.0):
             try:
-                svc.dispatch_due_deliveries()
+                dispatch_due_deliveries()
             finally:
                 connection.close()
 
@@ -147,7 +149,7 @@ def create(endpoint: Endpoint, n: int, *, enqueue: bool = True, batch: int = 100
         now = timezone.now()
         sent_at = time.time()
         rows = [
-            svc.delivery_build(endpoint, {"i": i, "t": sent_at}, None, None, now)
+            delivery_build(endpoint, {"i": i, "t": sent_at}, None, None, now)
             for i in range(start, min(start + batch, n))
         ]
         if not enqueue:
@@ -156,7 +158,7 @@ def create(endpoint: Endpoint, n: int, *, enqueue: bool = True, batch: int = 100
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
             if enqueue:
-                svc.deliveries_enqueue_on_commit([r.pk for r in rows])
+                deliveries_enqueue_on_commit([r.pk for r in rows])
 
 
 def wait_succeeded(endpoint: Endpoint, n: int, limit: float) -> float:
@@ -241,7 +243,7 @@ def main() -> None:
     dispatcher.start()
     try:
         with local_receiver() as fast, local_receiver() as slow:
-            fast_ep, _ = svc.endpoint_create(url=fast.url("/fast"), kind="workflow")
+            fast_ep, _ = endpoint_create(url=fast.url("/fast"), kind="workflow")
             # Warm-up: connections, imports.
             create(fast_ep, 50)
             wait_succeeded(fast_ep, 50, 60)
@@ -253,7 +255,7 @@ def main() -> None:
             db_pids = postgres_pids()  # the workers' connections stay open (CONN_MAX_AGE)
             cpu_before = cpu_seconds(worker_pids), cpu_seconds(db_pids)
             started = time.monotonic()
-            svc.dispatch_due_deliveries()
+            dispatch_due_deliveries()
             wait_succeeded(fast_ep, base + args.deliveries, 300)
             elapsed = time.monotonic() - started
             worker_cpu = cpu_seconds(worker_pids) - cpu_before[0]
@@ -277,7 +279,7 @@ def main() -> None:
             alone = delays(fast, first)
 
             slow.reply(Reply(status=200, delay=10.0))
-            slow_ep, _ = svc.endpoint_create(url=slow.url("/slow"), kind="workflow")
+            slow_ep, _ = endpoint_create(url=slow.url("/slow"), kind="workflow")
             create(slow_ep, args.slow_deliveries)
             time.sleep(1.0)  # the slow endpoint now holds its share of worker threads
             first = len(fast.requests)

@@ -157,7 +157,7 @@ def bench_workflow(n: int) -> dict[str, object]:
 def configure_later_features(args: argparse.Namespace, receiver_port: int) -> None:
     """--webhooks active subscriptions (all event types) to the local receiver, and
     --workflows active workflows triggering on the bench's event type."""
-    from automation.delivery import endpoint_create
+    from automation.endpoints import endpoint_create
     from automation.workflows import WorkflowInput, workflow_create
 
     for n in range(args.webhooks):

@@ -1,7 +1,8 @@
 """Admin for outbound delivery: endpoints and deliveries (attempts inline).
 
-Every change calls the services in automation.delivery (create, update,
-disable, rotate the secret, redeliver, ping), never re-implements them. The
+Every change calls the services in automation.endpoints (create, update,
+disable, rotate the secret, ping) and automation.delivery (redeliver), never
+re-implements them. The
 deliveries table holds one row per event and endpoint (millions): its list uses
 BigTableAdmin (no full COUNT(*)), filters that map onto its indexes, an
 exact-match search, and never lists endpoints or events in a filter sidebar.
@@ -24,7 +25,17 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from automation import delivery as services
+from automation.delivery import delivery_redeliver
+from automation.endpoints import (
+    SECRET_ROTATION_OVERLAP,
+    endpoint_check_url,
+    endpoint_create,
+    endpoint_delete,
+    endpoint_disable,
+    endpoint_ping,
+    endpoint_rotate_secret,
+    endpoint_update,
+)
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from project.admin_forms import WithoutSaveButtons
 from project.admin_json import pretty_json
@@ -51,7 +62,7 @@ class EndpointForm(forms.ModelForm):
         url: str = self.cleaned_data["url"]
         # The SSRF guard runs for admin edits too (and again at connection time).
         try:
-            services.endpoint_check_url(url)
+            endpoint_check_url(url)
         except HeraldError as exc:
             raise forms.ValidationError(exc.message) from None
         return url
@@ -162,7 +173,7 @@ class EndpointAdmin(BigTableAdmin):
         data = form.cleaned_data
         type_keys = [t.key for t in data.get("event_types") or []]
         if not change:
-            created, secret = services.endpoint_create(
+            created, secret = endpoint_create(
                 url=data["url"],
                 description=data["description"],
                 event_types=type_keys,
@@ -180,11 +191,11 @@ class EndpointAdmin(BigTableAdmin):
             if name in form.changed_data
         }
         if "active" in form.changed_data and not data["active"]:
-            services.endpoint_disable(endpoint=current, reason=f"Disabled by {request.user}.")
+            endpoint_disable(endpoint=current, reason=f"Disabled by {request.user}.")
         elif "active" in form.changed_data:
             fields["active"] = True
         if fields:
-            services.endpoint_update(endpoint=current, fields=fields)
+            endpoint_update(endpoint=current, fields=fields)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Event types were saved by the service."""
@@ -201,7 +212,7 @@ class EndpointAdmin(BigTableAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
-        services.endpoint_delete(endpoint=obj)  # recomputes its events' is_delivered
+        endpoint_delete(endpoint=obj)  # recomputes its events' is_delivered
 
     def response_add(
         self, request: HttpRequest, obj: Endpoint, post_url_continue: str | None = None
@@ -218,7 +229,7 @@ class EndpointAdmin(BigTableAdmin):
             "title": "Secret rotated" if rotated else "Endpoint created",
             "secrets": secrets,
             "rotated": rotated,
-            "overlap_until": timezone.now() + services.SECRET_ROTATION_OVERLAP,
+            "overlap_until": timezone.now() + SECRET_ROTATION_OVERLAP,
             "changelist_url": reverse("admin:automation_endpoint_changelist"),
         }
         response = TemplateResponse(request, "admin/automation/endpoint/secret_once.html", context)
@@ -229,28 +240,26 @@ class EndpointAdmin(BigTableAdmin):
     def disable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         endpoints = list(queryset.filter(active=True))
         for endpoint in endpoints:
-            services.endpoint_disable(endpoint=endpoint, reason=f"Disabled by {request.user}.")
+            endpoint_disable(endpoint=endpoint, reason=f"Disabled by {request.user}.")
         self.message_user(request, f"Disabled {len(endpoints)} endpoint(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected endpoints (health starts afresh)")
     def enable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         endpoints = list(queryset.filter(active=False))
         for endpoint in endpoints:
-            services.endpoint_update(endpoint=endpoint, fields={"active": True})
+            endpoint_update(endpoint=endpoint, fields={"active": True})
         self.message_user(request, f"Enabled {len(endpoints)} endpoint(s).", messages.SUCCESS)
 
     @admin.action(description="Rotate signing secret (new secret shown once)")
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> HttpResponse:
-        secrets = [
-            (endpoint, services.endpoint_rotate_secret(endpoint=endpoint)) for endpoint in queryset
-        ]
+        secrets = [(endpoint, endpoint_rotate_secret(endpoint=endpoint)) for endpoint in queryset]
         return self._secrets_page(request, secrets, rotated=True)
 
     @admin.action(description="Send a test ping")
     def send_test_ping(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         endpoints = list(queryset)
         for endpoint in endpoints:
-            services.endpoint_ping(endpoint=endpoint)
+            endpoint_ping(endpoint=endpoint)
         self.message_user(
             request, f"Test ping queued for {len(endpoints)} endpoint(s).", messages.SUCCESS
         )
@@ -383,7 +392,7 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
         done = 0
         for delivery in queryset:
             try:
-                services.delivery_redeliver(delivery=delivery)
+                delivery_redeliver(delivery=delivery)
                 done += 1
             except HeraldError as exc:
                 self.message_user(request, f"{delivery.pk}: {exc.message}", messages.ERROR)

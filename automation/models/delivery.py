@@ -2,10 +2,10 @@
 
 One sender for everything that calls out: webhook subscriptions (`/webhooks`),
 scheduled callbacks and workflow actions all create `Delivery` rows for an
-`Endpoint` of their kind, and `automation.delivery` sends, signs, retries and
-logs them. The row is the source of truth for background work: a delivery is
-due when `status = pending AND next_attempt_at <= now`, whatever happened to the
-broker message that was meant to send it.
+`Endpoint` of their kind (automation.delivery), and automation.delivery_sender
+sends, signs, retries and logs them. The row is the source of truth for
+background work: a delivery is due when `status = pending AND next_attempt_at <=
+now`, whatever happened to the broker message that was meant to send it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from automation import delivery as services
+from automation.delivery import delivery_create
+from automation.delivery_sender import deliver_one
+from automation.endpoints import endpoint_create, endpoint_disable
 from automation.models import Delivery, Endpoint, Workflow, WorkflowRun
 from automation.schedules import schedule_create
 from automation.workflow_runs import events_evaluate_and_run
@@ -39,14 +41,14 @@ def receiver(admin_receiver: Receiver) -> Receiver:
 @pytest.fixture
 def make_endpoint(receiver: Receiver) -> Callable[[str], Endpoint]:
     def make(path: str = "/hook") -> Endpoint:
-        return services.endpoint_create(url=receiver.url(path))[0]
+        return endpoint_create(url=receiver.url(path))[0]
 
     return make
 
 
 def new_delivery(endpoint: Endpoint, **payload: Any) -> Delivery:
     with transaction.atomic():
-        return services.delivery_create(endpoint=endpoint, payload=payload)
+        return delivery_create(endpoint=endpoint, payload=payload)
 
 
 def ids(response: Any) -> list[str]:
@@ -147,8 +149,8 @@ def test_enable_action_reactivates_a_disabled_endpoint_with_fresh_health(
 ) -> None:
     receiver.reply(Reply(status=500))
     endpoint = make_endpoint("/hook")
-    services.deliver_one(new_delivery(endpoint, n=1).pk)
-    services.endpoint_disable(endpoint=endpoint, reason="410 Gone")
+    deliver_one(new_delivery(endpoint, n=1).pk)
+    endpoint_disable(endpoint=endpoint, reason="410 Gone")
     endpoint.refresh_from_db()
     assert endpoint.first_failure_at is not None
 
@@ -233,7 +235,7 @@ def test_dashboard_shows_failing_webhooks_failed_deliveries_and_recent_runs(
 ) -> None:
     receiver.reply(Reply(status=400))
     failing = make_endpoint("/failing")
-    services.deliver_one(new_delivery(failing, n=1).pk)  # 400: failed for good
+    deliver_one(new_delivery(failing, n=1).pk)  # 400: failed for good
     make_endpoint("/healthy")
     make_runs(2)
 

@@ -17,7 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from automation import delivery as delivery_services
+from automation.delivery import delivery_create
+from automation.delivery_sender import deliver_one
+from automation.endpoints import endpoint_create
 from automation.models import Delivery, Schedule, Workflow, WorkflowRun
 from automation.schedules import schedule_create
 from automation.workflow_selectors import active_workflows_forget
@@ -155,10 +157,10 @@ def test_endpoint_deliveries_show_attempts_and_one_is_redelivered(
     admin_login: Callable[[], Page], receiver: Receiver
 ) -> None:
     receiver.reply(Reply(status=400, body=b"bad signature"), Reply(status=200))
-    endpoint, _ = delivery_services.endpoint_create(url=receiver.url("/orders"))
+    endpoint, _ = endpoint_create(url=receiver.url("/orders"))
     with transaction.atomic():
-        delivery = delivery_services.delivery_create(endpoint=endpoint, payload={"order": 7})
-    delivery_services.deliver_one(delivery.pk)  # 400: a final failure
+        delivery = delivery_create(endpoint=endpoint, payload={"order": 7})
+    deliver_one(delivery.pk)  # 400: a final failure
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.FAILED
     page = admin_login()  # lands on the dashboard

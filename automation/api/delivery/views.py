@@ -1,4 +1,5 @@
-"""/webhooks and /deliveries: thin views over automation.delivery."""
+"""/webhooks and /deliveries: thin views over automation.endpoints, .delivery and
+.delivery_selectors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automation import delivery as services
 from automation.api.delivery.serializers import (
     DeliveryDetailSerializer,
     DeliverySerializer,
@@ -19,6 +19,15 @@ from automation.api.delivery.serializers import (
     WebhookSerializer,
     WebhookUpdateIn,
     WebhookWithSecretSerializer,
+)
+from automation.delivery import delivery_redeliver
+from automation.delivery_selectors import delivery_get, delivery_list, webhook_get, webhook_list
+from automation.endpoints import (
+    endpoint_create,
+    endpoint_delete,
+    endpoint_ping,
+    endpoint_rotate_secret,
+    endpoint_update,
 )
 from automation.models import Delivery
 from project.api.body import parse_body
@@ -49,7 +58,7 @@ class WebhookCollectionView(APIView):
         return Response(
             list_envelope(
                 key="webhooks",
-                queryset=services.webhook_list(),
+                queryset=webhook_list(),
                 params=params,
                 sort_fields=WEBHOOK_SORT_FIELDS,
                 to_dict=_webhook_data,
@@ -66,7 +75,7 @@ class WebhookCollectionView(APIView):
     )
     def post(self, request: Request) -> Response:
         body = parse_body(request, WebhookCreateIn).webhook
-        endpoint, _secret = services.endpoint_create(
+        endpoint, _secret = endpoint_create(
             url=body.url,
             description=body.description,
             event_types=body.event_types,
@@ -82,7 +91,7 @@ class WebhookDetailView(APIView):
         responses={200: envelope("WebhookDetail", WebhookSerializer()), **errors(404)},
     )
     def get(self, request: Request, webhook_id: str) -> Response:
-        return Response({"data": _webhook_data(services.webhook_get(webhook_id=webhook_id))})
+        return Response({"data": _webhook_data(webhook_get(webhook_id=webhook_id))})
 
     @extend_schema(
         operation_id="webhooks_update",
@@ -90,7 +99,7 @@ class WebhookDetailView(APIView):
         responses={200: envelope("WebhookUpdated", WebhookSerializer()), **errors(400, 404, 415)},
     )
     def patch(self, request: Request, webhook_id: str) -> Response:
-        endpoint = services.webhook_get(webhook_id=webhook_id)
+        endpoint = webhook_get(webhook_id=webhook_id)
         body = parse_body(request, WebhookUpdateIn).webhook
         fields = {
             name: getattr(body, name)
@@ -99,17 +108,17 @@ class WebhookDetailView(APIView):
         }
         if not fields:
             raise ApiError("Give at least one field to update (url, description, ...).")
-        endpoint = services.endpoint_update(endpoint=endpoint, fields=fields)
-        return Response({"data": _webhook_data(services.webhook_get(webhook_id=endpoint.pk))})
+        endpoint = endpoint_update(endpoint=endpoint, fields=fields)
+        return Response({"data": _webhook_data(webhook_get(webhook_id=endpoint.pk))})
 
     @extend_schema(
         operation_id="webhooks_delete",
         responses={200: envelope("WebhookDeleted", WebhookSerializer()), **errors(404)},
     )
     def delete(self, request: Request, webhook_id: str) -> Response:
-        endpoint = services.webhook_get(webhook_id=webhook_id)
+        endpoint = webhook_get(webhook_id=webhook_id)
         deleted = _webhook_data(endpoint)
-        services.endpoint_delete(endpoint=endpoint)
+        endpoint_delete(endpoint=endpoint)
         return Response({"data": deleted})
 
 
@@ -120,8 +129,8 @@ class WebhookRotateSecretView(APIView):
         responses={200: envelope("WebhookRotated", WebhookWithSecretSerializer()), **errors(404)},
     )
     def post(self, request: Request, webhook_id: str) -> Response:
-        endpoint = services.webhook_get(webhook_id=webhook_id)
-        services.endpoint_rotate_secret(endpoint=endpoint)
+        endpoint = webhook_get(webhook_id=webhook_id)
+        endpoint_rotate_secret(endpoint=endpoint)
         return Response({"data": WebhookWithSecretSerializer(endpoint).data})
 
 
@@ -132,8 +141,8 @@ class WebhookTestView(APIView):
         responses={202: envelope("WebhookPing", DeliverySerializer()), **errors(404)},
     )
     def post(self, request: Request, webhook_id: str) -> Response:
-        endpoint = services.webhook_get(webhook_id=webhook_id)
-        delivery = services.endpoint_ping(endpoint=endpoint)
+        endpoint = webhook_get(webhook_id=webhook_id)
+        delivery = endpoint_ping(endpoint=endpoint)
         return Response(
             {"data": DeliverySerializer(delivery).data}, status=status.HTTP_202_ACCEPTED
         )
@@ -168,7 +177,7 @@ class DeliveryCollectionView(APIView):
                 f"Invalid query parameter 'status': one of {allowed}.",
                 details={"status": [f"One of: {allowed}."]},
             )
-        queryset = services.delivery_list(
+        queryset = delivery_list(
             webhook_id=query.get("webhook_id"), event_id=query.get("event_id"), status=state
         )
         return Response(
@@ -191,7 +200,7 @@ class DeliveryDetailView(APIView):
         },
     )
     def get(self, request: Request, delivery_id: str) -> Response:
-        delivery = services.delivery_get(delivery_id=delivery_id, with_attempts=True)
+        delivery = delivery_get(delivery_id=delivery_id, with_attempts=True)
         return Response({"data": DeliveryDetailSerializer(delivery).data})
 
 
@@ -202,8 +211,8 @@ class DeliveryRedeliverView(APIView):
         responses={202: envelope("DeliveryRedelivered", DeliverySerializer()), **errors(404, 409)},
     )
     def post(self, request: Request, delivery_id: str) -> Response:
-        delivery = services.delivery_get(delivery_id=delivery_id)
-        delivery = services.delivery_redeliver(delivery=delivery)
+        delivery = delivery_get(delivery_id=delivery_id)
+        delivery = delivery_redeliver(delivery=delivery)
         return Response(
             {"data": DeliverySerializer(delivery).data}, status=status.HTTP_202_ACCEPTED
         )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trustme
 
-from automation.delivery import endpoint_create
+from automation.endpoints import endpoint_create
 from automation.models import Endpoint
 from tests.receiver import Receiver, local_receiver, server_tls_context
 

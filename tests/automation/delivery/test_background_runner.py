@@ -6,9 +6,10 @@ import time
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
-from automation import delivery as svc
 from automation import periodic
+from automation.delivery import delivery_build
 from automation.models import Delivery
 from project.celery import app
 from tests.conftest import API
@@ -55,7 +56,7 @@ def test_batch_ingestion_delivers_through_the_embedded_runner(
 def test_the_ticker_runs_the_dispatcher_for_lost_messages(receiver, make_endpoint, runner):
     endpoint, _ = make_endpoint()
     with transaction.atomic():
-        delivery = svc.delivery_build(endpoint, {"lost": True}, None, None, svc.timezone.now())
+        delivery = delivery_build(endpoint, {"lost": True}, None, None, timezone.now())
         delivery.queued_until = None  # as if its task message had been lost
         delivery.save(force_insert=True)
 

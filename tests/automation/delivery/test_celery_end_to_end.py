@@ -6,7 +6,8 @@ import pytest
 from django.db import transaction
 from standardwebhooks import Webhook
 
-from automation import delivery as svc
+from automation.delivery import delivery_create
+from automation.delivery_sender import dispatch_due_deliveries
 from automation.models import Delivery, DeliveryAttempt
 from events_app.models import Event
 from tests.celery_worker import celery_broker, celery_worker, wait_until
@@ -55,7 +56,7 @@ def test_worker_killed_mid_delivery_loses_nothing_and_retries_with_the_same_id(
     with celery_broker() as broker:
         with celery_worker(broker, env=fast_lease) as doomed:
             with transaction.atomic():
-                delivery = svc.delivery_create(endpoint=endpoint, payload={"order": 7})
+                delivery = delivery_create(endpoint=endpoint, payload={"order": 7})
             receiver.wait_for(1, timeout=30)
             doomed.kill()
         claimed = Delivery.objects.get(pk=delivery.pk)
@@ -64,7 +65,7 @@ def test_worker_killed_mid_delivery_loses_nothing_and_retries_with_the_same_id(
 
         with celery_worker(broker, env=fast_lease):
             # The dispatcher (Celery beat in production) finds the lapsed claim.
-            wait_until(lambda: svc.dispatch_due_deliveries() == 1, what="lease to lapse")
+            wait_until(lambda: dispatch_due_deliveries() == 1, what="lease to lapse")
             receiver.wait_for(2, timeout=30)
             done = wait_until(
                 lambda: Delivery.objects.filter(pk=delivery.pk, status="succeeded").first(),

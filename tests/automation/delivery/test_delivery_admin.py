@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from automation import delivery as svc
+from automation.delivery import delivery_create
+from automation.delivery_sender import deliver_one
 from automation.models import Delivery, Endpoint
 from tests.receiver import Reply
 
@@ -16,8 +17,8 @@ def test_delivery_admin_lists_shows_attempts_and_redelivers(admin_client, make_e
     receiver.reply(Reply(status=404), Reply(status=200))
     endpoint, _ = make_endpoint()
     with transaction.atomic():
-        delivery = svc.delivery_create(endpoint=endpoint, payload={"a": 1})
-    svc.deliver_one(delivery.pk)
+        delivery = delivery_create(endpoint=endpoint, payload={"a": 1})
+    deliver_one(delivery.pk)
 
     assert admin_client.get("/admin/automation/delivery/").status_code == 200
     assert admin_client.get("/admin/automation/endpoint/").status_code == 200
@@ -36,7 +37,7 @@ def test_delivery_admin_lists_shows_attempts_and_redelivers(admin_client, make_e
 def test_endpoint_admin_disable_action_fails_pending_deliveries(admin_client, make_endpoint):
     endpoint, _ = make_endpoint()
     with transaction.atomic():
-        delivery = svc.delivery_create(endpoint=endpoint, payload={"a": 1})
+        delivery = delivery_create(endpoint=endpoint, payload={"a": 1})
     admin_client.post(
         "/admin/automation/endpoint/",
         {"action": "disable_endpoints", "_selected_action": [endpoint.pk]},

@@ -10,7 +10,15 @@ from django.db import transaction
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from automation import delivery as svc
+from automation.delivery import delivery_create
+from automation.delivery_sender import (
+    RESPONSE_EXCERPT_CHARS,
+    RETRY_SCHEDULE,
+    deliver_one,
+    dispatch_due_deliveries,
+    parse_retry_after,
+)
+from automation.endpoints import endpoint_rotate_secret
 from automation.models import Delivery, DeliveryAttempt, Endpoint
 from tests.factories import EventFactory
 from tests.receiver import Reply
@@ -22,14 +30,14 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 def _delivery(endpoint: Endpoint, payload: dict | None = None, **kwargs) -> Delivery:
     with transaction.atomic():
-        return svc.delivery_create(endpoint=endpoint, payload=payload or {"n": 1}, **kwargs)
+        return delivery_create(endpoint=endpoint, payload=payload or {"n": 1}, **kwargs)
 
 
 def test_delivery_is_signed_so_standardwebhooks_verifies_it(make_endpoint, receiver):
     endpoint, secret = make_endpoint()
     delivery = _delivery(endpoint, {"hello": "wörld"})
 
-    assert svc.deliver_one(delivery.pk) == "succeeded"
+    assert deliver_one(delivery.pk) == "succeeded"
 
     request = receiver.requests[0]
     assert request.headers["webhook-id"] == delivery.message_id
@@ -50,10 +58,10 @@ def test_delivery_is_signed_so_standardwebhooks_verifies_it(make_endpoint, recei
 def test_rotation_signs_with_both_secrets_for_24_hours(make_endpoint, receiver):
     with time_machine.travel(T0, tick=False):
         endpoint, old = make_endpoint()
-        new = svc.endpoint_rotate_secret(endpoint=endpoint)
-        svc.deliver_one(_delivery(endpoint).pk)
+        new = endpoint_rotate_secret(endpoint=endpoint)
+        deliver_one(_delivery(endpoint).pk)
     with time_machine.travel(T0 + timedelta(hours=24, seconds=1), tick=False):
-        svc.deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
 
     during, after = receiver.requests
     assert new != old
@@ -74,8 +82,8 @@ def test_failing_delivery_follows_the_retry_schedule_then_fails(make_endpoint, r
     with time_machine.travel(T0, tick=False) as clock:
         endpoint, _ = make_endpoint()
         delivery = _delivery(endpoint, event=event)
-        svc.deliver_one(delivery.pk)
-        for step, wait in enumerate(svc.RETRY_SCHEDULE):
+        deliver_one(delivery.pk)
+        for step, wait in enumerate(RETRY_SCHEDULE):
             delivery.refresh_from_db()
             now = datetime.now(tz=UTC)
             assert delivery.status == "pending"
@@ -83,9 +91,9 @@ def test_failing_delivery_follows_the_retry_schedule_then_fails(make_endpoint, r
             assert now + wait <= delivery.next_attempt_at <= now + wait * 1.1
             # Not due a second early: nothing is sent.
             clock.move_to(delivery.next_attempt_at - timedelta(seconds=1))
-            assert svc.deliver_one(delivery.pk) == "not-due"
+            assert deliver_one(delivery.pk) == "not-due"
             clock.move_to(delivery.next_attempt_at)
-            assert svc.dispatch_due_deliveries() == 1
+            assert dispatch_due_deliveries() == 1
         delivery.refresh_from_db()
 
     assert len(receiver.requests) == 10
@@ -95,7 +103,7 @@ def test_failing_delivery_follows_the_retry_schedule_then_fails(make_endpoint, r
     assert delivery.attempt_count == 10
     outcomes = list(delivery.attempts.values_list("outcome", flat=True))
     assert outcomes == ["retry"] * 9 + ["failed"]
-    assert sum(svc.RETRY_SCHEDULE, timedelta()) == timedelta(hours=61, minutes=35, seconds=5)
+    assert sum(RETRY_SCHEDULE, timedelta()) == timedelta(hours=61, minutes=35, seconds=5)
     event.refresh_from_db()
     assert event.is_delivered is False
 
@@ -105,15 +113,15 @@ def test_retry_after_header_postpones_the_next_attempt(make_endpoint, receiver):
     with time_machine.travel(T0, tick=False):
         endpoint, _ = make_endpoint()
         delivery = _delivery(endpoint)
-        svc.deliver_one(delivery.pk)
+        deliver_one(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == "pending"
     assert delivery.next_attempt_at == T0 + timedelta(seconds=3600)
 
 
 def test_retry_after_as_http_date_is_understood():
-    assert svc.parse_retry_after("Mon, 02 Mar 2026 13:00:00 GMT", T0) == timedelta(hours=1)
-    assert svc.parse_retry_after("soon", T0) is None
+    assert parse_retry_after("Mon, 02 Mar 2026 13:00:00 GMT", T0) == timedelta(hours=1)
+    assert parse_retry_after("soon", T0) is None
 
 
 @pytest.mark.parametrize("status", [408, 500, 502])
@@ -121,7 +129,7 @@ def test_retryable_statuses_schedule_another_attempt(make_endpoint, receiver, st
     receiver.reply(Reply(status=status))
     endpoint, _ = make_endpoint()
     delivery = _delivery(endpoint)
-    svc.deliver_one(delivery.pk)
+    deliver_one(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.retry_step, delivery.last_status_code) == (
         "pending",
@@ -135,7 +143,7 @@ def test_redirects_and_other_client_errors_are_final(make_endpoint, receiver, st
     receiver.reply(Reply(status=status, headers={"Location": "http://127.0.0.1:1/x"}))
     endpoint, _ = make_endpoint()
     delivery = _delivery(endpoint)
-    svc.deliver_one(delivery.pk)
+    deliver_one(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_status_code, delivery.next_attempt_at) == (
         "failed",
@@ -154,7 +162,7 @@ def test_410_gone_disables_the_endpoint_and_fails_its_other_pending_deliveries(
     endpoint, _ = make_endpoint()
     first, second = _delivery(endpoint), _delivery(endpoint)
 
-    svc.deliver_one(first.pk)
+    deliver_one(first.pk)
 
     endpoint.refresh_from_db()
     assert endpoint.active is False
@@ -162,7 +170,7 @@ def test_410_gone_disables_the_endpoint_and_fails_its_other_pending_deliveries(
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.status, second.status) == ("failed", "failed")
-    assert svc.deliver_one(second.pk) == "not-due"
+    assert deliver_one(second.pk) == "not-due"
     assert len(receiver.requests) == 1
 
 
@@ -170,15 +178,15 @@ def test_endpoint_failing_for_five_days_without_success_is_disabled(make_endpoin
     receiver.reply(Reply(status=500))
     with time_machine.travel(T0, tick=False) as clock:
         endpoint, _ = make_endpoint()
-        svc.deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
         endpoint.refresh_from_db()
         assert endpoint.first_failure_at == T0
         clock.move_to(T0 + timedelta(days=4, hours=23))
-        svc.deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
         endpoint.refresh_from_db()
         assert endpoint.active is True
         clock.move_to(T0 + timedelta(days=5))
-        svc.deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
     endpoint.refresh_from_db()
     assert endpoint.active is False
     assert endpoint.disabled_reason == (
@@ -190,8 +198,8 @@ def test_a_success_resets_the_five_day_failure_clock(make_endpoint, receiver):
     receiver.reply(Reply(status=500), Reply(status=200))
     with time_machine.travel(T0, tick=False):
         endpoint, _ = make_endpoint()
-        svc.deliver_one(_delivery(endpoint).pk)
-        svc.deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
+        deliver_one(_delivery(endpoint).pk)
     endpoint.refresh_from_db()
     assert (endpoint.first_failure_at, endpoint.last_success_at) == (None, T0)
 
@@ -201,7 +209,7 @@ def test_give_up_at_ends_retries_before_the_next_scheduled_attempt(make_endpoint
     with time_machine.travel(T0, tick=False):
         endpoint, _ = make_endpoint(kind=Endpoint.Kind.SCHEDULE)
         delivery = _delivery(endpoint, give_up_at=T0 + timedelta(seconds=3))
-        svc.deliver_one(delivery.pk)
+        deliver_one(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == ("failed", 1)
 
@@ -210,7 +218,7 @@ def test_an_attempt_is_logged_with_status_duration_and_capped_excerpt(make_endpo
     receiver.reply(Reply(status=500, body=b"e" * 10_000))
     endpoint, _ = make_endpoint()
     delivery = _delivery(endpoint)
-    svc.deliver_one(delivery.pk)
+    deliver_one(delivery.pk)
     attempt = DeliveryAttempt.objects.get(delivery=delivery)
     assert (attempt.number, attempt.status_code, attempt.error, attempt.outcome) == (
         1,
@@ -218,7 +226,7 @@ def test_an_attempt_is_logged_with_status_duration_and_capped_excerpt(make_endpo
         "HTTP 500",
         "retry",
     )
-    assert attempt.response_excerpt == "e" * svc.RESPONSE_EXCERPT_CHARS
+    assert attempt.response_excerpt == "e" * RESPONSE_EXCERPT_CHARS
     assert attempt.duration_ms < 15_000
 
 
@@ -226,7 +234,7 @@ def test_an_unreachable_endpoint_is_a_retryable_network_error(make_endpoint, rec
     endpoint, _ = make_endpoint()
     Endpoint.objects.filter(pk=endpoint.pk).update(url="http://127.0.0.1:1/closed")
     delivery = _delivery(endpoint)
-    assert svc.deliver_one(delivery.pk) == "failed"
+    assert deliver_one(delivery.pk) == "failed"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_status_code) == ("pending", None)
     assert "Connection refused" in delivery.last_error

@@ -9,7 +9,9 @@ import pytest
 import time_machine
 from django.db import connection, transaction
 
-from automation import delivery as svc
+from automation.delivery import QUEUE_LEASE, delivery_create, event_mark_delivered
+from automation.delivery_sender import _claim, _record, deliver_one, dispatch_due_deliveries
+from automation.endpoints import endpoint_delete, endpoint_update
 from automation.models import Delivery, DeliveryAttempt
 from tests.receiver import Reply
 
@@ -52,7 +54,7 @@ def run_at_once(n: int, work):
 
 def _create(endpoint, n: int = 1) -> list[Delivery]:
     with transaction.atomic():
-        return [svc.delivery_create(endpoint=endpoint, payload={"n": i}) for i in range(n)]
+        return [delivery_create(endpoint=endpoint, payload={"n": i}) for i in range(n)]
 
 
 @pytest.mark.django_db
@@ -60,10 +62,10 @@ def test_dispatcher_leaves_freshly_queued_rows_and_resends_lost_ones(make_endpoi
     with time_machine.travel(T0, tick=False) as clock:
         endpoint, _ = make_endpoint()
         (delivery,) = _create(endpoint)  # its task message is "lost": on_commit never ran
-        assert svc.dispatch_due_deliveries() == 0  # still within the queue lease
-        clock.move_to(T0 + svc.QUEUE_LEASE + timedelta(seconds=1))
-        assert svc.dispatch_due_deliveries() == 1
-        assert svc.dispatch_due_deliveries() == 0  # sent, nothing left
+        assert dispatch_due_deliveries() == 0  # still within the queue lease
+        clock.move_to(T0 + QUEUE_LEASE + timedelta(seconds=1))
+        assert dispatch_due_deliveries() == 1
+        assert dispatch_due_deliveries() == 0  # sent, nothing left
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
     assert len(receiver.requests) == 1
@@ -74,14 +76,14 @@ def test_a_claimed_attempt_is_not_repeated_until_its_lease_lapses(make_endpoint,
     with time_machine.travel(T0, tick=False) as clock:
         endpoint, _ = make_endpoint()
         (delivery,) = _create(endpoint)
-        claimed = svc._claim(delivery.pk, T0)  # a worker that then dies mid-call
+        claimed = _claim(delivery.pk, T0)  # a worker that then dies mid-call
         assert isinstance(claimed, Delivery)
         lease_end = claimed.locked_until
         clock.move_to(lease_end - timedelta(seconds=1))
-        assert svc.deliver_one(delivery.pk) == "not-due"
-        assert svc.dispatch_due_deliveries() == 0
+        assert deliver_one(delivery.pk) == "not-due"
+        assert dispatch_due_deliveries() == 0
         clock.move_to(lease_end + timedelta(seconds=1))
-        assert svc.dispatch_due_deliveries() == 1
+        assert dispatch_due_deliveries() == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == ("succeeded", 2)
     assert len(receiver.requests) == 1
@@ -93,10 +95,10 @@ def test_a_late_result_of_a_superseded_attempt_is_discarded(make_endpoint, recei
     receiver.reply(Reply(status=500))
     endpoint, _ = make_endpoint()
     (delivery,) = _create(endpoint)
-    stale = svc._claim(delivery.pk, datetime.now(tz=UTC))
-    svc.event_mark_delivered  # noqa: B018 - documents the other way a row stops being ours
+    stale = _claim(delivery.pk, datetime.now(tz=UTC))
+    event_mark_delivered  # noqa: B018 - documents the other way a row stops being ours
     Delivery.objects.filter(pk=delivery.pk).update(status="cancelled")
-    svc._record(
+    _record(
         stale,
         started_at=datetime.now(tz=UTC),
         duration_ms=5,
@@ -119,11 +121,11 @@ def test_an_endpoint_at_its_concurrency_limit_leaves_the_delivery_waiting_in_the
     with time_machine.travel(T0, tick=False):
         endpoint, _ = make_endpoint()
         first, second, third = _create(endpoint, 3)
-        assert isinstance(svc._claim(first.pk, T0), Delivery)
-        assert isinstance(svc._claim(second.pk, T0), Delivery)
-        assert svc.deliver_one(third.pk) == "endpoint-busy"
+        assert isinstance(_claim(first.pk, T0), Delivery)
+        assert isinstance(_claim(second.pk, T0), Delivery)
+        assert deliver_one(third.pk) == "endpoint-busy"
         # The dispatcher hands out no task for it while both slots are taken.
-        assert svc.dispatch_due_deliveries() == 0
+        assert dispatch_due_deliveries() == 0
     third.refresh_from_db()
     assert (third.status, third.attempt_count, third.next_attempt_at) == ("pending", 0, T0)
     assert third.queued_until is None
@@ -140,7 +142,7 @@ def test_a_worker_goes_on_with_its_endpoints_backlog_after_a_success(
     deliveries = _create(endpoint, 4)
     (elsewhere,) = _create(other)
 
-    assert svc.deliver_one(deliveries[0].pk) == "succeeded"
+    assert deliver_one(deliveries[0].pk) == "succeeded"
 
     assert [r.path for r in receiver.requests] == ["/hook"] * 4
     assert set(Delivery.objects.filter(endpoint=endpoint).values_list("status", flat=True)) == {
@@ -155,7 +157,7 @@ def test_no_follow_on_after_a_failure(make_endpoint, receiver):
     receiver.reply(Reply(status=503))
     endpoint, _ = make_endpoint()
     first, second = _create(endpoint, 2)
-    svc.deliver_one(first.pk)
+    deliver_one(first.pk)
     second.refresh_from_db()
     assert (len(receiver.requests), second.attempt_count) == (1, 0)
 
@@ -171,9 +173,9 @@ def test_dispatcher_enqueues_at_most_the_free_slots_of_an_endpoint(
         busy = _create(endpoint, 6)
         idle = _create(other, 2)
         Delivery.objects.update(queued_until=None)
-        assert isinstance(svc._claim(busy[0].pk, T0), Delivery)
+        assert isinstance(_claim(busy[0].pk, T0), Delivery)
         enqueued.clear()
-        assert svc.dispatch_due_deliveries() == 4
+        assert dispatch_due_deliveries() == 4
     # Two of the busy endpoint's waiting rows (its free slots; all are due at T0), and
     # both rows of the idle endpoint.
     waiting = {d.pk for d in busy[1:]}
@@ -186,8 +188,8 @@ def test_dispatcher_enqueues_at_most_the_free_slots_of_an_endpoint(
 def test_a_disabled_endpoint_gets_no_request(make_endpoint, receiver):
     endpoint, _ = make_endpoint()
     (delivery,) = _create(endpoint)
-    svc.endpoint_update(endpoint=endpoint, fields={"active": False})
-    assert svc.deliver_one(delivery.pk) == "endpoint-disabled"
+    endpoint_update(endpoint=endpoint, fields={"active": False})
+    assert deliver_one(delivery.pk) == "endpoint-disabled"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_error) == ("failed", "Endpoint is disabled.")
     assert receiver.requests == []
@@ -198,7 +200,7 @@ def test_concurrent_workers_make_exactly_one_attempt(make_endpoint, receiver, en
     receiver.reply(Reply(status=200, delay=0.3))
     endpoint, _ = make_endpoint()
     (delivery,) = _create(endpoint)
-    outcomes = run_at_once(8, lambda: svc.deliver_one(delivery.pk))
+    outcomes = run_at_once(8, lambda: deliver_one(delivery.pk))
     assert sorted(outcomes) == ["not-due"] * 7 + ["succeeded"]
     assert len(receiver.requests) == 1
     assert DeliveryAttempt.objects.count() == 1
@@ -214,7 +216,7 @@ def test_concurrent_dispatchers_enqueue_each_due_row_once(
     Delivery.objects.update(queued_until=None)
     enqueued.clear()
     monkeypatch.setattr("django.conf.settings.HERALD_DELIVERY_DISPATCH_CHUNK", 7, raising=False)
-    run_at_once(4, svc.dispatch_due_deliveries)
+    run_at_once(4, dispatch_due_deliveries)
     assert sorted(enqueued) == sorted(d.pk for d in rows)
 
 
@@ -248,7 +250,7 @@ def test_ingesting_a_batch_enqueues_at_most_each_endpoints_concurrency_and_sends
     [message_for_first, *_] = [
         pk for pk in enqueued if Delivery.objects.get(pk=pk).endpoint_id == first.pk
     ]
-    svc.deliver_one(message_for_first)
+    deliver_one(message_for_first)
     sent_to_first = Delivery.objects.filter(endpoint=first, status="succeeded").count()
     assert sent_to_first == 5
     assert len(receiver.requests) == 5
@@ -261,7 +263,7 @@ def _endpoint_with_log(make_endpoint, path: str, n: int):
     events = [EventFactory(is_delivered=False) for _ in range(n)]
     with transaction.atomic():
         for event in events:
-            delivery = svc.delivery_create(endpoint=endpoint, payload={}, event=event)
+            delivery = delivery_create(endpoint=endpoint, payload={}, event=event)
             DeliveryAttempt.objects.create(
                 delivery=delivery, number=1, started_at=T0, duration_ms=1, outcome="retry"
             )
@@ -276,9 +278,9 @@ def test_deleting_an_endpoint_never_loads_its_delivery_log(make_endpoint):
     big, big_events = _endpoint_with_log(make_endpoint, "/big", 25)
 
     with CaptureQueriesContext(connection) as small_queries:
-        svc.endpoint_delete(endpoint=small)
+        endpoint_delete(endpoint=small)
     with CaptureQueriesContext(connection) as big_queries:
-        svc.endpoint_delete(endpoint=big)
+        endpoint_delete(endpoint=big)
 
     assert len(big_queries) == len(small_queries)
     # One DELETE empties the log before anything reads delivery ids (the ORM's cascade

@@ -23,7 +23,9 @@ from cryptography.x509.oid import NameOID
 from django.db import transaction
 from standardwebhooks import Webhook
 
-from automation import delivery as svc
+from automation.delivery import delivery_create
+from automation.delivery_sender import RETRY_SCHEDULE, deliver_one
+from automation.endpoints import endpoint_create
 from automation.models import Delivery, DeliveryAttempt
 from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.receiver import Receiver
@@ -38,10 +40,10 @@ def pinned_to_loopback(_host: str, _port: int) -> list[str]:
 
 def send(url: str, **kwargs: Any) -> tuple[Delivery, str, str]:
     """Create an endpoint and a delivery to `url`, make one attempt; return both and the secret."""
-    endpoint, secret = svc.endpoint_create(url=url)
+    endpoint, secret = endpoint_create(url=url)
     with transaction.atomic():
-        delivery = svc.delivery_create(endpoint=endpoint, payload={"order": 7})
-    outcome = svc.deliver_one(delivery.pk, **kwargs)
+        delivery = delivery_create(endpoint=endpoint, payload={"order": 7})
+    outcome = deliver_one(delivery.pk, **kwargs)
     delivery.refresh_from_db()
     return delivery, outcome, secret
 
@@ -80,7 +82,7 @@ def assert_rejected_and_retried(delivery: Delivery, outcome: str, error: str) ->
     assert (delivery.status, delivery.retry_step, delivery.last_error) == ("pending", 1, error)
     assert delivery.next_attempt_at is not None
     wait = delivery.next_attempt_at - attempt.started_at
-    assert svc.RETRY_SCHEDULE[0] <= wait <= svc.RETRY_SCHEDULE[0] * 1.1 + timedelta(seconds=1)
+    assert RETRY_SCHEDULE[0] <= wait <= RETRY_SCHEDULE[0] * 1.1 + timedelta(seconds=1)
 
 
 # ---------------------------------------------------------------- trusted certificates
@@ -219,7 +221,7 @@ def test_a_rejected_certificate_is_retried_and_delivered_once_it_is_trusted(
     settings.HERALD_OUTBOUND_CA_BUNDLE = bundle  # the operator adds the private CA
     assert delivery.next_attempt_at is not None
     with time_machine.travel(delivery.next_attempt_at, tick=False):
-        assert svc.deliver_one(delivery.pk) == "succeeded"
+        assert deliver_one(delivery.pk) == "succeeded"
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == ("succeeded", 2)
@@ -262,12 +264,12 @@ def test_a_celery_worker_trusts_the_ca_bundle_named_in_its_environment(
     bundle = tmp_path / "private-ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     receiver = https_receiver(ca.issue_cert("127.0.0.1"))
-    endpoint, secret = svc.endpoint_create(url=receiver.url())
+    endpoint, secret = endpoint_create(url=receiver.url())
 
     worker_env = {"HERALD_OUTBOUND_CA_BUNDLE": str(bundle)}
     with celery_broker() as broker, celery_worker(broker, env=worker_env):
         with transaction.atomic():
-            svc.delivery_create(endpoint=endpoint, payload={"order": 8})
+            delivery_create(endpoint=endpoint, payload={"order": 8})
         (request,) = receiver.wait_for(1, timeout=30)
         delivery = wait_until(
             lambda: Delivery.objects.filter(status="succeeded").first(), what="success"

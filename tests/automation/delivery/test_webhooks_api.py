@@ -8,7 +8,8 @@ import pytest
 from django.db import transaction
 from standardwebhooks import Webhook
 
-from automation import delivery as svc
+from automation.delivery_sender import deliver_one, dispatch_due_deliveries
+from automation.endpoints import endpoint_create
 from automation.models import Delivery, Endpoint
 from events_app.models import Event
 from tests.conftest import API
@@ -114,7 +115,7 @@ def test_unknown_webhook_is_404_and_read_key_cannot_write(make_api, api, receive
 
 
 def test_schedule_endpoints_do_not_appear_under_webhooks(api, receiver, allow_loopback):
-    endpoint, _ = svc.endpoint_create(url=receiver.url(), kind=Endpoint.Kind.SCHEDULE)
+    endpoint, _ = endpoint_create(url=receiver.url(), kind=Endpoint.Kind.SCHEDULE)
     assert api.get(f"{API}/webhooks").json()["data"]["total_items"] == 0
     assert api.get(f"{API}/webhooks/{endpoint.pk}").status_code == 404
 
@@ -161,11 +162,11 @@ def test_is_delivered_stays_false_until_every_delivery_succeeded(api, receiver, 
         return [e["event_id"] for e in data["events"]]
 
     assert listed_undelivered() == [event_id]
-    svc.deliver_one(first.pk)  # 500: retry scheduled
-    svc.deliver_one(second.pk)  # 200
+    deliver_one(first.pk)  # 500: retry scheduled
+    deliver_one(second.pk)  # 200
     assert listed_undelivered() == [event_id]
     Delivery.objects.filter(pk=first.pk).update(next_attempt_at=first.created_at)
-    svc.deliver_one(first.pk)  # 200
+    deliver_one(first.pk)  # 200
     assert listed_undelivered() == []
     assert Event.objects.get(pk=event_id).is_delivered is True
 
@@ -176,7 +177,7 @@ def test_patch_is_delivered_marks_delivered_and_cancels_retries(api, receiver, a
     create_webhook(api, receiver)
     event_id = ingest(api, purchase)
     delivery = Delivery.objects.get()
-    svc.deliver_one(delivery.pk)
+    deliver_one(delivery.pk)
 
     response = api.patch(f"{API}/events/{event_id}", {"is_delivered": True}, format="json")
 
@@ -184,9 +185,9 @@ def test_patch_is_delivered_marks_delivered_and_cancels_retries(api, receiver, a
     assert response.json()["data"]["is_delivered"] is True
     delivery.refresh_from_db()
     assert (delivery.status, delivery.next_attempt_at) == ("cancelled", None)
-    assert svc.dispatch_due_deliveries() == 0
+    assert dispatch_due_deliveries() == 0
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
-    assert svc.deliver_one(delivery.pk) == "not-due"
+    assert deliver_one(delivery.pk) == "not-due"
     assert len(receiver.requests) == 1
 
 
@@ -224,7 +225,7 @@ def test_delivery_list_filters_detail_and_redeliver(api, receiver, allow_loopbac
     event_id = ingest(api, purchase)
     ingest(api, purchase, ref="r2")
     delivery = Delivery.objects.get(event_id=event_id)
-    svc.deliver_one(delivery.pk)  # 400: final
+    deliver_one(delivery.pk)  # 400: final
 
     failed = api.get(f"{API}/deliveries", {"status": "failed"}).json()["data"]
     assert [d["delivery_id"] for d in failed["deliveries"]] == [delivery.pk]
@@ -244,7 +245,7 @@ def test_delivery_list_filters_detail_and_redeliver(api, receiver, allow_loopbac
     assert redone.status_code == 202
     assert redone.json()["data"]["status"] == "pending"
     assert Event.objects.get(pk=event_id).is_delivered is False
-    assert svc.deliver_one(delivery.pk) == "succeeded"
+    assert deliver_one(delivery.pk) == "succeeded"
     # After the success the worker went on with the webhook's other due delivery (r2).
     first, second, follow_on = receiver.requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == delivery.message_id
@@ -258,7 +259,7 @@ def test_ping_sends_a_signed_test_message(api, receiver, allow_loopback):
     response = api.post(f"{API}/webhooks/{hook['webhook_id']}/test")
     assert response.status_code == 202
     delivery = Delivery.objects.get(pk=response.json()["data"]["delivery_id"])
-    svc.deliver_one(delivery.pk)
+    deliver_one(delivery.pk)
     payload = Webhook(hook["secret"]).verify(
         receiver.requests[0].body, receiver.requests[0].headers
     )
@@ -284,5 +285,5 @@ def test_a_broker_outage_does_not_fail_ingestion_and_the_dispatcher_sends_later(
     assert receiver.requests == []
     monkeypatch.undo()
     Delivery.objects.filter(pk=delivery.pk).update(queued_until=delivery.created_at)
-    assert svc.dispatch_due_deliveries() == 1
+    assert dispatch_due_deliveries() == 1
     assert len(receiver.requests) == 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from automation.delivery import dispatch_due_deliveries
+from automation.delivery_sender import dispatch_due_deliveries
 from automation.models import Delivery, Schedule, ScheduleRun
 from automation.scheduler import dispatch_due_schedules
 from tests.celery_worker import celery_broker, celery_worker, wait_until

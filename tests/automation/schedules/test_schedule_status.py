@@ -18,7 +18,7 @@ import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
-from automation.delivery import GUARD_REFUSED, deliver_one
+from automation.delivery_sender import GUARD_REFUSED, deliver_one
 from automation.models import Delivery, DeliveryAttempt, Schedule
 from automation.scheduler import dispatch_due_schedules
 from automation.schedules import schedule_mark_called, schedule_pause, schedule_resume
