@@ -128,18 +128,6 @@ def test_a_paused_schedule_whose_callback_in_flight_is_called_stays_paused(
 
 
 @pytest.mark.django_db
-def test_a_paused_schedule_never_called_resumes_inactive(
-    make_schedule: Callable[..., Schedule], receiver: Receiver
-) -> None:
-    delivery = fire_first_tick(make_schedule, receiver.url("/cb"))
-    schedule = schedule_pause(schedule=schedule_of(delivery))
-
-    with time_machine.travel(FIRST_TICK, tick=False):
-        assert schedule_resume(schedule=schedule).status == "INACTIVE"
-    assert receiver.requests == []
-
-
-@pytest.mark.django_db
 def test_a_finished_schedule_whose_last_callback_is_called_stays_finished(
     make_schedule: Callable[..., Schedule], receiver: Receiver
 ) -> None:
