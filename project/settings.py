@@ -221,6 +221,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Docstrings of our base classes (StrictAPIView, StrictSerializer) are not API docs.
+    "GET_LIB_DOC_EXCLUDES": "project.api.schema.lib_doc_excludes",
     # Several models have a `status`; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "DeliveryStatusEnum": "automation.models.delivery.Delivery.Status",

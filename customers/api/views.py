@@ -8,18 +8,16 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from customers import selectors, services
 from customers.api.filters import CustomerFilter
 from customers.api.serializers import CustomerCreateIn, CustomerSerializer, CustomerUpdateIn
-from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer
-from events_app.api.views import events_page
+from events_app.api.views import EVENT_LIST_PARAMETERS, events_page
 from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
-from project.api.strict import validated_body
+from project.api.strict import StrictAPIView, query_params, validated_body
 
 CUSTOMER_CREATED = envelope(
     "CustomerCreated",
@@ -28,13 +26,10 @@ CUSTOMER_CREATED = envelope(
 CUSTOMER_DETAIL = envelope("CustomerDetail", CustomerSerializer())
 
 
-class CustomerCollectionView(APIView):
+class CustomerCollectionView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, *filter_parameters(CustomerFilter))
     @extend_schema(
         operation_id="customers_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            *filter_parameters(CustomerFilter),
-        ],
         responses={
             200: list_schema("CustomerList", "customers", CustomerSerializer),
             **errors(400),
@@ -65,7 +60,7 @@ class CustomerCollectionView(APIView):
         return Response({"data": {"customer_id": customer.id}}, status=status.HTTP_201_CREATED)
 
 
-class CustomerDetailView(APIView):
+class CustomerDetailView(StrictAPIView):
     @extend_schema(
         operation_id="customers_retrieve",
         responses={200: CUSTOMER_DETAIL, **errors(404)},
@@ -104,11 +99,11 @@ class CustomerDetailView(APIView):
         return Response({"data": deleted})
 
 
-class CustomerEventsView(APIView):
+class CustomerEventsView(StrictAPIView):
+    @query_params(*EVENT_LIST_PARAMETERS)
     @extend_schema(
         operation_id="customers_events_list",
         description="The customer's events, with the parameters and envelope of GET /events.",
-        parameters=[*LIST_PARAMETERS, *filter_parameters(EventFilter)],
         responses={
             200: list_schema("CustomerEventList", "events", EventSerializer),
             **errors(400, 404),

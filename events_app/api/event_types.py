@@ -15,7 +15,6 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from events_app import event_types, selectors
 from events_app.api.serializers import EventTypeSerializer
@@ -23,7 +22,14 @@ from events_app.models import EventType, PropertyDefinition
 from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
-from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer, validated_body
+from project.api.strict import (
+    NonEmptyPatchMixin,
+    StrictAPIView,
+    StrictCharField,
+    StrictSerializer,
+    query_params,
+    validated_body,
+)
 
 # ---------------------------------------------------------------- input
 
@@ -96,10 +102,10 @@ def _event_type_body(event_type_id: str) -> dict[str, Any]:
     return {"data": EventTypeSerializer(selectors.event_type_get(event_type_id=event_type_id)).data}
 
 
-class EventTypeCollectionView(APIView):
+class EventTypeCollectionView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, *filter_parameters(EventTypeFilter))
     @extend_schema(
         operation_id="event_types_list",
-        parameters=[*LIST_PARAMETERS, *filter_parameters(EventTypeFilter)],
         responses={
             200: list_schema("EventTypeList", "event_types", EventTypeSerializer),
             **errors(400),
@@ -133,7 +139,7 @@ class EventTypeCollectionView(APIView):
         return Response({"data": {"event_type_id": event_type.id}}, status=status.HTTP_201_CREATED)
 
 
-class EventTypeDetailView(APIView):
+class EventTypeDetailView(StrictAPIView):
     @extend_schema(
         operation_id="event_types_retrieve",
         responses={200: EVENT_TYPE_DETAIL, **errors(404)},

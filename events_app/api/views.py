@@ -6,11 +6,10 @@ from typing import Any
 
 import msgspec
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from events_app import ingestion, selectors
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
@@ -26,10 +25,16 @@ from project.api.body import (
     validation_details,
 )
 from project.api.listing import apply_filterset, list_envelope, parse_list_params
-from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
+from project.api.schema import (
+    LIST_PARAMETERS,
+    envelope,
+    errors,
+    filter_parameters,
+    msgspec_body,
+)
 from project.api.schema import list_envelope as list_schema
+from project.api.strict import StrictAPIView, query_params
 
-EVENT_FILTER_NAMES = tuple(EventFilter.base_filters)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -38,16 +43,16 @@ def json_response(body: Any, status_code: int = 200) -> HttpResponse:
     return HttpResponse(_encode(body), status=status_code, content_type="application/json")
 
 
-def events_page(request: Request, queryset: Any, *, filters: bool = True) -> dict[str, Any]:
+# The query parameters of every view that answers with events_page.
+EVENT_LIST_PARAMETERS = [*LIST_PARAMETERS, *filter_parameters(EventFilter)]
+
+
+def events_page(request: Request, queryset: Any) -> dict[str, Any]:
     """One page of events as `{"data": {"events": [...], "total_items": N}}`."""
     params = parse_list_params(
-        request.query_params,
-        sort_fields=selectors.EVENT_SORT_FIELDS,
-        default_sort="created_at",
-        filter_names=EVENT_FILTER_NAMES if filters else (),
+        request.query_params, sort_fields=selectors.EVENT_SORT_FIELDS, default_sort="created_at"
     )
-    if filters:
-        queryset = apply_filterset(EventFilter, request.query_params, queryset)
+    queryset = apply_filterset(EventFilter, request.query_params, queryset)
     # One serializer for the whole page: building a ModelSerializer per row
     # costs more than the page's queries (~0.7 ms per event).
     serializer = EventSerializer()
@@ -62,21 +67,10 @@ def events_page(request: Request, queryset: Any, *, filters: bool = True) -> dic
     )
 
 
-class EventCollectionView(APIView):
+class EventCollectionView(StrictAPIView):
+    @query_params(*EVENT_LIST_PARAMETERS)
     @extend_schema(
         operation_id="events_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("event_type_id", str),
-            OpenApiParameter("customer_id", str),
-            OpenApiParameter("external_id", str),
-            OpenApiParameter("created_after", str, description="ISO 8601, inclusive."),
-            OpenApiParameter("created_before", str, description="ISO 8601, exclusive."),
-            OpenApiParameter("occurred_after", str, description="ISO 8601, inclusive."),
-            OpenApiParameter("occurred_before", str, description="ISO 8601, exclusive."),
-            OpenApiParameter("status", str, enum=["pending", "completed", "failed"]),
-            OpenApiParameter("is_delivered", bool),
-        ],
         responses={200: list_schema("EventList", "events", EventSerializer), **errors(400)},
     )
     def get(self, request: Request) -> Response:
@@ -108,7 +102,7 @@ _BATCH_RESULT_DOC = serializers.DictField(
 )
 
 
-class EventBatchView(APIView):
+class EventBatchView(StrictAPIView):
     @extend_schema(
         operation_id="events_batch_create",
         request=msgspec_body(EventBatchDoc),
@@ -175,7 +169,7 @@ def _invalid_out(problem: InvalidEvent, sent: msgspec.Raw) -> dict[str, Any]:
     return out
 
 
-class EventDetailView(APIView):
+class EventDetailView(StrictAPIView):
     @extend_schema(
         operation_id="events_retrieve",
         responses={200: envelope("EventDetail", EventSerializer()), **errors(404)},
@@ -196,10 +190,10 @@ class EventDetailView(APIView):
         return Response({"data": EventSerializer(event).data})
 
 
-class EventPropertyRecordsView(APIView):
+class EventPropertyRecordsView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS)
     @extend_schema(
         operation_id="events_property_records_list",
-        parameters=LIST_PARAMETERS,
         responses={
             200: list_schema("PropertyRecordList", "property_records", PropertyRecordSerializer),
             **errors(400, 404),

@@ -13,9 +13,12 @@ import django_filters
 import msgspec
 from django_filters import FilterSet
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import get_lib_doc_excludes
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from project.api.strict import StrictAPIView, StrictSerializer
 
 _msgspec_types: list[Any] = []
 
@@ -31,17 +34,30 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
+def lib_doc_excludes() -> list[type]:
+    """drf-spectacular's GET_LIB_DOC_EXCLUDES: base classes whose docstrings describe
+    Herald's code, not the endpoints and bodies that derive from them."""
+    return [*get_lib_doc_excludes(), StrictAPIView, StrictSerializer]
+
+
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    common = {401: "Missing or invalid credentials.", 403: "The API key lacks the scope."}
+    """The error responses of an operation: `codes`, and those every operation can answer.
+
+    Every operation can answer 400 (an unknown query parameter, see
+    project/api/strict.py), 401 and 403.
+    """
     described = {
-        400: "Invalid input.",
+        400: "Invalid input or an unknown query parameter."
+        if 400 in codes
+        else "An unknown query parameter.",
+        401: "Missing or invalid credentials.",
+        403: "The API key lacks the scope.",
         404: "Not found.",
         409: "Conflict.",
         413: "Body too large.",
         415: "Not JSON.",
-        **common,
     }
-    wanted = sorted({*codes, 401, 403})
+    wanted = sorted({*codes, 400, 401, 403})
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in wanted}
 
 

@@ -1,23 +1,37 @@
-"""Strict DRF serializers for the CRUD resources: unknown keys are an error.
+"""Strict input: unknown body keys and unknown query parameters are errors.
 
 DRF silently drops keys a serializer does not declare, so a typo such as
 `"emial"` in a PATCH would answer 200 and change nothing. Every request
 serializer of the API derives from `StrictSerializer`, which names the unknown
 keys in the 400's `details` (nested serializers report their own, so the path
 reads `customer.emial`).
+
+Django and DRF ignore query parameters nobody reads just as silently
+(`?sort_feild=`, `?count=5` on a detail route). Every API view derives from
+`StrictAPIView`; each method declares its parameters once with `@query_params`,
+which both documents them in the OpenAPI document and is the set the view
+checks every request against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
+from rest_framework.settings import APISettings
+from rest_framework.views import APIView
 
 from project.api.body import parse_json_object
+from project.api.errors import ApiError
 
 UNKNOWN_FIELD = "Unknown field."
+ACCEPTED_QUERY_PARAMS = "accepted_query_params"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class StrictSerializer(serializers.Serializer):
@@ -70,3 +84,73 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# ---------------------------------------------------------------- query parameters
+
+
+def query_params(*parameters: OpenApiParameter) -> Callable[[F], F]:
+    """Declare the query parameters a view method takes (none, without this decorator).
+
+    The one declaration: drf-spectacular documents the parameters (stacked
+    `@extend_schema` decorators add up), and StrictAPIView rejects any other.
+    """
+    for parameter in parameters:
+        if parameter.location != OpenApiParameter.QUERY:
+            raise ValueError(f"'{parameter.name}' is not a query parameter.")
+    names = frozenset(parameter.name for parameter in parameters)
+
+    def decorate(method: F) -> F:
+        method = extend_schema(parameters=list(parameters))(method)
+        setattr(method, ACCEPTED_QUERY_PARAMS, names)
+        return method
+
+    return decorate
+
+
+def reject_unknown_query_params(query: Collection[str], accepted: Collection[str]) -> None:
+    """400 naming the parameters not in `accepted`, with the accepted ones in `details`."""
+    unknown = sorted(set(query) - set(accepted))
+    if not unknown:
+        return
+    allowed = (
+        f"Allowed: {', '.join(sorted(accepted))}."
+        if accepted
+        else "This endpoint takes no query parameters."
+    )
+    raise ApiError(
+        f"Unknown query parameter(s): {', '.join(unknown)}.",
+        details={name: [allowed] for name in unknown},
+    )
+
+
+class JsonOnlyNegotiation(DefaultContentNegotiation):
+    """The API speaks only JSON, so `?format=` is not one of its parameters.
+
+    DRF would read `?format=xml` as a renderer choice and answer a bare 404;
+    without the override it is an unknown parameter like any other. Only
+    URL_FORMAT_OVERRIDE is read from these settings.
+    """
+
+    settings = APISettings(user_settings={"URL_FORMAT_OVERRIDE": None})  # type: ignore[arg-type,assignment]
+
+
+class StrictAPIView(APIView):
+    """Base of every API view: a query parameter the method does not declare is a 400.
+
+    Checked after authentication and permissions (those errors come first, as
+    for bodies) and before the handler runs, so a rejected request changes nothing.
+    """
+
+    content_negotiation_class = JsonOnlyNegotiation
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # The hot path (POST /events) has no query string: one dict lookup, no
+        # QueryDict. `request._request`: DRF's Request proxies META through a
+        # __getattr__ fallback, which costs more than the check.
+        if request._request.META.get("QUERY_STRING"):
+            handler = getattr(self, request.method.lower(), None)  # type: ignore[union-attr]
+            if handler is not None:  # else the 405 comes next
+                accepted: frozenset[str] = getattr(handler, ACCEPTED_QUERY_PARAMS, frozenset())
+                reject_unknown_query_params(request.query_params, accepted)

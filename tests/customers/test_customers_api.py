@@ -225,9 +225,9 @@ def test_customer_is_returned_in_full(contract_api):
     ("method", "suffix"), [("get", ""), ("patch", ""), ("delete", ""), ("get", "/events")]
 )
 def test_unknown_customer_id_is_404(contract_api, method, suffix):
-    response = getattr(contract_api, method)(
-        f"{API}/customers/nope{suffix}", {"customer": {"email": ""}}, format="json"
-    )
+    # A body only where one is read: on a GET the test client sends it as query parameters.
+    body = {"customer": {"email": ""}} if method == "patch" else None
+    response = getattr(contract_api, method)(f"{API}/customers/nope{suffix}", body, format="json")
 
     assert response.status_code == 404
     assert response.json() == {

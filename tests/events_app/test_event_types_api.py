@@ -255,9 +255,9 @@ def test_event_type_is_returned_with_properties(contract_api):
 
 @pytest.mark.parametrize("method", ["get", "patch", "delete"])
 def test_unknown_event_type_id_is_404(contract_api, method):
-    response = getattr(contract_api, method)(
-        f"{API}/event-types/nope", {"event_type": {"name": "x"}}, format="json"
-    )
+    # A body only where one is read: on a GET the test client sends it as query parameters.
+    body = {"event_type": {"name": "x"}} if method == "patch" else None
+    response = getattr(contract_api, method)(f"{API}/event-types/nope", body, format="json")
 
     assert response.status_code == 404
     assert response.json() == {

@@ -10,7 +10,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from automation.api.delivery.serializers import (
     DeliveryDetailSerializer,
@@ -35,20 +34,20 @@ from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
+from project.api.strict import StrictAPIView, query_params
 
 WEBHOOK_SORT_FIELDS = {"created_at": "created_at", "url": "url", "webhook_id": "pk"}
 DELIVERY_SORT_FIELDS = {"created_at": "pk", "delivery_id": "pk"}
-DELIVERY_FILTERS = ("webhook_id", "event_id", "status")
 
 
 def _webhook_data(endpoint: Any) -> dict[str, Any]:
     return dict(WebhookSerializer(endpoint).data)
 
 
-class WebhookCollectionView(APIView):
+class WebhookCollectionView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS)
     @extend_schema(
         operation_id="webhooks_list",
-        parameters=LIST_PARAMETERS,
         responses={200: list_schema("WebhookList", "webhooks", WebhookSerializer), **errors(400)},
     )
     def get(self, request: Request) -> Response:
@@ -85,7 +84,7 @@ class WebhookCollectionView(APIView):
         return Response({"data": data}, status=status.HTTP_201_CREATED)
 
 
-class WebhookDetailView(APIView):
+class WebhookDetailView(StrictAPIView):
     @extend_schema(
         operation_id="webhooks_retrieve",
         responses={200: envelope("WebhookDetail", WebhookSerializer()), **errors(404)},
@@ -122,7 +121,7 @@ class WebhookDetailView(APIView):
         return Response({"data": deleted})
 
 
-class WebhookRotateSecretView(APIView):
+class WebhookRotateSecretView(StrictAPIView):
     @extend_schema(
         operation_id="webhooks_rotate_secret",
         request=None,
@@ -134,7 +133,7 @@ class WebhookRotateSecretView(APIView):
         return Response({"data": WebhookWithSecretSerializer(endpoint).data})
 
 
-class WebhookTestView(APIView):
+class WebhookTestView(StrictAPIView):
     @extend_schema(
         operation_id="webhooks_test",
         request=None,
@@ -148,15 +147,15 @@ class WebhookTestView(APIView):
         )
 
 
-class DeliveryCollectionView(APIView):
+class DeliveryCollectionView(StrictAPIView):
+    @query_params(
+        *LIST_PARAMETERS,
+        OpenApiParameter("webhook_id", str),
+        OpenApiParameter("event_id", str),
+        OpenApiParameter("status", str, enum=list(Delivery.Status.values)),
+    )
     @extend_schema(
         operation_id="deliveries_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("webhook_id", str),
-            OpenApiParameter("event_id", str),
-            OpenApiParameter("status", str, enum=list(Delivery.Status.values)),
-        ],
         responses={
             200: list_schema("DeliveryList", "deliveries", DeliverySerializer),
             **errors(400),
@@ -165,10 +164,7 @@ class DeliveryCollectionView(APIView):
     def get(self, request: Request) -> Response:
         query = request.query_params
         params = parse_list_params(
-            query,
-            sort_fields=DELIVERY_SORT_FIELDS,
-            default_sort="created_at",
-            filter_names=DELIVERY_FILTERS,
+            query, sort_fields=DELIVERY_SORT_FIELDS, default_sort="created_at"
         )
         state = query.get("status")
         if state is not None and state not in Delivery.Status.values:
@@ -191,7 +187,7 @@ class DeliveryCollectionView(APIView):
         )
 
 
-class DeliveryDetailView(APIView):
+class DeliveryDetailView(StrictAPIView):
     @extend_schema(
         operation_id="deliveries_retrieve",
         responses={
@@ -204,7 +200,7 @@ class DeliveryDetailView(APIView):
         return Response({"data": DeliveryDetailSerializer(delivery).data})
 
 
-class DeliveryRedeliverView(APIView):
+class DeliveryRedeliverView(StrictAPIView):
     @extend_schema(
         operation_id="deliveries_redeliver",
         request=None,

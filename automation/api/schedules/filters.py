@@ -6,13 +6,23 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.http import QueryDict
+from drf_spectacular.utils import OpenApiParameter
 
 from automation.api.schedules.serializers import ScheduleQueryIn
 from automation.schedule_selectors import ContextFilter
 from project.api.body import decode_json
 from project.api.errors import ApiError
 
-FILTER_NAMES = ("query", "owner", "tags")
+FILTER_PARAMETERS = [
+    OpenApiParameter(
+        "query",
+        str,
+        description='JSON: {"owner": [emails, any of], "tags": [all of], "context": '
+        '[{"path": ["user"], "value": "12345", "type": "Number", "isArray": false}]}',
+    ),
+    OpenApiParameter("owner", str, description="Owner email(s), comma-separated: any of."),
+    OpenApiParameter("tags", str, description="Tags, comma-separated: all of."),
+]
 
 
 def _split(query: QueryDict, name: str) -> list[str]:

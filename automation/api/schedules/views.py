@@ -9,11 +9,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from automation import schedule_selectors as selectors
 from automation import schedules as services
-from automation.api.schedules.filters import FILTER_NAMES, parse_schedule_filter
+from automation.api.schedules.filters import FILTER_PARAMETERS, parse_schedule_filter
 from automation.api.schedules.serializers import (
     PreviewSerializer,
     ScheduleCreatedSerializer,
@@ -28,6 +27,7 @@ from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
 from project.api.schema import envelope, errors, msgspec_body, paging_parameters
 from project.api.schema import list_envelope as list_schema
+from project.api.strict import StrictAPIView, query_params
 
 PAGING = paging_parameters("limit", "created_date (default), next_run_at, …")
 DETAIL = envelope("ScheduleDetail", ScheduleSerializer())
@@ -37,20 +37,10 @@ def _data(schedule: Any, code: int = status.HTTP_200_OK) -> Response:
     return Response({"data": ScheduleSerializer(schedule).data}, status=code)
 
 
-class ScheduleCollectionView(APIView):
+class ScheduleCollectionView(StrictAPIView):
+    @query_params(*PAGING, *FILTER_PARAMETERS)
     @extend_schema(
         operation_id="schedules_list",
-        parameters=[
-            *PAGING,
-            OpenApiParameter(
-                "query",
-                str,
-                description='JSON: {"owner": [emails, any of], "tags": [all of], "context": '
-                '[{"path": ["user"], "value": "12345", "type": "Number", "isArray": false}]}',
-            ),
-            OpenApiParameter("owner", str, description="Owner email(s), comma-separated: any of."),
-            OpenApiParameter("tags", str, description="Tags, comma-separated: all of."),
-        ],
         responses={
             200: list_schema("ScheduleList", "schedules", ScheduleSerializer),
             **errors(400),
@@ -61,7 +51,6 @@ class ScheduleCollectionView(APIView):
             request.query_params,
             sort_fields=selectors.SCHEDULE_SORT_FIELDS,
             default_sort="created_date",
-            filter_names=FILTER_NAMES,
             count_param="limit",
         )
         queryset = selectors.schedule_list(**parse_schedule_filter(request.query_params))
@@ -99,19 +88,16 @@ class ScheduleCollectionView(APIView):
         )
 
 
-class SchedulePreviewView(APIView):
+class SchedulePreviewView(StrictAPIView):
+    @query_params(
+        OpenApiParameter("interval", str, required=True, description="A cron expression."),
+        OpenApiParameter("timezone", str, description="IANA zone (default UTC)."),
+    )
     @extend_schema(
         operation_id="schedules_preview",
-        parameters=[
-            OpenApiParameter("interval", str, required=True, description="A cron expression."),
-            OpenApiParameter("timezone", str, description="IANA zone (default UTC)."),
-        ],
         responses={200: envelope("SchedulePreview", PreviewSerializer()), **errors(400)},
     )
     def get(self, request: Request) -> Response:
-        unknown = sorted(set(request.query_params) - {"interval", "timezone"})
-        if unknown:
-            raise ApiError(f"Unknown query parameter(s): {', '.join(unknown)}.")
         interval = request.query_params.get("interval")
         if interval is None:
             raise ApiError(
@@ -124,7 +110,7 @@ class SchedulePreviewView(APIView):
         return Response({"data": PreviewSerializer(preview).data})
 
 
-class ScheduleDetailView(APIView):
+class ScheduleDetailView(StrictAPIView):
     @extend_schema(operation_id="schedules_retrieve", responses={200: DETAIL, **errors(404)})
     def get(self, request: Request, schedule_id: str) -> Response:
         return _data(selectors.schedule_get(schedule_id=schedule_id))
@@ -154,7 +140,7 @@ class ScheduleDetailView(APIView):
         return _data(services.schedule_delete(schedule=schedule))
 
 
-class SchedulePauseView(APIView):
+class SchedulePauseView(StrictAPIView):
     @extend_schema(
         operation_id="schedules_pause", request=None, responses={200: DETAIL, **errors(404, 409)}
     )
@@ -163,7 +149,7 @@ class SchedulePauseView(APIView):
         return _data(services.schedule_pause(schedule=schedule))
 
 
-class ScheduleResumeView(APIView):
+class ScheduleResumeView(StrictAPIView):
     @extend_schema(
         operation_id="schedules_resume", request=None, responses={200: DETAIL, **errors(404, 409)}
     )
@@ -172,10 +158,10 @@ class ScheduleResumeView(APIView):
         return _data(services.schedule_resume(schedule=schedule))
 
 
-class ScheduleRunsView(APIView):
+class ScheduleRunsView(StrictAPIView):
+    @query_params(*PAGING)
     @extend_schema(
         operation_id="schedules_runs_list",
-        parameters=PAGING,
         responses={
             200: list_schema("ScheduleRunList", "runs", ScheduleRunSerializer),
             **errors(400, 404),

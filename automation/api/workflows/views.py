@@ -8,7 +8,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from automation import workflow_selectors as selectors
 from automation import workflows as services
@@ -24,6 +23,7 @@ from project.api.errors import ApiError
 from project.api.listing import list_envelope, parse_list_params
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
+from project.api.strict import StrictAPIView, query_params
 
 RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
 
@@ -52,10 +52,10 @@ def _bool_param(request: Request, name: str) -> bool | None:
     return raw.lower() == "true"
 
 
-class WorkflowCollectionView(APIView):
+class WorkflowCollectionView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, OpenApiParameter("active", bool))
     @extend_schema(
         operation_id="workflows_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("active", bool)],
         responses={
             200: list_schema("WorkflowList", "workflows", WorkflowSerializer),
             **errors(400),
@@ -66,7 +66,6 @@ class WorkflowCollectionView(APIView):
             request.query_params,
             sort_fields=selectors.WORKFLOW_SORT_FIELDS,
             default_sort="created_at",
-            filter_names=("active",),
         )
         queryset = selectors.workflow_list()
         active = _bool_param(request, "active")
@@ -98,7 +97,7 @@ class WorkflowCollectionView(APIView):
         return Response({"data": {"workflow_id": workflow.pk}}, status=status.HTTP_201_CREATED)
 
 
-class WorkflowDetailView(APIView):
+class WorkflowDetailView(StrictAPIView):
     @extend_schema(
         operation_id="workflows_retrieve",
         responses={200: envelope("WorkflowDetail", WorkflowSerializer()), **errors(404)},
@@ -131,7 +130,7 @@ class WorkflowDetailView(APIView):
         return Response({"data": deleted})
 
 
-class _SetActiveView(APIView):
+class _SetActiveView(StrictAPIView):
     active: bool
 
     def post(self, request: Request, workflow_id: str) -> Response:
@@ -165,10 +164,10 @@ class WorkflowDeactivateView(_SetActiveView):
         return super().post(request, workflow_id)
 
 
-class WorkflowRunsView(APIView):
+class WorkflowRunsView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES))
     @extend_schema(
         operation_id="workflows_runs_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES)],
         responses={
             200: list_schema("WorkflowRunList", "workflow_runs", WorkflowRunSerializer),
             **errors(400, 404),
@@ -180,7 +179,6 @@ class WorkflowRunsView(APIView):
             request.query_params,
             sort_fields=selectors.RUN_SORT_FIELDS,
             default_sort="created_at",
-            filter_names=("status",),
         )
         queryset = selectors.workflow_runs(workflow=workflow)
         wanted = request.query_params.get("status")
@@ -202,7 +200,7 @@ class WorkflowRunsView(APIView):
         )
 
 
-class WorkflowTestView(APIView):
+class WorkflowTestView(StrictAPIView):
     @extend_schema(
         operation_id="workflows_test",
         request=msgspec_body(WorkflowTestIn),
