@@ -15,12 +15,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from automation import cron
-from automation.delivery_sender import GUARD_REFUSED
 from automation.endpoints import endpoint_create, endpoint_delete, endpoint_update
-from automation.models import DeliveryAttempt, Endpoint, Schedule, ScheduleRun
+from automation.models import Endpoint, Schedule, ScheduleRun
 from project.errors import ConflictError, ValidationFailed
 
 PREVIEW_RUNS = 5
@@ -235,8 +235,9 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> Sched
                 f"Schedule '{schedule.id}' has no run left before its end date "
                 f"({schedule.end_date.isoformat()}); it cannot be resumed."
             )
+        # PAUSED hid which it was; a callback in flight may have gone out while paused.
         schedule.status = (
-            Schedule.Status.ACTIVE if _has_been_called(schedule) else Schedule.Status.INACTIVE
+            Schedule.Status.ACTIVE if schedule.first_called_at else Schedule.Status.INACTIVE
         )
         schedule.next_run_at = next_run
         schedule.save(update_fields=["status", "next_run_at", "updated_at"])
@@ -268,25 +269,20 @@ def schedule_mark_called(*, endpoint_id: str) -> bool:
 
     The sender calls this after every attempt of a schedule's callback that went out
     (any response, or a network error; not one the outbound guard refused), outside any
-    lock of the delivery. One conditional UPDATE, INACTIVE -> ACTIVE only: a PAUSED or
-    FINISHED schedule keeps its status, and of many workers calling at once exactly one
-    changes the row (the others match nothing). True if this call made it ACTIVE.
+    lock of the delivery. One conditional UPDATE on the first call only: it records
+    `first_called_at` and turns INACTIVE into ACTIVE (a PAUSED or FINISHED schedule
+    keeps its status, and resume reads `first_called_at`). Of many workers calling at
+    once exactly one changes the row; later calls match nothing. True if this call
+    recorded the first call.
     """
+    now = timezone.now()
     return bool(
-        Schedule.objects.filter(endpoint_id=endpoint_id, status=Schedule.Status.INACTIVE).update(
-            status=Schedule.Status.ACTIVE, updated_at=timezone.now()
+        Schedule.objects.filter(endpoint_id=endpoint_id, first_called_at__isnull=True).update(
+            first_called_at=now,
+            status=Case(
+                When(status=Schedule.Status.INACTIVE, then=Value(Schedule.Status.ACTIVE)),
+                default=F("status"),
+            ),
+            updated_at=now,
         )
-    )
-
-
-def _has_been_called(schedule: Schedule) -> bool:
-    """Whether any callback of the schedule went out: an attempt the guard did not refuse.
-
-    Resume's ACTIVE-or-INACTIVE (PAUSED hid which it was, and a callback in flight may
-    have been called while paused). Stops at the first such attempt.
-    """
-    return (
-        DeliveryAttempt.objects.filter(delivery__endpoint_id=schedule.endpoint_id)
-        .exclude(error__startswith=GUARD_REFUSED)
-        .exists()
     )

@@ -45,6 +45,9 @@ class Schedule(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.INACTIVE)
     next_run_at = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    # When a callback first went out (seed 003's "called at least once"), set by the
+    # sender whatever the status: resume reads it to choose ACTIVE or INACTIVE.
+    first_called_at = models.DateTimeField(null=True, blank=True)
     created_date = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(auto_now=True)
     # The outbound endpoint its callbacks go through: URL guard, signing secret, delivery log.

@@ -8,6 +8,7 @@ overridden by a callback that was already in flight.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -174,9 +175,57 @@ def test_many_workers_marking_one_schedule_called_change_it_once(
     for thread in threads:
         thread.join(timeout=60)
 
-    assert sorted(changed[active.pk]) == [False] * (workers // 2 - 1) + [True]
-    assert changed[paused.pk] == [False] * (workers // 2)
+    # One call records the first call of each; only the INACTIVE one turns ACTIVE.
+    for schedule in (active, paused):
+        assert sorted(changed[schedule.pk]) == [False] * (workers // 2 - 1) + [True]
     assert (status_of(active), status_of(paused)) == ("ACTIVE", "PAUSED")
+    assert active.first_called_at is not None
+    assert paused.first_called_at is not None
+
+
+@pytest.mark.django_db
+def test_only_the_first_call_is_recorded(make_schedule: Callable[..., Schedule]) -> None:
+    schedule = make_schedule()
+    with time_machine.travel(FIRST_TICK, tick=False):
+        assert schedule_mark_called(endpoint_id=str(schedule.endpoint_id)) is True
+    with time_machine.travel(FIRST_TICK + MINUTE, tick=False):
+        assert schedule_mark_called(endpoint_id=str(schedule.endpoint_id)) is False
+
+    schedule.refresh_from_db()
+    assert (schedule.status, schedule.first_called_at) == ("ACTIVE", FIRST_TICK)
+
+
+@pytest.mark.django_db
+def test_the_backfill_marks_schedules_called_before_the_field_existed(
+    make_schedule: Callable[..., Schedule],
+) -> None:
+    from django.apps import apps
+
+    backfill = importlib.import_module(
+        "automation.migrations.0006_backfill_schedule_first_called_at"
+    ).backfill
+    never = make_schedule()
+    active = make_schedule()
+    paused_called = schedule_pause(schedule=make_schedule())
+    paused_refused = schedule_pause(schedule=make_schedule())
+    Schedule.objects.filter(pk=active.pk).update(status="ACTIVE", last_run_at=NOW)
+    for schedule, error in ((paused_called, "HTTP 503"), (paused_refused, GUARD_REFUSED + "x")):
+        delivery = Delivery.objects.create(
+            endpoint_id=schedule.endpoint_id, payload={}, message_id=f"msg_{schedule.pk}"
+        )
+        DeliveryAttempt.objects.create(
+            delivery=delivery, number=1, started_at=FIRST_TICK, error=error, outcome="retry"
+        )
+
+    backfill(apps, None)
+
+    called = dict(Schedule.objects.values_list("pk", "first_called_at"))
+    assert called == {
+        never.pk: None,
+        active.pk: NOW,
+        paused_called.pk: FIRST_TICK,
+        paused_refused.pk: None,
+    }
 
 
 @pytest.mark.e2e
