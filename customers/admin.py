@@ -18,12 +18,17 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from customers import selectors
 from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
-from events_app.models import Event
 from project.admin_forms import adopt_row, changed_fields
 from project.admin_json import PrettyJSONFormField
-from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
+from project.admin_lists import (
+    BigTableAdmin,
+    CreatedWithinFilter,
+    DeletionPreview,
+    summarised_deletion,
+)
 
 
 class TagsField(forms.CharField):
@@ -113,29 +118,23 @@ class CustomerAdmin(BigTableAdmin):
         )
         adopt_row(obj, created)
 
-    def get_deleted_objects(
-        self, objs: Any, request: HttpRequest
-    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
-        """Summarise instead of listing every event and property record.
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
+        """Counts of what goes with the customers, not a line per event and delivery.
 
-        Deleting a customer erases their events (customers.services.customer_delete);
-        Django's confirmation page would otherwise render each of them.
+        Django's confirmation page would collect every row the delete cascades to
+        (the same full load customer_delete avoids) and render each of them.
         """
         customers = list(objs)
-        events, more = capped_count(
-            Event.objects.filter(customer__in=customers), FILTERED_COUNT_CAP
+        deletion = selectors.customer_deletion(customers=customers)
+        summary, counts, perms_needed, _ = summarised_deletion(
+            self, request, customers, deletion.rows
         )
-        summary: list[str] = [
-            format_html('Customer: <a href="{}">{}</a>', events_url(c), c.external_id)
-            for c in customers
-        ]
-        summary.append(
-            f"{'More than ' if more else ''}{events} event(s) and their property records"
-        )
-        perms_needed: set[str] = set()
-        if not request.user.has_perm("customers.delete_customer"):
-            perms_needed.add("customer")
-        return summary, {"customers": len(customers), "events": events}, perms_needed, []
+        return summary, counts, perms_needed, deletion.blockers
 
     def delete_model(self, request: HttpRequest, obj: Customer) -> None:
         customer_delete(customer=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        # QuerySet.delete() would run Django's row-by-row collector.
+        for customer in queryset:
+            customer_delete(customer=customer)

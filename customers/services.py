@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.deletion import ProtectedError, RestrictedError
 
 from customers.models import Customer
+from project.cascade import cascade_delete
 from project.errors import ConflictError
 
 
@@ -63,14 +65,25 @@ def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
     return customer
 
 
-def customer_delete(*, customer: Customer) -> None:
-    """Delete a customer and, with it, the customer's events and their property records.
+def customer_delete(*, customer: Customer) -> dict[str, int]:
+    """Delete a customer and all that hangs off them; returns rows deleted per model.
 
-    Erasure is the point (a customer asking to be forgotten), so the events go
-    too rather than blocking the delete.
+    Erasure is the point (a customer asking to be forgotten), so their events
+    go too rather than blocking the delete, and with the events their property
+    records, webhook deliveries (and attempts) and workflow runs — whatever the
+    relations' on_delete says, read from the models.
+
+    Set-based (project.cascade): one statement per table in one transaction,
+    so a customer with a million events takes the same number of queries and
+    the same memory as one with none. The per-type event counters follow
+    through the event table's statement-level triggers.
     """
-    with transaction.atomic():
-        customer.delete()
+    try:
+        return cascade_delete(Customer.objects.filter(pk=customer.pk))[1]
+    except (ProtectedError, RestrictedError) as error:
+        raise ConflictError(
+            f"Customer '{customer.pk}' cannot be deleted. {error.args[0]}"
+        ) from None
 
 
 def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:

@@ -87,8 +87,8 @@ class CustomerDetailView(StrictAPIView):
     @extend_schema(
         operation_id="customers_destroy",
         description=(
-            "Returns the deleted customer. Deletes all of the customer's events and their "
-            "property records with it."
+            "Returns the deleted customer. Deletes all of the customer's events with it, "
+            "and their property records, webhook deliveries and workflow runs."
         ),
         responses={200: CUSTOMER_DETAIL, **errors(404)},
     )

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.contrib.admin import site
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 
+from automation.models import Delivery, DeliveryAttempt, WorkflowRun
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
 from tests.admin_support import (
@@ -13,7 +18,7 @@ from tests.admin_support import (
     treat_as_big_table,
     uncapped_counts,
 )
-from tests.factories import CustomerFactory, EventFactory, PropertyRecordFactory
+from tests.factories import CustomerFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -153,20 +158,59 @@ def test_customer_with_taken_external_id_is_rejected(marketer):
     assert Customer.objects.count() == 1
 
 
-def test_customer_delete_page_summarises_events_and_delete_erases_them(marketer):
-    customer = CustomerFactory()
-    for _ in range(3):
-        PropertyRecordFactory(event=EventFactory(customer=customer))
-    other = EventFactory()
+def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
+    marketer, customer_history
+):
+    alice = customer_history("alice", 3)
+    customer_history("bob", 1)
 
-    page = marketer.get(f"{CUSTOMERS}{customer.pk}/delete/")
-    response = marketer.post(f"{CUSTOMERS}{customer.pk}/delete/", {"post": "yes"})
+    page = marketer.get(f"{CUSTOMERS}{alice.pk}/delete/")
+    response = marketer.post(f"{CUSTOMERS}{alice.pk}/delete/", {"post": "yes"})
 
-    assert "3 event(s) and their property records" in page.text
+    assert page.context["deleted_objects"][1:] == [
+        "3 events",
+        "6 property records",
+        "3 deliveries",
+        "3 delivery attempts",
+        "3 workflow runs",
+    ]
     assert response.status_code == 302
-    assert list(Customer.objects.values_list("pk", flat=True)) == [other.customer_id]
-    assert list(Event.objects.values_list("pk", flat=True)) == [other.pk]
-    assert PropertyRecord.objects.count() == 0
+    assert list(Customer.objects.values_list("external_id", flat=True)) == ["bob"]
+    assert set(Event.objects.values_list("customer__external_id", flat=True)) == {"bob"}
+    assert (PropertyRecord.objects.count(), Delivery.objects.count()) == (2, 1)
+    assert (DeliveryAttempt.objects.count(), WorkflowRun.objects.count()) == (1, 1)
+
+
+def test_customer_delete_page_counts_rather_than_loads_the_rows(marketer, customer_history):
+    small, big = customer_history("small", 1), customer_history("big", 200)
+
+    _, small_queries = get_with_queries(marketer, f"{CUSTOMERS}{small.pk}/delete/")
+    page, big_queries = get_with_queries(marketer, f"{CUSTOMERS}{big.pk}/delete/")
+
+    assert len(big_queries) == len(small_queries)
+    assert "200 events" in page.context["deleted_objects"]
+    assert [sql for sql in big_queries if sql.startswith('SELECT "events_app_event"')] == []
+
+
+def test_admin_bulk_delete_goes_through_the_set_based_service(customer_history):
+    # The bulk action is off for big tables (BigTableAdmin); whatever calls
+    # delete_queryset still deletes through customer_delete, never loading events.
+    customer_history("alice", 20)
+    customer_history("bob", 20)
+    customer_history("carol", 1)
+    model_admin = site._registry[Customer]
+
+    with CaptureQueriesContext(connection) as queries:
+        model_admin.delete_queryset(
+            RequestFactory().post(CUSTOMERS), Customer.objects.exclude(external_id="carol")
+        )
+
+    assert list(Customer.objects.values_list("external_id", flat=True)) == ["carol"]
+    assert Event.objects.count() == 1
+    assert [q["sql"] for q in queries if q["sql"].startswith('SELECT "events_app_event"')] == []
+    superuser = RequestFactory().get(CUSTOMERS)
+    superuser.user = get_user_model()(is_staff=True, is_superuser=True)
+    assert "delete_selected" not in model_admin.get_actions(superuser)
 
 
 def test_unfiltered_customer_list_uses_the_planner_estimate_not_count(marketer, monkeypatch):

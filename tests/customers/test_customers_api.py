@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from automation.models import Delivery, DeliveryAttempt, WorkflowRun
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
 from tests.conftest import API
-from tests.factories import CustomerFactory, EventFactory, PropertyRecordFactory
+from tests.factories import CustomerFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -314,20 +315,23 @@ def test_patch_to_a_taken_external_id_is_409(contract_api):
 # ---------------------------------------------------------------- DELETE
 
 
-def test_delete_returns_the_customer_and_cascades_to_its_events(contract_api):
-    customer = CustomerFactory()
-    event = EventFactory(customer=customer)
-    PropertyRecordFactory(event=event)
-    kept = EventFactory()
+def test_delete_returns_the_customer_and_erases_everything_of_theirs(
+    contract_api, customer_history
+):
+    customer = customer_history("alice", 2)
+    kept = customer_history("bob", 1)
     before = contract_api.get(f"{API}/customers/{customer.id}").json()
 
     response = contract_api.delete(f"{API}/customers/{customer.id}")
 
     assert response.status_code == 200
     assert response.json() == before
-    assert not Customer.objects.filter(pk=customer.id).exists()
-    assert list(Event.objects.values_list("id", flat=True)) == [kept.id]
-    assert PropertyRecord.objects.count() == 0
+    assert list(Customer.objects.values_list("id", flat=True)) == [kept.id]
+    assert set(Event.objects.values_list("customer_id", flat=True)) == {kept.id}
+    assert [
+        model.objects.count() for model in (PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
+    ] == [2, 1, 1, 1]
+    assert contract_api.get(f"{API}/events").json()["data"]["total_items"] == 1
 
 
 # ---------------------------------------------------------------- /customers/{id}/events

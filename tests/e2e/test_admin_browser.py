@@ -7,8 +7,9 @@ import os
 import pytest
 from playwright.sync_api import expect
 
+from customers.models import Customer
 from events_app.api_clients import api_client_authenticate
-from events_app.models import ApiClient
+from events_app.models import ApiClient, Event, PropertyRecord
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory, PropertyRecordFactory
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +80,30 @@ def test_marketer_creates_an_api_key_sees_the_secret_once_and_revokes_it(admin_l
     client.refresh_from_db()
     assert client.revoked_at is not None
     assert api_client_authenticate(secret=secret, name="crm-sync") is None
+
+
+def test_marketer_deletes_a_customer_after_seeing_counts_of_what_goes(admin_login):
+    purchase = EventTypeFactory(key="purchase", name="Purchase")
+    alice = CustomerFactory(external_id="alice-erase")
+    for n in range(3):
+        event = EventFactory(event_type=purchase, customer=alice)
+        PropertyRecordFactory(event=event, property_id="amount", property_value=str(n))
+    kept = EventFactory(event_type=purchase, customer=CustomerFactory(external_id="bob-keep"))
+    page = admin_login()
+
+    page.goto("/admin/customers/customer/")
+    page.fill("#searchbar", "alice-erase")
+    page.press("#searchbar", "Enter")
+    page.click("#result_list >> text=alice-erase")
+    page.click("a.deletelink")
+    summary = page.locator("#content")
+    for line in ("3 events", "3 property records", "0 deliveries", "0 workflow runs"):
+        expect(summary).to_contain_text(line)
+    if os.environ.get("HERALD_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(os.environ["HERALD_SCREENSHOTS"], "customer-delete.png"))
+    page.click("input[type=submit][value^=Yes]")
+
+    expect(page.locator(".messagelist")).to_contain_text("deleted successfully")
+    assert list(Customer.objects.values_list("external_id", flat=True)) == ["bob-keep"]
+    assert list(Event.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert PropertyRecord.objects.count() == 0

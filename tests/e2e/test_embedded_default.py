@@ -217,3 +217,22 @@ def test_printed_admin_password_logs_in_and_docs_are_served(herald: Herald) -> N
     with opener.open(request, timeout=10) as response:
         assert response.url == f"{herald.base}/admin/"
         assert "Herald" in response.read().decode()
+
+
+def test_deleting_a_customer_erases_their_events_on_sqlite(herald: Herald) -> None:
+    total = herald.call("GET", "/events?count=1")[1]["data"]["total_items"]
+    for _ in range(2):
+        status, _ = herald.call(
+            "POST",
+            "/events",
+            {"event": {"event_type": "login", "customer_external_id": "embedded-erased"}},
+        )
+        assert status == 201
+    status, listed = herald.call("GET", "/customers?external_id=embedded-erased")
+    [customer] = listed["data"]["customers"]
+
+    status, deleted = herald.call("DELETE", f"/customers/{customer['customer_id']}")
+
+    assert (status, deleted["data"]) == (200, customer)
+    assert herald.call("GET", f"/customers/{customer['customer_id']}")[0] == 404
+    assert herald.call("GET", "/events?count=1")[1]["data"]["total_items"] == total

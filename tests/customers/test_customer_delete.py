@@ -1,0 +1,162 @@
+"""Deleting a customer: exactly their rows go, set-based, counters stay exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Sum
+
+from automation.models import Delivery, DeliveryAttempt, ScheduleRun, WorkflowRun
+from automation.schedules import schedule_create
+from customers.models import Customer
+from customers.services import customer_delete
+from events_app.models import Event, EventCount, PropertyRecord
+from project.cascade import cascade_plan
+from tests.conftest import API
+from tests.customers.conftest import PUBLIC_URL, History
+from tests.factories import EventFactory, EventTypeFactory
+
+pytestmark = pytest.mark.django_db
+
+MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
+# Reading the customer's key, SAVEPOINT, 7 DELETEs and 1 UPDATE, RELEASE: one per
+# table the delete reaches, whatever the number of rows.
+DELETE_QUERIES = 11
+
+
+def table_rows() -> dict[str, int]:
+    return {model._meta.label: model.objects.count() for model in MODELS}
+
+
+def owners() -> dict[str, set[str]]:
+    """Whose rows each table holds, by customer external id."""
+    return {
+        "events": set(Event.objects.values_list("customer__external_id", flat=True)),
+        "records": set(
+            PropertyRecord.objects.values_list("event__customer__external_id", flat=True)
+        ),
+        "deliveries": set(Delivery.objects.values_list("event__customer__external_id", flat=True)),
+        "attempts": set(
+            DeliveryAttempt.objects.values_list("delivery__event__customer__external_id", flat=True)
+        ),
+        "runs": set(WorkflowRun.objects.values_list("customer__external_id", flat=True)),
+    }
+
+
+def test_deleting_a_customer_removes_exactly_their_rows_and_nothing_of_another(
+    customer_history: History,
+):
+    alice = customer_history("alice", 3)
+    customer_history("bob", 2)
+
+    deleted = customer_delete(customer=alice)
+
+    assert deleted == {
+        "customers.Customer": 1,
+        "events_app.Event": 3,
+        "events_app.PropertyRecord": 6,
+        "automation.Delivery": 3,
+        "automation.DeliveryAttempt": 3,
+        "automation.WorkflowRun": 3,
+    }
+    assert table_rows() == {
+        "customers.Customer": 1,
+        "events_app.Event": 2,
+        "events_app.PropertyRecord": 4,
+        "automation.Delivery": 2,
+        "automation.DeliveryAttempt": 2,
+        "automation.WorkflowRun": 2,
+    }
+    assert owners() == {
+        table: {"bob"} for table in ("events", "records", "deliveries", "attempts", "runs")
+    }
+
+
+def test_event_counters_and_total_items_stay_exact_after_the_delete(customer_history: History, api):
+    alice = customer_history("alice", 3)
+    bob = customer_history("bob", 2)
+    login = EventTypeFactory(key="login")
+    EventFactory(customer=alice, event_type=login)
+    EventFactory(customer=bob, event_type=login)
+
+    customer_delete(customer=alice)
+
+    counters = dict(
+        EventCount.objects.values_list("event_type__key").annotate(n=Sum("events")).order_by()
+    )
+    assert counters == {"purchase": 2, "login": 1}
+    assert api.get(f"{API}/events").json()["data"]["total_items"] == 3
+    assert api.get(f"{API}/events", {"event_type_id": login.pk}).json()["data"]["total_items"] == 1
+
+
+@pytest.mark.parametrize("events", [1, 200])
+def test_delete_takes_the_same_queries_and_reads_no_rows_whatever_the_number_of_events(
+    customer_history: History, django_assert_num_queries, events: int
+):
+    customer = customer_history("alice", events)
+
+    with django_assert_num_queries(DELETE_QUERIES) as queries:
+        customer_delete(customer=customer)
+
+    # The only row read is the customer's key; everything else is DELETE / UPDATE.
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert [sql.split(" WHERE ")[0] for sql in reads] == [
+        'SELECT "customers_customer"."id" AS "pk" FROM "customers_customer"'
+    ]
+    assert table_rows() == dict.fromkeys(table_rows(), 0)
+
+
+def test_a_schedule_run_whose_delivery_is_deleted_is_kept_with_the_delivery_cleared(
+    customer_history: History,
+):
+    # ScheduleRun.delivery is SET_NULL: the schedule's history outlives the message.
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    alice = customer_history("alice", 1)
+    schedule = schedule_create(
+        owner="owner@example.com",
+        end_date=now + timedelta(days=1),
+        interval="* * * * *",
+        callback_url=PUBLIC_URL,
+        now=now,
+    )
+    run = ScheduleRun.objects.create(
+        schedule=schedule, scheduled_for=now, delivery=Delivery.objects.get(event__customer=alice)
+    )
+
+    customer_delete(customer=alice)
+
+    run.refresh_from_db()
+    assert (run.schedule_id, run.delivery_id) == (schedule.pk, None)
+    assert Delivery.objects.count() == 0
+
+
+def describe(relations) -> list[tuple[str, str, list]]:
+    return [
+        (f"{r.model._meta.label}.{r.field.name}", r.action, describe(r.dependents))
+        for r in relations
+    ]
+
+
+def test_the_delete_follows_every_relation_into_customers_read_from_the_models():
+    # Read from _meta, not listed by hand: a new model that refers to customers,
+    # events or deliveries shows up here (and in what an erasure removes).
+    assert describe(cascade_plan(Customer)) == [
+        (
+            "events_app.Event.customer",
+            "cascade",
+            [
+                ("events_app.PropertyRecord.event", "cascade", []),
+                (
+                    "automation.Delivery.event",
+                    "cascade",
+                    [
+                        ("automation.DeliveryAttempt.delivery", "cascade", []),
+                        ("automation.ScheduleRun.delivery", "set", []),
+                    ],
+                ),
+                ("automation.WorkflowRun.event", "cascade", []),
+            ],
+        ),
+        ("automation.WorkflowRun.customer", "cascade", []),
+    ]
