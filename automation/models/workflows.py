@@ -108,9 +108,11 @@ class WorkflowRun(models.Model):
             # The admin's outcome filter (failed, waiting, …) newest first by the
             # time-ordered id, and the dashboard's "failed in the last 24 hours" (an id range).
             models.Index(fields=["status", "id"], name="workflowrun_status_idx"),
-            # Re-entry checks: has this customer run this workflow (since T)?
+            # Re-entry checks: has this customer run this workflow (since T)? Customer
+            # first so that it also serves customer_delete's DELETE of a customer's
+            # runs (WHERE customer_id IN …), which would otherwise read every run.
             models.Index(
-                fields=["workflow", "customer", "created_at"], name="workflowrun_reentry_idx"
+                fields=["customer", "workflow", "created_at"], name="workflowrun_customer_idx"
             ),
             # The dispatcher: unfinished runs that are due (waits, and runs a
             # killed worker left behind). Finished runs leave the index.
