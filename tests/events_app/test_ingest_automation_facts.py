@@ -84,13 +84,12 @@ def test_a_workflow_created_and_deactivated_elsewhere_flags_exactly_the_events_b
     assert flagged == {before: False, during: True, after: False}
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
-def test_a_single_post_is_two_statements_and_no_orm_query(
-    api: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    purchase = EventTypeFactory(key="purchase")
-    customer = CustomerFactory()
-    ingest(api, purchase, "warm")  # authenticates (then cached) and records last use
+def post_counting_statements(
+    api: Any, event_type: Any, customer: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], CaptureQueriesContext, Any]:
+    """One single POST after a warm-up one (which authenticates, then cached, and records
+    last use): every statement psycopg sent, the ORM's queries, and the response."""
+    ingest(api, event_type, "warm")
     sent: list[str] = []
     execute = psycopg.Cursor.execute
 
@@ -102,9 +101,19 @@ def test_a_single_post_is_two_statements_and_no_orm_query(
     with CaptureQueriesContext(connection) as orm:
         response = api.post(
             f"{API}/events",
-            {"event": {"event_type_id": purchase.id, "customer_id": customer.id}},
+            {"event": {"event_type_id": event_type.id, "customer_id": customer.id}},
             format="json",
         )
+    return sent, orm, response
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
+def test_a_single_post_is_two_statements_and_no_orm_query(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purchase = EventTypeFactory(key="purchase")
+    customer = CustomerFactory()
+    sent, orm, response = post_counting_statements(api, purchase, customer, monkeypatch)
     assert response.status_code == 201
     assert [q["sql"] for q in orm.captured_queries] == []
     # The reference read (type, customer and the automation facts), then the INSERT.
@@ -123,21 +132,7 @@ def test_a_single_post_with_a_subscription_writes_its_delivery_without_reading_b
     customer = CustomerFactory()
     subscription()
     subscription()
-    ingest(api, purchase, "warm")
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counting(self: psycopg.Cursor, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
-    with CaptureQueriesContext(connection) as orm:
-        response = api.post(
-            f"{API}/events",
-            {"event": {"event_type_id": purchase.id, "customer_id": customer.id}},
-            format="json",
-        )
+    sent, orm, response = post_counting_statements(api, purchase, customer, monkeypatch)
     assert response.status_code == 201
     event_id = response.json()["data"]["event_id"]
     # The reference read and the INSERT (is_delivered = false written with the row),
