@@ -16,6 +16,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from django.utils import timezone
 from automation.models import Delivery, Endpoint
 from events_app.models import Event
 from project.errors import ConflictError
+from project.ids import new_public_id
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +148,8 @@ def subscriptions_matching(
 
     `subscriptions`: active subscription endpoint id -> its event type ids (empty =
     every type), as automation.ingest_facts reads them for the insert. Ingestion writes
-    is_delivered = false with the matching events and, in the same transaction, their
-    deliveries (`deliveries_create_for_new_events`).
+    is_delivered = false with the matching events and, in the same statement, their
+    deliveries (`deliveries_plan_for_new_events`).
     """
     if not subscriptions:
         return {}
@@ -163,40 +165,65 @@ def subscriptions_matching(
     return matches
 
 
-def deliveries_create_for_new_events(
+@dataclass(slots=True)
+class PlannedDelivery:
+    """A webhook delivery of a new event, planned before the insert that writes it:
+    events_app.ingest_pg inserts it in the event's own statement (the portable path
+    builds the row with `as_delivery`). Due now; `queued_until` is set when a send
+    task is enqueued for it after the insert (`deliveries_enqueue_on_commit`)."""
+
+    endpoint_id: str
+    created_at: datetime
+    queued_until: datetime | None
+    id: str = field(default_factory=new_public_id)
+    message_id: str = field(default_factory=message_id_new)
+
+    def as_delivery(self, event_id: str, payload: dict[str, Any]) -> Delivery:
+        return Delivery(
+            id=self.id,
+            endpoint_id=self.endpoint_id,
+            event_id=event_id,
+            message_id=self.message_id,
+            payload=payload,
+            next_attempt_at=self.created_at,
+            queued_until=self.queued_until,
+            created_at=self.created_at,
+        )
+
+
+def deliveries_plan_for_new_events(
     *, events: Sequence[Event], endpoints: dict[str, list[str]]
-) -> list[Delivery]:
-    """One delivery per (event just inserted, endpoint in `endpoints[event.pk]`); call in
-    the inserting transaction. The payloads are built from `events` as inserted (unsaved
-    instances carrying the inserted values are fine), so nothing is read back.
+) -> dict[str, tuple[dict[str, Any], list[PlannedDelivery]]]:
+    """Event id -> (its payload, one planned delivery per endpoint in `endpoints[id]`).
+
+    `events`: the rows about to be inserted (unsaved instances carrying the values the
+    insert writes), so the payload is the event as GET /events/{id} will show it
+    without reading it back.
     """
     now = timezone.now()
-    deliveries: list[Delivery] = []
-    for event in events:
-        payload = event_payload(event)
-        deliveries.extend(
-            # Only the endpoint's id is needed for the row (no Endpoint query).
-            delivery_build(Endpoint(pk=endpoint_id), payload, event.pk, None, now)
-            for endpoint_id in endpoints.get(event.pk, ())
-        )
+    lease = now + QUEUE_LEASE
     # A message per delivery cost ~0.7 ms each (2,000 per batch with two endpoints).
-    # An endpoint never sends more than its concurrency limit at once, so enqueue that
-    # many per endpoint; the rest stay due and unqueued: each worker's follow-on loop
-    # claims the endpoint's next due delivery after a success, and the dispatcher
-    # (every tick) enqueues free slots for whatever is left after a failure.
+    # An endpoint never sends more than its concurrency limit at once, so plan that
+    # many per endpoint as queued; the rest stay due and unqueued: each worker's
+    # follow-on loop claims the endpoint's next due delivery after a success, and the
+    # dispatcher (every tick) enqueues free slots for whatever is left after a failure.
     limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
     per_endpoint: dict[str, int] = {}
-    enqueue: list[str] = []
-    for delivery in deliveries:
-        seen = per_endpoint.get(delivery.endpoint_id, 0)
-        per_endpoint[delivery.endpoint_id] = seen + 1
-        if seen < limit:
-            enqueue.append(delivery.pk)
-        else:
-            delivery.queued_until = None
-    Delivery.objects.bulk_create(deliveries)
-    deliveries_enqueue_on_commit(enqueue)
-    return deliveries
+    plans: dict[str, tuple[dict[str, Any], list[PlannedDelivery]]] = {}
+    for event in events:
+        planned = []
+        for endpoint_id in endpoints.get(event.pk, ()):
+            seen = per_endpoint.get(endpoint_id, 0)
+            per_endpoint[endpoint_id] = seen + 1
+            planned.append(PlannedDelivery(endpoint_id, now, lease if seen < limit else None))
+        if planned:
+            plans[event.pk] = (event_payload(event), planned)
+    return plans
+
+
+def deliveries_enqueue_planned(planned: Iterable[PlannedDelivery]) -> None:
+    """After the insert of their events commits, send those planned as queued."""
+    deliveries_enqueue_on_commit([d.id for d in planned if d.queued_until is not None])
 
 
 # ---------------------------------------------------------------- is_delivered

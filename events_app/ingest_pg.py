@@ -5,13 +5,15 @@ One statement stores a whole batch: the events come in as one array per column
 partial unique index `event_ref_unique_per_type` (so a concurrent writer of the
 same ref never causes an IntegrityError or a half-written batch: the loser waits
 for the winner's commit and then skips the row), and a data-modifying CTE inserts
-the property records of exactly the events that were stored. A single statement
-is atomic on its own. This is about 2.5x faster than `bulk_create`, which sends
-one parameter per cell and builds model instances.
+the property records and the planned webhook deliveries (automation.delivery) of
+exactly the events that were stored. A single statement is atomic on its own, so
+events, records and deliveries commit together without a transaction around them.
+This is about 2.5x faster than `bulk_create`, which sends one parameter per cell and
+builds model instances.
 
-The statement is built from the model, so a column added to Event later is
-filled with its field default unless it is listed in PER_EVENT_COLUMNS (then
-PreparedEvent must carry it).
+The statement is built from the models, so a column added to Event (or Delivery)
+later is filled with its field default unless it is listed in PER_EVENT_COLUMNS
+(PER_DELIVERY_COLUMNS; then PreparedEvent or PlannedDelivery must carry it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import psycopg
 from django.db import connection
+from django.db.models import Field, Model
 
+from automation.models import Delivery
 from events_app.models import Event, PropertyRecord
 
 if TYPE_CHECKING:
@@ -52,36 +56,69 @@ PER_EVENT_COLUMNS = (
 _encode = msgspec.json.Encoder().encode
 
 
+# Delivery columns each planned delivery (automation.delivery.PlannedDelivery) carries;
+# the event's id and payload come from its event's row, the rest take field defaults.
+PER_DELIVERY_COLUMNS = ("id", "endpoint_id", "message_id", "queued_until", "created_at")
+DELIVERY_FROM_EVENT = {"event_id": 'input."id"', "payload": "input.payload::jsonb"}
+# A planned delivery is due when it is created.
+DELIVERY_SAME_AS = {"next_attempt_at": "created_at"}
+
+
+def _insert_parts(
+    model: type[Model], per_row: tuple[str, ...], alias: str, given: dict[str, str]
+) -> tuple[str, str, str, list[Field[Any, Any]]]:
+    """For `INSERT INTO model (columns) SELECT values FROM json_to_recordset(...) alias(
+    recordset)`: the column list, the value list, the recordset's column definitions and
+    the fields whose default is a parameter (in the value list's order). `per_row`
+    columns come from the recordset, `given` ones are SQL expressions, every other
+    column takes its field default."""
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    by_attname = {f.attname: f for f in fields}
+    missing = (set(per_row) | given.keys()) - by_attname.keys()
+    assert not missing, f"{model.__name__} has no column(s) {missing}"
+    values: list[str] = []
+    defaulted = []
+    for f in fields:
+        if f.attname in per_row:
+            values.append(f"{alias}.{quote(f.attname)}")
+        elif f.attname in given:
+            values.append(given[f.attname])
+        else:
+            values.append(f"%s::{f.db_type(connection)}")
+            defaulted.append(f)
+    columns = ", ".join(quote(f.attname if f.column is None else f.column) for f in fields)
+    recordset = ", ".join(
+        f"{quote(name)} {by_attname[name].db_type(connection)}" for name in per_row
+    )
+    return columns, ", ".join(values), recordset, defaulted
+
+
 @functools.cache
 def _statement() -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call)."""
     quote = connection.ops.quote_name
-    fields = Event._meta.concrete_fields
-    by_attname = {f.attname: f for f in fields}
-    missing = set(PER_EVENT_COLUMNS) - by_attname.keys()
-    assert not missing, f"Event has no column(s) {missing}"
-    select: list[str] = []
-    defaulted = []
-    for f in fields:
-        if f.attname in PER_EVENT_COLUMNS:
-            select.append(f"u.{quote(f.attname)}")
-        else:
-            select.append(f"%s::{f.db_type(connection)}")
-            defaulted.append(f)
-    columns = ", ".join(quote(f.attname if f.column is None else f.column) for f in fields)
-    # The recordset's columns are PreparedEvent's attribute names.
-    recordset = ", ".join(
-        f"{quote(name)} {by_attname[name].db_type(connection)}" for name in PER_EVENT_COLUMNS
+    # The recordsets' columns are PreparedEvent's and PlannedDelivery's attribute names.
+    event_columns, event_values, event_recordset, event_defaulted = _insert_parts(
+        Event, PER_EVENT_COLUMNS, "u", {}
+    )
+    delivery_given = {
+        **DELIVERY_FROM_EVENT,
+        **{column: f"d.{quote(source)}" for column, source in DELIVERY_SAME_AS.items()},
+    }
+    delivery_columns, delivery_values, delivery_recordset, delivery_defaulted = _insert_parts(
+        Delivery, PER_DELIVERY_COLUMNS, "d", delivery_given
     )
     records = PropertyRecord._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
     sql = f"""
 WITH input AS (
     SELECT u.*, u.records AS property_records
-    FROM json_to_recordset(%s::json) AS u({recordset}, "records" json)
+    FROM json_to_recordset(%s::json)
+        AS u({event_recordset}, "records" json, "payload" json, "deliveries" json)
 ), stored AS (
-    INSERT INTO {quote(Event._meta.db_table)} ({columns})
-    SELECT {", ".join(select)}
+    INSERT INTO {quote(Event._meta.db_table)} ({event_columns})
+    SELECT {event_values}
     FROM input u
     ON CONFLICT ("event_type_id", "external_id") WHERE "external_id" IS NOT NULL DO NOTHING
     RETURNING "id"
@@ -90,6 +127,11 @@ WITH input AS (
     SELECT stored."id", r.pair ->> 0, r.pair ->> 1
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
+), stored_deliveries AS (
+    INSERT INTO {quote(Delivery._meta.db_table)} ({delivery_columns})
+    SELECT {delivery_values}
+    FROM input JOIN stored ON stored."id" = input."id"
+    CROSS JOIN LATERAL json_to_recordset(input.deliveries) AS d({delivery_recordset})
 )
 SELECT "id", true, NULL FROM stored
 UNION ALL
@@ -103,7 +145,7 @@ LEFT JOIN {quote(Event._meta.db_table)} existing
     AND existing."external_id" = input."external_id"
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
 """  # noqa: S608
-    return sql, tuple(defaulted)
+    return sql, (*event_defaulted, *delivery_defaulted)
 
 
 def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:

@@ -8,7 +8,6 @@ everything in one transaction.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from bisect import insort
 from collections.abc import Callable
@@ -21,8 +20,14 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.delivery import deliveries_create_for_new_events, subscriptions_matching
+from automation.delivery import (
+    PlannedDelivery,
+    deliveries_enqueue_planned,
+    deliveries_plan_for_new_events,
+    subscriptions_matching,
+)
 from automation.ingest_facts import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
+from automation.models import Delivery
 from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
@@ -58,6 +63,10 @@ class PreparedEvent:
     automation_pending: bool = False
     is_delivered: bool = True
     depth: int = 0
+    # Webhook deliveries, planned by events_store and inserted with the event: the
+    # event as the API shows it, and one delivery per matching subscription.
+    payload: dict[str, Any] | None = None
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
 
     def as_event(self) -> Event:
         """The row the insert writes, as an unsaved instance (for the portable insert
@@ -415,29 +424,29 @@ def events_store(*, prepared: list[PreparedEvent], facts: IngestFacts | None = N
     # Workflows (issue 6): the events to evaluate carry automation_pending into the
     # insert itself, so no write follows it; their evaluation is enqueued after commit.
     events_mark_automation(events=prepared, stamp=facts.workflow_stamp)
-    # Webhook deliveries (issue 4) commit with their events, and the events they are
-    # for are inserted with is_delivered = false (no UPDATE after the insert).
+    # Webhook deliveries (issue 4) are inserted with their events, which are inserted
+    # with is_delivered = false: no UPDATE, and nothing read back for the payloads.
     endpoints = subscriptions_matching(events=prepared, subscriptions=facts.subscriptions)
-    for event in prepared:
-        if event.id in endpoints:
+    if endpoints:
+        subscribed = [p for p in prepared if p.id in endpoints]
+        for event in subscribed:
             event.is_delivered = False
-    # A transaction only when deliveries join the insert: otherwise the insert is one
-    # statement, so one transaction by itself, with no BEGIN/COMMIT round trips (a
-    # third of a single POST's database time). A write added here must join that
-    # statement or wrap itself and it in transaction.atomic().
-    with transaction.atomic() if endpoints else contextlib.nullcontext():
-        if connection.vendor == "postgresql":
-            stored_ids, holders = pg_insert_events(prepared)
-        else:
-            with transaction.atomic():
-                stored_ids = _orm_insert_events(prepared)
-        if endpoints:
-            deliveries_create_for_new_events(
-                events=[p.as_event() for p in prepared if p.id in stored_ids and p.id in endpoints],
-                endpoints=endpoints,
-            )
-    # After the block: on commit of the caller's transaction if there is one (an
-    # emit_event action), else now -- the rows are committed already.
+        plans = deliveries_plan_for_new_events(
+            events=[p.as_event() for p in subscribed], endpoints=endpoints
+        )
+        for event in subscribed:
+            event.payload, event.deliveries = plans[event.id]
+    if connection.vendor == "postgresql":
+        # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
+        # third of a single POST's database time). A write added here must join that
+        # statement or wrap itself and it in transaction.atomic().
+        stored_ids, holders = pg_insert_events(prepared)
+    else:
+        with transaction.atomic():
+            stored_ids = _orm_insert_events(prepared)
+    deliveries_enqueue_planned(d for p in prepared if p.id in stored_ids for d in p.deliveries)
+    # On commit of the caller's transaction if there is one (an emit_event action),
+    # else now -- the rows are committed already.
     evaluation_enqueue_on_commit(events=[p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
@@ -464,6 +473,9 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
             for p in fresh
             for pid, value in p.records
         ]
+    )
+    Delivery.objects.bulk_create(
+        [d.as_delivery(p.id, p.payload or {}) for p in fresh for d in p.deliveries]
     )
     return {p.id for p in fresh}
 

@@ -125,7 +125,7 @@ def test_a_single_post_is_two_statements_and_no_orm_query(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
-def test_a_single_post_with_a_subscription_writes_its_delivery_without_reading_back(
+def test_a_single_post_with_a_subscription_inserts_its_deliveries_in_the_same_statement(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     purchase = EventTypeFactory(key="purchase")
@@ -135,17 +135,15 @@ def test_a_single_post_with_a_subscription_writes_its_delivery_without_reading_b
     sent, orm, response = post_counting_statements(api, purchase, customer, monkeypatch)
     assert response.status_code == 201
     event_id = response.json()["data"]["event_id"]
-    # The reference read and the INSERT (is_delivered = false written with the row),
-    # then the deliveries' INSERT in the same transaction: no SELECT of the event or of
-    # the endpoints, no UPDATE. (The test's own transaction turns BEGIN into savepoints.)
+    # Two statements, as without subscriptions: the reference read, then the INSERT of
+    # the event (is_delivered = false written with the row), its records and its
+    # deliveries. No transaction, no SELECT of the event or the endpoints, no UPDATE.
     statements = [q for q in sent if "SAVEPOINT" not in q]
-    assert len(statements) == 3
+    assert len(statements) == 2
     assert "events_app_eventtype" in statements[0]
     assert statements[1].lstrip().startswith("WITH input AS")
-    assert statements[2].startswith('INSERT INTO "automation_delivery"')
-    orm_sql = [q["sql"] for q in orm.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(orm_sql) == 1
-    assert orm_sql[0].startswith('INSERT INTO "automation_delivery"')
+    assert 'INSERT INTO "automation_delivery"' in statements[1]
+    assert [q["sql"] for q in orm.captured_queries if "SAVEPOINT" not in q["sql"]] == []
     assert Event.objects.get(pk=event_id).is_delivered is False
     assert Delivery.objects.filter(event_id=event_id).count() == 2
 
