@@ -8,7 +8,6 @@ the service, exactly that object's rows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,19 +24,21 @@ from automation.models import (
     Workflow,
     WorkflowRun,
 )
-from automation.schedules import schedule_create
-from automation.workflow_runs import events_evaluate
-from automation.workflow_selectors import active_workflows_forget
 from automation.workflows import WorkflowInput, workflow_create
 from events_app.models import EventType, PropertyDefinition
 from tests.admin_support import get_with_queries
-from tests.deletes import delivery_log, row_counts
-from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
+from tests.deletes import (
+    PUBLIC_URL,
+    a_schedule,
+    delivery_log,
+    evaluated,
+    row_counts,
+    schedule_history,
+)
+from tests.factories import EventTypeFactory
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC_URL = "https://93.184.215.14/hook"
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TABLES = (
     Endpoint,
     Delivery,
@@ -62,30 +63,13 @@ def a_workflow(n: int, capture: Any) -> Model:
     workflow = workflow_create(
         data=WorkflowInput(name="w", trigger_event_types=[trigger.key], conditions={}, actions=[])
     )
-    customer = CustomerFactory()
-    events = [
-        EventFactory(event_type=trigger, customer=customer, automation_pending=True)
-        for _ in range(n)
-    ]
-    active_workflows_forget()  # the cache is dropped on commit, which a `db` test never reaches
-    with capture(execute=False):
-        events_evaluate(event_ids=[e.pk for e in events])
+    evaluated(trigger, n, capture)
     return workflow
 
 
-def a_schedule(n: int, capture: Any) -> Model:
-    schedule = schedule_create(
-        owner="owner@example.com",
-        end_date=NOW + timedelta(days=1),
-        interval="* * * * *",
-        callback_url=PUBLIC_URL,
-        now=NOW,
-    )
-    deliveries = delivery_log(schedule.endpoint, n)
-    ScheduleRun.objects.bulk_create(
-        ScheduleRun(schedule=schedule, scheduled_for=NOW + timedelta(minutes=i), delivery=d)
-        for i, d in enumerate(deliveries)
-    )
+def a_schedule_with_runs(n: int, capture: Any) -> Model:
+    schedule = a_schedule()
+    schedule_history(schedule, n)
     return schedule
 
 
@@ -115,7 +99,7 @@ CASES: dict[
         {"events_app.EventType": 1},  # the trigger: a workflow's delete keeps its types
     ),
     "schedule": (
-        a_schedule,
+        a_schedule_with_runs,
         "/admin/automation/schedule/",
         # The schedule's endpoint and its delivery log go with it (schedule_delete).
         lambda n: [

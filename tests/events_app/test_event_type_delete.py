@@ -10,12 +10,11 @@ from automation.workflows import WorkflowInput, workflow_create
 from events_app.event_types import event_type_delete
 from events_app.models import Event, EventCount, EventType, PropertyDefinition
 from project.errors import ConflictError
-from tests.deletes import row_counts
+from tests.deletes import PUBLIC_URL, row_counts
 from tests.factories import EventFactory, EventTypeFactory, PropertyDefinitionFactory
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC_URL = "https://93.184.215.14/hook"
 TABLES = (
     EventType,
     PropertyDefinition,

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from automation.endpoints import endpoint_create, endpoint_delete
 from automation.models import Delivery, DeliveryAttempt, Endpoint, ScheduleRun
-from automation.schedules import schedule_create
 from events_app.models import Event
 from project.errors import ConflictError
-from tests.deletes import delivery_log, row_counts
+from tests.deletes import NOW, PUBLIC_URL, a_schedule, delivery_log, row_counts
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC_URL = "https://93.184.215.14/hook"
 TABLES = (Endpoint, Endpoint.event_types.through, Delivery, DeliveryAttempt, ScheduleRun)
 # Reading the endpoint's key, the is_delivered UPDATE, SAVEPOINTs, one statement per
 # table the cascade reaches: a fixed number whatever the size of the log.
@@ -90,17 +86,10 @@ def test_delete_takes_the_same_queries_and_reads_no_delivery_whatever_the_log(
 
 
 def test_a_schedule_run_keeps_its_row_when_the_endpoint_that_sent_it_goes():
-    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-    schedule = schedule_create(
-        owner="owner@example.com",
-        end_date=now + timedelta(days=1),
-        interval="* * * * *",
-        callback_url=PUBLIC_URL,
-        now=now,
-    )
+    schedule = a_schedule()
     endpoint = endpoint_create(url=PUBLIC_URL)[0]
     [delivery] = delivery_log(endpoint, 1)
-    run = ScheduleRun.objects.create(schedule=schedule, scheduled_for=now, delivery=delivery)
+    run = ScheduleRun.objects.create(schedule=schedule, scheduled_for=NOW, delivery=delivery)
 
     endpoint_delete(endpoint=endpoint)
 
@@ -109,14 +98,7 @@ def test_a_schedule_run_keeps_its_row_when_the_endpoint_that_sent_it_goes():
 
 
 def test_a_schedules_endpoint_is_a_409_and_nothing_is_deleted():
-    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-    schedule = schedule_create(
-        owner="owner@example.com",
-        end_date=now + timedelta(days=1),
-        interval="* * * * *",
-        callback_url=PUBLIC_URL,
-        now=now,
-    )
+    schedule = a_schedule()
     delivery_log(schedule.endpoint, 2)
     before = row_counts(*TABLES)
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 
 from automation.models import Delivery, DeliveryAttempt, Endpoint, Schedule, ScheduleRun
 from automation.schedules import schedule_delete
-from tests.automation.schedules.conftest import NOW
-from tests.deletes import delivery_log, row_counts
+from tests.deletes import row_counts, schedule_history
 
 pytestmark = pytest.mark.django_db
 
@@ -20,21 +18,12 @@ TABLES = (Schedule, ScheduleRun, Endpoint, Delivery, DeliveryAttempt)
 MAX_QUERIES = 24
 
 
-def history(schedule: Schedule, runs: int) -> None:
-    """`runs` ticks, each with the callback's delivery and one attempt."""
-    deliveries = delivery_log(schedule.endpoint, runs)
-    ScheduleRun.objects.bulk_create(
-        ScheduleRun(schedule=schedule, scheduled_for=NOW + timedelta(minutes=n), delivery=d)
-        for n, d in enumerate(deliveries)
-    )
-
-
 def test_deleting_a_schedule_removes_exactly_its_rows_and_nothing_of_another(
     make_schedule: Callable[..., Schedule],
 ):
     gone, kept = make_schedule(), make_schedule()
-    history(gone, 3)
-    history(kept, 2)
+    schedule_history(gone, 3)
+    schedule_history(kept, 2)
 
     deleted = schedule_delete(schedule=gone)
 
@@ -55,7 +44,7 @@ def test_delete_takes_the_same_queries_whatever_the_number_of_runs(
     make_schedule: Callable[..., Schedule], django_assert_max_num_queries, runs: int
 ):
     schedule = make_schedule()
-    history(schedule, runs)
+    schedule_history(schedule, runs)
 
     with django_assert_max_num_queries(MAX_QUERIES) as queries:
         schedule_delete(schedule=schedule)

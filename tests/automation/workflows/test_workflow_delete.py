@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from automation.models import Workflow, WorkflowRun
-from automation.workflow_runs import events_evaluate
-from automation.workflow_selectors import active_workflows_forget
 from automation.workflows import WorkflowInput, workflow_create, workflow_delete
 from events_app.models import EventType
-from tests.deletes import row_counts
-from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
+from tests.deletes import evaluated, row_counts
+from tests.factories import EventTypeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,24 +23,12 @@ def workflow(name: str) -> Workflow:
     )
 
 
-def evaluated(count: int, capture: Any) -> None:
-    """`count` purchases, each evaluated: one run per workflow (made by the engine)."""
-    purchase, customer = EventType.objects.get(key="purchase"), CustomerFactory()
-    events = [
-        EventFactory(event_type=purchase, customer=customer, automation_pending=True)
-        for _ in range(count)
-    ]
-    active_workflows_forget()  # the cache is dropped on commit, which a `db` test never reaches
-    with capture(execute=False):
-        events_evaluate(event_ids=[e.pk for e in events])
-
-
 def test_deleting_a_workflow_removes_exactly_its_runs_and_nothing_of_another(
     django_capture_on_commit_callbacks,
 ):
-    EventTypeFactory(key="purchase")
+    purchase = EventTypeFactory(key="purchase")
     gone, kept = workflow("gone"), workflow("kept")
-    evaluated(3, django_capture_on_commit_callbacks)
+    evaluated(purchase, 3, django_capture_on_commit_callbacks)
 
     deleted = workflow_delete(workflow=gone)
 
@@ -66,9 +50,9 @@ def test_deleting_a_workflow_removes_exactly_its_runs_and_nothing_of_another(
 def test_delete_takes_the_same_queries_whatever_the_number_of_runs(
     django_capture_on_commit_callbacks, django_assert_max_num_queries, runs: int
 ):
-    EventTypeFactory(key="purchase")
+    purchase = EventTypeFactory(key="purchase")
     gone = workflow("gone")
-    evaluated(runs, django_capture_on_commit_callbacks)
+    evaluated(purchase, runs, django_capture_on_commit_callbacks)
     assert WorkflowRun.objects.count() == runs
 
     with django_assert_max_num_queries(MAX_QUERIES) as queries:
