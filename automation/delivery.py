@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from automation.models import Delivery, Endpoint
@@ -229,13 +229,23 @@ def deliveries_enqueue_planned(planned: Iterable[PlannedDelivery]) -> None:
 # ---------------------------------------------------------------- is_delivered
 
 
-def events_refresh_delivered(event_ids: Iterable[str]) -> None:
-    """is_delivered = no delivery of the event is pending or failed."""
-    ids = list(dict.fromkeys(event_ids))
-    if not ids:
-        return
+def events_refresh_delivered(
+    event_ids: Iterable[str] | QuerySet[Any], *, except_endpoint: Endpoint | None = None
+) -> None:
+    """is_delivered = no delivery of the event is pending or failed.
+
+    event_ids may be a queryset of ids: it is then a subquery, never loaded.
+    except_endpoint: its deliveries are not counted (they are about to be deleted
+    in the same transaction).
+    """
+    if not isinstance(event_ids, QuerySet):
+        event_ids = list(dict.fromkeys(event_ids))
+        if not event_ids:
+            return
     outstanding = Delivery.objects.filter(event=OuterRef("pk"), status__in=OUTSTANDING)
-    Event.objects.filter(pk__in=ids).update(is_delivered=~Exists(outstanding))
+    if except_endpoint is not None:
+        outstanding = outstanding.exclude(endpoint=except_endpoint)
+    Event.objects.filter(pk__in=event_ids).update(is_delivered=~Exists(outstanding))
 
 
 def event_mark_delivered(*, event: Event) -> Event:

@@ -15,14 +15,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from automation import outbound
 from automation.delivery import OUTSTANDING, PENDING, delivery_create, events_refresh_delivered
-from automation.models import Delivery, DeliveryAttempt, Endpoint
+from automation.models import Delivery, Endpoint
 from events_app.models import EventType
+from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -101,33 +102,24 @@ def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
     return endpoint
 
 
-def endpoint_delete(*, endpoint: Endpoint) -> None:
-    """Delete an endpoint and its delivery log; their events' is_delivered is recomputed.
+def endpoint_delete(*, endpoint: Endpoint) -> dict[str, int]:
+    """Delete an endpoint and its delivery log; returns rows deleted per model.
 
-    The log is deleted with set-based SQL: an endpoint can have millions of deliveries,
-    and the ORM's cascade (attempts, schedule runs pointing at deliveries) would load
-    every one into memory first. Only events with an outstanding delivery here can
-    change their is_delivered, so only those are recomputed.
+    Set-based (project.cascade): an endpoint can have millions of deliveries and
+    attempts, and Django's Collector would load every one (and every schedule run
+    pointing at one) first; here each table is one statement, whatever the rows.
+    Only events with an outstanding delivery here can change their is_delivered:
+    they are recomputed first, as if this endpoint's deliveries were gone, by one
+    UPDATE whose subquery finds them (after the delete nothing would).
     """
-    from automation.models import ScheduleRun
-
     with transaction.atomic():
-        event_ids = list(
-            Delivery.objects.filter(endpoint=endpoint, event__isnull=False, status__in=OUTSTANDING)
-            .values_list("event_id", flat=True)
-            .distinct()
+        events_refresh_delivered(
+            Delivery.objects.filter(
+                endpoint=endpoint, event__isnull=False, status__in=OUTSTANDING
+            ).values("event_id"),
+            except_endpoint=endpoint,
         )
-        # Attempts have no dependents, so the ORM deletes them in one statement; the
-        # deliveries themselves need a plain DELETE (their reverse relations would make
-        # the ORM collect every row).
-        DeliveryAttempt.objects.filter(delivery__endpoint=endpoint).delete()
-        ScheduleRun.objects.filter(delivery__endpoint=endpoint).update(delivery=None)
-        table = connection.ops.quote_name(Delivery._meta.db_table)
-        with connection.cursor() as cursor:
-            # Only the endpoint id is data, and it is a parameter.
-            cursor.execute(f"DELETE FROM {table} WHERE endpoint_id = %s", [endpoint.pk])  # noqa: S608
-        endpoint.delete()
-        events_refresh_delivered(event_ids)
+        return cascade_delete_object(endpoint)
 
 
 def endpoint_rotate_secret(*, endpoint: Endpoint) -> str:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from automation import cron
 from automation.endpoints import endpoint_create, endpoint_delete, endpoint_update
 from automation.models import Endpoint, Schedule, ScheduleRun
+from project.cascade import cascade_delete_object
 from project.errors import ConflictError, ValidationFailed
 
 PREVIEW_RUNS = 5
@@ -199,7 +200,8 @@ def schedule_delete(*, schedule: Schedule) -> Schedule:
         deleted = Schedule(
             **{f.attname: getattr(schedule, f.attname) for f in Schedule._meta.concrete_fields}
         )
-        schedule.delete()
+        # Set-based (project.cascade): its runs, however many, in one statement.
+        cascade_delete_object(schedule)
         if endpoint is not None:
             # Its pending deliveries go with it: no callback is sent after the delete.
             endpoint_delete(endpoint=endpoint)

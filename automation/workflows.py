@@ -31,6 +31,7 @@ from automation.workflow_selectors import (
 )
 from customers.models import Customer
 from events_app.models import Event, EventType
+from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
 WRITABLE = ("name", "trigger_event_types", "conditions", "actions", "active", "reentry")
@@ -195,11 +196,16 @@ def workflow_set_active(*, workflow: Workflow, active: bool) -> Workflow:
     return workflow
 
 
-def workflow_delete(*, workflow: Workflow) -> None:
-    """Delete a workflow with its runs (waiting runs never resume)."""
+def workflow_delete(*, workflow: Workflow) -> dict[str, int]:
+    """Delete a workflow with its runs (waiting runs never resume); rows deleted per model.
+
+    Set-based (project.cascade): a workflow can have millions of runs, which
+    Django's Collector would load first; here each table is one statement.
+    """
     with transaction.atomic():
-        workflow.delete()
+        deleted = cascade_delete_object(workflow)
         transaction.on_commit(active_workflows_forget)
+    return deleted
 
 
 # ---------------------------------------------------------------- dry run

@@ -18,17 +18,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from customers import selectors
 from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
+from project.admin_deletion import CascadeDeleteAdmin
 from project.admin_forms import adopt_row, changed_fields
 from project.admin_json import PrettyJSONFormField
-from project.admin_lists import (
-    BigTableAdmin,
-    CreatedWithinFilter,
-    DeletionPreview,
-    summarised_deletion,
-)
+from project.admin_lists import BigTableAdmin, CreatedWithinFilter
 
 
 class TagsField(forms.CharField):
@@ -67,7 +62,7 @@ def events_url(customer: Customer) -> str:
 
 
 @admin.register(Customer)
-class CustomerAdmin(BigTableAdmin):
+class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
     form = CustomerForm
     list_display = ("external_id", "email", "created_at", "tag_list", "events_link")
     list_filter = (CreatedWithinFilter,)
@@ -118,23 +113,5 @@ class CustomerAdmin(BigTableAdmin):
         )
         adopt_row(obj, created)
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
-        """Counts of what goes with the customers, not a line per event and delivery.
-
-        Django's confirmation page would collect every row the delete cascades to
-        (the same full load customer_delete avoids) and render each of them.
-        """
-        customers = list(objs)
-        deletion = selectors.customer_deletion(customers=customers)
-        summary, counts, perms_needed, _ = summarised_deletion(
-            self, request, customers, deletion.rows
-        )
-        return summary, counts, perms_needed, deletion.blockers
-
-    def delete_model(self, request: HttpRequest, obj: Customer) -> None:
+    def delete_one(self, obj: Customer) -> None:
         customer_delete(customer=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
-        # QuerySet.delete() would run Django's row-by-row collector.
-        for customer in queryset:
-            customer_delete(customer=customer)

@@ -6,10 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models.deletion import ProtectedError, RestrictedError
 
 from customers.models import Customer
-from project.cascade import cascade_delete
+from project.cascade import cascade_delete_object
 from project.errors import ConflictError
 
 
@@ -78,12 +77,7 @@ def customer_delete(*, customer: Customer) -> dict[str, int]:
     the same memory as one with none. The per-type event counters follow
     through the event table's statement-level triggers.
     """
-    try:
-        return cascade_delete(Customer.objects.filter(pk=customer.pk))[1]
-    except (ProtectedError, RestrictedError) as error:
-        raise ConflictError(
-            f"Customer '{customer.pk}' cannot be deleted. {error.args[0]}"
-        ) from None
+    return cascade_delete_object(customer)
 
 
 def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:

@@ -37,10 +37,18 @@ from events_app.event_types import (
     event_type_delete,
     event_type_update,
 )
-from events_app.models import ApiClient, Event, EventType, PropertyDefinition, PropertyRecord
+from events_app.models import (
+    ApiClient,
+    Event,
+    EventCount,
+    EventType,
+    PropertyDefinition,
+    PropertyRecord,
+)
+from project.admin_deletion import CascadeDeleteAdmin
 from project.admin_forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
 from project.admin_json import pretty_json
-from project.admin_lists import FILTERED_COUNT_CAP, BigTableAdmin, CreatedWithinFilter, capped_count
+from project.admin_lists import BigTableAdmin, CreatedWithinFilter
 
 # ---------------------------------------------------------------- event types
 
@@ -57,7 +65,9 @@ class PropertyDefinitionInline(TidyTabularInline):
 
 
 @admin.register(EventType)
-class EventTypeAdmin(admin.ModelAdmin):
+class EventTypeAdmin(CascadeDeleteAdmin):
+    # The per-type event counters (kept by triggers) are not something to confirm.
+    uncounted_models = (EventCount,)
     list_display = ("key", "name", "property_count", "created_at")
     search_fields = ("key", "name")  # a small table: icontains is fine here
     readonly_fields = ("events_link", "id", "created_at", "updated_at")
@@ -125,36 +135,8 @@ class EventTypeAdmin(admin.ModelAdmin):
                 message.append({"changed": {"fields": ["property definitions"]}})
         return message
 
-    def get_deleted_objects(
-        self, objs: Any, request: HttpRequest
-    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
-        """Report types in use as "protected" without collecting their events.
-
-        Django's collector would load every event of the type (PROTECT) to list
-        them on the confirmation page: a million rows for a busy type. Counting
-        up to a cap per type is enough to explain why deletion is refused.
-        """
-        types = list(objs)
-        protected: list[Any] = []
-        for event_type in types:
-            count, more = capped_count(
-                Event.objects.filter(event_type=event_type), FILTERED_COUNT_CAP
-            )
-            if count:
-                protected.append(
-                    f"{'More than ' if more else ''}{count} event(s) of type "
-                    f"'{event_type.key}' (events are kept; remove them first)"
-                )
-        if protected:
-            return [], {}, set(), protected
-        return super().get_deleted_objects(types, request)
-
-    def delete_model(self, request: HttpRequest, obj: EventType) -> None:
+    def delete_one(self, obj: EventType) -> None:
         event_type_delete(event_type=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EventType]) -> None:
-        for event_type in queryset:
-            event_type_delete(event_type=event_type)
 
 
 # ---------------------------------------------------------------- events

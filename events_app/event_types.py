@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.deletion import ProtectedError
 
-from events_app.models import Event, EventType, PropertyDefinition
+from events_app.models import EventType, PropertyDefinition
+from project.cascade import cascade_delete
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 
@@ -96,8 +98,12 @@ def event_type_delete(*, event_type: EventType) -> None:
         locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
         if not locked.exists():
             raise NotFoundError(f"Event type '{event_type.pk}' not found.")
-        if Event.objects.filter(event_type=event_type).exists():
+        # Events are PROTECT: kept, never deleted by type. The refusal is checked
+        # (one EXISTS) before anything is deleted; the rest (property definitions,
+        # event counters, workflow and webhook links) goes set-based.
+        try:
+            cascade_delete(EventType.objects.filter(pk=event_type.pk))
+        except ProtectedError:
             raise ConflictError(
                 f"Event type '{event_type.pk}' has events and cannot be deleted.",
-            )
-        event_type.delete()
+            ) from None

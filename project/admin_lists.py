@@ -10,7 +10,6 @@ template says "about" / "more than" when a figure is not exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from functools import cached_property
 from math import ceil
@@ -22,10 +21,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.text import capfirst
 
 from project.ids import public_id_floor
 
@@ -228,39 +224,3 @@ class BigTableAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-
-DeletionPreview = tuple[list[Any], dict[str, int], set[str], list[Any]]
-
-
-def summarised_deletion(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    objs: Iterable[Model],
-    related: Mapping[str, QuerySet[Any]],
-) -> DeletionPreview:
-    """Django's delete confirmation without loading every row the cascade removes.
-
-    The default collector renders each related row (every delivery of a webhook,
-    every run of a workflow): a million-line page. This lists the objects
-    themselves and a capped count of each kind of related row. Returns what
-    ModelAdmin.get_deleted_objects returns.
-    """
-    opts = model_admin.opts
-    objects = list(objs)
-    summary: list[Any] = [
-        format_html(
-            '{}: <a href="{}">{}</a>',
-            capfirst(str(opts.verbose_name)),
-            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
-            str(obj),
-        )
-        for obj in objects
-    ]
-    counts = {str(opts.verbose_name_plural): len(objects)}
-    for label, queryset in related.items():
-        count, more = capped_count(queryset, FILTERED_COUNT_CAP)
-        summary.append(f"{'More than ' if more else ''}{count} {label}")
-        counts[label] = count
-    perms_needed = set() if model_admin.has_delete_permission(request) else {str(opts.verbose_name)}
-    return summary, counts, perms_needed, []

@@ -45,11 +45,16 @@ from django.db.models.deletion import (
     RestrictedError,
     get_candidate_relations_to_delete,
 )
+from django.utils.text import capfirst
+
+from project.errors import ConflictError
 
 __all__ = [
     "CascadeNotSupported",
     "cascade_blockers",
+    "cascade_blocking",
     "cascade_delete",
+    "cascade_delete_object",
     "cascade_rows",
 ]
 
@@ -237,9 +242,15 @@ def _blocked_message(relation: Relation) -> str:
     )
 
 
+def cascade_blocking(queryset: QuerySet[Any]) -> list[tuple[str, QuerySet[Any]]]:
+    """Why cascade_delete(queryset) would be refused (PROTECT / RESTRICT): per relation
+    that refuses, the reason and the referring rows (a queryset, to count, not to list)."""
+    return [(_blocked_message(relation), rows) for relation, rows in _blockers(_root(queryset))]
+
+
 def cascade_blockers(queryset: QuerySet[Any]) -> list[str]:
     """Why cascade_delete(queryset) would be refused (PROTECT / RESTRICT), one line each."""
-    return [_blocked_message(relation) for relation, _ in _blockers(_root(queryset))]
+    return [message for message, _ in cascade_blocking(queryset)]
 
 
 def _refuse_signal_receivers(root: Root) -> None:
@@ -281,3 +292,19 @@ def cascade_delete(queryset: QuerySet[Any]) -> tuple[int, dict[str, int]]:
         deleted[root.rows.model._meta.label] += root.rows._raw_delete(root.rows.db)
     counts = {label: n for label, n in deleted.items() if n}
     return sum(counts.values()), counts
+
+
+def cascade_delete_object(obj: Model) -> dict[str, int]:
+    """A service's delete of one object: cascade_delete, rows deleted per model label.
+
+    A PROTECT / RESTRICT reference that refuses it is a ConflictError (the API's
+    409) saying which, with nothing deleted.
+    """
+    model = type(obj)
+    try:
+        return cascade_delete(model._base_manager.filter(pk=obj.pk))[1]
+    except (ProtectedError, RestrictedError) as error:
+        raise ConflictError(
+            f"{capfirst(str(model._meta.verbose_name))} '{obj.pk}' cannot be deleted. "
+            f"{error.args[0]}"
+        ) from None

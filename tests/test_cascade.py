@@ -22,10 +22,13 @@ from django.test.utils import CaptureQueriesContext, isolate_apps
 from project.cascade import (
     CascadeNotSupported,
     cascade_blockers,
+    cascade_blocking,
     cascade_delete,
+    cascade_delete_object,
     cascade_plan,
     cascade_rows,
 )
+from project.errors import ConflictError
 
 pytestmark = pytest.mark.django_db
 
@@ -154,6 +157,62 @@ def test_a_protected_reference_refuses_the_delete_and_changes_nothing(graph):
         "Cannot delete some childs: guardeds refer to them through the protected "
         "foreign key 'Guarded.child'."
     ]
+
+
+def test_the_rows_that_refuse_a_delete_are_given_to_count_not_loaded(graph):
+    rows = family(graph)
+
+    [(message, blocking)] = cascade_blocking(graph.Root.objects.filter(pk=2))
+
+    assert message == cascade_blockers(graph.Root.objects.filter(pk=2))[0]
+    assert blocking.query.is_sliced is False  # a queryset, evaluated only by the caller
+    assert list(blocking.values_list("child_id", flat=True)) == [rows.c2.pk]
+
+
+def test_a_services_delete_of_one_object_is_a_conflict_when_refused(graph):
+    rows = family(graph)
+    before = tables(graph)
+
+    with pytest.raises(ConflictError) as refused:
+        cascade_delete_object(rows.r2)
+
+    assert refused.value.message == (
+        "Root '2' cannot be deleted. Cannot delete some childs: guardeds refer to them "
+        "through the protected foreign key 'Guarded.child'."
+    )
+    assert tables(graph) == before
+    assert cascade_delete_object(rows.r1) == {"tests.Root": 1, "tests.Child": 1, "tests.Leaf": 3}
+
+
+def test_many_to_many_links_go_with_either_side_as_in_django():
+    with isolate_apps("tests"):
+
+        class Tag(Model):
+            pass
+
+        class Item(Model):
+            tags = models.ManyToManyField(Tag)
+
+        link = Item.tags.through
+        with connection.schema_editor() as editor:
+            for model in (Tag, Item):  # Item's table comes with its link table
+                editor.create_model(model)
+        tags = [Tag.objects.create(pk=n) for n in (1, 2)]
+        for n in (1, 2):
+            Item.objects.create(pk=n).tags.set(tags)
+
+        def links() -> list[tuple[int, int]]:
+            return sorted(link.objects.values_list("item_id", "tag_id"))
+
+        for queryset in (Item.objects.filter(pk=1), Tag.objects.filter(pk=1)):
+            results = []
+            for delete in (queryset.delete, lambda qs=queryset: cascade_delete(qs)):
+                with transaction.atomic():
+                    total, counts = delete()
+                    results.append(((total, {k: n for k, n in counts.items() if n}), links()))
+                    transaction.set_rollback(True)
+            assert results[0] == results[1]
+        assert results[1] == ((3, {"tests.Tag": 1, "tests.Item_tags": 2}), [(1, 2), (2, 2)])
 
 
 def test_a_restricted_reference_is_allowed_only_when_the_referrer_is_deleted_too(graph):

@@ -37,15 +37,10 @@ from automation.endpoints import (
     endpoint_update,
 )
 from automation.models import Delivery, DeliveryAttempt, Endpoint
+from project.admin_deletion import CascadeDeleteAdmin, DeletionPreview
 from project.admin_forms import WithoutSaveButtons
 from project.admin_json import pretty_json
-from project.admin_lists import (
-    BigTableAdmin,
-    CreatedWithinByIdFilter,
-    DeletionPreview,
-    ParameterFilter,
-    summarised_deletion,
-)
+from project.admin_lists import BigTableAdmin, CreatedWithinByIdFilter, ParameterFilter
 from project.errors import HeraldError
 
 # ---------------------------------------------------------------- endpoints
@@ -96,7 +91,7 @@ def deliveries_url(endpoint_id: str, **params: str) -> str:
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(BigTableAdmin):
+class EndpointAdmin(CascadeDeleteAdmin, BigTableAdmin):
     """Webhook subscriptions, and the endpoints schedules and workflows send through.
 
     There is one endpoint per schedule, so this table can hold 100k rows: the
@@ -206,12 +201,9 @@ class EndpointAdmin(BigTableAdmin):
         if owned:
             # Schedules and workflows send through their own endpoints: delete those instead.
             return [], {}, set(), [f"{e.url} belongs to a {e.kind}" for e in owned]
-        deliveries = Delivery.objects.filter(endpoint__in=endpoints)
-        return summarised_deletion(
-            self, request, endpoints, {"deliveries and their attempts": deliveries}
-        )
+        return super().get_deleted_objects(endpoints, request)
 
-    def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
+    def delete_one(self, obj: Endpoint) -> None:
         endpoint_delete(endpoint=obj)  # recomputes its events' is_delivered
 
     def response_add(

@@ -19,15 +19,11 @@ from django.utils.safestring import SafeString
 
 from automation import schedule_selectors as selectors
 from automation import schedules as services
-from automation.models import Schedule, ScheduleRun
+from automation.models import Endpoint, Schedule, ScheduleRun
+from project.admin_deletion import CascadeDeleteAdmin
 from project.admin_forms import RecordAdmin
 from project.admin_json import pretty_json
-from project.admin_lists import (
-    BigTableAdmin,
-    DeletionPreview,
-    ParameterFilter,
-    summarised_deletion,
-)
+from project.admin_lists import BigTableAdmin, ParameterFilter
 from project.errors import HeraldError
 
 RECENT_RUNS = 10
@@ -75,7 +71,7 @@ def schedule_runs_url(schedule_id: str) -> str:
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(BigTableAdmin):
+class ScheduleAdmin(CascadeDeleteAdmin, BigTableAdmin):
     # The owner links to the schedule: a 26-character id column would push the
     # run times off a laptop screen (the id is on the schedule's page and searchable).
     list_display = (
@@ -174,17 +170,12 @@ class ScheduleAdmin(BigTableAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         _run_action(self, request, queryset, services.schedule_run_now, "Ran")
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
-        schedules = list(objs)
-        runs = ScheduleRun.objects.filter(schedule__in=schedules)
-        return summarised_deletion(self, request, schedules, {"schedule runs": runs})
+    def deleted_with(self, objects: QuerySet[Schedule]) -> list[QuerySet[Any]]:
+        # schedule_delete deletes each schedule's endpoint (and its delivery log) too.
+        return [Endpoint.objects.filter(schedule__in=objects)]
 
-    def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
+    def delete_one(self, obj: Schedule) -> None:
         services.schedule_delete(schedule=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        for schedule in queryset:
-            services.schedule_delete(schedule=schedule)
 
 
 class ScheduleFilter(ParameterFilter):

@@ -30,14 +30,10 @@ from automation.workflows import (
     workflow_validate,
 )
 from events_app.models import EventType
+from project.admin_deletion import CascadeDeleteAdmin
 from project.admin_forms import RecordAdmin
 from project.admin_json import PrettyJSONFormField, pretty_json
-from project.admin_lists import (
-    BigTableAdmin,
-    CreatedWithinByIdFilter,
-    DeletionPreview,
-    summarised_deletion,
-)
+from project.admin_lists import BigTableAdmin, CreatedWithinByIdFilter
 
 OP_WORDS = {
     "eq": "=",
@@ -134,7 +130,7 @@ class WorkflowAdminForm(forms.ModelForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(CascadeDeleteAdmin):
     form = WorkflowAdminForm
     list_display = ["name", "triggers", "active", "reentry", "version", "updated_at", "runs_link"]
     list_filter = ["active"]
@@ -249,17 +245,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Trigger types were saved by the service; nothing else to save."""
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
-        workflows = list(objs)
-        runs = WorkflowRun.objects.filter(workflow__in=workflows)
-        return summarised_deletion(self, request, workflows, {"workflow runs": runs})
-
-    def delete_model(self, request: HttpRequest, obj: Workflow) -> None:
+    def delete_one(self, obj: Workflow) -> None:
         workflow_delete(workflow=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
-        for workflow in queryset:
-            workflow_delete(workflow=workflow)
 
 
 def event_runs_url(event_id: str) -> str:

@@ -7,10 +7,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from django.utils import timezone
 
 from automation.endpoints import endpoint_create
-from automation.models import Delivery, DeliveryAttempt, WorkflowRun
+from automation.models import Delivery, WorkflowRun
 from automation.workflow_runs import events_evaluate
 from automation.workflow_selectors import active_workflows_forget
 from automation.workflows import WorkflowInput, workflow_create
@@ -18,10 +17,7 @@ from customers.models import Customer
 from events_app.ingestion import events_ingest_batch
 from events_app.models import EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
-
-# A public address literal: passes the outbound URL guard without DNS. Nothing is
-# sent to it: deliveries are only created (after-commit work does not run here).
-PUBLIC_URL = "https://93.184.215.14/hook"
+from tests.deletes import PUBLIC_URL, attempt_each
 
 History = Callable[..., Customer]
 
@@ -68,16 +64,7 @@ def customer_history(
             events_evaluate(event_ids=[e.id for e in stored])
         customer = Customer.objects.get(external_id=external_id)
         assert WorkflowRun.objects.filter(customer=customer).count() == events
-        # An attempt is what the sender records; sending is not what is tested here.
-        DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(
-                delivery=delivery,
-                number=1,
-                started_at=timezone.now(),
-                outcome=DeliveryAttempt.Outcome.RETRY,
-            )
-            for delivery in Delivery.objects.filter(event__customer=customer)
-        )
+        attempt_each(Delivery.objects.filter(event__customer=customer))
         return customer
 
     return history

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from django.db.models import Sum
 
 from automation.models import Delivery, DeliveryAttempt, ScheduleRun, WorkflowRun
-from automation.schedules import schedule_create
 from customers.models import Customer
 from customers.services import customer_delete
 from events_app.models import Event, EventCount, PropertyRecord
 from project.cascade import cascade_plan
 from tests.conftest import API
-from tests.customers.conftest import PUBLIC_URL, History
+from tests.customers.conftest import History
+from tests.deletes import NOW, a_schedule
 from tests.factories import EventFactory, EventTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -111,17 +109,10 @@ def test_a_schedule_run_whose_delivery_is_deleted_is_kept_with_the_delivery_clea
     customer_history: History,
 ):
     # ScheduleRun.delivery is SET_NULL: the schedule's history outlives the message.
-    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     alice = customer_history("alice", 1)
-    schedule = schedule_create(
-        owner="owner@example.com",
-        end_date=now + timedelta(days=1),
-        interval="* * * * *",
-        callback_url=PUBLIC_URL,
-        now=now,
-    )
+    schedule = a_schedule()
     run = ScheduleRun.objects.create(
-        schedule=schedule, scheduled_for=now, delivery=Delivery.objects.get(event__customer=alice)
+        schedule=schedule, scheduled_for=NOW, delivery=Delivery.objects.get(event__customer=alice)
     )
 
     customer_delete(customer=alice)

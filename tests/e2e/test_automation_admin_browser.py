@@ -20,7 +20,14 @@ from playwright.sync_api import Page, expect
 from automation.delivery import delivery_create
 from automation.delivery_sender import deliver_one
 from automation.endpoints import endpoint_create
-from automation.models import Delivery, Schedule, Workflow, WorkflowRun
+from automation.models import (
+    Delivery,
+    DeliveryAttempt,
+    Endpoint,
+    Schedule,
+    Workflow,
+    WorkflowRun,
+)
 from automation.schedules import schedule_create
 from automation.workflow_selectors import active_workflows_forget
 from events_app.ingestion import events_prepare, events_store
@@ -42,6 +49,18 @@ def run_action(page: Page, row_text: str, action: str) -> None:
     page.locator("#result_list tbody tr", has_text=row_text).locator("input.action-select").check()
     page.select_option("select[name=action]", action)
     page.click("button[name=index]")
+
+
+def delete_from_change_page(page: Page, change_url: str, counted: list[str], name: str) -> None:
+    """Delete → the confirmation counts what goes (exact lines) → Yes → the success message."""
+    page.goto(change_url)
+    page.click("a.deletelink")
+    summary = page.locator("#content")
+    for line in counted:
+        expect(summary).to_contain_text(line)
+    screenshot(page, f"{name}-delete")
+    page.click("input[type=submit][value^=Yes]")
+    expect(page.locator(".messagelist")).to_contain_text("deleted successfully")
 
 
 @pytest.fixture
@@ -114,6 +133,12 @@ def test_workflow_made_in_the_admin_shows_errors_in_place_then_its_runs(
     expect(page.locator(".field-outcomes_pretty")).to_contain_text('"type": "add_tags"')
     screenshot(page, "workflow-run")
 
+    delete_from_change_page(
+        page, f"/admin/automation/workflow/{workflow.pk}/change/", ["1 workflow runs"], "workflow"
+    )
+    assert (Workflow.objects.count(), WorkflowRun.objects.count()) == (0, 0)
+    assert EventType.objects.filter(pk=purchase.pk).exists()  # its trigger stays
+
 
 def test_schedule_is_paused_and_resumed_from_the_admin(admin_login: Callable[[], Page]) -> None:
     now = timezone.now()
@@ -151,6 +176,14 @@ def test_schedule_is_paused_and_resumed_from_the_admin(admin_login: Callable[[],
     page.goto(f"/admin/automation/schedule/{schedule.pk}/change/")
     expect(page.locator(".field-interval_description")).to_contain_text("09:00")
     screenshot(page, "schedule-change")
+
+    delete_from_change_page(
+        page,
+        f"/admin/automation/schedule/{schedule.pk}/change/",
+        ["0 schedule runs", "1 endpoints", "0 deliveries"],
+        "schedule",
+    )
+    assert (Schedule.objects.count(), Endpoint.objects.count()) == (0, 0)
 
 
 def test_endpoint_deliveries_show_attempts_and_one_is_redelivered(
@@ -192,3 +225,12 @@ def test_endpoint_deliveries_show_attempts_and_one_is_redelivered(
 
     page.goto(f"/admin/automation/delivery/{delivery.pk}/change/")
     expect(page.locator(".inline-group tbody tr.has_original")).to_have_count(2)
+
+    delete_from_change_page(
+        page,
+        f"/admin/automation/endpoint/{endpoint.pk}/change/",
+        ["1 deliveries", "2 delivery attempts"],
+        "endpoint",
+    )
+    assert (Endpoint.objects.count(), Delivery.objects.count()) == (0, 0)
+    assert DeliveryAttempt.objects.count() == 0
