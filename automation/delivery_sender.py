@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Field, Model, Q
 from django.utils import timezone
 
 from automation import outbound
@@ -108,7 +110,14 @@ WHERE {target} AND status = 'pending' AND next_attempt_at <= %(now)s
       AND busy.locked_until >= %(now)s
     LIMIT 1 OFFSET %(offset)s
   )
-RETURNING id
+RETURNING {columns}
+"""
+# PostgreSQL: the claimed row's endpoint comes back from the claim itself (a second
+# SELECT per attempt cost a round trip and an ORM query). SQLite has no UPDATE in WITH.
+_CLAIM_AND_LOAD_SQL = """
+WITH claimed AS ({claim})
+SELECT claimed.*, {endpoint_columns}
+FROM claimed JOIN {endpoint_table} AS ep ON ep.id = claimed.endpoint_id
 """
 _BY_ID = "id = %(id)s"
 _NEXT_OF_ENDPOINT = """id = (
@@ -120,9 +129,40 @@ _NEXT_OF_ENDPOINT = """id = (
   )"""
 
 
-def _claim_update(now: datetime, *, delivery_id: str = "", endpoint_id: str = "") -> str | None:
+def _columns(model: type[Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(_column(f))}" for f in _fields(model))
+
+
+def _fields(model: type[Model]) -> list[Field[Any, Any]]:
+    return list(model._meta.concrete_fields)
+
+
+def _column(field: Field[Any, Any]) -> str:
+    return str(field.column)  # a concrete field always has one
+
+
+def _field(model: type[Model], attname: str) -> Field[Any, Any]:
+    return next(f for f in _fields(model) if f.attname == attname)
+
+
+def _instance(model: type[Model], values: Sequence[Any]) -> Any:
+    """A model instance from its concrete columns as the database returned them (the
+    ORM's converters applied, e.g. JSON text -> Python)."""
+    fields = _fields(model)
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        col = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _claim_update(
+    now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
+) -> Delivery | None:
     """Run the claim for one delivery id or for an endpoint's next due delivery; return
-    the id claimed, or None."""
+    the delivery claimed (its endpoint loaded by the same statement), or None."""
     table = connection.ops.quote_name(Delivery._meta.db_table)
     skip = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     target = _BY_ID if delivery_id else _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip)
@@ -139,15 +179,30 @@ def _claim_update(now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
         "endpoint_id": endpoint_id,
         "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
     }
+    claim = _CLAIM_SQL.format(table=table, target=target, columns=_columns(Delivery, table))
+    joined = connection.vendor == "postgresql"
+    if joined:
+        claim = _CLAIM_AND_LOAD_SQL.format(
+            claim=claim,
+            endpoint_columns=_columns(Endpoint, "ep"),
+            endpoint_table=connection.ops.quote_name(Endpoint._meta.db_table),
+        )
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(table=table, target=target), params)
+        cursor.execute(claim, params)
         row = cursor.fetchone()
-    return None if row is None else str(row[0])
+    if row is None:
+        return None
+    split = len(_fields(Delivery))
+    delivery: Delivery = _instance(Delivery, row[:split])
+    if joined:
+        delivery.endpoint = _instance(Endpoint, row[split:])
+    else:
+        delivery.endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
+    return delivery
 
 
-def _claimed(delivery_id: str, now: datetime) -> Delivery | str:
-    """Load a claimed delivery; end it at once if its endpoint is disabled or it gave up."""
-    delivery = Delivery.objects.select_related("endpoint").get(pk=delivery_id)
+def _claimed(delivery: Delivery, now: datetime) -> Delivery | str:
+    """A claimed delivery; end it at once if its endpoint is disabled or it gave up."""
     if not delivery.endpoint.active:
         _finish(delivery, now, Delivery.Status.FAILED, None, "Endpoint is disabled.")
         return "endpoint-disabled"
@@ -163,21 +218,22 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
     re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
     caller wins). Autocommit: no lock outlives the statement. Returns the claimed
     delivery, or "not-due" / "endpoint-busy" / a final outcome."""
-    if _claim_update(now, delivery_id=delivery_id) is None:
+    claimed = _claim_update(now, delivery_id=delivery_id)
+    if claimed is None:
         due = Delivery.objects.filter(
             pk=delivery_id, status=PENDING, next_attempt_at__lte=now
         ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
         return "endpoint-busy" if due.exists() else "not-due"
-    return _claimed(delivery_id, now)
+    return _claimed(claimed, now)
 
 
 def _claim_next(endpoint_id: str, now: datetime) -> Delivery | None:
     """Claim the endpoint's next due delivery nobody holds (follow-on work), if any."""
     for _ in range(FOLLOW_ON_CANDIDATES):
-        delivery_id = _claim_update(now, endpoint_id=endpoint_id)
-        if delivery_id is None:
+        delivery = _claim_update(now, endpoint_id=endpoint_id)
+        if delivery is None:
             return None
-        claimed = _claimed(delivery_id, now)
+        claimed = _claimed(delivery, now)
         if isinstance(claimed, Delivery):
             return claimed
     return None
@@ -326,26 +382,86 @@ def _record(
         else:
             outcome = DeliveryAttempt.Outcome.FAILED
             fields.update(status=Delivery.Status.FAILED, next_attempt_at=None, completed_at=now)
-    with transaction.atomic():
-        ours = Delivery.objects.filter(
-            pk=delivery.pk, status=PENDING, attempt_count=delivery.attempt_count
-        ).update(**fields)
-        DeliveryAttempt.objects.create(
-            delivery_id=delivery.pk,
-            number=delivery.attempt_count,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            status_code=status_code,
-            error=error,
-            outcome=outcome if ours else DeliveryAttempt.Outcome.DISCARDED,
-            response_excerpt=excerpt,
-        )
-        if ours and outcome != DeliveryAttempt.Outcome.RETRY and delivery.event_id is not None:
-            events_refresh_delivered([delivery.event_id])
+    attempt = {
+        "delivery_id": delivery.pk,
+        "number": delivery.attempt_count,
+        "started_at": started_at,
+        "duration_ms": duration_ms,
+        "status_code": status_code,
+        "error": error,
+        "response_excerpt": excerpt,
+    }
+    if outcome == DeliveryAttempt.Outcome.RETRY or delivery.event_id is None:
+        _record_statement(delivery, fields, attempt, outcome)
+    else:
+        # The event's is_delivered follows the delivery's final state in the same commit.
+        with transaction.atomic():
+            if _record_statement(delivery, fields, attempt, outcome):
+                events_refresh_delivered([delivery.event_id])
     if succeeded:
         _endpoint_record_success(endpoint, now)
     else:
         _endpoint_record_failure(endpoint, now, status_code)
+
+
+# Step 3: the delivery's next state if the row is still ours (same attempt count, still
+# pending), and the attempt row, DISCARDED when it was not.
+_RECORD_UPDATE_SQL = """
+UPDATE {delivery_table} SET {assignments}
+WHERE id = %(id)s AND status = 'pending' AND attempt_count = %(number)s
+"""
+_RECORD_INSERT_SQL = """
+INSERT INTO {attempt_table} ({attempt_columns}) SELECT {attempt_values}, {outcome}
+"""
+# PostgreSQL: both in one statement, atomic without a transaction (no BEGIN and COMMIT
+# round trips, no ORM query building per attempt).
+_RECORD_SQL = """
+WITH ours AS ({update} RETURNING 1)
+{insert} RETURNING outcome
+"""
+_OURS_OUTCOME = "CASE WHEN EXISTS (SELECT 1 FROM ours) THEN %(outcome)s ELSE %(discarded)s END"
+
+
+def _record_statement(
+    delivery: Delivery, fields: dict[str, Any], attempt: dict[str, Any], outcome: str
+) -> bool:
+    """Write step 3 (see _RECORD_UPDATE_SQL); return whether the row was still ours."""
+    quote = connection.ops.quote_name
+    params: dict[str, Any] = {"id": delivery.pk, "number": delivery.attempt_count}
+    assignments = []
+    for name, value in fields.items():
+        field = _field(Delivery, name)
+        params[f"d_{name}"] = field.get_db_prep_save(value, connection)
+        assignments.append(f"{quote(_column(field))} = %(d_{name})s")
+    columns = []
+    for name, value in attempt.items():
+        field = _field(DeliveryAttempt, name)
+        params[f"a_{name}"] = field.get_db_prep_save(value, connection)
+        columns.append(quote(_column(field)))
+    columns.append(quote(_column(_field(DeliveryAttempt, "outcome"))))
+    update = _RECORD_UPDATE_SQL.format(
+        delivery_table=quote(Delivery._meta.db_table), assignments=", ".join(assignments)
+    )
+    insert = partial(
+        _RECORD_INSERT_SQL.format,
+        attempt_table=quote(DeliveryAttempt._meta.db_table),
+        attempt_columns=", ".join(columns),
+        attempt_values=", ".join(f"%(a_{name})s" for name in attempt),
+    )
+    discarded = DeliveryAttempt.Outcome.DISCARDED.value
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            params.update(outcome=outcome, discarded=discarded)
+            cursor.execute(
+                _RECORD_SQL.format(update=update, insert=insert(outcome=_OURS_OUTCOME)), params
+            )
+            return bool(cursor.fetchone()[0] != discarded)
+        with transaction.atomic():
+            cursor.execute(update, params)
+            ours = cursor.rowcount == 1
+            params["outcome"] = outcome if ours else discarded
+            cursor.execute(insert(outcome="%(outcome)s"), params)
+        return ours
 
 
 def _endpoint_record_success(endpoint: Endpoint, now: datetime) -> None:
