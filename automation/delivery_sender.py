@@ -13,18 +13,20 @@ ENDPOINT_DISABLE_AFTER without a success is disabled.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Field, Model, Q
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 from automation import outbound
@@ -129,8 +131,12 @@ _NEXT_OF_ENDPOINT = """id = (
   )"""
 
 
-def _columns(model: type[Model], alias: str) -> str:
-    return ", ".join(f"{alias}.{connection.ops.quote_name(_column(f))}" for f in _fields(model))
+# Statement texts and row readers are built once per database alias (they depend only on
+# the models and the backend): building them per attempt cost more CPU than running them.
+
+
+def _columns(db: BaseDatabaseWrapper, model: type[Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{db.ops.quote_name(_column(f))}" for f in _fields(model))
 
 
 def _fields(model: type[Model]) -> list[Field[Any, Any]]:
@@ -141,37 +147,69 @@ def _column(field: Field[Any, Any]) -> str:
     return str(field.column)  # a concrete field always has one
 
 
+@functools.cache
 def _field(model: type[Model], attname: str) -> Field[Any, Any]:
     return next(f for f in _fields(model) if f.attname == attname)
 
 
-def _instance(model: type[Model], values: Sequence[Any]) -> Any:
-    """A model instance from its concrete columns as the database returned them (the
-    ORM's converters applied, e.g. JSON text -> Python)."""
-    fields = _fields(model)
-    converted = []
-    for field, value in zip(fields, values, strict=True):
+_Conversion = tuple[int, Col, list[Callable[[Any, Any, Any], Any]]]
+
+
+@functools.cache
+def _row_reader(alias: str, model: type[Model]) -> tuple[list[str], list[_Conversion]]:
+    """The attnames of `model`'s concrete columns and, for those that need one, the
+    ORM's converters (e.g. JSON text -> Python; SQLite's text -> datetime)."""
+    db = connections[alias]
+    conversions: list[_Conversion] = []
+    for i, field in enumerate(_fields(model)):
         col = field.get_col(model._meta.db_table)
-        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
-            value = convert(value, col, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
+        if converters:
+            conversions.append((i, col, converters))
+    return [f.attname for f in _fields(model)], conversions
+
+
+def _instance(db: BaseDatabaseWrapper, model: type[Model], values: Sequence[Any]) -> Any:
+    """A model instance from its concrete columns as the database returned them."""
+    attnames, conversions = _row_reader(db.alias, model)
+    row = list(values)
+    for i, col, converters in conversions:
+        for convert in converters:
+            row[i] = convert(row[i], col, db)
+    return model.from_db(db.alias, attnames, row)
+
+
+@functools.cache
+def _claim_sql(alias: str, *, next_of_endpoint: bool) -> tuple[str, bool]:
+    """The claim's text for this database, and whether it also returns the endpoint."""
+    db = connections[alias]
+    table = db.ops.quote_name(Delivery._meta.db_table)
+    skip = "FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
+    target = _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip) if next_of_endpoint else _BY_ID
+    claim = _CLAIM_SQL.format(table=table, target=target, columns=_columns(db, Delivery, table))
+    if db.vendor != "postgresql":
+        return claim, False
+    joined = _CLAIM_AND_LOAD_SQL.format(
+        claim=claim,
+        endpoint_columns=_columns(db, Endpoint, "ep"),
+        endpoint_table=db.ops.quote_name(Endpoint._meta.db_table),
+    )
+    return joined, True
 
 
 def _claim_update(
     now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
 ) -> Delivery | None:
     """Run the claim for one delivery id or for an endpoint's next due delivery; return
-    the delivery claimed (its endpoint loaded by the same statement), or None."""
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    skip = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    target = _BY_ID if delivery_id else _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip)
+    the delivery claimed (with its endpoint, read by the same statement), or None."""
+    db = connections[DEFAULT_DB_ALIAS]
+    sql, joined = _claim_sql(db.alias, next_of_endpoint=not delivery_id)
     # The outbound deadline plus a margin for the database work around the call: after
     # that the worker is presumed dead and another may make the attempt.
     lease = now + timedelta(
         seconds=settings.HERALD_OUTBOUND_TIMEOUT + settings.HERALD_DELIVERY_CLAIM_MARGIN
     )
-    at = connection.ops.adapt_datetimefield_value
+    at = db.ops.adapt_datetimefield_value
     params = {
         "lease": at(lease),
         "now": at(now),
@@ -179,23 +217,15 @@ def _claim_update(
         "endpoint_id": endpoint_id,
         "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
     }
-    claim = _CLAIM_SQL.format(table=table, target=target, columns=_columns(Delivery, table))
-    joined = connection.vendor == "postgresql"
-    if joined:
-        claim = _CLAIM_AND_LOAD_SQL.format(
-            claim=claim,
-            endpoint_columns=_columns(Endpoint, "ep"),
-            endpoint_table=connection.ops.quote_name(Endpoint._meta.db_table),
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(claim, params)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
     split = len(_fields(Delivery))
-    delivery: Delivery = _instance(Delivery, row[:split])
+    delivery: Delivery = _instance(db, Delivery, row[:split])
     if joined:
-        delivery.endpoint = _instance(Endpoint, row[split:])
+        delivery.endpoint = _instance(db, Endpoint, row[split:])
     else:
         delivery.endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
     return delivery
@@ -422,45 +452,55 @@ WITH ours AS ({update} RETURNING 1)
 _OURS_OUTCOME = "CASE WHEN EXISTS (SELECT 1 FROM ours) THEN %(outcome)s ELSE %(discarded)s END"
 
 
+_ATTEMPT_COLUMNS = ("delivery_id", "number", "started_at", "duration_ms", "status_code", "error",
+                    "response_excerpt")  # fmt: skip
+
+
+@functools.cache
+def _record_sql(alias: str, assigned: tuple[str, ...]) -> tuple[str, str, str]:
+    """For this database and these delivery fields: the one-statement form (PostgreSQL),
+    and the UPDATE and INSERT texts for the other databases."""
+    db = connections[alias]
+    quote = db.ops.quote_name
+    update = _RECORD_UPDATE_SQL.format(
+        delivery_table=quote(Delivery._meta.db_table),
+        assignments=", ".join(
+            f"{quote(_column(_field(Delivery, name)))} = %(d_{name})s" for name in assigned
+        ),
+    )
+    columns = [_column(_field(DeliveryAttempt, name)) for name in (*_ATTEMPT_COLUMNS, "outcome")]
+    insert = functools.partial(
+        _RECORD_INSERT_SQL.format,
+        attempt_table=quote(DeliveryAttempt._meta.db_table),
+        attempt_columns=", ".join(quote(column) for column in columns),
+        attempt_values=", ".join(f"%(a_{name})s" for name in _ATTEMPT_COLUMNS),
+    )
+    single = _RECORD_SQL.format(update=update, insert=insert(outcome=_OURS_OUTCOME))
+    return single, update, insert(outcome="%(outcome)s")
+
+
 def _record_statement(
     delivery: Delivery, fields: dict[str, Any], attempt: dict[str, Any], outcome: str
 ) -> bool:
     """Write step 3 (see _RECORD_UPDATE_SQL); return whether the row was still ours."""
-    quote = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]
+    single, update, insert = _record_sql(db.alias, tuple(fields))
     params: dict[str, Any] = {"id": delivery.pk, "number": delivery.attempt_count}
-    assignments = []
     for name, value in fields.items():
-        field = _field(Delivery, name)
-        params[f"d_{name}"] = field.get_db_prep_save(value, connection)
-        assignments.append(f"{quote(_column(field))} = %(d_{name})s")
-    columns = []
-    for name, value in attempt.items():
-        field = _field(DeliveryAttempt, name)
-        params[f"a_{name}"] = field.get_db_prep_save(value, connection)
-        columns.append(quote(_column(field)))
-    columns.append(quote(_column(_field(DeliveryAttempt, "outcome"))))
-    update = _RECORD_UPDATE_SQL.format(
-        delivery_table=quote(Delivery._meta.db_table), assignments=", ".join(assignments)
-    )
-    insert = partial(
-        _RECORD_INSERT_SQL.format,
-        attempt_table=quote(DeliveryAttempt._meta.db_table),
-        attempt_columns=", ".join(columns),
-        attempt_values=", ".join(f"%(a_{name})s" for name in attempt),
-    )
+        params[f"d_{name}"] = _field(Delivery, name).get_db_prep_save(value, db)
+    for name in _ATTEMPT_COLUMNS:
+        params[f"a_{name}"] = _field(DeliveryAttempt, name).get_db_prep_save(attempt[name], db)
     discarded = DeliveryAttempt.Outcome.DISCARDED.value
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    with db.cursor() as cursor:
+        if db.vendor == "postgresql":
             params.update(outcome=outcome, discarded=discarded)
-            cursor.execute(
-                _RECORD_SQL.format(update=update, insert=insert(outcome=_OURS_OUTCOME)), params
-            )
+            cursor.execute(single, params)
             return bool(cursor.fetchone()[0] != discarded)
         with transaction.atomic():
             cursor.execute(update, params)
             ours = cursor.rowcount == 1
             params["outcome"] = outcome if ours else discarded
-            cursor.execute(insert(outcome="%(outcome)s"), params)
+            cursor.execute(insert, params)
         return ours
 
 
