@@ -297,3 +297,27 @@ def test_deleting_an_endpoint_never_loads_its_delivery_log(make_endpoint):
     assert DeliveryAttempt.objects.count() == 0
     # Their only outstanding deliveries are gone: the events count as delivered again.
     assert all(e.__class__.objects.get(pk=e.pk).is_delivered for e in big_events)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement forms")
+def test_each_delivery_of_a_follow_on_run_is_one_claim_and_one_record_statement(
+    make_endpoint, receiver
+):
+    from django.test.utils import CaptureQueriesContext
+
+    endpoint, _ = make_endpoint()
+    deliveries = _create(endpoint, 5)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver_one(deliveries[0].pk) == "succeeded"
+
+    statements = [q["sql"].split(None, 3)[:3] for q in queries]
+    # 5 claims that returned a row, 1 that found none; 5 records; the endpoint's
+    # last_success_at once (then at most once a minute). No BEGIN/COMMIT, no SELECT.
+    assert statements.count(["WITH", "claimed", "AS"]) == 6
+    assert statements.count(["WITH", "ours", "AS"]) == 5
+    assert len(statements) == 12
+    assert len(receiver.requests) == 5
+    assert list(DeliveryAttempt.objects.values_list("outcome", flat=True)) == ["succeeded"] * 5
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
