@@ -292,9 +292,9 @@ def deliver_one(delivery_id: str, *, resolver: outbound.Resolver | None = None) 
        a lease. Autocommit, so no row lock is held past that statement.
     2. Call the endpoint outside any transaction, through the SSRF guard, with a
        wall-clock deadline.
-    3. Record the attempt and the next state in one transaction, only if the row is
-       still ours (same attempt count, still pending): a cancelled delivery or one a
-       second worker re-claimed after our lease lapsed is left alone.
+    3. Record the attempt and the next state atomically (one statement on PostgreSQL),
+       only if the row is still ours (same attempt count, still pending): a cancelled
+       delivery or one a second worker re-claimed after our lease lapsed is left alone.
     4. After a success, keep the endpoint's slot: claim and send its next due delivery
        (steps 1-3) until none is left or FOLLOW_ON_SECONDS pass. An endpoint's backlog
        thus flows at its concurrency limit without bouncing tasks off a busy endpoint.
