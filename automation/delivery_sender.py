@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -197,6 +198,24 @@ def _claim_sql(alias: str, *, next_of_endpoint: bool) -> tuple[str, bool]:
     return joined, True
 
 
+def _fetch(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _fetch_prepared(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    """PostgreSQL: run `sql` on a server-binding psycopg cursor on Django's connection
+    (same session; autocommit here), so psycopg prepares it after `prepare_threshold`
+    uses (project/settings.py) and PostgreSQL stops planning the claim's and the
+    record's CTEs at every attempt. Django's own cursors bind on the client, which
+    rules prepared statements out (as in events_app/ingest_pg.py)."""
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def _claim_update(
     now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
 ) -> Delivery | None:
@@ -217,9 +236,7 @@ def _claim_update(
         "endpoint_id": endpoint_id,
         "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
     }
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _fetch_prepared(db, sql, params) if joined else _fetch(db, sql, params)
     if row is None:
         return None
     split = len(_fields(Delivery))
@@ -441,7 +458,7 @@ UPDATE {delivery_table} SET {assignments}
 WHERE id = %(id)s AND status = 'pending' AND attempt_count = %(number)s
 """
 _RECORD_INSERT_SQL = """
-INSERT INTO {attempt_table} ({attempt_columns}) SELECT {attempt_values}, {outcome}
+INSERT INTO {attempt_table} ({attempt_columns}) VALUES ({attempt_values}, {outcome})
 """
 # PostgreSQL: both in one statement, atomic without a transaction (no BEGIN and COMMIT
 # round trips, no ORM query building per attempt).
@@ -491,17 +508,16 @@ def _record_statement(
     for name in _ATTEMPT_COLUMNS:
         params[f"a_{name}"] = _field(DeliveryAttempt, name).get_db_prep_save(attempt[name], db)
     discarded = DeliveryAttempt.Outcome.DISCARDED.value
-    with db.cursor() as cursor:
-        if db.vendor == "postgresql":
-            params.update(outcome=outcome, discarded=discarded)
-            cursor.execute(single, params)
-            return bool(cursor.fetchone()[0] != discarded)
-        with transaction.atomic():
-            cursor.execute(update, params)
-            ours = cursor.rowcount == 1
-            params["outcome"] = outcome if ours else discarded
-            cursor.execute(insert, params)
-        return ours
+    if db.vendor == "postgresql":
+        params.update(outcome=outcome, discarded=discarded)
+        row = _fetch_prepared(db, single, params)
+        return row is not None and row[0] != discarded
+    with db.cursor() as cursor, transaction.atomic():
+        cursor.execute(update, params)
+        ours = cursor.rowcount == 1
+        params["outcome"] = outcome if ours else discarded
+        cursor.execute(insert, params)
+    return ours
 
 
 def _endpoint_record_success(endpoint: Endpoint, now: datetime) -> None:
