@@ -297,3 +297,38 @@ def test_deleting_an_endpoint_never_loads_its_delivery_log(make_endpoint):
     assert DeliveryAttempt.objects.count() == 0
     # Their only outstanding deliveries are gone: the events count as delivered again.
     assert all(e.__class__.objects.get(pk=e.pk).is_delivered for e in big_events)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement forms")
+def test_each_delivery_of_a_follow_on_run_is_one_claim_and_one_record_statement(
+    make_endpoint, receiver, monkeypatch
+):
+    import psycopg
+    from django.test.utils import CaptureQueriesContext
+
+    endpoint, _ = make_endpoint()
+    deliveries = _create(endpoint, 5)
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self, query, *args, **kwargs):
+        sent.append(str(query).split(None, 3)[1])
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    with CaptureQueriesContext(connection) as orm:
+        assert deliver_one(deliveries[0].pk) == "succeeded"
+
+    # 5 claims that returned a row, 1 that found none, 5 records (prepared statements,
+    # not the ORM's); the endpoint's last_success_at once (then at most once a minute).
+    # No BEGIN/COMMIT, no SELECT.
+    assert sent.count("claimed") == 6
+    assert sent.count("ours") == 5
+    assert len(sent) == 12
+    assert [q["sql"].split(None, 2)[:2] for q in orm.captured_queries] == [
+        ["UPDATE", '"automation_endpoint"']
+    ]
+    assert len(receiver.requests) == 5
+    assert list(DeliveryAttempt.objects.values_list("outcome", flat=True)) == ["succeeded"] * 5
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
