@@ -6,3 +6,29 @@ from django.apps import AppConfig
 class AutomationConfig(AppConfig):
     name = "automation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Wire automation into the layers below it, which never import it: the
+        periodic jobs (project.background) and the Celery tasks of every process."""
+        from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
+        from automation.schedules.scheduler import dispatch_due_schedules
+        from automation.schedules.services import schedule_mark_called
+        from automation.webhooks.models import Endpoint
+        from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
+        from automation.workflows.runner import automation_tick
+        from project.background import periodic_job_register
+
+        # A schedule's callback endpoint was called: the schedule becomes ACTIVE.
+        CALLED_HOOKS[Endpoint.Kind.SCHEDULE] = lambda endpoint_id: schedule_mark_called(
+            endpoint_id=endpoint_id
+        )
+        # Due retries, lost broker messages and attempts of killed workers.
+        periodic_job_register(
+            name="deliveries.dispatch", interval_seconds=1.0, func=dispatch_due_deliveries
+        )
+        # Due scheduled callbacks, once per tick across all processes.
+        periodic_job_register(
+            name="schedules.dispatch", interval_seconds=1.0, func=dispatch_due_schedules
+        )
+        # Lost workflow evaluations, due waits and runs of killed workers.
+        periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)

@@ -124,7 +124,7 @@ def setup(args: argparse.Namespace) -> str:
     django.setup()
     from django.db import connection
 
-    from automation.workflows import WorkflowInput, workflow_create
+    from automation.workflows.services import WorkflowInput, workflow_create
     from customers.models import Customer
     from events_app.api_clients import api_client_create
     from events_app.models import EventType, PropertyDefinition
@@ -198,9 +198,9 @@ def store(batch: list[dict]) -> list[str]:
 
 
 def phase_throughput(args: argparse.Namespace) -> None:
-    from automation.models import Workflow, WorkflowRun
-    from automation.workflow_runs import events_evaluate, workflow_run_advance
-    from automation.workflow_selectors import active_workflows_forget
+    from automation.workflows.models import Workflow, WorkflowRun
+    from automation.workflows.runner import events_evaluate, workflow_run_advance
+    from automation.workflows.selectors import active_workflows_forget
     from events_app.models import Event
 
     ids: list[str] = []
@@ -255,7 +255,7 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from automation.models import Workflow, WorkflowRun
+    from automation.workflows.models import Workflow, WorkflowRun
     from project.celery import app
 
     # Only the lag workflow matches everything; the 100 stay active and evaluated.
@@ -355,7 +355,7 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
 def warm_up(client: Any, worker: subprocess.Popen[bytes]) -> None:
     """Ingest one matching event and wait (bounded) until the worker recorded its run:
     the worker is up, connected and has loaded the workflows before the clock starts."""
-    from automation.models import WorkflowRun
+    from automation.workflows.models import WorkflowRun
 
     deadline = time.perf_counter() + 60
     response = client.post(f"{API}/events/batch", {"events": items(1, 0)}, format="json")

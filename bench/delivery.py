@@ -52,10 +52,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from automation.delivery import deliveries_enqueue_on_commit, delivery_build  # noqa: E402
-from automation.delivery_sender import dispatch_due_deliveries  # noqa: E402
-from automation.endpoints import endpoint_create  # noqa: E402
-from automation.models import Delivery, DeliveryAttempt, Endpoint  # noqa: E402
+from automation.webhooks.deliveries import deliveries_enqueue_on_commit, delivery_build  # noqa: E402
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint  # noqa: E402
+from automation.webhooks.sender import dispatch_due_deliveries  # noqa: E402
+from automation.webhooks.services import endpoint_create  # noqa: E402
 from project.celery import app  # noqa: E402
 from tests.receiver import Receiver, Reply, local_receiver  # noqa: E402
 

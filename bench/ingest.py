@@ -157,8 +157,8 @@ def bench_workflow(n: int) -> dict[str, object]:
 def configure_later_features(args: argparse.Namespace, receiver_port: int) -> None:
     """--webhooks active subscriptions (all event types) to the local receiver, and
     --workflows active workflows triggering on the bench's event type."""
-    from automation.endpoints import endpoint_create
-    from automation.workflows import WorkflowInput, workflow_create
+    from automation.webhooks.services import endpoint_create
+    from automation.workflows.services import WorkflowInput, workflow_create
 
     for n in range(args.webhooks):
         endpoint_create(url=f"http://127.0.0.1:{receiver_port}/hook/{n}", description="bench")
@@ -175,7 +175,8 @@ def configure_later_features(args: argparse.Namespace, receiver_port: int) -> No
 
 
 def clear_later_features() -> None:
-    from automation.models import Endpoint, Workflow
+    from automation.webhooks.models import Endpoint
+    from automation.workflows.models import Workflow
 
     Workflow.objects.all().delete()
     Endpoint.objects.all().delete()

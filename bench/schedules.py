@@ -142,7 +142,7 @@ def counts() -> dict[str, int]:
 def worker(barrier: Any, results: Any) -> None:
     """One scheduler process: Django set up and connected before the barrier, then one tick."""
     setup_django()
-    from automation.scheduler import dispatch_due_schedules
+    from automation.schedules.scheduler import dispatch_due_schedules
 
     # A scheduler process is long-lived (it ticks every second): warm it up with a tick at
     # which nothing is due, so imports and the connection's caches are not measured.

@@ -1,7 +1,7 @@
 """Admin for customers: found by exact external id or email, linked to their events.
 
 The customers table can hold millions of rows, so the list uses the estimated
-count paginator (project.admin_lists) and an exact-match search that the
+count paginator (project.admin.lists) and an exact-match search that the
 unique external_id index and customer_email_idx serve. Saves and deletes go
 through customers.services.
 """
@@ -20,10 +20,10 @@ from django.utils.safestring import SafeString
 
 from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
-from project.admin_deletion import CascadeDeleteAdmin
-from project.admin_forms import adopt_row, changed_fields
-from project.admin_json import PrettyJSONFormField
-from project.admin_lists import BigTableAdmin, CreatedWithinFilter
+from project.admin.deletion import CascadeDeleteAdmin
+from project.admin.display import PrettyJSONFormField
+from project.admin.forms import adopt_row, changed_fields
+from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 
 
 class TagsField(forms.CharField):

@@ -2,7 +2,7 @@
 
 Events are written by the API (events_app.ingestion.event_ingest); here they are
 read-only. The event list stays fast at millions of rows: no full COUNT(*)
-(project.admin_lists), filters that map onto the (event_type, created_at, id),
+(project.admin.lists), filters that map onto the (event_type, created_at, id),
 (created_at, id) and partial state indexes, and a search that compares exact
 values so PostgreSQL can use btree indexes (Django's `=field` is `iexact`,
 i.e. `UPPER(col) = UPPER(term)`, which no plain index serves).
@@ -45,10 +45,10 @@ from events_app.models import (
     PropertyDefinition,
     PropertyRecord,
 )
-from project.admin_deletion import CascadeDeleteAdmin
-from project.admin_forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
-from project.admin_json import pretty_json
-from project.admin_lists import BigTableAdmin, CreatedWithinFilter
+from project.admin.deletion import CascadeDeleteAdmin
+from project.admin.display import pretty_json
+from project.admin.forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
+from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 
 # ---------------------------------------------------------------- event types
 

@@ -5,7 +5,7 @@ One statement stores a whole batch: the events come in as one array per column
 partial unique index `event_ref_unique_per_type` (so a concurrent writer of the
 same ref never causes an IntegrityError or a half-written batch: the loser waits
 for the winner's commit and then skips the row), and a data-modifying CTE inserts
-the property records and the planned webhook deliveries (automation.delivery) of
+the property records and the planned webhook deliveries (automation.webhooks.deliveries) of
 exactly the events that were stored. A single statement is atomic on its own, so
 events, records and deliveries commit together without a transaction around them.
 This is about 2.5x faster than `bulk_create`, which sends one parameter per cell and
@@ -26,7 +26,7 @@ import psycopg
 from django.db import connection
 from django.db.models import Field, Model
 
-from automation.models import Delivery
+from automation.webhooks.models import Delivery
 from events_app.models import Event, PropertyRecord
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ PER_EVENT_COLUMNS = (
 _encode = msgspec.json.Encoder().encode
 
 
-# Delivery columns each planned delivery (automation.delivery.PlannedDelivery) carries;
+# Delivery columns each planned delivery (automation.webhooks.deliveries.PlannedDelivery) carries;
 # the event's id and payload come from its event's row, the rest take field defaults.
 PER_DELIVERY_COLUMNS = ("id", "endpoint_id", "message_id", "queued_until", "created_at")
 DELIVERY_FROM_EVENT = {"event_id": 'input."id"', "payload": "input.payload::jsonb"}

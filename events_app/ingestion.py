@@ -20,23 +20,23 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.delivery import (
+from automation.ingest import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
+from automation.webhooks.deliveries import (
     PlannedDelivery,
     deliveries_enqueue_planned,
     deliveries_plan_for_new_events,
     subscriptions_matching,
 )
-from automation.ingest_facts import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
-from automation.models import Delivery
-from automation.workflow_runs import evaluation_enqueue_on_commit, events_mark_automation
+from automation.webhooks.models import Delivery
+from automation.workflows.runner import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import Event, PropertyRecord
 from events_app.properties import PROPERTY_TYPES
 from events_app.schemas import EventCreateIn, EventIn
-from project.db import fetch_all
 from project.errors import ConflictError, ValidationFailed
 from project.ids import new_public_id, new_public_ids
+from project.sql import fetch_all
 
 REF_EXISTS = "Event ref already exists."
 _encode_json = msgspec.json.Encoder().encode
@@ -57,7 +57,7 @@ class PreparedEvent:
     created_at: datetime
     records: list[tuple[str, str]] = field(default_factory=list)
     id: str = field(default_factory=new_public_id)
-    # Set by events_store (automation.workflow_runs.events_mark_automation; false for
+    # Set by events_store (automation.workflows.runner.events_mark_automation; false for
     # an event an active webhook subscription matches) and by follow-up events
     # (emit_event); the insert writes them with the row.
     automation_pending: bool = False

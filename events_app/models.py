@@ -142,7 +142,7 @@ class Event(models.Model):
                 name="event_automation_pending_idx",
             ),
             # Workflow frequency/first-time conditions: a customer's events of one
-            # type within a window, or the earliest one (automation.workflow_selectors).
+            # type within a window, or the earliest one (automation.workflows.selectors).
             models.Index(
                 fields=["customer", "event_type", "occurred_at", "id"],
                 name="event_customer_type_idx",

@@ -1,6 +1,7 @@
-"""The Celery app: settings from Django (CELERY_*), tasks autodiscovered, beat from
-automation.periodic. Run a worker with `celery -A project worker`, beat with
-`celery -A project beat` (docs/operations.md, "Background work and delivery")."""
+"""The Celery app: settings from Django (CELERY_*), tasks autodiscovered (each app's
+`tasks` module). Beat's schedule is project.background's periodic-job registry, which
+the apps fill when Django starts. Run a worker with `celery -A project worker`, beat
+with `celery -A project beat` (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ import os
 
 from celery import Celery
 
-from automation.periodic import beat_schedule
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("herald")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.conf.beat_schedule = beat_schedule()

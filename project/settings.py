@@ -225,9 +225,9 @@ SPECTACULAR_SETTINGS = {
     "GET_LIB_DOC_EXCLUDES": "project.api.schema.lib_doc_excludes",
     # Several models have a `status`; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
-        "DeliveryStatusEnum": "automation.models.delivery.Delivery.Status",
-        "ScheduleStatusEnum": "automation.models.schedules.Schedule.Status",
-        "WorkflowRunStatusEnum": "automation.models.workflows.WorkflowRun.Status",
+        "DeliveryStatusEnum": "automation.webhooks.models.Delivery.Status",
+        "ScheduleStatusEnum": "automation.schedules.models.Schedule.Status",
+        "WorkflowRunStatusEnum": "automation.workflows.models.WorkflowRun.Status",
     },
 }
 

@@ -24,6 +24,6 @@ gc.collect()
 gc.freeze()
 
 if not settings.CELERY_BROKER_URL:
-    from automation.periodic import start_embedded_runner
+    from project.background import start_embedded_runner
 
     start_embedded_runner()

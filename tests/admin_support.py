@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from project.admin_lists import EstimatedCountPaginator
+from project.admin.lists import EstimatedCountPaginator
 
 MARKETER_PASSWORD = "marketer-pass-123"
 

@@ -9,18 +9,13 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
-from automation.delivery import delivery_create
-from automation.models import (
-    Delivery,
-    DeliveryAttempt,
-    Endpoint,
-    Schedule,
-    ScheduleRun,
-    WorkflowRun,
-)
-from automation.schedules import schedule_create
-from automation.workflow_runs import events_evaluate
-from automation.workflow_selectors import active_workflows_forget
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.services import schedule_create
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
+from automation.workflows.models import WorkflowRun
+from automation.workflows.runner import events_evaluate
+from automation.workflows.selectors import active_workflows_forget
 from events_app.models import Event, EventType
 from tests.factories import CustomerFactory, EventFactory
 

@@ -1,4 +1,4 @@
-"""The admin's delete flow of models deleted set-based (project.admin_deletion).
+"""The admin's delete flow of models deleted set-based (project.admin.deletion).
 
 For each: the confirmation page counts each kind of row that goes (never a line
 per row, the same queries for 1 or 200 of them), and confirming deletes through
@@ -14,17 +14,11 @@ import pytest
 from django.db.models import Model
 from django.test import Client
 
-from automation.endpoints import endpoint_create
-from automation.models import (
-    Delivery,
-    DeliveryAttempt,
-    Endpoint,
-    Schedule,
-    ScheduleRun,
-    Workflow,
-    WorkflowRun,
-)
-from automation.workflows import WorkflowInput, workflow_create
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
+from automation.webhooks.services import endpoint_create
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.models import EventType, PropertyDefinition
 from tests.admin_support import get_with_queries
 from tests.deletes import (

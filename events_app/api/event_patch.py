@@ -49,7 +49,7 @@ class IsDeliveredPatch(EventPatchHandler):
     value_type = bool
 
     def apply(self, *, event_id: str, value: bool) -> None:
-        from automation.delivery import event_mark_delivered
+        from automation.webhooks.deliveries import event_mark_delivered
 
         if value is not True:
             raise ValidationFailed(

@@ -13,14 +13,15 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from automation.delivery import delivery_create
-from automation.delivery_sender import deliver_one
-from automation.endpoints import endpoint_create, endpoint_disable
-from automation.models import Delivery, Endpoint, Workflow, WorkflowRun
-from automation.schedules import schedule_create
-from automation.workflow_runs import events_evaluate_and_run
-from automation.workflow_selectors import active_workflows_forget
-from automation.workflows import WorkflowInput, workflow_create
+from automation.schedules.services import schedule_create
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import Delivery, Endpoint
+from automation.webhooks.sender import deliver_one
+from automation.webhooks.services import endpoint_create, endpoint_disable
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import events_evaluate_and_run
+from automation.workflows.selectors import active_workflows_forget
+from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.models import Event
 from tests.admin_support import get_with_queries, treat_as_big_table, uncapped_counts
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory

@@ -8,11 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from automation.endpoints import endpoint_create
-from automation.models import Delivery, WorkflowRun
-from automation.workflow_runs import events_evaluate
-from automation.workflow_selectors import active_workflows_forget
-from automation.workflows import WorkflowInput, workflow_create
+from automation.webhooks.models import Delivery
+from automation.webhooks.services import endpoint_create
+from automation.workflows.models import WorkflowRun
+from automation.workflows.runner import events_evaluate
+from automation.workflows.selectors import active_workflows_forget
+from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
 from events_app.ingestion import events_ingest_batch
 from events_app.models import EventType, PropertyDefinition

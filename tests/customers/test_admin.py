@@ -9,7 +9,8 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
-from automation.models import Delivery, DeliveryAttempt, WorkflowRun
+from automation.webhooks.models import Delivery, DeliveryAttempt
+from automation.workflows.models import WorkflowRun
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
 from tests.admin_support import (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db.models import Sum
 
-from automation.models import Delivery, DeliveryAttempt, ScheduleRun, WorkflowRun
+from automation.schedules.models import ScheduleRun
+from automation.webhooks.models import Delivery, DeliveryAttempt
+from automation.workflows.models import WorkflowRun
 from customers.models import Customer
 from customers.services import customer_delete
 from events_app.models import Event, EventCount, PropertyRecord

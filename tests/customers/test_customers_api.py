@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from automation.models import Delivery, DeliveryAttempt, WorkflowRun
+from automation.webhooks.models import Delivery, DeliveryAttempt
+from automation.workflows.models import WorkflowRun
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
 from tests.conftest import API

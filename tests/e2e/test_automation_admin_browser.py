@@ -17,19 +17,14 @@ from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from automation.delivery import delivery_create
-from automation.delivery_sender import deliver_one
-from automation.endpoints import endpoint_create
-from automation.models import (
-    Delivery,
-    DeliveryAttempt,
-    Endpoint,
-    Schedule,
-    Workflow,
-    WorkflowRun,
-)
-from automation.schedules import schedule_create
-from automation.workflow_selectors import active_workflows_forget
+from automation.schedules.models import Schedule
+from automation.schedules.services import schedule_create
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
+from automation.webhooks.sender import deliver_one
+from automation.webhooks.services import endpoint_create
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.selectors import active_workflows_forget
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn

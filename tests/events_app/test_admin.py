@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from events_app.admin import EventAdmin
 from events_app.api_clients import api_client_authenticate, api_client_create
 from events_app.models import ApiClient, Event, EventType, PropertyDefinition
-from project.admin_lists import EstimatedCountPaginator
+from project.admin.lists import EstimatedCountPaginator
 from tests.admin_support import (
     get_with_queries,
     marketer_client,

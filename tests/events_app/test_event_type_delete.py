@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from automation.endpoints import endpoint_create
-from automation.models import Endpoint, Workflow
-from automation.workflows import WorkflowInput, workflow_create
+from automation.webhooks.models import Endpoint
+from automation.webhooks.services import endpoint_create
+from automation.workflows.models import Workflow
+from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.event_types import event_type_delete
 from events_app.models import Event, EventCount, EventType, PropertyDefinition
 from project.errors import ConflictError

@@ -15,10 +15,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from automation.models import Delivery, Endpoint, Workflow
-from automation.workflow_selectors import active_workflows_forget
+from automation.webhooks.models import Delivery, Endpoint
+from automation.workflows.models import Workflow
+from automation.workflows.selectors import active_workflows_forget
 from events_app.models import Event
-from tests.automation.delivery.test_webhooks_api import ingest
+from tests.automation.webhooks.test_webhooks_api import ingest
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventTypeFactory
 

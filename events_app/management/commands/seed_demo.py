@@ -113,8 +113,8 @@ class Command(BaseCommand):
 
     def _create_demo_workflows(self) -> None:
         """Two example rules, so the demo events leave workflow runs to browse."""
-        from automation.models import Workflow
-        from automation.workflows import WorkflowInput, workflow_create
+        from automation.workflows.models import Workflow
+        from automation.workflows.services import WorkflowInput, workflow_create
 
         demo = [
             WorkflowInput(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from automation.models import Schedule
-from automation.schedules import schedule_create
+from automation.schedules.models import Schedule
+from automation.schedules.services import schedule_create
 from tests.receiver import Receiver, local_receiver
 
 # A public address literal: passes the outbound URL guard without DNS; nothing is sent to it

@@ -19,7 +19,7 @@ def run_ticks(database_url: str, ticks: list[datetime], barrier: Barrier, result
     import django
 
     django.setup()
-    from automation.scheduler import dispatch_due_schedules
+    from automation.schedules.scheduler import dispatch_due_schedules
 
     fired = 0
     for tick in ticks:

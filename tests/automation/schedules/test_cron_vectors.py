@@ -1,4 +1,4 @@
-"""automation.cron against cron-parser's own answers (cron_vectors/vectors.json)."""
+"""automation.schedules.cron against cron-parser's own answers (cron_vectors/vectors.json)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automation import cron
+from automation.schedules import cron
 
 VECTORS = json.loads((Path(__file__).parent / "cron_vectors" / "vectors.json").read_text())
 

@@ -10,8 +10,9 @@ import time_machine
 from django.contrib.auth.models import User
 from django.test import Client
 
-from automation.models import Delivery, Schedule, ScheduleRun
-from automation.scheduler import dispatch_due_schedules
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.scheduler import dispatch_due_schedules
+from automation.webhooks.models import Delivery
 from tests.automation.schedules.conftest import NOW
 
 CHANGELIST = "/admin/automation/schedule/"

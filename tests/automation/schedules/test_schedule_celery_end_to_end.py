@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from automation.delivery_sender import dispatch_due_deliveries
-from automation.models import Delivery, Schedule, ScheduleRun
-from automation.scheduler import dispatch_due_schedules
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.scheduler import dispatch_due_schedules
+from automation.webhooks.models import Delivery
+from automation.webhooks.sender import dispatch_due_deliveries
 from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.receiver import Receiver
 

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from automation.models import Delivery, DeliveryAttempt, Endpoint, Schedule, ScheduleRun
-from automation.schedules import schedule_delete
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.services import schedule_delete
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from tests.deletes import row_counts, schedule_history
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from automation.models import Schedule
+from automation.schedules.models import Schedule
 from tests.conftest import API
 
 URL = f"{API}/schedules"

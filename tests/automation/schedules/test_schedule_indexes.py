@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
-from automation import periodic
-from automation.models import Schedule, ScheduleRun
-from automation.schedule_selectors import schedule_list
-from automation.scheduler import due_schedules
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.scheduler import due_schedules
+from automation.schedules.selectors import schedule_list
+from project import background
 from tests.automation.schedules.conftest import NOW
 
 
@@ -35,10 +35,10 @@ def test_scheduler_runs_from_the_periodic_registry_every_second(
     make_schedule: Callable[..., Schedule],
 ) -> None:
     schedule = make_schedule()
-    job = periodic.job_by_name("schedules.dispatch")
+    job = background.job_by_name("schedules.dispatch")
     assert job.interval_seconds == 1.0
-    assert "schedules.dispatch" in periodic.beat_schedule()
+    assert "schedules.dispatch" in background.beat_schedule()
 
-    assert periodic.run_job("schedules.dispatch", NOW + timedelta(minutes=1)) == 1
+    assert background.run_job("schedules.dispatch", NOW + timedelta(minutes=1)) == 1
 
     assert ScheduleRun.objects.filter(schedule=schedule).count() == 1

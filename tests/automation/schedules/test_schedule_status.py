@@ -19,10 +19,11 @@ import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
-from automation.delivery_sender import GUARD_REFUSED, deliver_one
-from automation.models import Delivery, DeliveryAttempt, Schedule
-from automation.scheduler import dispatch_due_schedules
-from automation.schedules import schedule_mark_called, schedule_pause, schedule_resume
+from automation.schedules.models import Schedule
+from automation.schedules.scheduler import dispatch_due_schedules
+from automation.schedules.services import schedule_mark_called, schedule_pause, schedule_resume
+from automation.webhooks.models import Delivery, DeliveryAttempt
+from automation.webhooks.sender import GUARD_REFUSED, deliver_one
 from tests.automation.schedules.conftest import NOW
 from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.conftest import API

@@ -1,4 +1,4 @@
-"""automation.scheduler: firing, status transitions, end date, coalescing, pause/resume, DST."""
+"""The scheduler: firing, status transitions, end date, coalescing, pause/resume, DST."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import pytest
 import time_machine
 from standardwebhooks.webhooks import Webhook
 
-from automation import scheduler
-from automation.models import Delivery, Schedule, ScheduleRun
-from automation.scheduler import dispatch_due_schedules
-from automation.schedules import (
+from automation.schedules import scheduler
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.scheduler import dispatch_due_schedules
+from automation.schedules.services import (
     schedule_pause,
     schedule_resume,
     schedule_run_now,
 )
+from automation.webhooks.models import Delivery
 from tests.automation.schedules.conftest import NOW
 from tests.receiver import Receiver
 

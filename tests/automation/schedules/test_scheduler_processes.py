@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from automation.models import Delivery, Schedule, ScheduleRun
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.webhooks.models import Delivery
 from tests.automation.schedules.conftest import NOW
 from tests.automation.schedules.scheduler_process import run_ticks
 

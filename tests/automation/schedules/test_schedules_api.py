@@ -10,8 +10,9 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
-from automation.models import Delivery, Endpoint, Schedule, ScheduleRun
-from automation.scheduler import dispatch_due_schedules
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.schedules.scheduler import dispatch_due_schedules
+from automation.webhooks.models import Delivery, Endpoint
 from tests.automation.schedules.conftest import NOW, PUBLIC_URL
 from tests.conftest import API
 

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from automation.models import Workflow
-from automation.workflow_selectors import active_workflows_forget
-from automation.workflows import WorkflowInput, workflow_create
+from automation.workflows.models import Workflow
+from automation.workflows.selectors import active_workflows_forget
+from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn

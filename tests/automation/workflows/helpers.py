@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from automation.engine import CompiledWorkflow, CountKey, EventContext, Explanation, evaluate
+from automation.workflows.engine import (
+    CompiledWorkflow,
+    CountKey,
+    EventContext,
+    Explanation,
+    evaluate,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 import time_machine
 
-from automation.models import Delivery, Endpoint, Workflow, WorkflowRun
-from automation.workflow_runs import (
+from automation.webhooks.models import Delivery, Endpoint
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import (
     automation_tick,
     events_evaluate,
     events_evaluate_and_run,
     workflow_run_advance,
 )
-from automation.workflow_selectors import active_workflows_forget
+from automation.workflows.selectors import active_workflows_forget
 from customers.models import Customer
 from events_app.models import Event
 
@@ -183,7 +184,7 @@ def test_advancing_a_finished_run_again_fires_nothing(
 def test_run_keeps_the_actions_it_matched_with_when_the_workflow_changes(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
-    from automation.workflows import WorkflowInput, workflow_update
+    from automation.workflows.services import WorkflowInput, workflow_update
 
     workflow = make_workflow(
         actions=[{"type": "wait", "duration": "PT1H"}, {"type": "add_tags", "tags": ["old"]}]

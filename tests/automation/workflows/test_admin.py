@@ -11,9 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from automation.admin.workflows import render_tree
-from automation.models import Workflow, WorkflowRun
-from automation.workflow_runs import events_evaluate_and_run
+from automation.workflows.admin import render_tree
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import events_evaluate_and_run
 from events_app.models import Event
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from automation.models import Workflow, WorkflowRun
-from automation.workflow_runs import events_evaluate_and_run
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import events_evaluate_and_run
 from customers.models import Customer
 from events_app.models import Event
 from tests.conftest import API

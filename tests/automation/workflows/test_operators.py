@@ -1,4 +1,4 @@
-"""Every operator of automation.condition_operators.REGISTRY, with coercion and missing values."""
+"""Every condition operator of the registry, with coercion and missing values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from automation.condition_operators import REGISTRY
+from automation.workflows.conditions.operators import REGISTRY
 from tests.automation.workflows.helpers import NOW, context, matches
 
 NUMBER = {"amount": "number"}

@@ -8,9 +8,9 @@ import threading
 import pytest
 from django.db import connection
 
-from automation.models import Workflow, WorkflowRun
-from automation.workflow_runs import events_evaluate
-from automation.workflows import WorkflowInput, workflow_create
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import events_evaluate
+from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
 from events_app.models import Event, EventType
 

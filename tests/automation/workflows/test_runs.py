@@ -12,15 +12,15 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automation.models import Workflow, WorkflowRun
-from automation.workflow_runs import (
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.runner import (
     events_evaluate,
     events_evaluate_and_run,
     events_pending_automation,
     events_sweep_pending,
     workflow_runs_due,
 )
-from automation.workflows import WorkflowInput, workflow_set_active, workflow_update
+from automation.workflows.services import WorkflowInput, workflow_set_active, workflow_update
 from events_app.models import Event
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -302,7 +302,7 @@ def test_run_left_pending_by_a_killed_worker_is_dispatched_after_the_grace_perio
     run = WorkflowRun.objects.get()
     assert workflow_runs_due(now=T0 + timedelta(seconds=59), limit=10) == []
     assert workflow_runs_due(now=T0 + timedelta(seconds=60), limit=10) == [run.pk]
-    from automation.workflow_runs import automation_tick
+    from automation.workflows.runner import automation_tick
 
     assert automation_tick(T0 + timedelta(seconds=60)) == 1
     run.refresh_from_db()
@@ -316,7 +316,7 @@ def test_cached_workflows_follow_a_change_made_by_another_process(
 ) -> None:
     from django.utils import timezone
 
-    from automation.workflow_selectors import active_workflows
+    from automation.workflows.selectors import active_workflows
 
     workflow = make_workflow()
     assert purchase.pk in active_workflows().trigger_type_ids  # cached in this process

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automation.condition_operators import REGISTRY
-from automation.condition_trees import ConditionError, validate
-from automation.engine import CompiledWorkflow, CountKey, EventContext
-from automation.engine import matches as engine_matches
+from automation.workflows.conditions.operators import REGISTRY
+from automation.workflows.conditions.trees import ConditionError, validate
+from automation.workflows.engine import CompiledWorkflow, CountKey, EventContext
+from automation.workflows.engine import matches as engine_matches
 from tests.automation.workflows.helpers import NOW, context, explain, matches
 
 

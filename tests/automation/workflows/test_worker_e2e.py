@@ -12,9 +12,9 @@ from django.db.models import Count
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from automation.models import WorkflowRun
-from automation.workflow_runs import events_sweep_pending, workflow_runs_dispatch_due
-from automation.workflows import WorkflowInput, workflow_create
+from automation.workflows.models import WorkflowRun
+from automation.workflows.runner import events_sweep_pending, workflow_runs_dispatch_due
+from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition

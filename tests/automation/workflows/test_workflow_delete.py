@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from automation.models import Workflow, WorkflowRun
-from automation.workflows import WorkflowInput, workflow_create, workflow_delete
+from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.services import WorkflowInput, workflow_create, workflow_delete
 from events_app.models import EventType
 from tests.deletes import evaluated, row_counts
 from tests.factories import EventTypeFactory

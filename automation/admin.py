@@ -1,0 +1,7 @@
+"""Admin registrations of automation's subsystems (imported for their side effect)."""
+
+from __future__ import annotations
+
+from automation.schedules import admin as schedules_admin  # noqa: F401
+from automation.webhooks import admin as webhooks_admin  # noqa: F401
+from automation.workflows import admin as workflows_admin  # noqa: F401

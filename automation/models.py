@@ -1,0 +1,23 @@
+"""Automation's models live with their subsystems; Django finds them here.
+
+The app label stays `automation` (tables and migrations keep their names).
+"""
+
+# ruff: noqa: I001
+from __future__ import annotations
+
+# Registration order is Django's order of related objects (deletes follow it): the
+# delivery models first, as when they were defined in one module.
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
+from automation.schedules.models import Schedule, ScheduleRun
+from automation.workflows.models import Workflow, WorkflowRun
+
+__all__ = [
+    "Delivery",
+    "DeliveryAttempt",
+    "Endpoint",
+    "Schedule",
+    "ScheduleRun",
+    "Workflow",
+    "WorkflowRun",
+]

@@ -1,0 +1,613 @@
+"""The one sender: deliver_one makes one attempt of one delivery; the dispatcher finds due ones.
+
+Deliveries are created by automation.webhooks.deliveries; here they are claimed, signed
+(automation.webhooks.services.sign), sent through the SSRF guard (automation.webhooks.outbound),
+retried and logged as attempts, and endpoint health is kept.
+
+Retry policy (published in docs/operations.md): success is a 2xx; network
+errors, timeouts, 408, 429 and 5xx are retried after RETRY_SCHEDULE (+0-10 %
+jitter, never sooner than Retry-After asks); other statuses, redirects and
+refused URLs are final; 410 disables the endpoint; an endpoint failing for
+ENDPOINT_DISABLE_AFTER without a success is disabled.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, Field, Model, Q
+from django.db.models.expressions import Col
+from django.utils import timezone
+
+from automation.webhooks import outbound
+from automation.webhooks.deliveries import (
+    PENDING,
+    QUEUE_LEASE,
+    SEND_TASK,
+    events_refresh_delivered,
+)
+from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
+from automation.webhooks.services import endpoint_disable, sign
+from project import background
+
+# Waits after the 1st, 2nd, … failed attempt: 10 attempts over about 2.6 days.
+RETRY_SCHEDULE: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+)
+RETRY_JITTER = 0.10  # up to +10 %, so retries of one outage do not arrive in lockstep
+MAX_RETRY_AFTER = timedelta(hours=24)
+RETRYABLE_STATUSES = frozenset({408, 429})
+ENDPOINT_DISABLE_AFTER = timedelta(days=5)
+# After a success, a worker goes on with the same endpoint's due deliveries this long.
+FOLLOW_ON_SECONDS = 15.0
+FOLLOW_ON_CANDIDATES = 5
+RESPONSE_EXCERPT_CHARS = 2000
+MAX_DISPATCH_CHUNKS = 20  # bound one dispatcher call; the next tick continues
+SUCCESS_RECORD_RESOLUTION = timedelta(minutes=1)
+USER_AGENT = "Herald-Webhooks/1.0"
+
+# Endpoint kind -> a hook called with the endpoint's id after an attempt reached the
+# network. The subsystem owning that kind of endpoint registers it at start-up
+# (AutomationConfig.ready), so the sender knows no subsystem's internals.
+CALLED_HOOKS: dict[str, Callable[[str], object]] = {}
+# The error of an attempt the outbound guard refused (nothing was sent): the one attempt
+# that does not count as a call (automation.schedules.services reads it).
+GUARD_REFUSED = "Refused by the outbound guard: "
+
+
+# ---------------------------------------------------------------- retries
+
+
+def retry_delay(step: int, retry_after: timedelta | None = None) -> timedelta | None:
+    """The wait after failed attempt number `step + 1`, or None when retries are exhausted."""
+    if step >= len(RETRY_SCHEDULE):
+        return None
+    delay = RETRY_SCHEDULE[step] * (1 + random.uniform(0, RETRY_JITTER))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Retry-After as delay-seconds or an HTTP date; garbage is ignored."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when - now, timedelta(0))
+
+
+# ---------------------------------------------------------------- sending
+
+
+# The claim, written out: it runs once per attempt and the ORM spent more CPU building
+# this statement than PostgreSQL spends running it. Portable (PostgreSQL, SQLite 3.35+).
+# {target} picks the row: one id, or an endpoint's next due row nobody holds (with SKIP
+# LOCKED where the database has it, so concurrent workers take different rows).
+# NOT EXISTS (… OFFSET limit-1): the endpoint has fewer than `limit` attempts in flight
+# (served by delivery_in_flight_idx).
+_CLAIM_SQL = """
+UPDATE {table}
+SET attempt_count = attempt_count + 1, locked_until = %(lease)s, last_attempt_at = %(now)s,
+    queued_until = NULL
+WHERE {target} AND status = 'pending' AND next_attempt_at <= %(now)s
+  AND (locked_until IS NULL OR locked_until < %(now)s)
+  AND NOT EXISTS (
+    SELECT 1 FROM {table} AS busy
+    WHERE busy.endpoint_id = {table}.endpoint_id AND busy.status = 'pending'
+      AND busy.locked_until >= %(now)s
+    LIMIT 1 OFFSET %(offset)s
+  )
+RETURNING {columns}
+"""
+# PostgreSQL: the claimed row's endpoint comes back from the claim itself (a second
+# SELECT per attempt cost a round trip and an ORM query). SQLite has no UPDATE in WITH.
+_CLAIM_AND_LOAD_SQL = """
+WITH claimed AS ({claim})
+SELECT claimed.*, {endpoint_columns}
+FROM claimed JOIN {endpoint_table} AS ep ON ep.id = claimed.endpoint_id
+"""
+_BY_ID = "id = %(id)s"
+_NEXT_OF_ENDPOINT = """id = (
+    SELECT nxt.id FROM {table} AS nxt
+    WHERE nxt.endpoint_id = %(endpoint_id)s AND nxt.status = 'pending'
+      AND nxt.next_attempt_at <= %(now)s
+      AND (nxt.locked_until IS NULL OR nxt.locked_until < %(now)s)
+    ORDER BY nxt.next_attempt_at LIMIT 1 {skip_locked}
+  )"""
+
+
+# Statement texts and row readers are built once per database alias (they depend only on
+# the models and the backend): building them per attempt cost more CPU than running them.
+
+
+def _columns(db: BaseDatabaseWrapper, model: type[Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{db.ops.quote_name(_column(f))}" for f in _fields(model))
+
+
+def _fields(model: type[Model]) -> list[Field[Any, Any]]:
+    return list(model._meta.concrete_fields)
+
+
+def _column(field: Field[Any, Any]) -> str:
+    return str(field.column)  # a concrete field always has one
+
+
+@functools.cache
+def _field(model: type[Model], attname: str) -> Field[Any, Any]:
+    return next(f for f in _fields(model) if f.attname == attname)
+
+
+_Conversion = tuple[int, Col, list[Callable[[Any, Any, Any], Any]]]
+
+
+@functools.cache
+def _row_reader(alias: str, model: type[Model]) -> tuple[list[str], list[_Conversion]]:
+    """The attnames of `model`'s concrete columns and, for those that need one, the
+    ORM's converters (e.g. JSON text -> Python; SQLite's text -> datetime)."""
+    db = connections[alias]
+    conversions: list[_Conversion] = []
+    for i, field in enumerate(_fields(model)):
+        col = field.get_col(model._meta.db_table)
+        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
+        if converters:
+            conversions.append((i, col, converters))
+    return [f.attname for f in _fields(model)], conversions
+
+
+def _instance(db: BaseDatabaseWrapper, model: type[Model], values: Sequence[Any]) -> Any:
+    """A model instance from its concrete columns as the database returned them."""
+    attnames, conversions = _row_reader(db.alias, model)
+    row = list(values)
+    for i, col, converters in conversions:
+        for convert in converters:
+            row[i] = convert(row[i], col, db)
+    return model.from_db(db.alias, attnames, row)
+
+
+@functools.cache
+def _claim_sql(alias: str, *, next_of_endpoint: bool) -> tuple[str, bool]:
+    """The claim's text for this database, and whether it also returns the endpoint."""
+    db = connections[alias]
+    table = db.ops.quote_name(Delivery._meta.db_table)
+    skip = "FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
+    target = _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip) if next_of_endpoint else _BY_ID
+    claim = _CLAIM_SQL.format(table=table, target=target, columns=_columns(db, Delivery, table))
+    if db.vendor != "postgresql":
+        return claim, False
+    joined = _CLAIM_AND_LOAD_SQL.format(
+        claim=claim,
+        endpoint_columns=_columns(db, Endpoint, "ep"),
+        endpoint_table=db.ops.quote_name(Endpoint._meta.db_table),
+    )
+    return joined, True
+
+
+def _fetch(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _fetch_prepared(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    """PostgreSQL: run `sql` on a server-binding psycopg cursor on Django's connection
+    (same session; autocommit here), so psycopg prepares it after `prepare_threshold`
+    uses (project/settings.py) and PostgreSQL stops planning the claim's and the
+    record's CTEs at every attempt. Django's own cursors bind on the client, which
+    rules prepared statements out (as in events_app/ingest_pg.py)."""
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _claim_update(
+    now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
+) -> Delivery | None:
+    """Run the claim for one delivery id or for an endpoint's next due delivery; return
+    the delivery claimed (with its endpoint, read by the same statement), or None."""
+    db = connections[DEFAULT_DB_ALIAS]
+    sql, joined = _claim_sql(db.alias, next_of_endpoint=not delivery_id)
+    # The outbound deadline plus a margin for the database work around the call: after
+    # that the worker is presumed dead and another may make the attempt.
+    lease = now + timedelta(
+        seconds=settings.HERALD_OUTBOUND_TIMEOUT + settings.HERALD_DELIVERY_CLAIM_MARGIN
+    )
+    at = db.ops.adapt_datetimefield_value
+    params = {
+        "lease": at(lease),
+        "now": at(now),
+        "id": delivery_id,
+        "endpoint_id": endpoint_id,
+        "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
+    }
+    row = _fetch_prepared(db, sql, params) if joined else _fetch(db, sql, params)
+    if row is None:
+        return None
+    split = len(_fields(Delivery))
+    delivery: Delivery = _instance(db, Delivery, row[:split])
+    if joined:
+        delivery.endpoint = _instance(db, Endpoint, row[split:])
+    else:
+        delivery.endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
+    return delivery
+
+
+def _claimed(delivery: Delivery, now: datetime) -> Delivery | str:
+    """A claimed delivery; end it at once if its endpoint is disabled or it gave up."""
+    if not delivery.endpoint.active:
+        _finish(delivery, now, Delivery.Status.FAILED, None, "Endpoint is disabled.")
+        return "endpoint-disabled"
+    if delivery.give_up_at is not None and now >= delivery.give_up_at:
+        _finish(delivery, now, Delivery.Status.FAILED, None, "Gave up (give_up_at passed).")
+        return "gave-up"
+    return delivery
+
+
+def _claim(delivery_id: str, now: datetime) -> Delivery | str:
+    """Step 1 of deliver_one: one conditional UPDATE claims the row if it is due, not held
+    by another worker and its endpoint is below its concurrency limit (PostgreSQL
+    re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
+    caller wins). Autocommit: no lock outlives the statement. Returns the claimed
+    delivery, or "not-due" / "endpoint-busy" / a final outcome."""
+    claimed = _claim_update(now, delivery_id=delivery_id)
+    if claimed is None:
+        due = Delivery.objects.filter(
+            pk=delivery_id, status=PENDING, next_attempt_at__lte=now
+        ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        return "endpoint-busy" if due.exists() else "not-due"
+    return _claimed(claimed, now)
+
+
+def _claim_next(endpoint_id: str, now: datetime) -> Delivery | None:
+    """Claim the endpoint's next due delivery nobody holds (follow-on work), if any."""
+    for _ in range(FOLLOW_ON_CANDIDATES):
+        delivery = _claim_update(now, endpoint_id=endpoint_id)
+        if delivery is None:
+            return None
+        claimed = _claimed(delivery, now)
+        if isinstance(claimed, Delivery):
+            return claimed
+    return None
+
+
+def _finish(
+    delivery: Delivery, now: datetime, status: str, status_code: int | None, error: str
+) -> None:
+    Delivery.objects.filter(pk=delivery.pk, status=PENDING).update(
+        status=status,
+        next_attempt_at=None,
+        locked_until=None,
+        completed_at=now,
+        last_status_code=status_code,
+        last_error=error,
+    )
+    if delivery.event_id is not None:
+        events_refresh_delivered([delivery.event_id])
+
+
+def deliver_one(delivery_id: str, *, resolver: outbound.Resolver | None = None) -> str:
+    """Make one attempt of one delivery if it is due; safe to call any number of times.
+
+    1. Claim with one conditional UPDATE: due, not held by another worker, endpoint
+       below its concurrency limit; bump the attempt count (the fencing token) and set
+       a lease. Autocommit, so no row lock is held past that statement.
+    2. Call the endpoint outside any transaction, through the SSRF guard, with a
+       wall-clock deadline.
+    3. Record the attempt and the next state atomically (one statement on PostgreSQL),
+       only if the row is still ours (same attempt count, still pending): a cancelled
+       delivery or one a second worker re-claimed after our lease lapsed is left alone.
+    4. After a success, keep the endpoint's slot: claim and send its next due delivery
+       (steps 1-3) until none is left or FOLLOW_ON_SECONDS pass. An endpoint's backlog
+       thus flows at its concurrency limit without bouncing tasks off a busy endpoint.
+    An endpoint at its limit leaves the delivery due and unqueued: a slot holder
+    (step 4) or a later dispatcher tick takes it. Returns a short outcome word.
+    """
+    claimed = _claim(delivery_id, timezone.now())
+    if claimed == "endpoint-busy":
+        Delivery.objects.filter(pk=delivery_id, status=PENDING).update(queued_until=None)
+    if isinstance(claimed, str):
+        return claimed
+    outcome = _attempt(claimed, resolver)
+    deadline = time.monotonic() + FOLLOW_ON_SECONDS
+    follow = outcome
+    while follow == "succeeded" and time.monotonic() < deadline:
+        following = _claim_next(claimed.endpoint_id, timezone.now())
+        if following is None:
+            break
+        follow = _attempt(following, resolver)
+    return outcome
+
+
+def _attempt(delivery: Delivery, resolver: outbound.Resolver | None) -> str:
+    """Steps 2-3 of deliver_one for a claimed delivery."""
+    endpoint = delivery.endpoint
+    started_at = timezone.now()
+    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **sign(endpoint=endpoint, message_id=delivery.message_id, body=body, now=started_at),
+    }
+    status_code: int | None = None
+    excerpt = ""
+    retry_after: timedelta | None = None
+    refused = False
+    duration_ms = 0
+    try:
+        response = outbound.post(
+            endpoint.url, body=body.encode("utf-8"), headers=headers, resolver=resolver
+        )
+    except outbound.OutboundRefused as exc:
+        refused, error = True, f"{GUARD_REFUSED}{exc}"
+    except outbound.OutboundFailed as exc:
+        error = str(exc)
+    else:
+        status_code = response.status_code
+        duration_ms = response.duration_ms
+        excerpt = response.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]
+        error = "" if 200 <= status_code < 300 else f"HTTP {status_code}"
+        retry_after = parse_retry_after(response.headers.get("retry-after"), timezone.now())
+    if not duration_ms:
+        duration_ms = int((timezone.now() - started_at).total_seconds() * 1000)
+    on_called = CALLED_HOOKS.get(endpoint.kind)
+    if not refused and on_called is not None:
+        # The endpoint's owner learns that a request went out, whatever came back (a
+        # schedule becomes ACTIVE, seed 003). Not on a refusal: the guard stopped it
+        # before anything went out. Autocommit, no lock of the delivery held.
+        on_called(endpoint.pk)
+    _record(
+        delivery,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        status_code=status_code,
+        error=error,
+        excerpt=excerpt,
+        retry_after=retry_after,
+        refused=refused,
+    )
+    return "failed" if error else "succeeded"
+
+
+def _is_retryable(status_code: int | None, refused: bool) -> bool:
+    if refused:
+        return False
+    if status_code is None:
+        return True  # network error or timeout
+    return status_code in RETRYABLE_STATUSES or 500 <= status_code < 600
+
+
+def _record(
+    delivery: Delivery,
+    *,
+    started_at: datetime,
+    duration_ms: int,
+    status_code: int | None,
+    error: str,
+    excerpt: str,
+    retry_after: timedelta | None,
+    refused: bool,
+) -> None:
+    """Step 3 of deliver_one: the attempt row, the delivery's next state, endpoint health."""
+    now = timezone.now()
+    endpoint = delivery.endpoint
+    succeeded = status_code is not None and 200 <= status_code < 300
+    fields: dict[str, Any] = {
+        "locked_until": None,
+        "last_status_code": status_code,
+        "last_error": error,
+    }
+    if succeeded:
+        outcome = DeliveryAttempt.Outcome.SUCCEEDED
+        fields.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None, completed_at=now)
+    else:
+        delay = retry_delay(delivery.retry_step, retry_after)
+        next_at = now + delay if delay is not None else None
+        give_up_at = delivery.give_up_at
+        if next_at is not None and give_up_at is not None and next_at > give_up_at:
+            next_at = None
+        if _is_retryable(status_code, refused) and next_at is not None:
+            outcome = DeliveryAttempt.Outcome.RETRY
+            fields.update(next_attempt_at=next_at, retry_step=delivery.retry_step + 1)
+            fields["queued_until"] = None
+        else:
+            outcome = DeliveryAttempt.Outcome.FAILED
+            fields.update(status=Delivery.Status.FAILED, next_attempt_at=None, completed_at=now)
+    attempt = {
+        "delivery_id": delivery.pk,
+        "number": delivery.attempt_count,
+        "started_at": started_at,
+        "duration_ms": duration_ms,
+        "status_code": status_code,
+        "error": error,
+        "response_excerpt": excerpt,
+    }
+    if outcome == DeliveryAttempt.Outcome.RETRY or delivery.event_id is None:
+        _record_statement(delivery, fields, attempt, outcome)
+    else:
+        # The event's is_delivered follows the delivery's final state in the same commit.
+        with transaction.atomic():
+            if _record_statement(delivery, fields, attempt, outcome):
+                events_refresh_delivered([delivery.event_id])
+    if succeeded:
+        _endpoint_record_success(endpoint, now)
+    else:
+        _endpoint_record_failure(endpoint, now, status_code)
+
+
+# Step 3: the delivery's next state if the row is still ours (same attempt count, still
+# pending), and the attempt row, DISCARDED when it was not.
+_RECORD_UPDATE_SQL = """
+UPDATE {delivery_table} SET {assignments}
+WHERE id = %(id)s AND status = 'pending' AND attempt_count = %(number)s
+"""
+_RECORD_INSERT_SQL = """
+INSERT INTO {attempt_table} ({attempt_columns}) VALUES ({attempt_values}, {outcome})
+"""
+# PostgreSQL: both in one statement, atomic without a transaction (no BEGIN and COMMIT
+# round trips, no ORM query building per attempt).
+_RECORD_SQL = """
+WITH ours AS ({update} RETURNING 1)
+{insert} RETURNING outcome
+"""
+_OURS_OUTCOME = "CASE WHEN EXISTS (SELECT 1 FROM ours) THEN %(outcome)s ELSE %(discarded)s END"
+
+
+_ATTEMPT_COLUMNS = ("delivery_id", "number", "started_at", "duration_ms", "status_code", "error",
+                    "response_excerpt")  # fmt: skip
+
+
+@functools.cache
+def _record_sql(alias: str, assigned: tuple[str, ...]) -> tuple[str, str, str]:
+    """For this database and these delivery fields: the one-statement form (PostgreSQL),
+    and the UPDATE and INSERT texts for the other databases."""
+    db = connections[alias]
+    quote = db.ops.quote_name
+    update = _RECORD_UPDATE_SQL.format(
+        delivery_table=quote(Delivery._meta.db_table),
+        assignments=", ".join(
+            f"{quote(_column(_field(Delivery, name)))} = %(d_{name})s" for name in assigned
+        ),
+    )
+    columns = [_column(_field(DeliveryAttempt, name)) for name in (*_ATTEMPT_COLUMNS, "outcome")]
+    insert = functools.partial(
+        _RECORD_INSERT_SQL.format,
+        attempt_table=quote(DeliveryAttempt._meta.db_table),
+        attempt_columns=", ".join(quote(column) for column in columns),
+        attempt_values=", ".join(f"%(a_{name})s" for name in _ATTEMPT_COLUMNS),
+    )
+    single = _RECORD_SQL.format(update=update, insert=insert(outcome=_OURS_OUTCOME))
+    return single, update, insert(outcome="%(outcome)s")
+
+
+def _record_statement(
+    delivery: Delivery, fields: dict[str, Any], attempt: dict[str, Any], outcome: str
+) -> bool:
+    """Write step 3 (see _RECORD_UPDATE_SQL); return whether the row was still ours."""
+    db = connections[DEFAULT_DB_ALIAS]
+    single, update, insert = _record_sql(db.alias, tuple(fields))
+    params: dict[str, Any] = {"id": delivery.pk, "number": delivery.attempt_count}
+    for name, value in fields.items():
+        params[f"d_{name}"] = _field(Delivery, name).get_db_prep_save(value, db)
+    for name in _ATTEMPT_COLUMNS:
+        params[f"a_{name}"] = _field(DeliveryAttempt, name).get_db_prep_save(attempt[name], db)
+    discarded = DeliveryAttempt.Outcome.DISCARDED.value
+    if db.vendor == "postgresql":
+        params.update(outcome=outcome, discarded=discarded)
+        row = _fetch_prepared(db, single, params)
+        return row is not None and row[0] != discarded
+    with db.cursor() as cursor, transaction.atomic():
+        cursor.execute(update, params)
+        ours = cursor.rowcount == 1
+        params["outcome"] = outcome if ours else discarded
+        cursor.execute(insert, params)
+    return ours
+
+
+def _endpoint_record_success(endpoint: Endpoint, now: datetime) -> None:
+    # At most one write a minute per healthy endpoint: at hundreds of deliveries a
+    # second a write per success would serialise every worker on one row.
+    if (
+        endpoint.first_failure_at is None
+        and endpoint.last_success_at is not None
+        and now - endpoint.last_success_at < SUCCESS_RECORD_RESOLUTION
+    ):
+        return
+    Endpoint.objects.filter(pk=endpoint.pk).update(last_success_at=now, first_failure_at=None)
+
+
+def _endpoint_record_failure(endpoint: Endpoint, now: datetime, status_code: int | None) -> None:
+    if status_code == 410:
+        endpoint_disable(endpoint=endpoint, reason="The endpoint answered 410 Gone.")
+        return
+    if endpoint.first_failure_at is None:
+        Endpoint.objects.filter(pk=endpoint.pk, first_failure_at__isnull=True).update(
+            first_failure_at=now
+        )
+        return
+    if now - endpoint.first_failure_at >= ENDPOINT_DISABLE_AFTER:
+        since = endpoint.first_failure_at.isoformat(timespec="seconds")
+        endpoint_disable(
+            endpoint=endpoint,
+            reason=f"No successful delivery for 5 days (failing since {since}).",
+        )
+
+
+# ---------------------------------------------------------------- the dispatcher
+
+
+def dispatch_due_deliveries(now: datetime | None = None) -> int:
+    """Enqueue a send task for due deliveries nobody is working on; return how many.
+
+    Claims rows in chunks with SELECT … FOR UPDATE SKIP LOCKED and marks them queued
+    (queued_until), so dispatchers on several machines never enqueue the same row
+    twice within QUEUE_LEASE. Covers new rows whose message was lost, retries that
+    came due, and attempts whose worker died (their lease lapsed). Per endpoint it
+    enqueues at most its free slots (concurrency limit minus attempts in flight): the
+    workers holding those slots go on with the rest (deliver_one, step 4), so a busy
+    endpoint's backlog never floods the queue with tasks that could only bounce.
+    """
+    now = now or timezone.now()
+    chunk = settings.HERALD_DELIVERY_DISPATCH_CHUNK
+    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
+    free: dict[str, int] = {}
+    for endpoint_id, in_flight in (
+        Delivery.objects.filter(status=PENDING, locked_until__gte=now)
+        .values("endpoint_id")
+        .annotate(n=Count("pk"))
+        .values_list("endpoint_id", "n")
+    ):
+        free[endpoint_id] = limit - in_flight
+    total = 0
+    for _ in range(MAX_DISPATCH_CHUNKS):
+        full = [endpoint_id for endpoint_id, slots in free.items() if slots <= 0]
+        with transaction.atomic():
+            rows = list(
+                Delivery.objects.select_for_update(skip_locked=True)
+                .filter(status=PENDING, next_attempt_at__lte=now)
+                .filter(Q(queued_until__isnull=True) | Q(queued_until__lt=now))
+                .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+                .exclude(endpoint_id__in=full)
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", "endpoint_id")[:chunk]
+            )
+            ids = []
+            for delivery_id, endpoint_id in rows:
+                slots = free.get(endpoint_id, limit)
+                if slots > 0:
+                    ids.append(delivery_id)
+                free[endpoint_id] = slots - 1
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(queued_until=now + QUEUE_LEASE)
+        if ids:
+            background.enqueue_many(SEND_TASK, [(i,) for i in ids])
+        total += len(ids)
+        if len(rows) < chunk:
+            break
+    return total

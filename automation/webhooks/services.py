@@ -1,0 +1,185 @@
+"""Endpoints: where Herald POSTs, their signing secrets and the signature itself.
+
+Create, change, disable (with a reason), delete (with their delivery log), rotate
+the secret and ping. Every kind (webhook subscriptions, schedules, workflow
+actions) has one; each message is signed per Standard Webhooks with the
+endpoint's secrets (`sign`).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from automation.webhooks import outbound
+from automation.webhooks.deliveries import (
+    OUTSTANDING,
+    PENDING,
+    delivery_create,
+    events_refresh_delivered,
+)
+from automation.webhooks.models import Delivery, Endpoint
+from events_app.models import EventType
+from project.cascade import cascade_delete_object
+from project.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+SECRET_ROTATION_OVERLAP = timedelta(hours=24)
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+SECRET_BYTES = 32
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def endpoint_check_url(url: str, *, field: str = "url") -> None:
+    """Refuse an endpoint URL at save time (the guard checks again at every call)."""
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(f"URL not allowed: {exc}", details={field: [str(exc)]}) from None
+    except outbound.OutboundFailed as exc:
+        raise ValidationFailed(f"URL cannot be used: {exc}", details={field: [str(exc)]}) from None
+
+
+def _event_types_by_key(keys: Iterable[str]) -> list[EventType]:
+    wanted = list(dict.fromkeys(keys))
+    found = {t.key: t for t in EventType.objects.filter(key__in=wanted)}
+    unknown = [k for k in wanted if k not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown event type(s): {', '.join(unknown)}.",
+            details={"event_types": [f"Unknown event type '{k}'." for k in unknown]},
+        )
+    return [found[k] for k in wanted]
+
+
+def endpoint_create(
+    *,
+    url: str,
+    description: str = "",
+    event_types: list[str] | None = None,
+    active: bool = True,
+    kind: str = Endpoint.Kind.SUBSCRIPTION,
+) -> tuple[Endpoint, str]:
+    """Create an endpoint; return it with its signing secret (shown once)."""
+    endpoint_check_url(url)
+    types = _event_types_by_key(event_types or [])
+    with transaction.atomic():
+        endpoint = Endpoint.objects.create(
+            kind=kind, url=url, description=description, active=active, secret=new_secret()
+        )
+        endpoint.event_types.set(types)
+    return endpoint, endpoint.secret
+
+
+def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
+    """Update url, description, event_types (keys) or active; re-activation clears health."""
+    with transaction.atomic():
+        if "url" in fields:
+            endpoint_check_url(fields["url"])
+            endpoint.url = fields["url"]
+        if "description" in fields:
+            endpoint.description = fields["description"]
+        if "event_types" in fields:
+            endpoint.event_types.set(_event_types_by_key(fields["event_types"] or []))
+        if "active" in fields and fields["active"] != endpoint.active:
+            endpoint.active = fields["active"]
+            if endpoint.active:
+                endpoint.disabled_reason = ""
+                endpoint.disabled_at = None
+                endpoint.first_failure_at = None
+            else:
+                endpoint.disabled_reason = "Disabled by a user."
+                endpoint.disabled_at = timezone.now()
+        endpoint.save()
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: Endpoint) -> dict[str, int]:
+    """Delete an endpoint and its delivery log; returns rows deleted per model.
+
+    Set-based (project.cascade): an endpoint can have millions of deliveries and
+    attempts, and Django's Collector would load every one (and every schedule run
+    pointing at one) first; here each table is one statement, whatever the rows.
+    Only events with an outstanding delivery here can change their is_delivered:
+    they are recomputed first, as if this endpoint's deliveries were gone, by one
+    UPDATE whose subquery finds them (after the delete nothing would).
+    """
+    with transaction.atomic():
+        events_refresh_delivered(
+            Delivery.objects.filter(
+                endpoint=endpoint, event__isnull=False, status__in=OUTSTANDING
+            ).values("event_id"),
+            except_endpoint=endpoint,
+        )
+        return cascade_delete_object(endpoint)
+
+
+def endpoint_rotate_secret(*, endpoint: Endpoint) -> str:
+    """Issue a new secret; the old one keeps signing for SECRET_ROTATION_OVERLAP."""
+    now = timezone.now()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now + SECRET_ROTATION_OVERLAP
+    endpoint.secret = new_secret()
+    endpoint.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    return endpoint.secret
+
+
+def endpoint_disable(*, endpoint: Endpoint, reason: str) -> None:
+    """Stop sending to an endpoint: mark it inactive with a reason, fail its pending work."""
+    now = timezone.now()
+    with transaction.atomic():
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            active=False, disabled_reason=reason, disabled_at=now, updated_at=now
+        )
+        endpoint.active, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+        pending = Delivery.objects.filter(endpoint=endpoint, status=PENDING)
+        event_ids = list(pending.filter(event__isnull=False).values_list("event_id", flat=True))
+        pending.update(
+            status=Delivery.Status.FAILED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error=f"Endpoint disabled: {reason}",
+        )
+        events_refresh_delivered(event_ids)
+    logger.warning("Endpoint %s disabled: %s", endpoint.pk, reason)
+
+
+def endpoint_ping(*, endpoint: Endpoint) -> Delivery:
+    """Send a signed test message (`webhook.test`) through the normal delivery path."""
+    payload = {
+        "type": "webhook.test",
+        "webhook_id": endpoint.pk,
+        "sent_at": timezone.now().isoformat(),
+    }
+    with transaction.atomic():
+        return delivery_create(endpoint=endpoint, payload=payload)
+
+
+# ---------------------------------------------------------------- signing
+
+
+def sign(*, endpoint: Endpoint, message_id: str, body: str, now: datetime) -> dict[str, str]:
+    """Standard Webhooks headers; during a rotation both secrets sign (space-separated)."""
+    signatures = [
+        Webhook(secret).sign(message_id, now, body) for secret in endpoint.signing_secrets(now)
+    ]
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }

@@ -1,0 +1,109 @@
+"""Request bodies (msgspec) and output shapes of the workflows API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from rest_framework import serializers
+
+from automation.workflows.models import Workflow, WorkflowRun
+from events_app.schemas import EventIn, PropertyRecordIn
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TypeRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A workflow; on PATCH every field is optional and absent fields keep their value."""
+
+    name: Name | None = None
+    trigger_event_types: list[TypeRef] | None = None
+    conditions: dict[str, Any] | None = None
+    actions: list[dict[str, Any]] | None = None
+    active: bool | None = None
+    reentry: str | None = None
+
+
+class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /workflows and PATCH /workflows/{id}: `{"workflow": {...}}`."""
+
+    workflow: WorkflowIn
+
+
+class WorkflowTestIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /workflows/{id}/test: a stored event's id, or an inline event."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    event: EventIn | None = None
+    property_records: list[PropertyRecordIn] = msgspec.field(default_factory=list)
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    workflow_id = serializers.CharField(source="id")
+    trigger_event_types = serializers.SerializerMethodField(help_text="Event type keys.")
+    trigger_event_type_ids = serializers.SerializerMethodField()
+    conditions = serializers.JSONField()
+    actions = serializers.JSONField()
+    webhook_secrets = serializers.SerializerMethodField(
+        help_text="endpoint_id → signing secret of each webhook action (Standard Webhooks)."
+    )
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "workflow_id",
+            "name",
+            "trigger_event_types",
+            "trigger_event_type_ids",
+            "conditions",
+            "actions",
+            "active",
+            "reentry",
+            "version",
+            "webhook_secrets",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_trigger_event_types(self, workflow: Workflow) -> list[str]:
+        return sorted(t.key for t in workflow.trigger_event_types.all())
+
+    def get_trigger_event_type_ids(self, workflow: Workflow) -> list[str]:
+        return sorted(t.pk for t in workflow.trigger_event_types.all())
+
+    def get_webhook_secrets(self, workflow: Workflow) -> dict[str, str]:
+        from automation.workflows.webhooks import webhook_secrets
+
+        if not any(a.get("type") == "webhook" for a in workflow.actions):
+            return {}
+        return webhook_secrets(workflow=workflow)
+
+
+class WorkflowRunSerializer(serializers.ModelSerializer):
+    workflow_run_id = serializers.CharField(source="id")
+    workflow_id = serializers.CharField()
+    event_id = serializers.CharField()
+    customer_id = serializers.CharField()
+    outcomes = serializers.JSONField()
+    explanation = serializers.JSONField()
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "workflow_run_id",
+            "workflow_id",
+            "event_id",
+            "customer_id",
+            "workflow_version",
+            "status",
+            "position",
+            "outcomes",
+            "error",
+            "explanation",
+            "resume_at",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from automation.workflows.api import views
+
+urlpatterns = [
+    path("workflows", views.WorkflowCollectionView.as_view(), name="workflows"),
+    path("workflows/<str:workflow_id>", views.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path(
+        "workflows/<str:workflow_id>/activate",
+        views.WorkflowActivateView.as_view(),
+        name="workflow-activate",
+    ),
+    path(
+        "workflows/<str:workflow_id>/deactivate",
+        views.WorkflowDeactivateView.as_view(),
+        name="workflow-deactivate",
+    ),
+    path(
+        "workflows/<str:workflow_id>/runs", views.WorkflowRunsView.as_view(), name="workflow-runs"
+    ),
+    path(
+        "workflows/<str:workflow_id>/test", views.WorkflowTestView.as_view(), name="workflow-test"
+    ),
+]

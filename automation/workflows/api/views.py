@@ -1,0 +1,223 @@
+"""Workflows API: thin views that parse, call one service or selector, shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from automation.workflows import selectors, services
+from automation.workflows.api.serializers import (
+    WorkflowBody,
+    WorkflowRunSerializer,
+    WorkflowSerializer,
+    WorkflowTestIn,
+)
+from automation.workflows.models import WorkflowRun
+from project.api.body import parse_body
+from project.api.errors import ApiError
+from project.api.listing import list_envelope, parse_list_params
+from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
+from project.api.schema import list_envelope as list_schema
+from project.api.strict import StrictAPIView, query_params
+
+RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
+
+
+def _input(body: WorkflowBody) -> services.WorkflowInput:
+    w = body.workflow
+    return services.WorkflowInput(
+        name=w.name,
+        trigger_event_types=w.trigger_event_types,
+        conditions=w.conditions,
+        actions=w.actions,
+        active=w.active,
+        reentry=w.reentry,
+    )
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in {"true", "false"}:
+        raise ApiError(
+            f"Query parameter '{name}' must be true or false.",
+            details={name: [f"'{raw}' is not true or false."]},
+        )
+    return raw.lower() == "true"
+
+
+class WorkflowCollectionView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, OpenApiParameter("active", bool))
+    @extend_schema(
+        operation_id="workflows_list",
+        responses={
+            200: list_schema("WorkflowList", "workflows", WorkflowSerializer),
+            **errors(400),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        params = parse_list_params(
+            request.query_params,
+            sort_fields=selectors.WORKFLOW_SORT_FIELDS,
+            default_sort="created_at",
+        )
+        queryset = selectors.workflow_list()
+        active = _bool_param(request, "active")
+        if active is not None:
+            queryset = queryset.filter(active=active)
+        return Response(
+            list_envelope(
+                key="workflows",
+                queryset=queryset,
+                params=params,
+                sort_fields=selectors.WORKFLOW_SORT_FIELDS,
+                to_dict=WorkflowSerializer().to_representation,
+            )
+        )
+
+    @extend_schema(
+        operation_id="workflows_create",
+        request=msgspec_body(WorkflowBody),
+        responses={
+            201: envelope(
+                "WorkflowCreated", serializers.DictField(help_text='{"workflow_id": "…"}')
+            ),
+            **errors(400, 415),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = parse_body(request, WorkflowBody)
+        workflow = services.workflow_create(data=_input(body))
+        return Response({"data": {"workflow_id": workflow.pk}}, status=status.HTTP_201_CREATED)
+
+
+class WorkflowDetailView(StrictAPIView):
+    @extend_schema(
+        operation_id="workflows_retrieve",
+        responses={200: envelope("WorkflowDetail", WorkflowSerializer()), **errors(404)},
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        return Response({"data": WorkflowSerializer(workflow).data})
+
+    @extend_schema(
+        operation_id="workflows_update",
+        request=msgspec_body(WorkflowBody),
+        responses={200: envelope("WorkflowUpdated", WorkflowSerializer()), **errors(400, 404, 415)},
+    )
+    def patch(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        body = parse_body(request, WorkflowBody)
+        workflow = services.workflow_update(workflow=workflow, data=_input(body))
+        workflow = selectors.workflow_get(workflow_id=workflow.pk)
+        return Response({"data": WorkflowSerializer(workflow).data})
+
+    @extend_schema(
+        operation_id="workflows_destroy",
+        responses={200: envelope("WorkflowDeleted", WorkflowSerializer()), **errors(404)},
+    )
+    def delete(self, request: Request, workflow_id: str) -> Response:
+        # 200 with the deleted object, like every other DELETE of the API.
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        deleted = WorkflowSerializer(workflow).data
+        services.workflow_delete(workflow=workflow)
+        return Response({"data": deleted})
+
+
+class _SetActiveView(StrictAPIView):
+    active: bool
+
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        services.workflow_set_active(workflow=workflow, active=self.active)
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        return Response({"data": WorkflowSerializer(workflow).data})
+
+
+class WorkflowActivateView(_SetActiveView):
+    active = True
+
+    @extend_schema(
+        operation_id="workflows_activate",
+        request=None,
+        responses={200: envelope("WorkflowActivated", WorkflowSerializer()), **errors(404)},
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        return super().post(request, workflow_id)
+
+
+class WorkflowDeactivateView(_SetActiveView):
+    active = False
+
+    @extend_schema(
+        operation_id="workflows_deactivate",
+        request=None,
+        responses={200: envelope("WorkflowDeactivated", WorkflowSerializer()), **errors(404)},
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        return super().post(request, workflow_id)
+
+
+class WorkflowRunsView(StrictAPIView):
+    @query_params(*LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES))
+    @extend_schema(
+        operation_id="workflows_runs_list",
+        responses={
+            200: list_schema("WorkflowRunList", "workflow_runs", WorkflowRunSerializer),
+            **errors(400, 404),
+        },
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        params = parse_list_params(
+            request.query_params,
+            sort_fields=selectors.RUN_SORT_FIELDS,
+            default_sort="created_at",
+        )
+        queryset = selectors.workflow_runs(workflow=workflow)
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in RUN_STATUSES:
+                raise ApiError(
+                    f"Unknown status '{wanted}'.",
+                    details={"status": [f"One of: {', '.join(RUN_STATUSES)}."]},
+                )
+            queryset = queryset.filter(status=wanted)
+        return Response(
+            list_envelope(
+                key="workflow_runs",
+                queryset=queryset,
+                params=params,
+                sort_fields=selectors.RUN_SORT_FIELDS,
+                to_dict=WorkflowRunSerializer().to_representation,
+            )
+        )
+
+
+class WorkflowTestView(StrictAPIView):
+    @extend_schema(
+        operation_id="workflows_test",
+        request=msgspec_body(WorkflowTestIn),
+        responses={
+            200: envelope(
+                "WorkflowTestResult",
+                serializers.DictField(help_text="The explanation (docs/automation.md)."),
+            ),
+            **errors(400, 404, 415),
+        },
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        body = parse_body(request, WorkflowTestIn)
+        result: dict[str, Any] = services.workflow_test_request(
+            workflow=workflow,
+            event_id=body.event_id,
+            event=body.event,
+            property_records=body.property_records,
+        )
+        return Response({"data": result})

@@ -1,0 +1,467 @@
+"""Condition operators: the registry of handler classes and how they compare.
+
+Operators are small handler classes in `REGISTRY`, keyed by name (house
+style 6): adding one is adding a class and a test. Every handler validates its
+expected value once, when a workflow is saved (automation.workflows.conditions.trees), and
+compares at evaluation time (automation.workflows.engine) without ever raising: a value
+that is missing or cannot be coerced to the comparison's type simply does not
+match (except for exists / not_exists).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import re2
+
+from automation.workflows.durations import parse_duration
+from events_app.properties import PROPERTY_TYPES
+
+MAX_LIST = 1000
+MAX_TEXT = 1000
+
+
+class _Missing:
+    """The value of a path that is not there (distinct from JSON null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+# ---------------------------------------------------------------- coercion
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def to_decimal(value: Any) -> Any:
+    """Decimal of a number or numeric string, or MISSING."""
+    if isinstance(value, bool):
+        return MISSING
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else MISSING
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            return MISSING
+        return number if number.is_finite() else MISSING
+    return MISSING
+
+
+def to_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return PROPERTY_TYPES["datetime"].parse(value)
+        except ValueError:
+            return MISSING
+    return MISSING
+
+
+def to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return PROPERTY_TYPES["boolean"].parse(str(value))
+        except ValueError:
+            return MISSING
+    return MISSING
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+_SAMPLES: dict[str, Any] = {
+    "bool": True,
+    "number": Decimal(0),
+    "datetime": datetime(2000, 1, 1),  # noqa: DTZ001 - only its type matters
+    "str": "",
+}
+
+
+@functools.lru_cache(maxsize=8192)
+def _coerce_cached(kind: str, expected: Any, expected_type: str) -> Any:
+    return _coerce(_SAMPLES[kind], expected)
+
+
+def coerce_like(actual: Any, expected: Any) -> Any:
+    """`expected` converted to the type of `actual`; memoized (rules repeat their values)."""
+    kind = _kind(actual)
+    if kind == "other" or expected is None or isinstance(expected, list | dict):
+        return _coerce(actual, expected)
+    # The type is part of the key: True == 1 == 1.0 must not share an entry.
+    return _coerce_cached(kind, expected, type(expected).__name__)
+
+
+def _coerce(actual: Any, expected: Any) -> Any:
+    """`expected` converted to the type of `actual` (the data decides the type).
+
+    A number compares as a number, a datetime as a datetime, a boolean as a
+    boolean; a string compares with the expected value's text.
+    """
+    if expected is None or actual is None:
+        return expected
+    if isinstance(actual, bool):
+        return to_bool(expected)
+    if _is_number(actual):
+        return to_decimal(expected)
+    if isinstance(actual, datetime):
+        return to_datetime(expected)
+    if isinstance(actual, str):
+        if isinstance(expected, bool):
+            return "true" if expected else "false"
+        if isinstance(expected, str | int | float | Decimal):
+            return str(expected)
+        return MISSING
+    return expected
+
+
+def normalize(actual: Any) -> Any:
+    """Numbers compare as Decimal so 100 == 100.0 == Decimal('100')."""
+    if _is_number(actual):
+        return to_decimal(actual)
+    return actual
+
+
+# ---------------------------------------------------------------- operators
+
+
+class Operator:
+    """Base of an operator handler: validates its value, then compares.
+
+    `check(value)` returns an error message or None (called when a workflow
+    is saved). `prepare(value)` turns the validated value into what `test`
+    needs (a compiled regex, a timedelta). `test(actual, prepared, now)`
+    returns a bool and must never raise: the evaluator calls it on whatever
+    the event carries.
+    """
+
+    name: ClassVar[str]
+    takes_value: ClassVar[bool] = True
+
+    def check(self, value: Any) -> str | None:
+        return _scalar_error(value)
+
+    def prepare(self, value: Any) -> Any:
+        return value
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        raise NotImplementedError
+
+
+def _scalar_error(value: Any) -> str | None:
+    if value is None or isinstance(value, list | dict):
+        return "must be a string, number or boolean"
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return f"must be at most {MAX_TEXT} characters"
+    return None
+
+
+def _list_error(value: Any, *, exact: int | None = None) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list"
+    if exact is not None and len(value) != exact:
+        return f"must be a list of exactly {exact} values"
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_LIST:
+        return f"must have at most {MAX_LIST} values"
+    for item in value:
+        if _scalar_error(item):
+            return "must contain only strings, numbers or booleans"
+    return None
+
+
+def _values_of(actual: Any) -> list[Any]:
+    """A list subject (tags) matches when any of its items does."""
+    return actual if isinstance(actual, list) else [actual]
+
+
+class _Compare(Operator):
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if actual is MISSING or actual is None:
+            return False
+        for item in _values_of(actual):
+            expected = coerce_like(item, prepared)
+            if expected is MISSING:
+                continue
+            try:
+                if self.compare(normalize(item), normalize(expected)):
+                    return True
+            except TypeError:
+                continue
+        return False
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        raise NotImplementedError
+
+
+class Eq(_Compare):
+    name = "eq"
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        return bool(actual == expected)
+
+
+class Ne(Operator):
+    name = "ne"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        # A missing value is not "different from x": missing values never match.
+        if actual is MISSING or actual is None:
+            return False
+        return not Eq().test(actual, prepared, now)
+
+
+class Gt(_Compare):
+    name = "gt"
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        return bool(actual > expected)
+
+
+class Gte(_Compare):
+    name = "gte"
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        return bool(actual >= expected)
+
+
+class Lt(_Compare):
+    name = "lt"
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        return bool(actual < expected)
+
+
+class Lte(_Compare):
+    name = "lte"
+
+    def compare(self, actual: Any, expected: Any) -> bool:
+        return bool(actual <= expected)
+
+
+class Between(Operator):
+    """Inclusive range: `"value": [low, high]`."""
+
+    name = "between"
+
+    def check(self, value: Any) -> str | None:
+        return _list_error(value, exact=2)
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if actual is MISSING or actual is None:
+            return False
+        for item in _values_of(actual):
+            low, high = coerce_like(item, prepared[0]), coerce_like(item, prepared[1])
+            if low is MISSING or high is MISSING:
+                continue
+            try:
+                if normalize(low) <= normalize(item) <= normalize(high):
+                    return True
+            except TypeError:
+                continue
+        return False
+
+
+class In(Operator):
+    name = "in"
+
+    def check(self, value: Any) -> str | None:
+        return _list_error(value)
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if actual is MISSING or actual is None:
+            return False
+        eq = Eq()
+        return any(eq.test(actual, option, now) for option in prepared)
+
+
+class NotIn(In):
+    name = "not_in"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if actual is MISSING or actual is None:
+            return False
+        return not super().test(actual, prepared, now)
+
+
+class Contains(Operator):
+    """Substring of a string, item of a list (tags), or key of an object."""
+
+    name = "contains"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if isinstance(actual, str):
+            expected = coerce_like(actual, prepared)
+            return isinstance(expected, str) and expected in actual
+        if isinstance(actual, list):
+            return Eq().test(actual, prepared, now)
+        if isinstance(actual, dict):
+            return str(prepared) in actual
+        return False
+
+
+class StartsWith(Operator):
+    name = "starts_with"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        return isinstance(actual, str) and actual.startswith(str(coerce_like(actual, prepared)))
+
+
+class EndsWith(Operator):
+    name = "ends_with"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        return isinstance(actual, str) and actual.endswith(str(coerce_like(actual, prepared)))
+
+
+class Exists(Operator):
+    name = "exists"
+    takes_value = False
+
+    def check(self, value: Any) -> str | None:
+        return None
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        return actual is not MISSING and actual is not None
+
+
+class NotExists(Exists):
+    name = "not_exists"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        return not super().test(actual, prepared, now)
+
+
+class Matches(Operator):
+    """A regular expression searched in the value's text, run by RE2.
+
+    RE2 runs in time linear in the input (no backtracking), so a pattern such
+    as `(a+)+$` cannot hang a worker on a hostile value.
+    """
+
+    name = "matches"
+    OPTIONS = re2.Options()
+    OPTIONS.max_mem = 8 << 20
+    OPTIONS.log_errors = False
+
+    def check(self, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "must be a regular expression string"
+        if len(value) > MAX_TEXT:
+            return f"must be at most {MAX_TEXT} characters"
+        try:
+            re2.compile(value, self.OPTIONS)
+        except re2.error as exc:
+            return f"is not a valid RE2 regular expression: {exc}"
+        return None
+
+    def prepare(self, value: Any) -> Any:
+        return re2.compile(value, self.OPTIONS)
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        if actual is MISSING or actual is None or isinstance(actual, dict | list):
+            return False
+        text = actual.isoformat() if isinstance(actual, datetime) else str(actual)
+        if isinstance(actual, bool):
+            text = "true" if actual else "false"
+        return prepared.search(text) is not None
+
+
+class WithinLast(Operator):
+    """The datetime lies in [now - duration, now]."""
+
+    name = "within_last"
+
+    def check(self, value: Any) -> str | None:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def prepare(self, value: Any) -> Any:
+        return parse_duration(value)
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        moment = to_datetime(actual)
+        return moment is not MISSING and now - prepared <= moment <= now
+
+
+class MoreThanAgo(WithinLast):
+    """The datetime lies strictly before now - duration."""
+
+    name = "more_than_ago"
+
+    def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
+        moment = to_datetime(actual)
+        return moment is not MISSING and moment < now - prepared
+
+
+REGISTRY: dict[str, Operator] = {
+    op.name: op
+    for op in (
+        Eq(),
+        Ne(),
+        Gt(),
+        Gte(),
+        Lt(),
+        Lte(),
+        Between(),
+        In(),
+        NotIn(),
+        Contains(),
+        StartsWith(),
+        EndsWith(),
+        Exists(),
+        NotExists(),
+        Matches(),
+        WithinLast(),
+        MoreThanAgo(),
+    )
+}
+NUMERIC_OPS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in"})
+
+
+# ---------------------------------------------------------------- paths
+
+
+def resolve_path(root: Any, segments: tuple[str, ...]) -> Any:
+    """Walk objects by key and lists by index; a missing step gives MISSING."""
+    current = root
+    for segment in segments:
+        if isinstance(current, dict):
+            if segment not in current:
+                return MISSING
+            current = current[segment]
+        elif isinstance(current, list) and segment.isdigit():
+            index = int(segment)
+            if index >= len(current):
+                return MISSING
+            current = current[index]
+        else:
+            return MISSING
+    return current

@@ -1,0 +1,127 @@
+"""Workflows (trigger + condition tree + actions) and their runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+
+from customers.models import Customer
+from events_app.models import Event, EventType
+from project.ids import PUBLIC_ID_LENGTH, new_public_id
+
+__all__ = ["Workflow", "WorkflowRun"]
+
+
+class Workflow(models.Model):
+    """A rule: when an event of a trigger type arrives and the tree matches, run the actions."""
+
+    EVERY_EVENT = "every_event"
+    ONCE_PER_CUSTOMER = "once_per_customer"
+    PER_PREFIX = "once_per_customer_per:"
+
+    id = models.CharField(
+        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
+    )
+    name = models.CharField(max_length=200)
+    trigger_event_types = models.ManyToManyField(EventType, related_name="workflows")
+    conditions = models.JSONField(default=dict, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    # every_event | once_per_customer | once_per_customer_per:<ISO 8601 duration>
+    reentry = models.CharField(max_length=64, default=EVERY_EVENT)
+    # Bumped on every change; workers compare (count, max(updated_at)) of the
+    # table to know their cached copy of the active workflows is stale.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Admin / API list sorted by created_at.
+            models.Index(fields=["created_at", "id"], name="workflow_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reentry_period(self) -> timedelta | None:
+        """The period of a once_per_customer_per:P… policy, else None."""
+        from automation.workflows.durations import parse_duration
+
+        if self.reentry.startswith(self.PER_PREFIX):
+            return parse_duration(self.reentry.removeprefix(self.PER_PREFIX))
+        return None
+
+
+class WorkflowRun(models.Model):
+    """One matched evaluation of a workflow for an event, and its actions' progress.
+
+    The row is the source of truth for background work: `position` is the
+    next action to run, `resume_at` when the dispatcher may (re)start it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # matched; actions not finished, a worker is on it
+        WAITING = "waiting"  # paused by a wait action until resume_at
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(
+        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
+    )
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
+    # db_index=False: the unique (event, workflow) constraint leads with event.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
+    )
+    workflow_version = models.PositiveIntegerField(default=1)
+    # The actions as they were when the run matched: a run that waits for days
+    # finishes what it started even if the workflow is edited meanwhile.
+    actions = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    position = models.PositiveSmallIntegerField(default=0)
+    # [{"index", "type", "status", "error", "at", "detail"}], one per action run so far.
+    outcomes = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    explanation = models.JSONField(default=dict, blank=True)
+    resume_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A workflow is evaluated at most once per event, whatever is retried.
+            models.UniqueConstraint(
+                fields=["event", "workflow"], name="workflowrun_once_per_event"
+            ),
+        ]
+        indexes = [
+            # GET /workflows/{id}/runs and the admin's run history per workflow.
+            models.Index(fields=["workflow", "created_at", "id"], name="workflowrun_workflow_idx"),
+            # The admin's outcome filter (failed, waiting, …) newest first by the
+            # time-ordered id, and the dashboard's "failed in the last 24 hours" (an id range).
+            models.Index(fields=["status", "id"], name="workflowrun_status_idx"),
+            # Re-entry checks: has this customer run this workflow (since T)? Customer
+            # first so that it also serves customer_delete's DELETE of a customer's
+            # runs (WHERE customer_id IN …), which would otherwise read every run.
+            models.Index(
+                fields=["customer", "workflow", "created_at"], name="workflowrun_customer_idx"
+            ),
+            # The dispatcher: unfinished runs that are due (waits, and runs a
+            # killed worker left behind). Finished runs leave the index.
+            models.Index(
+                fields=["resume_at"],
+                condition=Q(status__in=["pending", "waiting"]),
+                name="workflowrun_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}/{self.event_id}: {self.status}"
