@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import include, path
+from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 API = "rest-api/enterprise-interface/v1.0/"
@@ -12,7 +14,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+@require_safe
+def landing(request: HttpRequest) -> HttpResponse:
+    """The front page (and the admin's "View site"): where the admin, the API docs and
+    the examples are. Public: it shows links only."""
+    api_base = request.build_absolute_uri(f"/{API}").rstrip("/")
+    return render(request, "landing.html", {"api_base": api_base})
+
+
 urlpatterns = [
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path(f"{API}schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -7,18 +7,26 @@
         with celery_worker(broker):  # a second worker on the same queue
             ...
 
-Isolation between pytest-xdist workers (they run such tests at the same time):
-- the queue is `herald-test-<xdist worker>`, and the worker subprocess gets it as
+Isolation (other pytest-xdist workers, other checkouts of this repository and other
+people may use the same Redis at the same time):
+- the broker is CELERY_TEST_BROKER_URL (default redis://127.0.0.1:6379/15), a Redis
+  database that may be shared: nothing here flushes it;
+- each process gets a namespace `herald-test-<checkout id>-<xdist worker>`, the
+  checkout id being the first 8 hex digits of the SHA-1 of this checkout's absolute
+  path (`checkout_id()`, the same id scripts/test puts in the test database's name);
+- the namespace is the queue name, passed to the worker subprocess as
   CELERY_TASK_DEFAULT_QUEUE, so what it enqueues itself (a workflow run's actions,
   follow-on sends) stays on that queue too;
-- the Redis database is CELERY_TEST_BROKER_URL if set (scripts/test sets one; the
-  queue names keep processes apart), otherwise redis://127.0.0.1:6379/<db> with db
-  taken from HERALD_TEST_REDIS_DBS by the xdist worker number (default "1,2":
-  gw0 -> 1, gw1 -> 2, gw2 -> 1, ..., no xdist -> the first).
+- the namespace plus ":" is kombu's `global_keyprefix` in this process and in the worker
+  subprocess, so every key the run creates (queue, bindings, unacked messages) carries
+  it: `celery_broker()` deletes its own namespace's keys before and after, and the
+  session's end (`sweep_redis_keys()`, called from tests/conftest.py) deletes whatever
+  this checkout left under `herald-test-<checkout id>-`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -39,34 +47,70 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
+
+
+def checkout_id(path: Path = BASE_DIR) -> str:
+    """A short name for a checkout, stable across runs and distinct between checkouts on
+    one machine: the first 8 hex digits of the SHA-1 of its absolute path. scripts/test
+    derives the same id (sha1sum of `pwd -P`) for the test database's name."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+
+
+def checkout_namespace() -> str:
+    """The prefix of every queue and Redis key this checkout's test runs create."""
+    return f"herald-test-{checkout_id()}-"
+
+
 def xdist_worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
-def broker_url_for_this_process() -> str:
-    explicit = os.environ.get("CELERY_TEST_BROKER_URL")
-    if explicit:
-        return explicit
-    dbs = [int(d) for d in os.environ.get("HERALD_TEST_REDIS_DBS", "1,2").split(",")]
-    worker = xdist_worker()
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return f"redis://127.0.0.1:6379/{dbs[index % len(dbs)]}"
+def broker_url() -> str:
+    return os.environ.get("CELERY_TEST_BROKER_URL") or DEFAULT_BROKER_URL
 
 
 @dataclass
 class Broker:
     url: str
     queue: str
-    # True when no other test process uses this Redis database (see the module docstring).
-    own_database: bool
+    # kombu's global_keyprefix: every Redis key this broker's users create starts with it.
+    key_prefix: str
+
+    def transport_options(self, base: dict[str, Any]) -> dict[str, Any]:
+        return {**base, "global_keyprefix": self.key_prefix}
 
 
 def broker_for_this_process() -> Broker:
-    return Broker(
-        url=broker_url_for_this_process(),
-        queue=f"herald-test-{xdist_worker() or 'main'}",
-        own_database=not os.environ.get("CELERY_TEST_BROKER_URL"),
-    )
+    queue = f"{checkout_namespace()}{xdist_worker() or 'main'}"
+    return Broker(url=broker_url(), queue=queue, key_prefix=f"{queue}:")
+
+
+def delete_keys(client: redis.Redis, prefix: str) -> int:
+    """Delete the keys starting with `prefix` (SCAN, never FLUSHDB: the database is shared)."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=500):
+        batch.append(key)
+        if len(batch) == 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted
+
+
+def sweep_redis_keys() -> int:
+    """Delete every key this checkout's test runs left in the test broker's database
+    (a crashed run, or a worker killed with messages reserved). Run once, at the end of
+    the whole session. Returns the number of keys deleted; Redis down deletes nothing."""
+    client = redis.Redis.from_url(broker_url(), socket_connect_timeout=2, socket_timeout=10)
+    try:
+        return delete_keys(client, checkout_namespace())
+    except redis.ConnectionError:
+        return 0
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -78,23 +122,25 @@ def celery_broker() -> Iterator[Broker]:
     from project.celery import app
 
     broker = broker_for_this_process()
-    saved = {
-        key: app.conf.get(key) for key in ("broker_url", "task_always_eager", "task_default_queue")
-    }
-    app.conf.update(broker_url=broker.url, task_always_eager=False, task_default_queue=broker.queue)
+    keys = ("broker_url", "broker_transport_options", "task_always_eager", "task_default_queue")
+    saved = {key: app.conf.get(key) for key in keys}
+    app.conf.update(
+        broker_url=broker.url,
+        broker_transport_options=broker.transport_options(saved["broker_transport_options"]),
+        task_always_eager=False,
+        task_default_queue=broker.queue,
+    )
     _reset_pool(app)
     client = redis.Redis.from_url(broker.url)
-    client.delete(broker.queue)  # nothing left over from a crashed run
+    delete_keys(client, broker.key_prefix)  # nothing left over from a crashed run
     try:
         yield broker
     finally:
         _reset_pool(app)
         app.conf.update(saved)
-        client.delete(broker.queue)
-        if broker.own_database:
-            # A killed worker's reserved messages wait here for the visibility timeout
-            # (an hour); they would be restored into a later run's queue.
-            client.delete("unacked", "unacked_index", "unacked_mutex")
+        # Also a killed worker's reserved messages: they would wait for the visibility
+        # timeout (an hour) and then be restored into a later run's queue.
+        delete_keys(client, broker.key_prefix)
         client.close()
 
 
@@ -125,6 +171,19 @@ class Worker:
         self.process.wait(timeout=10)
 
 
+# `celery -A project worker`, with the broker's key prefix added to the transport options
+# Django's settings give (the settings have no variable for it).
+WORKER_MAIN = """
+import os, sys
+from project.celery import app
+app.conf.broker_transport_options = {
+    **app.conf.broker_transport_options,
+    "global_keyprefix": os.environ["HERALD_TEST_REDIS_KEY_PREFIX"],
+}
+app.worker_main(sys.argv[1:])
+"""
+
+
 @contextmanager
 def celery_worker(
     broker: Broker,
@@ -133,7 +192,7 @@ def celery_worker(
     pool: str = "threads",
     concurrency: int = 4,
 ) -> Iterator[Worker]:
-    """Start `celery -A project worker` on the test database; stop it afterwards.
+    """Start a Celery worker (`WORKER_MAIN`) on the test database; stop it afterwards.
 
     `pool="solo"` runs tasks one at a time in the main process (a kill then stops
     the work exactly where it is).
@@ -147,6 +206,7 @@ def celery_worker(
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker.url,
         "CELERY_TASK_DEFAULT_QUEUE": broker.queue,
+        "HERALD_TEST_REDIS_KEY_PREFIX": broker.key_prefix,
         "HERALD_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
         "DB_CONN_MAX_AGE": "0",
         **(env or {}),
@@ -155,7 +215,7 @@ def celery_worker(
         prefix="celery-worker-", suffix=".log", delete=False
     )
     command = [
-        sys.executable, "-m", "celery", "-A", "project", "worker",
+        sys.executable, "-c", WORKER_MAIN, "worker",
         "--pool", pool, "--concurrency", str(1 if pool == "solo" else concurrency),
         "-Q", broker.queue, "-n", f"{broker.queue}-{time.monotonic_ns()}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",

@@ -9,10 +9,20 @@ from rest_framework.test import APIClient
 
 from events_app.api_clients import api_client_create
 from events_app.models import ApiClient
+from tests.celery_worker import sweep_redis_keys
 from tests.openapi_contract import ContractAPIClient
 from tests.receiver import Receiver, local_receiver
 
 API = "/rest-api/enterprise-interface/v1.0"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the Redis keys this checkout's tests created (queues, bindings, reserved
+    messages of killed workers), once, after every xdist worker has finished: in the
+    controlling process, which has no `workerinput`. The test databases are dropped by
+    pytest-django itself (unless --reuse-db)."""
+    if not hasattr(session.config, "workerinput"):
+        sweep_redis_keys()
 
 
 def basic_auth(name: str, secret: str) -> str:
