@@ -22,12 +22,11 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import psycopg
 from django.db import connection
-from django.db.models import Field, Model
 
 from automation.webhooks.models import Delivery
 from events_app.models import Event, PropertyRecord
+from project.sql import fetch_all, insert_parts
 
 if TYPE_CHECKING:
     from events_app.ingestion import PreparedEvent
@@ -64,50 +63,20 @@ DELIVERY_FROM_EVENT = {"event_id": 'input."id"', "payload": "input.payload::json
 DELIVERY_SAME_AS = {"next_attempt_at": "created_at"}
 
 
-def _insert_parts(
-    model: type[Model], per_row: tuple[str, ...], alias: str, given: dict[str, str]
-) -> tuple[str, str, str, list[Field[Any, Any]]]:
-    """For `INSERT INTO model (columns) SELECT values FROM json_to_recordset(...) alias(
-    recordset)`: the column list, the value list, the recordset's column definitions and
-    the fields whose default is a parameter (in the value list's order). `per_row`
-    columns come from the recordset, `given` ones are SQL expressions, every other
-    column takes its field default."""
-    quote = connection.ops.quote_name
-    fields = model._meta.concrete_fields
-    by_attname = {f.attname: f for f in fields}
-    missing = (set(per_row) | given.keys()) - by_attname.keys()
-    assert not missing, f"{model.__name__} has no column(s) {missing}"
-    values: list[str] = []
-    defaulted = []
-    for f in fields:
-        if f.attname in per_row:
-            values.append(f"{alias}.{quote(f.attname)}")
-        elif f.attname in given:
-            values.append(given[f.attname])
-        else:
-            values.append(f"%s::{f.db_type(connection)}")
-            defaulted.append(f)
-    columns = ", ".join(quote(f.attname if f.column is None else f.column) for f in fields)
-    recordset = ", ".join(
-        f"{quote(name)} {by_attname[name].db_type(connection)}" for name in per_row
-    )
-    return columns, ", ".join(values), recordset, defaulted
-
-
 @functools.cache
 def _statement() -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call)."""
     quote = connection.ops.quote_name
     # The recordsets' columns are PreparedEvent's and PlannedDelivery's attribute names.
-    event_columns, event_values, event_recordset, event_defaulted = _insert_parts(
-        Event, PER_EVENT_COLUMNS, "u", {}
+    event_columns, event_values, event_recordset, event_defaulted = insert_parts(
+        Event, per_row=PER_EVENT_COLUMNS, alias="u"
     )
     delivery_given = {
         **DELIVERY_FROM_EVENT,
         **{column: f"d.{quote(source)}" for column, source in DELIVERY_SAME_AS.items()},
     }
-    delivery_columns, delivery_values, delivery_recordset, delivery_defaulted = _insert_parts(
-        Delivery, PER_DELIVERY_COLUMNS, "d", delivery_given
+    delivery_columns, delivery_values, delivery_recordset, delivery_defaulted = insert_parts(
+        Delivery, per_row=PER_DELIVERY_COLUMNS, alias="d", given=delivery_given
     )
     records = PropertyRecord._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
@@ -155,7 +124,7 @@ def _default_params(defaulted: tuple[Any, ...]) -> list[Any]:
 @functools.cache
 def _constant_defaults() -> list[Any] | None:
     """The defaulted columns' parameters, built once when none of their defaults is
-    computed per call (a callable): building them cost ~20 µs per single POST."""
+    computed per call (a callable): building them was a measurable share of a single POST."""
     _, defaulted = _statement()
     if any(f.has_default() and callable(f.default) for f in defaulted):
         return None
@@ -170,15 +139,9 @@ def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str,
     """
     sql, defaulted = _statement()
     params = [_encode(prepared).decode(), *(_constant_defaults() or _default_params(defaulted))]
-    # A server-side-binding psycopg cursor on Django's connection (same session and
-    # transaction): psycopg then prepares this statement once per connection (after
-    # `prepare_threshold` uses) and PostgreSQL stops re-planning the CTE on every
-    # request -- most of its CPU for a single event. Django's own cursors bind on the
-    # client, which rules prepared statements out.
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    # Prepared on the connection (project.sql): PostgreSQL stops re-planning the CTE on
+    # every request -- most of its CPU for a single event.
+    rows = fetch_all(sql, params)
     stored = {event_id for event_id, was_stored, _ in rows if was_stored}
     skipped = {event_id: holder for event_id, was_stored, holder in rows if not was_stored}
     return stored, skipped

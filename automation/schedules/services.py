@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from automation.schedules import cron
+from automation.schedules import cron, scheduler
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.webhooks.models import Endpoint
 from automation.webhooks.services import endpoint_create, endpoint_delete, endpoint_update
@@ -248,22 +248,18 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> Sched
 
 
 def schedule_run_now(*, schedule: Schedule, now: datetime | None = None) -> ScheduleRun:
-    """Send one extra callback now (admin action); the regular next run is unchanged."""
-    from automation.schedules.scheduler import FINAL_RUN_RETRY_WINDOW, Fire, fire
+    """Send one extra callback now (admin action); the regular next run is unchanged.
 
+    Fired by the scheduler's own path (scheduler.fire_claimed), on the locked row."""
     now = now or timezone.now()
     with transaction.atomic():
         schedule = _locked(schedule)
         if schedule.status == Schedule.Status.FINISHED or schedule.endpoint_id is None:
             raise ConflictError(f"Schedule '{schedule.id}' is finished.")
-        give_up_at = schedule.next_run_at or now + FINAL_RUN_RETRY_WINDOW
-        fired = fire(
-            [Fire(schedule.id, schedule.endpoint_id, schedule.context, now, give_up_at)], now=now
-        )
+        fired = scheduler.fire_claimed([scheduler.claimed_row(schedule)], now, run_now=True)
         if not fired:
             raise ConflictError(f"Schedule '{schedule.id}' already has a run at {now.isoformat()}.")
         # The status stays: it turns ACTIVE when the callback is called (schedule_mark_called).
-        Schedule.objects.filter(pk=schedule.pk).update(last_run_at=now)
     return ScheduleRun.objects.get(schedule=schedule, scheduled_for=now)
 
 

@@ -1,8 +1,9 @@
 """The one sender: deliver_one makes one attempt of one delivery; the dispatcher finds due ones.
 
 Deliveries are created by automation.webhooks.deliveries; here they are claimed, signed
-(automation.webhooks.services.sign), sent through the SSRF guard (automation.webhooks.outbound),
-retried and logged as attempts, and endpoint health is kept.
+(automation.webhooks.signing), sent through the SSRF guard (automation.webhooks.outbound),
+retried and logged as attempts, and endpoint health is kept. The claim's and the
+record's SQL live in automation.webhooks.sender_sql; the protocol lives here.
 
 Retry policy (published in docs/operations.md): success is a 2xx; network
 errors, timeouts, 408, 429 and 5xx are retried after RETRY_SCHEDULE (+0-10 %
@@ -13,24 +14,20 @@ ENDPOINT_DISABLE_AFTER without a success is disabled.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Count, Field, Model, Q
-from django.db.models.expressions import Col
+from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from automation.webhooks import outbound
+from automation.webhooks import outbound, sender_sql
 from automation.webhooks.deliveries import (
     PENDING,
     QUEUE_LEASE,
@@ -38,7 +35,8 @@ from automation.webhooks.deliveries import (
     events_refresh_delivered,
 )
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
-from automation.webhooks.services import endpoint_disable, sign
+from automation.webhooks.services import endpoint_disable
+from automation.webhooks.signing import sign
 from project import background
 
 # Waits after the 1st, 2nd, … failed attempt: 10 attempts over about 2.6 days.
@@ -106,159 +104,6 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
 # ---------------------------------------------------------------- sending
 
 
-# The claim, written out: it runs once per attempt and the ORM spent more CPU building
-# this statement than PostgreSQL spends running it. Portable (PostgreSQL, SQLite 3.35+).
-# {target} picks the row: one id, or an endpoint's next due row nobody holds (with SKIP
-# LOCKED where the database has it, so concurrent workers take different rows).
-# NOT EXISTS (… OFFSET limit-1): the endpoint has fewer than `limit` attempts in flight
-# (served by delivery_in_flight_idx).
-_CLAIM_SQL = """
-UPDATE {table}
-SET attempt_count = attempt_count + 1, locked_until = %(lease)s, last_attempt_at = %(now)s,
-    queued_until = NULL
-WHERE {target} AND status = 'pending' AND next_attempt_at <= %(now)s
-  AND (locked_until IS NULL OR locked_until < %(now)s)
-  AND NOT EXISTS (
-    SELECT 1 FROM {table} AS busy
-    WHERE busy.endpoint_id = {table}.endpoint_id AND busy.status = 'pending'
-      AND busy.locked_until >= %(now)s
-    LIMIT 1 OFFSET %(offset)s
-  )
-RETURNING {columns}
-"""
-# PostgreSQL: the claimed row's endpoint comes back from the claim itself (a second
-# SELECT per attempt cost a round trip and an ORM query). SQLite has no UPDATE in WITH.
-_CLAIM_AND_LOAD_SQL = """
-WITH claimed AS ({claim})
-SELECT claimed.*, {endpoint_columns}
-FROM claimed JOIN {endpoint_table} AS ep ON ep.id = claimed.endpoint_id
-"""
-_BY_ID = "id = %(id)s"
-_NEXT_OF_ENDPOINT = """id = (
-    SELECT nxt.id FROM {table} AS nxt
-    WHERE nxt.endpoint_id = %(endpoint_id)s AND nxt.status = 'pending'
-      AND nxt.next_attempt_at <= %(now)s
-      AND (nxt.locked_until IS NULL OR nxt.locked_until < %(now)s)
-    ORDER BY nxt.next_attempt_at LIMIT 1 {skip_locked}
-  )"""
-
-
-# Statement texts and row readers are built once per database alias (they depend only on
-# the models and the backend): building them per attempt cost more CPU than running them.
-
-
-def _columns(db: BaseDatabaseWrapper, model: type[Model], alias: str) -> str:
-    return ", ".join(f"{alias}.{db.ops.quote_name(_column(f))}" for f in _fields(model))
-
-
-def _fields(model: type[Model]) -> list[Field[Any, Any]]:
-    return list(model._meta.concrete_fields)
-
-
-def _column(field: Field[Any, Any]) -> str:
-    return str(field.column)  # a concrete field always has one
-
-
-@functools.cache
-def _field(model: type[Model], attname: str) -> Field[Any, Any]:
-    return next(f for f in _fields(model) if f.attname == attname)
-
-
-_Conversion = tuple[int, Col, list[Callable[[Any, Any, Any], Any]]]
-
-
-@functools.cache
-def _row_reader(alias: str, model: type[Model]) -> tuple[list[str], list[_Conversion]]:
-    """The attnames of `model`'s concrete columns and, for those that need one, the
-    ORM's converters (e.g. JSON text -> Python; SQLite's text -> datetime)."""
-    db = connections[alias]
-    conversions: list[_Conversion] = []
-    for i, field in enumerate(_fields(model)):
-        col = field.get_col(model._meta.db_table)
-        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
-        if converters:
-            conversions.append((i, col, converters))
-    return [f.attname for f in _fields(model)], conversions
-
-
-def _instance(db: BaseDatabaseWrapper, model: type[Model], values: Sequence[Any]) -> Any:
-    """A model instance from its concrete columns as the database returned them."""
-    attnames, conversions = _row_reader(db.alias, model)
-    row = list(values)
-    for i, col, converters in conversions:
-        for convert in converters:
-            row[i] = convert(row[i], col, db)
-    return model.from_db(db.alias, attnames, row)
-
-
-@functools.cache
-def _claim_sql(alias: str, *, next_of_endpoint: bool) -> tuple[str, bool]:
-    """The claim's text for this database, and whether it also returns the endpoint."""
-    db = connections[alias]
-    table = db.ops.quote_name(Delivery._meta.db_table)
-    skip = "FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
-    target = _NEXT_OF_ENDPOINT.format(table=table, skip_locked=skip) if next_of_endpoint else _BY_ID
-    claim = _CLAIM_SQL.format(table=table, target=target, columns=_columns(db, Delivery, table))
-    if db.vendor != "postgresql":
-        return claim, False
-    joined = _CLAIM_AND_LOAD_SQL.format(
-        claim=claim,
-        endpoint_columns=_columns(db, Endpoint, "ep"),
-        endpoint_table=db.ops.quote_name(Endpoint._meta.db_table),
-    )
-    return joined, True
-
-
-def _fetch(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
-def _fetch_prepared(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
-    """PostgreSQL: run `sql` on a server-binding psycopg cursor on Django's connection
-    (same session; autocommit here), so psycopg prepares it after `prepare_threshold`
-    uses (project/settings.py) and PostgreSQL stops planning the claim's and the
-    record's CTEs at every attempt. Django's own cursors bind on the client, which
-    rules prepared statements out (as in events_app/ingest_pg.py)."""
-    db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
-def _claim_update(
-    now: datetime, *, delivery_id: str = "", endpoint_id: str = ""
-) -> Delivery | None:
-    """Run the claim for one delivery id or for an endpoint's next due delivery; return
-    the delivery claimed (with its endpoint, read by the same statement), or None."""
-    db = connections[DEFAULT_DB_ALIAS]
-    sql, joined = _claim_sql(db.alias, next_of_endpoint=not delivery_id)
-    # The outbound deadline plus a margin for the database work around the call: after
-    # that the worker is presumed dead and another may make the attempt.
-    lease = now + timedelta(
-        seconds=settings.HERALD_OUTBOUND_TIMEOUT + settings.HERALD_DELIVERY_CLAIM_MARGIN
-    )
-    at = db.ops.adapt_datetimefield_value
-    params = {
-        "lease": at(lease),
-        "now": at(now),
-        "id": delivery_id,
-        "endpoint_id": endpoint_id,
-        "offset": max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1) - 1,
-    }
-    row = _fetch_prepared(db, sql, params) if joined else _fetch(db, sql, params)
-    if row is None:
-        return None
-    split = len(_fields(Delivery))
-    delivery: Delivery = _instance(db, Delivery, row[:split])
-    if joined:
-        delivery.endpoint = _instance(db, Endpoint, row[split:])
-    else:
-        delivery.endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
-    return delivery
-
-
 def _claimed(delivery: Delivery, now: datetime) -> Delivery | str:
     """A claimed delivery; end it at once if its endpoint is disabled or it gave up."""
     if not delivery.endpoint.active:
@@ -276,7 +121,7 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
     re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
     caller wins). Autocommit: no lock outlives the statement. Returns the claimed
     delivery, or "not-due" / "endpoint-busy" / a final outcome."""
-    claimed = _claim_update(now, delivery_id=delivery_id)
+    claimed = sender_sql.claim_update(now, delivery_id=delivery_id)
     if claimed is None:
         due = Delivery.objects.filter(
             pk=delivery_id, status=PENDING, next_attempt_at__lte=now
@@ -288,7 +133,7 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
 def _claim_next(endpoint_id: str, now: datetime) -> Delivery | None:
     """Claim the endpoint's next due delivery nobody holds (follow-on work), if any."""
     for _ in range(FOLLOW_ON_CANDIDATES):
-        delivery = _claim_update(now, endpoint_id=endpoint_id)
+        delivery = sender_sql.claim_update(now, endpoint_id=endpoint_id)
         if delivery is None:
             return None
         claimed = _claimed(delivery, now)
@@ -449,85 +294,16 @@ def _record(
         "response_excerpt": excerpt,
     }
     if outcome == DeliveryAttempt.Outcome.RETRY or delivery.event_id is None:
-        _record_statement(delivery, fields, attempt, outcome)
+        sender_sql.record_statement(delivery, fields, attempt, outcome)
     else:
         # The event's is_delivered follows the delivery's final state in the same commit.
         with transaction.atomic():
-            if _record_statement(delivery, fields, attempt, outcome):
+            if sender_sql.record_statement(delivery, fields, attempt, outcome):
                 events_refresh_delivered([delivery.event_id])
     if succeeded:
         _endpoint_record_success(endpoint, now)
     else:
         _endpoint_record_failure(endpoint, now, status_code)
-
-
-# Step 3: the delivery's next state if the row is still ours (same attempt count, still
-# pending), and the attempt row, DISCARDED when it was not.
-_RECORD_UPDATE_SQL = """
-UPDATE {delivery_table} SET {assignments}
-WHERE id = %(id)s AND status = 'pending' AND attempt_count = %(number)s
-"""
-_RECORD_INSERT_SQL = """
-INSERT INTO {attempt_table} ({attempt_columns}) VALUES ({attempt_values}, {outcome})
-"""
-# PostgreSQL: both in one statement, atomic without a transaction (no BEGIN and COMMIT
-# round trips, no ORM query building per attempt).
-_RECORD_SQL = """
-WITH ours AS ({update} RETURNING 1)
-{insert} RETURNING outcome
-"""
-_OURS_OUTCOME = "CASE WHEN EXISTS (SELECT 1 FROM ours) THEN %(outcome)s ELSE %(discarded)s END"
-
-
-_ATTEMPT_COLUMNS = ("delivery_id", "number", "started_at", "duration_ms", "status_code", "error",
-                    "response_excerpt")  # fmt: skip
-
-
-@functools.cache
-def _record_sql(alias: str, assigned: tuple[str, ...]) -> tuple[str, str, str]:
-    """For this database and these delivery fields: the one-statement form (PostgreSQL),
-    and the UPDATE and INSERT texts for the other databases."""
-    db = connections[alias]
-    quote = db.ops.quote_name
-    update = _RECORD_UPDATE_SQL.format(
-        delivery_table=quote(Delivery._meta.db_table),
-        assignments=", ".join(
-            f"{quote(_column(_field(Delivery, name)))} = %(d_{name})s" for name in assigned
-        ),
-    )
-    columns = [_column(_field(DeliveryAttempt, name)) for name in (*_ATTEMPT_COLUMNS, "outcome")]
-    insert = functools.partial(
-        _RECORD_INSERT_SQL.format,
-        attempt_table=quote(DeliveryAttempt._meta.db_table),
-        attempt_columns=", ".join(quote(column) for column in columns),
-        attempt_values=", ".join(f"%(a_{name})s" for name in _ATTEMPT_COLUMNS),
-    )
-    single = _RECORD_SQL.format(update=update, insert=insert(outcome=_OURS_OUTCOME))
-    return single, update, insert(outcome="%(outcome)s")
-
-
-def _record_statement(
-    delivery: Delivery, fields: dict[str, Any], attempt: dict[str, Any], outcome: str
-) -> bool:
-    """Write step 3 (see _RECORD_UPDATE_SQL); return whether the row was still ours."""
-    db = connections[DEFAULT_DB_ALIAS]
-    single, update, insert = _record_sql(db.alias, tuple(fields))
-    params: dict[str, Any] = {"id": delivery.pk, "number": delivery.attempt_count}
-    for name, value in fields.items():
-        params[f"d_{name}"] = _field(Delivery, name).get_db_prep_save(value, db)
-    for name in _ATTEMPT_COLUMNS:
-        params[f"a_{name}"] = _field(DeliveryAttempt, name).get_db_prep_save(attempt[name], db)
-    discarded = DeliveryAttempt.Outcome.DISCARDED.value
-    if db.vendor == "postgresql":
-        params.update(outcome=outcome, discarded=discarded)
-        row = _fetch_prepared(db, single, params)
-        return row is not None and row[0] != discarded
-    with db.cursor() as cursor, transaction.atomic():
-        cursor.execute(update, params)
-        ours = cursor.rowcount == 1
-        params["outcome"] = outcome if ours else discarded
-        cursor.execute(insert, params)
-    return ours
 
 
 def _endpoint_record_success(endpoint: Endpoint, now: datetime) -> None:

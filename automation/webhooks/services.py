@@ -1,25 +1,22 @@
-"""Endpoints: where Herald POSTs, their signing secrets and the signature itself.
+"""Endpoints: where Herald POSTs, and their signing secrets.
 
 Create, change, disable (with a reason), delete (with their delivery log), rotate
 the secret and ping. Every kind (webhook subscriptions, schedules, workflow
 actions) has one; each message is signed per Standard Webhooks with the
-endpoint's secrets (`sign`).
+endpoint's secrets (automation.webhooks.signing).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from standardwebhooks import Webhook
 
-from automation.webhooks import outbound
+from automation.webhooks import guard
 from automation.webhooks.deliveries import (
     OUTSTANDING,
     PENDING,
@@ -27,6 +24,7 @@ from automation.webhooks.deliveries import (
     events_refresh_delivered,
 )
 from automation.webhooks.models import Delivery, Endpoint
+from automation.webhooks.signing import new_secret
 from events_app.models import EventType
 from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
@@ -34,22 +32,15 @@ from project.errors import ValidationFailed
 logger = logging.getLogger(__name__)
 
 SECRET_ROTATION_OVERLAP = timedelta(hours=24)
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
-SECRET_BYTES = 32
-
-
-def new_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
 def endpoint_check_url(url: str, *, field: str = "url") -> None:
     """Refuse an endpoint URL at save time (the guard checks again at every call)."""
     try:
-        outbound.check_url(url)
-    except outbound.OutboundRefused as exc:
+        guard.check_url(url)
+    except guard.OutboundRefused as exc:
         raise ValidationFailed(f"URL not allowed: {exc}", details={field: [str(exc)]}) from None
-    except outbound.OutboundFailed as exc:
+    except guard.OutboundFailed as exc:
         raise ValidationFailed(f"URL cannot be used: {exc}", details={field: [str(exc)]}) from None
 
 
@@ -168,18 +159,3 @@ def endpoint_ping(*, endpoint: Endpoint) -> Delivery:
     }
     with transaction.atomic():
         return delivery_create(endpoint=endpoint, payload=payload)
-
-
-# ---------------------------------------------------------------- signing
-
-
-def sign(*, endpoint: Endpoint, message_id: str, body: str, now: datetime) -> dict[str, str]:
-    """Standard Webhooks headers; during a rotation both secrets sign (space-separated)."""
-    signatures = [
-        Webhook(secret).sign(message_id, now, body) for secret in endpoint.signing_secrets(now)
-    ]
-    return {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": " ".join(signatures),
-    }

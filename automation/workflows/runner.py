@@ -53,6 +53,7 @@ from automation.workflows.selectors import (
 from events_app.models import Event
 from project import background
 from project.ids import new_public_id
+from project.sql import fetch_all, insert_parts
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +266,6 @@ RETURNING e.id, e.event_type_id, e.customer_id, e.external_id, e.secondary_exter
     e.data, e.occurred_at, e.created_at, e.depth
 """
 
-_RUN_COLUMNS = [f for f in WorkflowRun._meta.concrete_fields]
-
 
 def runs_insert(runs: list[dict[str, Any]]) -> list[str]:
     """Insert `runs` (dicts of every WorkflowRun column by attname), skipping any whose
@@ -286,22 +285,18 @@ def runs_insert(runs: list[dict[str, Any]]) -> list[str]:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_runs_sql(), [_encode_json(runs).decode()])
-        rows = cursor.fetchall()
+    rows = fetch_all(_insert_runs_sql(), [_encode_json(runs).decode()])
     return sorted(run_id for run_id, status in rows if status == Status.PENDING)
 
 
 @functools.cache
 def _insert_runs_sql() -> str:
-    quote = connection.ops.quote_name
-    names = [f.attname for f in _RUN_COLUMNS]
-    columns = ", ".join(quote(name) for name in names)
-    recordset = ", ".join(f"{quote(f.attname)} {f.db_type(connection)}" for f in _RUN_COLUMNS)
-    # Only identifiers from the model's metadata are formatted in; values are a parameter.
+    every = [f.attname for f in WorkflowRun._meta.concrete_fields]
+    parts = insert_parts(WorkflowRun, per_row=every, alias="r")
     return (
-        f"INSERT INTO {quote(WorkflowRun._meta.db_table)} ({columns}) "  # noqa: S608
-        f"SELECT {columns} FROM json_to_recordset(%s::json) AS r({recordset}) "
+        f"INSERT INTO {connection.ops.quote_name(WorkflowRun._meta.db_table)} "  # noqa: S608
+        f"({parts.columns}) SELECT {parts.values} "
+        f"FROM json_to_recordset(%s::json) AS r({parts.recordset}) "
         'ON CONFLICT ("event_id", "workflow_id") DO NOTHING RETURNING "id", "status"'
     )
 

@@ -24,7 +24,7 @@ from project.api.body import (
     read_body_limited,
     validation_details,
 )
-from project.api.listing import apply_filterset, list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import (
     LIST_PARAMETERS,
     envelope,
@@ -49,20 +49,17 @@ EVENT_LIST_PARAMETERS = [*LIST_PARAMETERS, *filter_parameters(EventFilter)]
 
 def events_page(request: Request, queryset: Any) -> dict[str, Any]:
     """One page of events as `{"data": {"events": [...], "total_items": N}}`."""
-    params = parse_list_params(
-        request.query_params, sort_fields=selectors.EVENT_SORT_FIELDS, default_sort="created_at"
-    )
-    queryset = apply_filterset(EventFilter, request.query_params, queryset)
-    # One serializer for the whole page: building a ModelSerializer per row
-    # costs more than the page's queries (~0.7 ms per event).
-    serializer = EventSerializer()
-    return list_envelope(
+    return filtered_list(
+        request.query_params,
         key="events",
         queryset=queryset,
-        params=params,
+        filterset_class=EventFilter,
         sort_fields=selectors.EVENT_SORT_FIELDS,
-        to_dict=serializer.to_representation,
-        total=selectors.event_count(queryset=queryset),
+        default_sort="created_at",
+        # One serializer for the whole page: building a ModelSerializer per row
+        # costs more than the page's queries.
+        to_dict=EventSerializer().to_representation,
+        total=lambda filtered: selectors.event_count(queryset=filtered),
         deferred_join=True,
     )
 
@@ -201,18 +198,14 @@ class EventPropertyRecordsView(StrictAPIView):
     )
     def get(self, request: Request, event_id: str) -> Response:
         event = selectors.event_get(event_id=event_id)
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.PROPERTY_RECORD_SORT_FIELDS,
-            default_sort="property_id",
-            default_descending=False,
-        )
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="property_records",
                 queryset=selectors.event_property_records(event=event),
-                params=params,
                 sort_fields=selectors.PROPERTY_RECORD_SORT_FIELDS,
+                default_sort="property_id",
+                default_descending=False,
                 to_dict=PropertyRecordSerializer().to_representation,
             )
         )

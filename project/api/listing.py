@@ -1,8 +1,8 @@
 """List endpoints: count/offset/sort_field/sort_direction and the list envelope.
 
-Seed 004 names the query parameters; every list endpoint parses them here so
-that limits, defaults, error messages and the total ordering are the same
-everywhere. Ordering always ends with the primary key, so pages never repeat
+Seed 004 names the query parameters; every list endpoint answers through
+`filtered_list`, so that limits, defaults, error messages and the total ordering
+are the same everywhere. Ordering always ends with the primary key, so pages never repeat
 or skip a row when the sort field has ties. Parameters a view does not declare
 never get here: StrictAPIView rejects them (project/api/strict.py).
 """
@@ -106,7 +106,7 @@ def page_by_deferred_join(
     `OFFSET n` reads and throws away n whole rows. Selecting only the primary
     keys lets PostgreSQL skip them inside an index that holds the sort key and
     the id (an index-only scan, no table reads), then only the `count` rows of
-    the page are fetched: at offset 100 000 of 1M events, 10 ms instead of 24.
+    the page are fetched (bench/list_events.py measures it).
     A row deleted between the two queries is left out of the page.
     """
     ordered = queryset.order_by(*params.order_by(sort_fields))
@@ -130,7 +130,7 @@ def list_envelope(
     """`{"data": {key: [...], "total_items": N}}` for one page of a queryset.
 
     `to_dict`: pass one serializer's bound `to_representation`, not a lambda that
-    builds a serializer per row (building one deep-copies its fields, ~0.5 ms).
+    builds a serializer per row (building one deep-copies its fields).
     `total`: an exact count computed by the caller (e.g. from counters a
     selector keeps), instead of `queryset.count()`. `deferred_join`: fetch the
     page through its ids (see page_by_deferred_join), for big tables whose
@@ -150,24 +150,41 @@ def filtered_list(
     query: Mapping[str, str],
     *,
     key: str,
-    queryset: QuerySet[Any],
-    filterset_class: type[FilterSet],
+    queryset: QuerySet[Any] | Callable[[], QuerySet[Any]],
     sort_fields: Mapping[str, str],
     default_sort: str,
-    default_descending: bool = True,
     to_dict: Callable[[Any], dict[str, Any]],
+    default_descending: bool = True,
+    count_param: str = "count",
+    filterset_class: type[FilterSet] | None = None,
+    total: Callable[[QuerySet[Any]], int] | None = None,
+    deferred_join: bool = False,
 ) -> dict[str, Any]:
-    """The whole GET of a list endpoint: paging/sorting params, filters, the envelope."""
+    """The whole GET of a list endpoint: paging/sorting params, filters, the envelope.
+
+    Every list endpoint answers through here. `queryset`: the rows to list, or a
+    function building them from the view's own filter parameters (called after the
+    paging parameters are checked, so their errors come first, as everywhere).
+    `filterset_class`: a django-filter FilterSet run over it. `total`: an exact count
+    of the filtered rows computed otherwise than `queryset.count()`. `deferred_join`:
+    see list_envelope.
+    """
     params = parse_list_params(
         query,
         sort_fields=sort_fields,
         default_sort=default_sort,
         default_descending=default_descending,
+        count_param=count_param,
     )
+    rows = queryset() if callable(queryset) else queryset
+    if filterset_class is not None:
+        rows = apply_filterset(filterset_class, query, rows)
     return list_envelope(
         key=key,
-        queryset=apply_filterset(filterset_class, query, queryset),
+        queryset=rows,
         params=params,
         sort_fields=sort_fields,
         to_dict=to_dict,
+        total=None if total is None else total(rows),
+        deferred_join=deferred_join,
     )

@@ -23,7 +23,7 @@ from automation.schedules.api.serializers import (
 )
 from project.api.body import parse_body
 from project.api.errors import ApiError
-from project.api.listing import list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import envelope, errors, msgspec_body, paging_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
@@ -46,19 +46,15 @@ class ScheduleCollectionView(StrictAPIView):
         },
     )
     def get(self, request: Request) -> Response:
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.SCHEDULE_SORT_FIELDS,
-            default_sort="created_date",
-            count_param="limit",
-        )
-        queryset = selectors.schedule_list(**parse_schedule_filter(request.query_params))
+        query = request.query_params
         return Response(
-            list_envelope(
+            filtered_list(
+                query,
                 key="schedules",
-                queryset=queryset,
-                params=params,
+                queryset=lambda: selectors.schedule_list(**parse_schedule_filter(query)),
                 sort_fields=selectors.SCHEDULE_SORT_FIELDS,
+                default_sort="created_date",
+                count_param="limit",
                 to_dict=ScheduleSerializer().to_representation,
             )
         )
@@ -168,18 +164,14 @@ class ScheduleRunsView(StrictAPIView):
     )
     def get(self, request: Request, schedule_id: str) -> Response:
         schedule = selectors.schedule_get(schedule_id=schedule_id)
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.RUN_SORT_FIELDS,
-            default_sort="scheduled_for",
-            count_param="limit",
-        )
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="runs",
                 queryset=selectors.schedule_runs(schedule=schedule),
-                params=params,
                 sort_fields=selectors.RUN_SORT_FIELDS,
+                default_sort="scheduled_for",
+                count_param="limit",
                 to_dict=ScheduleRunSerializer().to_representation,
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -31,7 +32,7 @@ from automation.webhooks.services import (
 )
 from project.api.body import parse_body
 from project.api.errors import ApiError
-from project.api.listing import list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
@@ -51,15 +52,13 @@ class WebhookCollectionView(StrictAPIView):
         responses={200: list_schema("WebhookList", "webhooks", WebhookSerializer), **errors(400)},
     )
     def get(self, request: Request) -> Response:
-        params = parse_list_params(
-            request.query_params, sort_fields=WEBHOOK_SORT_FIELDS, default_sort="created_at"
-        )
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="webhooks",
                 queryset=webhook_list(),
-                params=params,
                 sort_fields=WEBHOOK_SORT_FIELDS,
+                default_sort="created_at",
                 to_dict=_webhook_data,
             )
         )
@@ -163,25 +162,26 @@ class DeliveryCollectionView(StrictAPIView):
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
-        params = parse_list_params(
-            query, sort_fields=DELIVERY_SORT_FIELDS, default_sort="created_at"
-        )
-        state = query.get("status")
-        if state is not None and state not in Delivery.Status.values:
-            allowed = ", ".join(Delivery.Status.values)
-            raise ApiError(
-                f"Invalid query parameter 'status': one of {allowed}.",
-                details={"status": [f"One of: {allowed}."]},
+
+        def deliveries() -> QuerySet[Delivery]:
+            state = query.get("status")
+            if state is not None and state not in Delivery.Status.values:
+                allowed = ", ".join(Delivery.Status.values)
+                raise ApiError(
+                    f"Invalid query parameter 'status': one of {allowed}.",
+                    details={"status": [f"One of: {allowed}."]},
+                )
+            return delivery_list(
+                webhook_id=query.get("webhook_id"), event_id=query.get("event_id"), status=state
             )
-        queryset = delivery_list(
-            webhook_id=query.get("webhook_id"), event_id=query.get("event_id"), status=state
-        )
+
         return Response(
-            list_envelope(
+            filtered_list(
+                query,
                 key="deliveries",
-                queryset=queryset,
-                params=params,
+                queryset=deliveries,
                 sort_fields=DELIVERY_SORT_FIELDS,
+                default_sort="created_at",
                 to_dict=DeliverySerializer().to_representation,
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,10 +17,10 @@ from automation.workflows.api.serializers import (
     WorkflowSerializer,
     WorkflowTestIn,
 )
-from automation.workflows.models import WorkflowRun
+from automation.workflows.models import Workflow, WorkflowRun
 from project.api.body import parse_body
 from project.api.errors import ApiError
-from project.api.listing import list_envelope, parse_list_params
+from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
@@ -61,21 +62,18 @@ class WorkflowCollectionView(StrictAPIView):
         },
     )
     def get(self, request: Request) -> Response:
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.WORKFLOW_SORT_FIELDS,
-            default_sort="created_at",
-        )
-        queryset = selectors.workflow_list()
-        active = _bool_param(request, "active")
-        if active is not None:
-            queryset = queryset.filter(active=active)
+        def workflows() -> QuerySet[Workflow]:
+            queryset = selectors.workflow_list()
+            active = _bool_param(request, "active")
+            return queryset if active is None else queryset.filter(active=active)
+
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="workflows",
-                queryset=queryset,
-                params=params,
+                queryset=workflows,
                 sort_fields=selectors.WORKFLOW_SORT_FIELDS,
+                default_sort="created_at",
                 to_dict=WorkflowSerializer().to_representation,
             )
         )
@@ -174,26 +172,26 @@ class WorkflowRunsView(StrictAPIView):
     )
     def get(self, request: Request, workflow_id: str) -> Response:
         workflow = selectors.workflow_get(workflow_id=workflow_id)
-        params = parse_list_params(
-            request.query_params,
-            sort_fields=selectors.RUN_SORT_FIELDS,
-            default_sort="created_at",
-        )
-        queryset = selectors.workflow_runs(workflow=workflow)
-        wanted = request.query_params.get("status")
-        if wanted:
+
+        def runs() -> QuerySet[WorkflowRun]:
+            queryset = selectors.workflow_runs(workflow=workflow)
+            wanted = request.query_params.get("status")
+            if not wanted:
+                return queryset
             if wanted not in RUN_STATUSES:
                 raise ApiError(
                     f"Unknown status '{wanted}'.",
                     details={"status": [f"One of: {', '.join(RUN_STATUSES)}."]},
                 )
-            queryset = queryset.filter(status=wanted)
+            return queryset.filter(status=wanted)
+
         return Response(
-            list_envelope(
+            filtered_list(
+                request.query_params,
                 key="workflow_runs",
-                queryset=queryset,
-                params=params,
+                queryset=runs,
                 sort_fields=selectors.RUN_SORT_FIELDS,
+                default_sort="created_at",
                 to_dict=WorkflowRunSerializer().to_representation,
             )
         )

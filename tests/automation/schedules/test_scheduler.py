@@ -20,6 +20,7 @@ from automation.schedules.services import (
     schedule_run_now,
 )
 from automation.webhooks.models import Delivery
+from project.errors import ConflictError
 from tests.automation.schedules.conftest import NOW
 from tests.receiver import Receiver
 
@@ -265,3 +266,33 @@ def test_big_bursts_are_left_to_the_delivery_dispatcher(
     assert dispatch_due_schedules(NOW + MINUTE) == 3
 
     assert Delivery.objects.filter(queued_until__isnull=True, status="pending").count() == 3
+
+
+def test_run_now_twice_at_the_same_instant_is_a_409_and_sends_one_callback(
+    make_schedule: Callable[..., Schedule],
+) -> None:
+    schedule = make_schedule(interval="0 * * * *")
+    at = NOW + 10 * MINUTE
+    schedule_run_now(schedule=schedule, now=at)
+
+    with pytest.raises(ConflictError):
+        schedule_run_now(schedule=schedule, now=at)
+
+    assert runs_of(schedule) == [at]
+    assert Delivery.objects.filter(endpoint_id=schedule.endpoint_id).count() == 1
+
+
+def test_run_now_of_a_paused_schedule_keeps_it_paused_and_gives_up_after_the_window(
+    make_schedule: Callable[..., Schedule],
+) -> None:
+    schedule = schedule_pause(schedule=make_schedule(interval="0 * * * *"))
+    at = NOW + 10 * MINUTE
+
+    run = schedule_run_now(schedule=schedule, now=at)
+
+    assert run.delivery is not None
+    assert run.delivery.give_up_at == at + scheduler.FINAL_RUN_RETRY_WINDOW
+    schedule.refresh_from_db()
+    assert schedule.status == Schedule.Status.PAUSED
+    assert schedule.next_run_at is None
+    assert schedule.last_run_at == at

@@ -1,4 +1,4 @@
-"""The SSRF guard and the per-call deadline of automation.webhooks.outbound."""
+"""The SSRF guard (automation.webhooks.guard) and the per-call deadline of outbound.post."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from automation.webhooks import outbound
+from automation.webhooks import guard, outbound
 from tests.receiver import Reply
 
 PUBLIC = "93.184.215.14"
@@ -62,7 +62,7 @@ REFUSED_URLS = [
 ]
 
 
-def fake_resolver(answers: dict[str, list[str]]) -> outbound.Resolver:
+def fake_resolver(answers: dict[str, list[str]]) -> guard.Resolver:
     def resolve(host: str, port: int) -> list[str]:
         return answers.get(host, ["127.0.0.1"])
 
@@ -73,7 +73,7 @@ def fake_resolver(answers: dict[str, list[str]]) -> outbound.Resolver:
 def test_dangerous_url_is_refused(url, settings):
     settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = []
     with pytest.raises(outbound.OutboundRefused):
-        outbound.check_url(url, resolver=fake_resolver({"example.com": [PUBLIC]}))
+        guard.check_url(url, resolver=fake_resolver({"example.com": [PUBLIC]}))
 
 
 @pytest.mark.parametrize(
@@ -89,14 +89,14 @@ def test_dangerous_url_is_refused(url, settings):
 )
 def test_public_url_is_allowed(url, settings):
     settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = []
-    target = outbound.check_url(url, resolver=fake_resolver({"example.com": [PUBLIC]}))
+    target = guard.check_url(url, resolver=fake_resolver({"example.com": [PUBLIC]}))
     assert target.ip
 
 
 def test_a_host_with_one_private_address_among_public_ones_is_refused(settings):
     settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = []
     with pytest.raises(outbound.OutboundRefused, match=r"10\.1\.2\.3"):
-        outbound.check_url(
+        guard.check_url(
             "http://example.com/",
             resolver=fake_resolver({"example.com": [PUBLIC, "10.1.2.3"]}),
         )
@@ -111,7 +111,7 @@ def test_dns_rebinding_is_refused_at_connection_time(settings, receiver):
         return next(answers)
 
     url = f"http://rebind.example:{receiver.port}/hook"
-    assert outbound.check_url(url, resolver=rebinding).ip == PUBLIC
+    assert guard.check_url(url, resolver=rebinding).ip == PUBLIC
     with pytest.raises(outbound.OutboundRefused, match=r"127\.0\.0\.1"):
         outbound.post(url, body=b"{}", headers={}, resolver=rebinding)
     assert receiver.requests == []
@@ -144,11 +144,11 @@ def test_redirect_to_loopback_is_not_followed(settings, receiver):
 
 def test_allowed_networks_lift_the_guard_only_for_those_networks(settings):
     settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    assert outbound.check_url("http://127.0.0.1:8301/").ip == "127.0.0.1"
+    assert guard.check_url("http://127.0.0.1:8301/").ip == "127.0.0.1"
     with pytest.raises(outbound.OutboundRefused):
-        outbound.check_url("http://10.0.0.1/")
+        guard.check_url("http://10.0.0.1/")
     with pytest.raises(outbound.OutboundRefused):
-        outbound.check_url("http://[::1]/")
+        guard.check_url("http://[::1]/")
 
 
 def test_proxy_environment_variables_are_ignored(settings, receiver, monkeypatch):
