@@ -190,7 +190,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # How long a worker process trusts an API key it has looked up (seconds; 0 = ask
 # the database on every request). Bounds how long a revoked key keeps working in
 # the other processes: revoking drops it at once in its own. See
-# docs/operations.md "Ingest performance".
+# docs/operations.md, "API keys".
 API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "5"))
 
 REST_FRAMEWORK = {
@@ -261,7 +261,7 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 ]
 
 # ---------------------------------------------------------------- Background work and delivery
-# (issue 4; documented in docs/operations.md, "Background work and delivery")
+# (docs/operations.md, "Webhook deliveries" and "Running the processes")
 # The embedded default (SQLite, no broker, not production) may call loopback receivers;
 # project/wsgi.py says so when the app starts. Anything else must list networks explicitly.
 EMBEDDED_DEFAULT = not PRODUCTION and not CELERY_BROKER_URL and not IS_POSTGRES
@@ -295,7 +295,7 @@ HERALD_EMBEDDED_TICK_SECONDS = float(os.environ.get("HERALD_EMBEDDED_TICK_SECOND
 HERALD_EMBEDDED_WORKER_THREADS = int(os.environ.get("HERALD_EMBEDDED_WORKER_THREADS", "8"))
 
 # ---------------------------------------------------------------- Scheduled callbacks
-# (issue 5; documented in docs/automation.md, "Scheduled callbacks")
+# (docs/automation.md, "Scheduled callbacks")
 # Shortest allowed gap between two runs of one schedule; 1 allows every-second schedules
 # (development and tests).
 HERALD_SCHEDULE_MIN_INTERVAL_SECONDS = int(
@@ -307,7 +307,7 @@ HERALD_SCHEDULE_CLAIM_CHUNK = int(os.environ.get("HERALD_SCHEDULE_CLAIM_CHUNK", 
 # is left to the delivery dispatcher (next tick), so a scheduler never publishes 10k messages.
 HERALD_SCHEDULE_ENQUEUE_MAX = int(os.environ.get("HERALD_SCHEDULE_ENQUEUE_MAX", "200"))
 
-# ---------------------------------------------------------------- Workflows (issue 6)
+# ---------------------------------------------------------------- Workflows
 # (documented in docs/automation.md, "## Workflows")
 # A chain of emit_event actions stops at this depth (the loop guard).
 HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", "5"))

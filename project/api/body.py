@@ -1,6 +1,7 @@
 """Strict JSON request bodies decoded by msgspec.
 
-msgspec validates while it decodes (about 50x faster than DRF serializers), and
+msgspec validates while it decodes (far cheaper than DRF serializers: docs/performance.md),
+and
 its Struct types are the single source of truth for what a valid request is:
 the OpenAPI components are generated from the same types (see project/api/schema.py).
 """
