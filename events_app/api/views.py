@@ -11,6 +11,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from customers.selectors import customer_get
 from events_app import ingestion, selectors
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
@@ -214,3 +215,18 @@ class EventPropertyRecordsView(StrictAPIView):
                 to_dict=PropertyRecordSerializer().to_representation,
             )
         )
+
+
+class CustomerEventsView(StrictAPIView):
+    @query_params(*EVENT_LIST_PARAMETERS)
+    @extend_schema(
+        operation_id="customers_events_list",
+        description="The customer's events, with the parameters and envelope of GET /events.",
+        responses={
+            200: list_schema("CustomerEventList", "events", EventSerializer),
+            **errors(400, 404),
+        },
+    )
+    def get(self, request: Request, customer_id: str) -> Response:
+        customer = customer_get(customer_id=customer_id)
+        return Response(events_page(request, selectors.customer_events(customer=customer)))
