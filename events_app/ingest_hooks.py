@@ -28,7 +28,19 @@ from typing import Any, Protocol
 from django.db.models import Model
 
 from events_app.models import Event
+from events_app.payloads import EVENT_INPUT_COLUMNS
 from project.ids import new_public_id
+
+# The columns a PreparedEvent carries into the insert (events_app.ingest_pg).
+PREPARED_COLUMNS = (
+    *EVENT_INPUT_COLUMNS,
+    # Written with the row, not by an UPDATE after the insert: an UPDATE would rewrite
+    # every row just inserted (automation_pending is in a partial index's predicate,
+    # so not even a HOT update) and need a transaction around the two statements.
+    "automation_pending",
+    "is_delivered",
+    "depth",
+)
 
 
 @dataclass(slots=True)
@@ -59,19 +71,7 @@ class PreparedEvent:
     def as_event(self) -> Event:
         """The row the insert writes, as an unsaved instance (for the portable insert
         and for payloads, which are then built without reading the row back)."""
-        return Event(
-            id=self.id,
-            event_type_id=self.event_type_id,
-            customer_id=self.customer_id,
-            external_id=self.external_id,
-            secondary_external_id=self.secondary_external_id,
-            data=self.data,
-            occurred_at=self.occurred_at,
-            created_at=self.created_at,
-            automation_pending=self.automation_pending,
-            is_delivered=self.is_delivered,
-            depth=self.depth,
-        )
+        return Event(**{column: getattr(self, column) for column in PREPARED_COLUMNS})
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,26 +28,16 @@ import psycopg
 from django.db import connection
 from django.db.models import Field, Model
 
-from events_app.ingest_hooks import Companion, PreparedEvent, ingest_companions
+from events_app.ingest_hooks import (
+    PREPARED_COLUMNS,
+    Companion,
+    PreparedEvent,
+    ingest_companions,
+)
 from events_app.models import Event, PropertyRecord
 
 # Columns whose value differs per event; every other column gets its field default.
-PER_EVENT_COLUMNS = (
-    "id",
-    "event_type_id",
-    "customer_id",
-    "external_id",
-    "secondary_external_id",
-    "data",
-    "occurred_at",
-    "created_at",
-    # Written here, not by an UPDATE after the insert: an UPDATE would rewrite every
-    # row just inserted (automation_pending is in a partial index's predicate, so not
-    # even a HOT update) and need a transaction around the two statements.
-    "automation_pending",
-    "is_delivered",
-    "depth",
-)
+PER_EVENT_COLUMNS = PREPARED_COLUMNS
 # One JSON document carries the whole batch: msgspec encodes the PreparedEvent
 # dataclasses in C and PostgreSQL's json_to_recordset parses them in C, where
 # binding one array per column of 1000 elements made psycopg quote 7000 values in Python
