@@ -204,8 +204,8 @@ def events_plan(*, events: Sequence[PreparedEvent], facts: IngestFacts) -> dict[
     endpoints = subscriptions_matching(events=events, subscriptions=facts.subscriptions)
     if endpoints:
         unsaved = [p.as_event() for p in events if p.id in endpoints]
-        for event in unsaved:
-            event.is_delivered = False  # the payload shows the row as inserted
+        for row in unsaved:
+            row.is_delivered = False  # the payload shows the row as inserted
         deliveries = deliveries_plan_for_new_events(events=unsaved, endpoints=endpoints)
         for event_id, (payload, planned) in deliveries.items():
             plan = plans.setdefault(event_id, EventPlan())
@@ -253,7 +253,7 @@ def events_handover(*, events: Sequence[PreparedEvent]) -> None:
 class AutomationIngest:
     """automation's implementation of events_app.ingest_hooks.IngestHook."""
 
-    companions = (DELIVERIES,)
+    companions: tuple[Companion, ...] = (DELIVERIES,)
 
     def facts_sql(self, width: int) -> str:
         return facts_sql(width)
