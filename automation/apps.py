@@ -8,16 +8,21 @@ class AutomationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Wire automation into the layers below it, which never import it: the
-        periodic jobs (project.background) and the Celery tasks of every process."""
+        """Wire automation into the layers below it, which never import it: the ingest
+        hook (events_app.ingest_hooks), the periodic jobs (project.background) and the
+        Celery tasks of every process."""
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
+        from automation.ingest import INGEST_HOOK
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
+        from events_app.ingest_hooks import ingest_hook_register
         from project.background import periodic_job_register
 
+        # Events ingested get their webhook deliveries and workflow evaluations.
+        ingest_hook_register(INGEST_HOOK)
         # A schedule's callback endpoint was called: the schedule becomes ACTIVE.
         CALLED_HOOKS[Endpoint.Kind.SCHEDULE] = lambda endpoint_id: schedule_mark_called(
             endpoint_id=endpoint_id

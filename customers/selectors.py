@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from customers.models import Customer
-from events_app.models import Event
 from project.errors import NotFoundError
 
 CUSTOMER_SORT_FIELDS = {
@@ -26,8 +25,3 @@ def customer_get(*, customer_id: str) -> Customer:
         return Customer.objects.get(pk=customer_id)
     except Customer.DoesNotExist:
         raise NotFoundError(f"Customer '{customer_id}' not found.") from None
-
-
-def customer_events(*, customer: Customer) -> QuerySet[Event]:
-    """The customer's events; served by the (customer, created_at, id) index."""
-    return Event.objects.filter(customer=customer)

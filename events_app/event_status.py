@@ -1,11 +1,14 @@
 """An event's processing status: pending until the integration marks it completed
-or failed (PATCH /events/{event_id}, events_app.api.event_patch)."""
+or failed; and its delivery status (PATCH /events/{event_id}, events_app.api.event_patch)."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 
+from events_app.ingest_hooks import ingest_hook
 from events_app.models import Event
+from events_app.selectors import event_get
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 
@@ -33,3 +36,16 @@ def event_mark_processed(*, event_id: str, status: str) -> None:
     if Event.objects.filter(pk=event_id).exists():
         raise ConflictError("Event already processed")
     raise NotFoundError(f"Event '{event_id}' not found.")
+
+
+def event_mark_delivered(*, event_id: str) -> Event:
+    """Seed 001: mark an event delivered. In the same transaction the ingest hook
+    (automation) cancels the event's pending and failed webhook deliveries."""
+    with transaction.atomic():
+        event = event_get(event_id=event_id)
+        Event.objects.filter(pk=event.pk).update(is_delivered=True)
+        event.is_delivered = True
+        hook = ingest_hook()
+        if hook is not None:
+            hook.event_marked_delivered(event)
+    return event

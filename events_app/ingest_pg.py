@@ -1,53 +1,43 @@
 """The set-based INSERT of a batch of events on PostgreSQL (the ingestion hot path).
 
-One statement stores a whole batch: the events come in as one array per column
-(`unnest`), refs already stored are skipped by `ON CONFLICT … DO NOTHING` on the
-partial unique index `event_ref_unique_per_type` (so a concurrent writer of the
-same ref never causes an IntegrityError or a half-written batch: the loser waits
-for the winner's commit and then skips the row), and a data-modifying CTE inserts
-the property records and the planned webhook deliveries (automation.webhooks.deliveries) of
-exactly the events that were stored. A single statement is atomic on its own, so
-events, records and deliveries commit together without a transaction around them.
-This is about 2.5x faster than `bulk_create`, which sends one parameter per cell and
-builds model instances.
+One statement stores a whole batch: the events come in as one JSON document,
+refs already stored are skipped by `ON CONFLICT … DO NOTHING` on the partial
+unique index `event_ref_unique_per_type` (so a concurrent writer of the same ref
+never causes an IntegrityError or a half-written batch: the loser waits for the
+winner's commit and then skips the row), and data-modifying CTEs insert the
+property records and the companion rows the ingest hook planned (events_app.
+ingest_hooks: automation's webhook deliveries) of exactly the events that were
+stored. A single statement is atomic on its own, so events, records and
+companions commit together without a transaction around them. This is about 2.5x
+faster than `bulk_create`, which sends one parameter per cell and builds model
+instances.
 
-The statement is built from the models, so a column added to Event (or Delivery)
-later is filled with its field default unless it is listed in PER_EVENT_COLUMNS
-(PER_DELIVERY_COLUMNS; then PreparedEvent or PlannedDelivery must carry it).
+The statement is built from the models, so a column added to Event (or to a
+companion's model) later is filled with its field default unless it is listed in
+PER_EVENT_COLUMNS (a Companion's columns; then PreparedEvent or the planned row
+must carry it).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from django.db import connection
+from django.db.models import Field
 
-from automation.webhooks.models import Delivery
+from events_app.ingest_hooks import (
+    PREPARED_COLUMNS,
+    Companion,
+    PreparedEvent,
+    ingest_companions,
+)
 from events_app.models import Event, PropertyRecord
 from project.sql import fetch_all, insert_parts
 
-if TYPE_CHECKING:
-    from events_app.ingestion import PreparedEvent
-
 # Columns whose value differs per event; every other column gets its field default.
-PER_EVENT_COLUMNS = (
-    "id",
-    "event_type_id",
-    "customer_id",
-    "external_id",
-    "secondary_external_id",
-    "data",
-    "occurred_at",
-    "created_at",
-    # Written here, not by an UPDATE after the insert: an UPDATE would rewrite every
-    # row just inserted (automation_pending is in a partial index's predicate, so not
-    # even a HOT update) and need a transaction around the two statements.
-    "automation_pending",
-    "is_delivered",
-    "depth",
-)
+PER_EVENT_COLUMNS = PREPARED_COLUMNS
 # One JSON document carries the whole batch: msgspec encodes the PreparedEvent
 # dataclasses in C and PostgreSQL's json_to_recordset parses them in C, where
 # binding one array per column of 1000 elements made psycopg quote 7000 values in Python
@@ -55,36 +45,62 @@ PER_EVENT_COLUMNS = (
 _encode = msgspec.json.Encoder().encode
 
 
-# Delivery columns each planned delivery (automation.webhooks.deliveries.PlannedDelivery) carries;
-# the event's id and payload come from its event's row, the rest take field defaults.
-PER_DELIVERY_COLUMNS = ("id", "endpoint_id", "message_id", "queued_until", "created_at")
-DELIVERY_FROM_EVENT = {"event_id": 'input."id"', "payload": "input.payload::jsonb"}
-# A planned delivery is due when it is created.
-DELIVERY_SAME_AS = {"next_attempt_at": "created_at"}
+def _companion_cte(companion: Companion) -> tuple[str, list[Field[Any, Any]]]:
+    """The CTE inserting `companion`'s planned rows of the stored events, and its
+    fields that take their default."""
+    quote = connection.ops.quote_name
+    by_attname = {f.attname: f for f in companion.model._meta.concrete_fields}
+    given: dict[str, str] = {}
+    taken: list[str] = []  # PreparedEvent.values the rows take
+    for column, source in companion.from_event.items():
+        if source in PER_EVENT_COLUMNS:
+            given[column] = f"input.{quote(source)}"
+        else:
+            given[column] = f"v.{quote(source)}"
+            taken.append(f"{quote(source)} {by_attname[column].db_type(connection)}")
+    for column, source in companion.same_as.items():
+        given[column] = f"c.{quote(source)}"
+    columns, values, recordset, defaulted = insert_parts(
+        companion.model, per_row=companion.per_row, alias="c", given=given
+    )
+    # The event's values are read once per event, before its rows are expanded.
+    event_values = (
+        f'CROSS JOIN LATERAL json_to_record(input."values") AS v({", ".join(taken)})'
+        if taken
+        else ""
+    )
+    # Only identifiers from the model's metadata are formatted in; values are parameters.
+    cte = f"""stored_{companion.name} AS (
+    INSERT INTO {quote(companion.model._meta.db_table)} ({columns})
+    SELECT {values}
+    FROM input JOIN stored ON stored."id" = input."id"
+    {event_values}
+    CROSS JOIN LATERAL json_to_recordset(input.companions -> '{companion.name}') AS c({recordset})
+)"""  # noqa: S608
+    return cte, defaulted
 
 
 @functools.cache
-def _statement() -> tuple[str, tuple[Any, ...]]:
+def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call)."""
     quote = connection.ops.quote_name
-    # The recordsets' columns are PreparedEvent's and PlannedDelivery's attribute names.
+    # The recordset's columns are PreparedEvent's attribute names.
     event_columns, event_values, event_recordset, event_defaulted = insert_parts(
         Event, per_row=PER_EVENT_COLUMNS, alias="u"
     )
-    delivery_given = {
-        **DELIVERY_FROM_EVENT,
-        **{column: f"d.{quote(source)}" for column, source in DELIVERY_SAME_AS.items()},
-    }
-    delivery_columns, delivery_values, delivery_recordset, delivery_defaulted = insert_parts(
-        Delivery, per_row=PER_DELIVERY_COLUMNS, alias="d", given=delivery_given
-    )
+    defaulted = [*event_defaulted]
+    companion_ctes = ""
+    for companion in companions:
+        cte, companion_defaulted = _companion_cte(companion)
+        companion_ctes += f", {cte}"
+        defaulted += companion_defaulted
     records = PropertyRecord._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
     sql = f"""
 WITH input AS (
     SELECT u.*, u.records AS property_records
     FROM json_to_recordset(%s::json)
-        AS u({event_recordset}, "records" json, "payload" json, "deliveries" json)
+        AS u({event_recordset}, "records" json, "companions" json, "values" json)
 ), stored AS (
     INSERT INTO {quote(Event._meta.db_table)} ({event_columns})
     SELECT {event_values}
@@ -96,12 +112,7 @@ WITH input AS (
     SELECT stored."id", r.pair ->> 0, r.pair ->> 1
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
-), stored_deliveries AS (
-    INSERT INTO {quote(Delivery._meta.db_table)} ({delivery_columns})
-    SELECT {delivery_values}
-    FROM input JOIN stored ON stored."id" = input."id"
-    CROSS JOIN LATERAL json_to_recordset(input.deliveries) AS d({delivery_recordset})
-)
+){companion_ctes}
 SELECT "id", true, NULL FROM stored
 UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
@@ -114,7 +125,7 @@ LEFT JOIN {quote(Event._meta.db_table)} existing
     AND existing."external_id" = input."external_id"
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
 """  # noqa: S608
-    return sql, (*event_defaulted, *delivery_defaulted)
+    return sql, tuple(defaulted)
 
 
 def _default_params(defaulted: tuple[Any, ...]) -> list[Any]:
@@ -122,23 +133,25 @@ def _default_params(defaulted: tuple[Any, ...]) -> list[Any]:
 
 
 @functools.cache
-def _constant_defaults() -> list[Any] | None:
+def _constant_defaults(companions: tuple[Companion, ...]) -> list[Any] | None:
     """The defaulted columns' parameters, built once when none of their defaults is
-    computed per call (a callable): building them was a measurable share of a single POST."""
-    _, defaulted = _statement()
+    computed per call (a callable): they are most of the statement's per-call setup."""
+    _, defaulted = _statement(companions)
     if any(f.has_default() and callable(f.default) for f in defaulted):
         return None
     return _default_params(defaulted)
 
 
 def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
-    """Insert `prepared` and their property records.
+    """Insert `prepared`, their property records and their companion rows.
 
     Returns the ids stored, and for each event skipped because its ref exists, the
     id of the event that holds the ref (None when this statement could not see it).
     """
-    sql, defaulted = _statement()
-    params = [_encode(prepared).decode(), *(_constant_defaults() or _default_params(defaulted))]
+    companions = ingest_companions()
+    sql, defaulted = _statement(companions)
+    defaults = _constant_defaults(companions)
+    params = [_encode(prepared).decode(), *(defaults or _default_params(defaulted))]
     # Prepared on the connection (project.sql): PostgreSQL stops re-planning the CTE on
     # every request -- most of its CPU for a single event.
     rows = fetch_all(sql, params)

@@ -2,88 +2,37 @@
 
 The path of an event: the API decodes an `EventCreateIn` (events_app.schemas),
 then `event_ingest` / `events_ingest_batch` resolve its type and customer,
-validate its property records against the type's definitions and store
-everything in one transaction.
+validate its property records against the type's definitions (the reads this
+needs: events_app.ingest_references) and store everything in one transaction,
+with what the ingest hook plans for the events (events_app.ingest_hooks).
 """
 
 from __future__ import annotations
 
 import json
-from bisect import insort
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-import msgspec
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.ingest import FACT_KINDS, IngestFacts, facts_sql, ingest_facts_read
-from automation.webhooks.deliveries import (
-    PlannedDelivery,
-    deliveries_enqueue_planned,
-    deliveries_plan_for_new_events,
-    subscriptions_matching,
-)
-from automation.webhooks.models import Delivery
-from automation.workflows.runner import evaluation_enqueue_on_commit, events_mark_automation
 from customers.services import customers_ensure
+from events_app.ingest_hooks import (
+    PreparedEvent,
+    ingest_companions,
+    ingest_hook,
+    ingest_plan_apply,
+)
 from events_app.ingest_pg import pg_insert_events
+from events_app.ingest_references import TypeInfo, references_read
 from events_app.models import Event, PropertyRecord
-from events_app.properties import PROPERTY_TYPES
-from events_app.schemas import EventCreateIn, EventIn
+from events_app.schemas import EventCreateIn
 from project.errors import ConflictError, ValidationFailed
-from project.ids import new_public_id, new_public_ids
-from project.sql import fetch_all
+from project.ids import new_public_ids
 
 REF_EXISTS = "Event ref already exists."
-_encode_json = msgspec.json.Encoder().encode
-
-
-@dataclass(slots=True)
-class PreparedEvent:
-    """An event that passed every check, ready to insert (plain values, no model instance:
-    building 1000 Django model instances costs more than inserting them)."""
-
-    index: int
-    event_type_id: str
-    customer_id: str
-    external_id: str | None
-    secondary_external_id: str | None
-    data: dict[str, Any]
-    occurred_at: datetime
-    created_at: datetime
-    records: list[tuple[str, str]] = field(default_factory=list)
-    id: str = field(default_factory=new_public_id)
-    # Set by events_store (automation.workflows.runner.events_mark_automation; false for
-    # an event an active webhook subscription matches) and by follow-up events
-    # (emit_event); the insert writes them with the row.
-    automation_pending: bool = False
-    is_delivered: bool = True
-    depth: int = 0
-    # Webhook deliveries, planned by events_store and inserted with the event: the
-    # event as the API shows it, and one delivery per matching subscription.
-    payload: dict[str, Any] | None = None
-    deliveries: list[PlannedDelivery] = field(default_factory=list)
-
-    def as_event(self) -> Event:
-        """The row the insert writes, as an unsaved instance (for the portable insert
-        and for webhook payloads, which are then built without reading the row back)."""
-        return Event(
-            id=self.id,
-            event_type_id=self.event_type_id,
-            customer_id=self.customer_id,
-            external_id=self.external_id,
-            secondary_external_id=self.secondary_external_id,
-            data=self.data,
-            occurred_at=self.occurred_at,
-            created_at=self.created_at,
-            automation_pending=self.automation_pending,
-            is_delivered=self.is_delivered,
-            depth=self.depth,
-        )
 
 
 @dataclass(slots=True)
@@ -102,119 +51,6 @@ class StoreResult:
     duplicates: list[InvalidEvent]
 
 
-class _Definition(NamedTuple):
-    property_id: str
-    to_text: Callable[[Any], str]  # the value type's converter (events_app.properties)
-
-
-@dataclass(slots=True)
-class _TypeInfo:
-    id: str
-    key: str
-    definitions: dict[str, _Definition] = field(default_factory=dict)
-    required: list[str] = field(default_factory=list)  # sorted property ids
-
-
-# The reads that judging a request needs -- its event types with their property
-# definitions, its customers by id and by external id -- are one query (a UNION
-# ALL of the three, tagged by kind) returning plain rows: one round trip, and no
-# ORM compilation, which cost more CPU than the queries themselves.
-#
-# Why event types are not cached in the process: gunicorn workers are separate
-# processes (and Herald may run on several machines), so a cached definition can
-# only be trusted after asking the database whether it is still current -- a round
-# trip, which this read shares with the customer lookups anyway. Reading fresh rows
-# is always correct: an edited type applies to the very next event, on every
-# worker. See docs/api.md.
-_READS = {
-    "type": """
-SELECT 'type', et.id, et.key, pd.property_id, pd.value_type, pd.required
-FROM events_app_eventtype et
-LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE {0} OR {1}""",
-    "customer": "SELECT 'customer', id, NULL, NULL, NULL, NULL FROM customers_customer WHERE {0}",
-    "external": (
-        "SELECT 'external', id, external_id, NULL, NULL, NULL FROM customers_customer WHERE {0}"
-    ),
-}
-
-
-def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
-    """`column IN values` as SQL and parameters.
-
-    On PostgreSQL the values travel as one JSON array: msgspec encodes it in C,
-    where psycopg would quote each element of a list in Python.
-    """
-    if connection.vendor == "postgresql":
-        return (
-            f"{column} IN (SELECT json_array_elements_text(%s::json))",
-            [_encode_json(sorted(values)).decode()],
-        )
-    return f"{column} IN ({', '.join(['%s'] * len(values))})", sorted(values)
-
-
-@dataclass(slots=True)
-class _References:
-    types_by_id: dict[str, _TypeInfo]
-    types_by_key: dict[str, _TypeInfo]
-    customer_ids: set[str]
-    customers_by_external_id: dict[str, str]
-    facts: IngestFacts | None = None
-
-
-def _read_references(items: list[EventIn], *, with_facts: bool = False) -> _References:
-    """The types and customers `items` name; `with_facts`: also what events_store
-    needs to know from automation, in the same statement (no round trip of its own)."""
-    type_ids = {i.event_type_id for i in items if i.event_type_id}
-    type_keys = {i.event_type for i in items if i.event_type}
-    customer_ids = {i.customer_id for i in items if i.customer_id}
-    external_ids = {i.customer_external_id for i in items if i.customer_external_id}
-    parts: list[str] = []
-    params: list[Any] = []
-    for kind, conditions in (
-        ("type", [("et.id", type_ids), ("et.key", type_keys)] if type_ids or type_keys else []),
-        ("customer", [("id", customer_ids)] if customer_ids else []),
-        ("external", [("external_id", external_ids)] if external_ids else []),
-    ):
-        if not conditions:
-            continue
-        clauses = []
-        for column, values in conditions:
-            clause, clause_params = _in(column, values or {""})
-            clauses.append(clause)
-            params += clause_params
-        parts.append(_READS[kind].format(*clauses))
-    if with_facts:
-        parts.append(facts_sql(width=6))
-    refs = _References({}, {}, set(), {})
-    if not parts:
-        return refs
-    # Prepared on PostgreSQL: planning this UNION cost about 250 µs of backend CPU
-    # per single POST /events. The text is the same for every request of one shape
-    # (the values travel as JSON).
-    rows = fetch_all(" UNION ALL ".join(parts), params)
-    if with_facts:
-        refs.facts = IngestFacts.of_rows(r for r in rows if r[0] in FACT_KINDS)
-    for kind, row_id, key, property_id, value_type, required in rows:
-        if kind in FACT_KINDS:
-            continue
-        if kind == "customer":
-            refs.customer_ids.add(row_id)
-        elif kind == "external":
-            refs.customers_by_external_id[key] = row_id
-        else:
-            info = refs.types_by_id.get(row_id)
-            if info is None:
-                info = _TypeInfo(row_id, key)
-                refs.types_by_id[row_id] = refs.types_by_key[key] = info
-            if property_id is not None:
-                to_text = PROPERTY_TYPES[value_type].to_text
-                info.definitions[property_id] = _Definition(property_id, to_text)
-                if required:
-                    insort(info.required, property_id)
-    return refs
-
-
 def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
@@ -228,7 +64,7 @@ def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
 
 
 def _check_records(
-    info: _TypeInfo, records: list[Any], errors: dict[str, list[str]]
+    info: TypeInfo, records: list[Any], errors: dict[str, list[str]]
 ) -> list[tuple[str, str]]:
     """The records as (property_id, canonical text); problems go into `errors`.
 
@@ -291,11 +127,11 @@ def events_prepare(
 
 def _prepare(
     items: list[EventCreateIn], received_at: datetime | None, *, with_facts: bool
-) -> tuple[list[PreparedEvent], list[InvalidEvent], IngestFacts | None]:
-    """`events_prepare`, and with `with_facts` the automation facts for `events_store`
+) -> tuple[list[PreparedEvent], list[InvalidEvent], Any]:
+    """`events_prepare`, and with `with_facts` the ingest hook's facts for `events_store`
     read by the same statement (the API's path: one round trip fewer per request)."""
     received_at = received_at or timezone.now()
-    refs = _read_references([item.event for item in items], with_facts=with_facts)
+    refs = references_read([item.event for item in items], with_facts=with_facts)
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
@@ -305,7 +141,7 @@ def _prepare(
     for index, item in enumerate(items):
         event_in = item.event
         errors: dict[str, list[str]] = {}
-        info: _TypeInfo | None = None
+        info: TypeInfo | None = None
         if bool(event_in.event_type_id) == bool(event_in.event_type):
             errors["event.event_type_id"] = ["Give exactly one of event_type_id or event_type."]
         elif event_in.event_type_id:
@@ -404,38 +240,24 @@ def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], 
     }
 
 
-def events_store(*, prepared: list[PreparedEvent], facts: IngestFacts | None = None) -> StoreResult:
-    """Insert prepared events and their property records in one transaction.
+def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreResult:
+    """Insert prepared events, their property records and what the ingest hook plans
+    for them in one transaction.
 
     Refs are unique per event type forever. An event whose ref is already stored
     (also by a concurrent request that committed first) is not stored and comes
     back in `duplicates` with the stored event's id; nothing raises, so a batch is
     never half written. A database failure raises and stores none of the batch.
-    `facts`: the automation facts when the caller read them with its references
-    (read here otherwise).
+    `facts`: the ingest hook's facts when the caller read them with its references
+    (read here otherwise: not cached, so a change made in another process applies
+    to this very insert).
     """
     if not prepared:
         return StoreResult([], [])
     holders: dict[str, str | None] = {}
-    # One statement reads what automation needs to know (not cached: a webhook or
-    # workflow changed in another process applies to this very insert).
-    if facts is None:
-        facts = ingest_facts_read()
-    # Workflows (issue 6): the events to evaluate carry automation_pending into the
-    # insert itself, so no write follows it; their evaluation is enqueued after commit.
-    events_mark_automation(events=prepared, stamp=facts.workflow_stamp)
-    # Webhook deliveries (issue 4) are inserted with their events, which are inserted
-    # with is_delivered = false: no UPDATE, and nothing read back for the payloads.
-    endpoints = subscriptions_matching(events=prepared, subscriptions=facts.subscriptions)
-    if endpoints:
-        subscribed = [p for p in prepared if p.id in endpoints]
-        for event in subscribed:
-            event.is_delivered = False
-        plans = deliveries_plan_for_new_events(
-            events=[p.as_event() for p in subscribed], endpoints=endpoints
-        )
-        for event in subscribed:
-            event.payload, event.deliveries = plans[event.id]
+    # The hook's flags and companion rows are written by the insert itself: no
+    # UPDATE follows it, and nothing is read back.
+    ingest_plan_apply(prepared, facts)
     if connection.vendor == "postgresql":
         # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
         # third of a single POST's database time). A write added here must join that
@@ -444,10 +266,11 @@ def events_store(*, prepared: list[PreparedEvent], facts: IngestFacts | None = N
     else:
         with transaction.atomic():
             stored_ids = _orm_insert_events(prepared)
-    deliveries_enqueue_planned(d for p in prepared if p.id in stored_ids for d in p.deliveries)
-    # On commit of the caller's transaction if there is one (an emit_event action),
-    # else now -- the rows are committed already.
-    evaluation_enqueue_on_commit(events=[p for p in prepared if p.id in stored_ids])
+    hook = ingest_hook()
+    if hook is not None:
+        # Its side effects run on commit of the caller's transaction if there is one
+        # (an emit_event action), else now -- the rows are committed already.
+        hook.handover([p for p in prepared if p.id in stored_ids])
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]
@@ -474,9 +297,14 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
             for pid, value in p.records
         ]
     )
-    Delivery.objects.bulk_create(
-        [d.as_delivery(p.id, p.payload or {}) for p in fresh for d in p.deliveries]
-    )
+    for companion in ingest_companions():
+        rows = [
+            companion.build(row, p)
+            for p in fresh
+            if p.companions
+            for row in p.companions.get(companion.name, ())
+        ]
+        companion.model._default_manager.bulk_create(rows)
     return {p.id for p in fresh}
 
 

@@ -7,6 +7,7 @@ from django.db.models import QuerySet, Sum
 from django.db.models.expressions import Col
 from django.db.models.lookups import Exact
 
+from customers.models import Customer
 from events_app.models import Event, EventCount, EventType, PropertyRecord
 from project.errors import NotFoundError
 
@@ -28,6 +29,11 @@ PROPERTY_RECORD_SORT_FIELDS = {"property_id": "property_id"}
 
 def event_list() -> QuerySet[Event]:
     return Event.objects.all()
+
+
+def customer_events(*, customer: Customer) -> QuerySet[Event]:
+    """The customer's events; served by the (customer, created_at, id) index."""
+    return Event.objects.filter(customer=customer)
 
 
 def _counter_scope(queryset: QuerySet[Event]) -> tuple[bool, str | None]:

@@ -195,10 +195,10 @@ API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "5"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "project.api.auth.ApiKeyBasicAuthentication",
-        "project.api.auth.ApiKeyBearerAuthentication",
+        "events_app.api.auth.ApiKeyBasicAuthentication",
+        "events_app.api.auth.ApiKeyBearerAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["project.api.auth.HasApiScope"],
+    "DEFAULT_PERMISSION_CLASSES": ["events_app.api.auth.HasApiScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "project.api.errors.exception_handler",

@@ -12,15 +12,12 @@ An event's is_delivered is false while any of its deliveries is pending or faile
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -29,7 +26,6 @@ from automation.webhooks.models import Delivery, Endpoint
 from events_app.models import Event
 from project import background
 from project.errors import ConflictError
-from project.ids import new_public_id
 
 logger = logging.getLogger(__name__)
 
@@ -117,117 +113,6 @@ def delivery_create(
     return delivery
 
 
-@functools.cache
-def _event_serializer() -> Any:
-    # One instance for the process: building a serializer deep-copies its fields
-    # (~0.5 ms), which per event was a third of a 1000-event batch's ingest time.
-    # to_representation only reads the instance, so sharing it is safe.
-    from events_app.api.serializers import EventSerializer
-
-    return EventSerializer()
-
-
-def event_payload(event: Event) -> dict[str, Any]:
-    """The body of an event delivery: the event object exactly as GET /events/{id} shows it."""
-    return dict(_event_serializer().to_representation(event))
-
-
-class NewEvent(Protocol):
-    """What ingestion hands over before its insert: the prepared values of an event."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def event_type_id(self) -> str: ...
-
-
-def subscriptions_matching(
-    *, events: Sequence[NewEvent], subscriptions: dict[str, set[str]]
-) -> dict[str, list[str]]:
-    """Event id -> the active subscription endpoints the event goes to, newest first
-    (Endpoint.Meta.ordering: ids are time-ordered); events that match none are left out.
-
-    `subscriptions`: active subscription endpoint id -> its event type ids (empty =
-    every type), as automation.ingest reads them for the insert. Ingestion writes
-    is_delivered = false with the matching events and, in the same statement, their
-    deliveries (`deliveries_plan_for_new_events`).
-    """
-    if not subscriptions:
-        return {}
-    matches: dict[str, list[str]] = {}
-    for event in events:
-        endpoint_ids = [
-            endpoint_id
-            for endpoint_id, types in subscriptions.items()
-            if not types or event.event_type_id in types
-        ]
-        if endpoint_ids:
-            matches[event.id] = sorted(endpoint_ids, reverse=True)
-    return matches
-
-
-@dataclass(slots=True)
-class PlannedDelivery:
-    """A webhook delivery of a new event, planned before the insert that writes it:
-    events_app.ingest_pg inserts it in the event's own statement (the portable path
-    builds the row with `as_delivery`). Due now; `queued_until` is set when a send
-    task is enqueued for it after the insert (`deliveries_enqueue_on_commit`)."""
-
-    endpoint_id: str
-    created_at: datetime
-    queued_until: datetime | None
-    id: str = field(default_factory=new_public_id)
-    message_id: str = field(default_factory=message_id_new)
-
-    def as_delivery(self, event_id: str, payload: dict[str, Any]) -> Delivery:
-        return Delivery(
-            id=self.id,
-            endpoint_id=self.endpoint_id,
-            event_id=event_id,
-            message_id=self.message_id,
-            payload=payload,
-            next_attempt_at=self.created_at,
-            queued_until=self.queued_until,
-            created_at=self.created_at,
-        )
-
-
-def deliveries_plan_for_new_events(
-    *, events: Sequence[Event], endpoints: dict[str, list[str]]
-) -> dict[str, tuple[dict[str, Any], list[PlannedDelivery]]]:
-    """Event id -> (its payload, one planned delivery per endpoint in `endpoints[id]`).
-
-    `events`: the rows about to be inserted (unsaved instances carrying the values the
-    insert writes), so the payload is the event as GET /events/{id} will show it
-    without reading it back.
-    """
-    now = timezone.now()
-    lease = now + QUEUE_LEASE
-    # A message per delivery cost ~0.7 ms each (2,000 per batch with two endpoints).
-    # An endpoint never sends more than its concurrency limit at once, so plan that
-    # many per endpoint as queued; the rest stay due and unqueued: each worker's
-    # follow-on loop claims the endpoint's next due delivery after a success, and the
-    # dispatcher (every tick) enqueues free slots for whatever is left after a failure.
-    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
-    per_endpoint: dict[str, int] = {}
-    plans: dict[str, tuple[dict[str, Any], list[PlannedDelivery]]] = {}
-    for event in events:
-        planned = []
-        for endpoint_id in endpoints.get(event.pk, ()):
-            seen = per_endpoint.get(endpoint_id, 0)
-            per_endpoint[endpoint_id] = seen + 1
-            planned.append(PlannedDelivery(endpoint_id, now, lease if seen < limit else None))
-        if planned:
-            plans[event.pk] = (event_payload(event), planned)
-    return plans
-
-
-def deliveries_enqueue_planned(planned: Iterable[PlannedDelivery]) -> None:
-    """After the insert of their events commits, send those planned as queued."""
-    deliveries_enqueue_on_commit([d.id for d in planned if d.queued_until is not None])
-
-
 # ---------------------------------------------------------------- is_delivered
 
 
@@ -250,16 +135,21 @@ def events_refresh_delivered(
     Event.objects.filter(pk__in=event_ids).update(is_delivered=~Exists(outstanding))
 
 
+def event_deliveries_cancel(*, event: Event) -> None:
+    """Cancel the event's pending and failed deliveries: it was marked delivered (seed 001,
+    by events_app through automation.ingest)."""
+    Delivery.objects.filter(event=event, status__in=OUTSTANDING).update(
+        status=Delivery.Status.CANCELLED,
+        next_attempt_at=None,
+        completed_at=timezone.now(),
+        last_error="Cancelled: the event was marked delivered.",
+    )
+
+
 def event_mark_delivered(*, event: Event) -> Event:
     """Seed 001: mark an event delivered; its pending and failed deliveries are cancelled."""
-    now = timezone.now()
     with transaction.atomic():
-        Delivery.objects.filter(event=event, status__in=OUTSTANDING).update(
-            status=Delivery.Status.CANCELLED,
-            next_attempt_at=None,
-            completed_at=now,
-            last_error="Cancelled: the event was marked delivered.",
-        )
+        event_deliveries_cancel(event=event)
         Event.objects.filter(pk=event.pk).update(is_delivered=True)
     event.is_delivered = True
     return event

@@ -3,8 +3,8 @@
 The protocol (each step idempotent, safe on many workers at once):
 
 1. Ingestion flags events whose type triggers an active workflow
-   (`events_mark_automation`: `Event.automation_pending`, written by the insert
-   itself) and, after commit, enqueues their ids (`evaluation_enqueue_on_commit`).
+   (`Event.automation_pending`, written by the insert itself: automation.ingest
+   plans it) and, after commit, enqueues their ids (`enqueue_evaluation`).
 2. `events_evaluate(event_ids)` locks the still-pending events
    (`FOR UPDATE SKIP LOCKED`: two workers never evaluate the same event),
    evaluates every triggered workflow (pure engine), applies re-entry
@@ -39,7 +39,6 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from automation.ingest import WorkflowStamp
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.engine import evaluate, matches
@@ -71,37 +70,6 @@ def _grace() -> timedelta:
 
 
 # ---------------------------------------------------------------- 1. ingestion hook
-
-
-def events_mark_automation(*, events: Sequence[Any], stamp: WorkflowStamp | None = None) -> None:
-    """Set `automation_pending` on events about to be inserted whose type triggers an
-    active workflow (anything with `event_type_id` and a writable `automation_pending`).
-
-    Called before the insert, so the ingest statement writes the flag with the row
-    (events_app.ingest_pg): the flag commits with the event, and no UPDATE after the
-    insert rewrites the rows. Costs one small query (the cache stamp) unless the
-    caller passes the `stamp` it read (automation.ingest).
-    """
-    trigger_types = active_workflows(stamp=stamp).trigger_type_ids
-    for event in events:
-        event.automation_pending = event.event_type_id in trigger_types
-
-
-def evaluation_enqueue_on_commit(*, events: Sequence[Any]) -> list[str]:
-    """After the inserting transaction commits, enqueue the flagged ones of `events`
-    (just stored); returns their ids. A failed enqueue is logged, never raised: the
-    rows carry the flag and the sweeper re-enqueues them after the grace period."""
-    flagged = [e.id for e in events if e.automation_pending]
-    if flagged:
-
-        def enqueue() -> None:
-            try:
-                enqueue_evaluation(flagged)
-            except Exception:
-                logger.exception("Could not enqueue %d evaluations; the sweeper will", len(flagged))
-
-        transaction.on_commit(enqueue)
-    return flagged
 
 
 def enqueue_evaluation(event_ids: list[str]) -> None:

@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from automation.ingest import WorkflowStamp, workflow_stamp_read
 from automation.workflows.engine import CompiledWorkflow, CountKey, EventContext
 from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.stamp import WorkflowStamp, workflow_stamp_read
 from customers.models import Customer
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
 from project.errors import NotFoundError

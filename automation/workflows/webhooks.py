@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from automation.webhooks.deliveries import delivery_create, event_payload
+from automation.webhooks.deliveries import delivery_create
 from automation.webhooks.models import Endpoint
 from automation.webhooks.services import endpoint_check_url, endpoint_create
 from automation.workflows.models import Workflow
+from events_app.payloads import event_payload
 from project.errors import ValidationFailed
 
 if TYPE_CHECKING:

@@ -7,9 +7,4 @@ from customers.api import views
 urlpatterns = [
     path("customers", views.CustomerCollectionView.as_view(), name="customers"),
     path("customers/<str:customer_id>", views.CustomerDetailView.as_view(), name="customer-detail"),
-    path(
-        "customers/<str:customer_id>/events",
-        views.CustomerEventsView.as_view(),
-        name="customer-events",
-    ),
 ]

@@ -12,8 +12,6 @@ from rest_framework.response import Response
 from customers import selectors, services
 from customers.api.filters import CustomerFilter
 from customers.api.serializers import CustomerCreateIn, CustomerSerializer, CustomerUpdateIn
-from events_app.api.serializers import EventSerializer
-from events_app.api.views import EVENT_LIST_PARAMETERS, events_page
 from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
@@ -97,18 +95,3 @@ class CustomerDetailView(StrictAPIView):
         deleted: dict[str, Any] = CustomerSerializer(customer).data
         services.customer_delete(customer=customer)
         return Response({"data": deleted})
-
-
-class CustomerEventsView(StrictAPIView):
-    @query_params(*EVENT_LIST_PARAMETERS)
-    @extend_schema(
-        operation_id="customers_events_list",
-        description="The customer's events, with the parameters and envelope of GET /events.",
-        responses={
-            200: list_schema("CustomerEventList", "events", EventSerializer),
-            **errors(400, 404),
-        },
-    )
-    def get(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id)
-        return Response(events_page(request, selectors.customer_events(customer=customer)))

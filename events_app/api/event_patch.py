@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 from django.db import transaction
 
-from events_app import event_status, selectors
+from events_app import event_status
 from project.api.body import validation_details
 from project.api.errors import ApiError
 from project.errors import ValidationFailed
@@ -49,15 +49,13 @@ class IsDeliveredPatch(EventPatchHandler):
     value_type = bool
 
     def apply(self, *, event_id: str, value: bool) -> None:
-        from automation.webhooks.deliveries import event_mark_delivered
-
         if value is not True:
             raise ValidationFailed(
                 "is_delivered can only be set to true; use POST /deliveries/{id}/redeliver "
                 "to send a delivery again.",
                 details={"is_delivered": ["Only true is accepted."]},
             )
-        event_mark_delivered(event=selectors.event_get(event_id=event_id))
+        event_status.event_mark_delivered(event_id=event_id)
 
 
 EVENT_PATCH_HANDLERS: dict[str, EventPatchHandler] = {

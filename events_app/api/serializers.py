@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
+from events_app.payloads import EVENT_FIELDS, event_payload
 
 
 class EventSerializer(serializers.ModelSerializer):
+    """The event object (events_app.payloads): the fields document it in the OpenAPI
+    schema, `event_payload` renders it."""
+
     event_id = serializers.CharField(source="id")
     event_type_id = serializers.CharField()
     customer_id = serializers.CharField()
@@ -19,22 +25,11 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = [
-            "event_id",
-            "event_type_id",
-            "customer_id",
-            "external_id",
-            "secondary_external_id",
-            "data",
-            "occurred_at",
-            "created_at",
-            "state",
-            "status",
-            "completed_at",
-            "failed_at",
-            "is_delivered",
-        ]
+        fields = list(EVENT_FIELDS)
         read_only_fields = fields
+
+    def to_representation(self, instance: Event) -> dict[str, Any]:
+        return event_payload(instance)
 
 
 class PropertyRecordSerializer(serializers.ModelSerializer):

@@ -13,6 +13,11 @@ urlpatterns = [
         views.EventPropertyRecordsView.as_view(),
         name="event-property-records",
     ),
+    path(
+        "customers/<str:customer_id>/events",
+        views.CustomerEventsView.as_view(),
+        name="customer-events",
+    ),
     path("event-types", event_types.EventTypeCollectionView.as_view(), name="event-types"),
     path(
         "event-types/<str:event_type_id>",

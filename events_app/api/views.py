@@ -11,11 +11,13 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from customers.selectors import customer_get
 from events_app import ingestion, selectors
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer, PropertyRecordSerializer
 from events_app.ingestion import InvalidEvent
+from events_app.payloads import event_payload
 from events_app.schemas import MAX_BATCH_BYTES, EventBatchDoc, EventBatchIn, EventCreateIn
 from project.api.body import (
     check_json_content_type,
@@ -56,9 +58,7 @@ def events_page(request: Request, queryset: Any) -> dict[str, Any]:
         filterset_class=EventFilter,
         sort_fields=selectors.EVENT_SORT_FIELDS,
         default_sort="created_at",
-        # One serializer for the whole page: building a ModelSerializer per row
-        # costs more than the page's queries.
-        to_dict=EventSerializer().to_representation,
+        to_dict=event_payload,
         total=lambda filtered: selectors.event_count(queryset=filtered),
         deferred_join=True,
     )
@@ -209,3 +209,18 @@ class EventPropertyRecordsView(StrictAPIView):
                 to_dict=PropertyRecordSerializer().to_representation,
             )
         )
+
+
+class CustomerEventsView(StrictAPIView):
+    @query_params(*EVENT_LIST_PARAMETERS)
+    @extend_schema(
+        operation_id="customers_events_list",
+        description="The customer's events, with the parameters and envelope of GET /events.",
+        responses={
+            200: list_schema("CustomerEventList", "events", EventSerializer),
+            **errors(400, 404),
+        },
+    )
+    def get(self, request: Request, customer_id: str) -> Response:
+        customer = customer_get(customer_id=customer_id)
+        return Response(events_page(request, selectors.customer_events(customer=customer)))

@@ -140,7 +140,7 @@ def filter_parameters(filterset_class: type[FilterSet]) -> list[OpenApiParameter
 class BasicKeyScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Basic base64(client name:secret)` (seed 004)."""
 
-    target_class = "project.api.auth.ApiKeyBasicAuthentication"
+    target_class = "events_app.api.auth.ApiKeyBasicAuthentication"
     name = "apiKeyBasic"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -154,7 +154,7 @@ class BasicKeyScheme(OpenApiAuthenticationExtension):
 class BearerKeyScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Bearer <secret>`."""
 
-    target_class = "project.api.auth.ApiKeyBearerAuthentication"
+    target_class = "events_app.api.auth.ApiKeyBearerAuthentication"
     name = "apiKeyBearer"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

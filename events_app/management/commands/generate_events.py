@@ -27,8 +27,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 
 from customers.models import Customer
+from events_app.demo import DEMO_TYPES
 from events_app.event_types import PropertyDefinitionInput, event_type_create
-from events_app.management.commands.seed_demo import DEMO_TYPES
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
 
 # seed_demo's types, plus optional properties so an event carries ~3 records.

@@ -1,5 +1,7 @@
 """`manage.py seed_demo`: demo data, an admin login and an API key for the embedded default.
 
+In automation: the demo has workflows too (the layers below never import automation).
+
 Idempotent: event types and customers are created once; each run sets a new
 admin password and a new API key, and prints both.
 """
@@ -16,30 +18,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from automation.workflows.models import Workflow
+from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.api_clients import api_client_create, api_client_revoke
+from events_app.demo import DEMO_TYPES
 from events_app.event_types import PropertyDefinitionInput, event_type_create
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import ApiClient, Event, EventType
 from events_app.schemas import EventCreateIn, EventIn, PropertyRecordIn
-
-DEMO_TYPES = [
-    (
-        "purchase",
-        "Purchase",
-        [
-            ("amount", "number", True),
-            ("currency", "string", True),
-            ("has_purchase", "boolean", False),
-        ],
-    ),
-    ("login", "Login", [("method", "string", False)]),
-    (
-        "api_call",
-        "API call",
-        [("processing_duration", "number", False), ("api_url", "string", False)],
-    ),
-    ("signup", "Sign-up", [("plan", "string", True), ("trial_ends_at", "datetime", False)]),
-]
 
 
 def _record_values(key: str, rng: random.Random) -> list[PropertyRecordIn]:
@@ -113,9 +99,6 @@ class Command(BaseCommand):
 
     def _create_demo_workflows(self) -> None:
         """Two example rules, so the demo events leave workflow runs to browse."""
-        from automation.workflows.models import Workflow
-        from automation.workflows.services import WorkflowInput, workflow_create
-
         demo = [
             WorkflowInput(
                 name="Tag big spenders as VIP",
