@@ -177,7 +177,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     def activate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self._set_active(request, queryset, active=True)
 
-    @admin.action(description="Deactivate selected workflows (waiting runs go on)")
+    @admin.action(description="Deactivate selected workflows (cancels their unfinished runs)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self._set_active(request, queryset, active=False)
 
@@ -266,6 +266,7 @@ class OutcomeFilter(admin.SimpleListFilter):
             ("failed", "Failed (an action failed)"),
             ("waiting", "Waiting (in a wait action)"),
             ("pending", "Pending (being worked on)"),
+            ("cancelled", "Cancelled (the workflow was deactivated)"),
         ]
 
     def queryset(
