@@ -174,7 +174,10 @@ class WorkflowRevealSecretsView(StrictAPIView):
     @extend_schema(
         operation_id="workflows_reveal_secrets",
         request=None,
-        responses={200: envelope("WorkflowSecrets", WorkflowSecretsSerializer()), **errors(404)},
+        responses={
+            200: envelope("WorkflowSecretsRevealed", WorkflowSecretsSerializer()),
+            **errors(404),
+        },
     )
     def post(self, request: Request, workflow_id: str) -> Response:
         workflow = selectors.workflow_get(workflow_id=workflow_id)

@@ -271,3 +271,30 @@ def test_a_run_created_from_a_stale_copy_after_deactivation_is_cancelled_not_run
         "Cancelled: the workflow was deactivated.",
     )
     assert Customer.objects.get().tags == []
+
+
+def test_admin_delete_confirmation_counts_the_endpoints_and_deliveries_that_go(
+    client: Client,
+    purchase: Any,
+    allow_loopback: None,
+    webhook_runs: Callable[..., list[tuple[Workflow, Delivery]]],
+) -> None:
+    ((workflow, _delivery),) = webhook_runs("http://127.0.0.1:8599/hook")
+    client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw-for-tests"))
+    url = f"/admin/automation/workflow/{workflow.pk}/delete/"
+
+    page = client.get(url)
+    client.post(url, {"post": "yes"})
+
+    assert page.context["deleted_objects"][1:] == [
+        "1 workflow runs",
+        "1 endpoints",
+        "1 deliveries",
+        "0 delivery attempts",
+    ]
+    assert row_counts(Workflow, Endpoint, Delivery, WorkflowEndpoint) == {
+        "automation.Workflow": 0,
+        "automation.Endpoint": 0,
+        "automation.Delivery": 0,
+        "automation.WorkflowEndpoint": 0,
+    }
