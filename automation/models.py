@@ -10,7 +10,7 @@ from __future__ import annotations
 # delivery models first, as when they were defined in one module.
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
-from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 
 __all__ = [
     "Delivery",
@@ -19,5 +19,6 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "Workflow",
+    "WorkflowEndpoint",
     "WorkflowRun",
 ]

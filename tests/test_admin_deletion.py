@@ -83,13 +83,15 @@ CASES: dict[
     "endpoint": (
         an_endpoint,
         "/admin/automation/endpoint/",
-        lambda n: [f"{n} deliveries", f"{n} delivery attempts"],
+        # The link a workflow's endpoint has to its workflow (none for this one).
+        lambda n: [f"{n} deliveries", f"{n} delivery attempts", "0 workflow endpoints"],
         {},
     ),
     "workflow": (
         a_workflow,
         "/admin/automation/workflow/",
-        lambda n: [f"{n} workflow runs"],
+        # The endpoints of its webhook actions and their log go with it (workflow_delete).
+        lambda n: [f"{n} workflow runs", "0 endpoints", "0 deliveries", "0 delivery attempts"],
         {"events_app.EventType": 1},  # the trigger: a workflow's delete keeps its types
     ),
     "schedule": (
@@ -101,6 +103,7 @@ CASES: dict[
             "1 endpoints",
             f"{n} deliveries",
             f"{n} delivery attempts",
+            "0 workflow endpoints",
         ],
         {},
     ),

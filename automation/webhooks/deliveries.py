@@ -174,3 +174,26 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
         deliveries_enqueue_on_commit([delivery.pk])
     delivery.refresh_from_db()
     return delivery
+
+
+def deliveries_cancel_pending(*, endpoint_ids: Iterable[str], reason: str) -> int:
+    """Cancel every pending delivery of these endpoints: nothing more is sent for them.
+
+    Returns how many were cancelled. An attempt already in flight completes, and
+    the sender discards its result (it records only on a row still pending).
+    """
+    endpoint_ids = list(endpoint_ids)
+    if not endpoint_ids:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        pending = Delivery.objects.filter(endpoint_id__in=endpoint_ids, status=PENDING)
+        event_ids = list(pending.filter(event__isnull=False).values_list("event_id", flat=True))
+        cancelled = pending.update(
+            status=Delivery.Status.CANCELLED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error=f"Cancelled: {reason}",
+        )
+        events_refresh_delivered(event_ids)
+    return cancelled

@@ -19,8 +19,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from automation.webhooks.models import Endpoint
 from automation.workflows.conditions.trees import SUBJECTS
-from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.services import (
     WorkflowInput,
     workflow_create,
@@ -132,6 +133,8 @@ class WorkflowAdminForm(forms.ModelForm):
 @admin.register(Workflow)
 class WorkflowAdmin(CascadeDeleteAdmin):
     form = WorkflowAdminForm
+    # The links are bookkeeping; the endpoints they name are counted (deleted_with).
+    uncounted_models = (WorkflowEndpoint,)
     list_display = ["name", "triggers", "active", "reentry", "version", "updated_at", "runs_link"]
     list_filter = ["active"]
     search_fields = ["name"]  # workflows number in the hundreds: a substring search is fine
@@ -177,7 +180,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     def activate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self._set_active(request, queryset, active=True)
 
-    @admin.action(description="Deactivate selected workflows (waiting runs go on)")
+    @admin.action(description="Deactivate selected workflows (cancels their unfinished runs)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self._set_active(request, queryset, active=False)
 
@@ -245,6 +248,10 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Trigger types were saved by the service; nothing else to save."""
 
+    def deleted_with(self, objects: QuerySet[Workflow]) -> list[QuerySet[Any]]:
+        # workflow_delete deletes the endpoints of its webhook actions (and their log) too.
+        return [Endpoint.objects.filter(workflow_link__workflow__in=objects)]
+
     def delete_one(self, obj: Workflow) -> None:
         workflow_delete(workflow=obj)
 
@@ -266,6 +273,7 @@ class OutcomeFilter(admin.SimpleListFilter):
             ("failed", "Failed (an action failed)"),
             ("waiting", "Waiting (in a wait action)"),
             ("pending", "Pending (being worked on)"),
+            ("cancelled", "Cancelled (the workflow was deactivated)"),
         ]
 
     def queryset(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -11,7 +11,7 @@ from customers.models import Customer
 from events_app.models import Event, EventType
 from project.ids import PUBLIC_ID_LENGTH, new_public_id
 
-__all__ = ["Workflow", "WorkflowRun"]
+__all__ = ["Workflow", "WorkflowEndpoint", "WorkflowRun"]
 
 
 class Workflow(models.Model):
@@ -68,6 +68,9 @@ class WorkflowRun(models.Model):
         WAITING = "waiting"  # paused by a wait action until resume_at
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # its workflow was deactivated before the actions finished
+
+    DEACTIVATED = "Cancelled: the workflow was deactivated."
 
     id = models.CharField(
         primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
@@ -125,3 +128,37 @@ class WorkflowRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id}/{self.event_id}: {self.status}"
+
+    def cancel(self, now: datetime) -> None:
+        """Stop this unfinished run for good: its workflow was deactivated."""
+        self.status, self.error = self.Status.CANCELLED, self.DEACTIVATED
+        self.finished_at, self.resume_at = now, None
+        self.save(update_fields=["status", "error", "finished_at", "resume_at"])
+
+
+class WorkflowEndpoint(models.Model):
+    """A webhook endpoint a workflow owns: its webhook actions to one URL send there.
+
+    The link lives with workflows, so the dependency points one way (workflows ->
+    webhooks) and Endpoint knows nothing of its owner. Deleting the workflow removes
+    the link; automation.workflows.services.workflow_delete deletes the endpoint
+    itself, with its secrets and deliveries, through automation.webhooks.services.
+    """
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="endpoint_links", db_index=False
+    )
+    endpoint = models.OneToOneField(
+        "automation.Endpoint", on_delete=models.CASCADE, related_name="workflow_link"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # A workflow's endpoints: saving its webhook actions, their secrets, and
+            # stopping its deliveries on deactivate / delete.
+            models.Index(fields=["workflow"], name="workflowendpoint_workflow_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} -> {self.endpoint_id}"

@@ -301,13 +301,18 @@ def _step(run_id: str, now: datetime) -> bool:
     """Perform the run's next action in one transaction; True when there is more to do."""
     with transaction.atomic():
         run = (
-            WorkflowRun.objects.select_for_update(skip_locked=True)
+            WorkflowRun.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("workflow")
             .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
             .first()
         )
         if run is None:
             return False  # finished, or another worker holds it
         if run.status == Status.WAITING and run.resume_at and run.resume_at > now:
+            return False
+        if not run.workflow.active:
+            # Created from a cached copy after workflow_set_active cancelled the rest.
+            run.cancel(now)
             return False
         if run.position >= len(run.actions):
             run.status, run.finished_at, run.resume_at = Status.SUCCEEDED, now, None
@@ -321,7 +326,7 @@ def _step(run_id: str, now: datetime) -> bool:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
             with transaction.atomic():  # a failed action's writes roll back alone
-                result = handler.execute(ctx, spec)
+                result = handler().execute(ctx, spec)
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)

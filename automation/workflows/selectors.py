@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from automation.workflows.engine import CompiledWorkflow, CountKey, EventContext
-from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.stamp import WorkflowStamp, workflow_stamp_read
 from customers.models import Customer
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
@@ -47,6 +47,19 @@ def workflow_get(*, workflow_id: str) -> Workflow:
 
 def workflow_runs(*, workflow: Workflow) -> QuerySet[WorkflowRun]:
     return WorkflowRun.objects.filter(workflow=workflow)
+
+
+def workflow_webhook_secrets(*, workflow: Workflow) -> dict[str, str]:
+    """Endpoint id → signing secret of each endpoint the workflow's webhook actions use.
+
+    Secrets are for callers that may write (the API shows them on create and on an
+    explicit reveal or rotation), never in a list or a plain read.
+    """
+    return dict(
+        WorkflowEndpoint.objects.filter(workflow=workflow)
+        .order_by("endpoint_id")
+        .values_list("endpoint_id", "endpoint__secret")
+    )
 
 
 # ---------------------------------------------------------------- active workflow cache

@@ -1,36 +1,36 @@
-"""Writes for workflows: create, update, delete, (de)activate, and the dry-run test.
+"""Writes for workflows: create, update, delete, (de)activate, rotate webhook secrets.
 
 Every write validates the whole workflow (trigger types, condition tree,
 actions, re-entry policy) and reports each problem at its path
 (`conditions.all[2].op`, `actions[1].duration`), then bumps `version` and
 `updated_at`, which is how every worker process notices its cached copy of
 the active workflows is stale (automation.workflows.selectors).
+
+A workflow owns what it set going: its runs and the endpoints of its webhook
+actions (WorkflowEndpoint). Deactivating it cancels its unfinished runs and
+their pending deliveries; deleting it deletes them, endpoints and secrets
+included. Either way nothing more goes out for it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from automation.workflows.actions import REGISTRY as ACTIONS
+from automation.webhooks.deliveries import deliveries_cancel_pending
+from automation.webhooks.services import endpoint_delete, endpoint_rotate_secret
 from automation.workflows.actions import validate_actions
+from automation.workflows.actions.webhook import webhook_endpoints_sync
 from automation.workflows.conditions import trees as condition_trees
 from automation.workflows.durations import parse_duration
-from automation.workflows.engine import EventContext, Explanation, evaluate
-from automation.workflows.models import Workflow
-from automation.workflows.selectors import (
-    LoadedWorkflow,
-    active_workflows_forget,
-    batch_contexts,
-    customer_dict,
-)
-from customers.models import Customer
-from events_app.models import Event, EventType
+from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.workflows.selectors import active_workflows_forget
+from events_app.models import EventType
 from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
@@ -131,9 +131,9 @@ def _raise_if(errors: dict[str, list[str]]) -> None:
 
 
 def _after_write(workflow: Workflow) -> None:
-    from automation.workflows.webhooks import webhook_endpoints_sync
-
     webhook_endpoints_sync(workflow=workflow)
+    if not workflow.active:
+        _stop(workflow)
     # This process sees its own change at once; others through the stamp.
     transaction.on_commit(active_workflows_forget)
 
@@ -186,171 +186,78 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
 
 
 def workflow_set_active(*, workflow: Workflow, active: bool) -> Workflow:
-    """Activate or deactivate; runs already waiting go on (they matched while active)."""
+    """Activate or deactivate. Deactivating cancels the workflow's unfinished runs
+    (waiting ones included) and their pending deliveries; re-activating starts afresh:
+    only events that arrive from then on are evaluated."""
     with transaction.atomic():
         Workflow.objects.filter(pk=workflow.pk).update(
             active=active, version=F("version") + 1, updated_at=timezone.now()
         )
         workflow.refresh_from_db()
+        if not active:
+            _stop(workflow)
         transaction.on_commit(active_workflows_forget)
     return workflow
 
 
-def workflow_delete(*, workflow: Workflow) -> dict[str, int]:
-    """Delete a workflow with its runs (waiting runs never resume); rows deleted per model.
+def _stop(workflow: Workflow) -> None:
+    """Cancel an inactive workflow's unfinished runs, then its pending deliveries.
 
+    In this order: a run whose action is being performed holds its row lock, so
+    the UPDATE of the runs waits for it, and any delivery that action creates is
+    committed by the time the deliveries are cancelled. A run created later from
+    a worker's stale copy is cancelled by the runner (it checks `active`).
+    """
+    status = WorkflowRun.Status
+    WorkflowRun.objects.filter(
+        workflow=workflow, status__in=[status.PENDING, status.WAITING]
+    ).update(
+        status=status.CANCELLED,
+        error=WorkflowRun.DEACTIVATED,
+        finished_at=timezone.now(),
+        resume_at=None,
+    )
+    deliveries_cancel_pending(
+        endpoint_ids=WorkflowEndpoint.objects.filter(workflow=workflow).values_list(
+            "endpoint_id", flat=True
+        ),
+        reason="the workflow was deactivated.",
+    )
+
+
+def workflow_delete(*, workflow: Workflow) -> dict[str, int]:
+    """Delete a workflow with everything it owns; returns rows deleted per model.
+
+    Its runs go (waiting runs never resume), then the endpoints of its webhook
+    actions with their secrets and deliveries (automation.webhooks.services), so
+    nothing more is sent for it. Runs first, for the reason given in `_stop`.
     Set-based (project.cascade): a workflow can have millions of runs, which
     Django's Collector would load first; here each table is one statement.
     """
     with transaction.atomic():
-        deleted = cascade_delete_object(workflow)
+        endpoints = [link.endpoint for link in _endpoint_links(workflow)]
+        deleted = Counter(cascade_delete_object(workflow))
+        for endpoint in endpoints:
+            deleted.update(endpoint_delete(endpoint=endpoint))
         transaction.on_commit(active_workflows_forget)
-    return deleted
+    return dict(deleted)
 
 
-# ---------------------------------------------------------------- dry run
+def _endpoint_links(workflow: Workflow) -> list[WorkflowEndpoint]:
+    return list(
+        WorkflowEndpoint.objects.filter(workflow=workflow)
+        .select_related("endpoint")
+        .order_by("endpoint_id")
+    )
 
 
-def workflow_test(
-    *, workflow: Workflow, event: Event, now: datetime | None = None
-) -> dict[str, Any]:
-    """The explanation for an event (stored or unsaved), firing nothing.
+def workflow_webhook_secrets_rotate(*, workflow: Workflow) -> dict[str, str]:
+    """Give every endpoint of the workflow a new signing secret; endpoint id → new secret.
 
-    The facts (counts, first-time) are read as a worker would read them now.
+    The old secrets keep signing alongside for the webhooks' rotation overlap.
     """
-    now = now or timezone.now()
-    loaded = LoadedWorkflow.of(workflow, type_ids=dict(EventType.objects.values_list("key", "id")))
-    explanation = _explain(loaded, event, now)
-    triggers = {t.pk for t in workflow.trigger_event_types.all()}
-    return {
-        "workflow_id": workflow.pk,
-        "event_id": event.pk if event.pk and not event._state.adding else None,
-        "triggered": event.event_type_id in triggers,
-        "matched": explanation.matched and event.event_type_id in triggers,
-        "conditions_matched": explanation.matched,
-        "leaves": [leaf.as_dict() for leaf in explanation.leaves],
-        "actions": [spec.get("type") for spec in workflow.actions if spec.get("type") in ACTIONS],
-        "evaluated_at": now.isoformat().replace("+00:00", "Z"),
-    }
-
-
-def _explain(loaded: LoadedWorkflow, event: Event, now: datetime) -> Explanation:
-    if not event._state.adding:
-        by_type = {event.event_type_id: [loaded]}
-        context = batch_contexts(events=[event], workflows_by_type=by_type, now=now)[event.pk]
-    else:
-        context = inline_context(
-            event=event, loaded=loaded, now=now, records=getattr(event, "inline_records", [])
-        )
-    return evaluate(loaded.compiled, context)
-
-
-def inline_context(
-    *, event: Event, loaded: LoadedWorkflow, now: datetime, records: list[tuple[str, str]]
-) -> EventContext:
-    """Context for an unsaved event: its own records; facts from the stored history."""
-    from automation.workflows.selectors import (
-        event_dict,
-        first_event_ids,
-        frequency_counts,
-    )
-    from events_app.models import PropertyDefinition
-
-    customer = Customer.objects.get(pk=event.customer_id)
-    declared = dict(
-        PropertyDefinition.objects.filter(event_type_id=event.event_type_id).values_list(
-            "property_id", "value_type"
-        )
-    )
-    counts = {
-        key: frequency_counts(key=key, customer_ids={customer.pk}, now=now)[customer.pk]
-        for key in loaded.compiled.count_keys
-    }
-    # The inline event is not stored: it is the first of its type when the
-    # customer has none, and counts as one more occurrence of its own type.
-    for key in counts:
-        if key.event_type_id == event.event_type_id and now - key.within < event.occurred_at <= now:
-            counts[key] += 1
-    firsts = {
-        type_id: type_id == event.event_type_id
-        and first_event_ids(event_type_id=type_id, customer_ids={customer.pk})[customer.pk] is None
-        for type_id in loaded.compiled.first_types
-    }
-    type_key = EventType.objects.filter(pk=event.event_type_id).values_list("key", flat=True)
-    return EventContext(
-        event=event_dict(event, type_key.first() or ""),
-        customer=customer_dict(customer),
-        properties=dict(records),
-        property_types=declared,
-        counts=counts,
-        first_of_type=firsts,
-        now=now,
-    )
-
-
-def workflow_test_request(
-    *,
-    workflow: Workflow,
-    event_id: str | None,
-    event: Any | None,
-    property_records: list[Any],
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """POST /workflows/{id}/test: a stored event by id, or an inline one (never stored).
-
-    The inline event is validated like an ingested one, but its customer must
-    exist already: a dry run creates nothing.
-    """
-    import msgspec
-
-    from events_app.ingestion import events_prepare
-    from events_app.schemas import EventCreateIn
-    from events_app.selectors import event_get
-
-    if (event_id is None) == (event is None):
-        raise ValidationFailed(
-            "Give exactly one of event_id or event.",
-            details={"event_id": ["Give exactly one of event_id or event."]},
-        )
-    if event_id is not None:
-        if property_records:
-            raise ValidationFailed(
-                "property_records go with an inline event, not with event_id.",
-                details={"property_records": ["Only with an inline event."]},
-            )
-        return workflow_test(workflow=workflow, event=event_get(event_id=event_id), now=now)
-    assert event is not None
-    customer_id = event.customer_id
-    if event.customer_external_id:
-        customer_id = (
-            Customer.objects.filter(external_id=event.customer_external_id)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if customer_id is None:
-            raise ValidationFailed(
-                f"Unknown customer '{event.customer_external_id}'.",
-                details={"event.customer_external_id": ["A test needs an existing customer."]},
-            )
-    # The ref is irrelevant to a dry run; keeping it would report "already exists".
-    inline = msgspec.structs.replace(
-        event, customer_id=customer_id, customer_external_id=None, external_id=None
-    )
-    prepared, invalid = events_prepare(
-        items=[EventCreateIn(event=inline, property_records=property_records)]
-    )
-    if invalid:
-        raise ValidationFailed(invalid[0].error, details=invalid[0].details)
-    ready = prepared[0]
-    unsaved = Event(
-        id=ready.id,
-        event_type_id=ready.event_type_id,
-        customer_id=ready.customer_id,
-        external_id=event.external_id,
-        secondary_external_id=ready.secondary_external_id,
-        data=ready.data,
-        occurred_at=ready.occurred_at,
-        created_at=ready.created_at,
-    )
-    unsaved.inline_records = ready.records  # type: ignore[attr-defined]
-    return workflow_test(workflow=workflow, event=unsaved, now=now)
+    with transaction.atomic():
+        return {
+            link.endpoint_id: endpoint_rotate_secret(endpoint=link.endpoint)
+            for link in _endpoint_links(workflow)
+        }

@@ -261,7 +261,11 @@ def test_deleting_a_webhook_summarises_its_deliveries_and_deletes_through_the_se
 
     page = admin_client.get(url)
     confirm = page.content.decode()
-    assert page.context["deleted_objects"][1:] == ["3 deliveries", "0 delivery attempts"]
+    assert page.context["deleted_objects"][1:] == [
+        "3 deliveries",
+        "0 delivery attempts",
+        "0 workflow endpoints",  # the link a workflow's own endpoint has
+    ]
     assert not any(d.pk in confirm for d in deliveries)  # no line per delivery
 
     admin_client.post(url, {"post": "yes"})

@@ -45,9 +45,6 @@ class WorkflowSerializer(serializers.ModelSerializer):
     trigger_event_type_ids = serializers.SerializerMethodField()
     conditions = serializers.JSONField()
     actions = serializers.JSONField()
-    webhook_secrets = serializers.SerializerMethodField(
-        help_text="endpoint_id → signing secret of each webhook action (Standard Webhooks)."
-    )
 
     class Meta:
         model = Workflow
@@ -61,7 +58,6 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "active",
             "reentry",
             "version",
-            "webhook_secrets",
             "created_at",
             "updated_at",
         ]
@@ -73,12 +69,20 @@ class WorkflowSerializer(serializers.ModelSerializer):
     def get_trigger_event_type_ids(self, workflow: Workflow) -> list[str]:
         return sorted(t.pk for t in workflow.trigger_event_types.all())
 
-    def get_webhook_secrets(self, workflow: Workflow) -> dict[str, str]:
-        from automation.workflows.webhooks import webhook_secrets
 
-        if not any(a.get("type") == "webhook" for a in workflow.actions):
-            return {}
-        return webhook_secrets(workflow=workflow)
+WEBHOOK_SECRETS_HELP = (
+    "endpoint_id → Standard Webhooks signing secret (whsec_…) of each endpoint of the "
+    "workflow's webhook actions; shown only here."
+)
+
+
+class WorkflowSecretsSerializer(serializers.Serializer):
+    """The answer that shows signing secrets: create, reveal and rotate (write scope)."""
+
+    workflow_id = serializers.CharField()
+    webhook_secrets = serializers.DictField(
+        child=serializers.CharField(), help_text=WEBHOOK_SECRETS_HELP
+    )
 
 
 class WorkflowRunSerializer(serializers.ModelSerializer):

@@ -18,6 +18,16 @@ urlpatterns = [
         name="workflow-deactivate",
     ),
     path(
+        "workflows/<str:workflow_id>/reveal-secrets",
+        views.WorkflowRevealSecretsView.as_view(),
+        name="workflow-reveal-secrets",
+    ),
+    path(
+        "workflows/<str:workflow_id>/rotate-secrets",
+        views.WorkflowRotateSecretsView.as_view(),
+        name="workflow-rotate-secrets",
+    ),
+    path(
         "workflows/<str:workflow_id>/runs", views.WorkflowRunsView.as_view(), name="workflow-runs"
     ),
     path(

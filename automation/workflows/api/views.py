@@ -10,10 +10,11 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from automation.workflows import selectors, services
+from automation.workflows import dry_run, selectors, services
 from automation.workflows.api.serializers import (
     WorkflowBody,
     WorkflowRunSerializer,
+    WorkflowSecretsSerializer,
     WorkflowSerializer,
     WorkflowTestIn,
 )
@@ -52,6 +53,12 @@ def _bool_param(request: Request, name: str) -> bool | None:
     return raw.lower() == "true"
 
 
+def _secrets(workflow: Workflow, secrets: dict[str, str] | None = None) -> dict[str, Any]:
+    if secrets is None:
+        secrets = selectors.workflow_webhook_secrets(workflow=workflow)
+    return {"workflow_id": workflow.pk, "webhook_secrets": secrets}
+
+
 class WorkflowCollectionView(StrictAPIView):
     @query_params(*LIST_PARAMETERS, OpenApiParameter("active", bool))
     @extend_schema(
@@ -82,16 +89,14 @@ class WorkflowCollectionView(StrictAPIView):
         operation_id="workflows_create",
         request=msgspec_body(WorkflowBody),
         responses={
-            201: envelope(
-                "WorkflowCreated", serializers.DictField(help_text='{"workflow_id": "…"}')
-            ),
+            201: envelope("WorkflowCreated", WorkflowSecretsSerializer()),
             **errors(400, 415),
         },
     )
     def post(self, request: Request) -> Response:
         body = parse_body(request, WorkflowBody)
         workflow = services.workflow_create(data=_input(body))
-        return Response({"data": {"workflow_id": workflow.pk}}, status=status.HTTP_201_CREATED)
+        return Response({"data": _secrets(workflow)}, status=status.HTTP_201_CREATED)
 
 
 class WorkflowDetailView(StrictAPIView):
@@ -161,6 +166,37 @@ class WorkflowDeactivateView(_SetActiveView):
         return super().post(request, workflow_id)
 
 
+class WorkflowRevealSecretsView(StrictAPIView):
+    """The signing secrets, on an explicit POST (so only a write-scope key sees them)."""
+
+    @extend_schema(
+        operation_id="workflows_reveal_secrets",
+        request=None,
+        responses={
+            200: envelope("WorkflowSecretsRevealed", WorkflowSecretsSerializer()),
+            **errors(404),
+        },
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        return Response({"data": _secrets(workflow)})
+
+
+class WorkflowRotateSecretsView(StrictAPIView):
+    @extend_schema(
+        operation_id="workflows_rotate_secrets",
+        request=None,
+        responses={
+            200: envelope("WorkflowSecretsRotated", WorkflowSecretsSerializer()),
+            **errors(404),
+        },
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        rotated = services.workflow_webhook_secrets_rotate(workflow=workflow)
+        return Response({"data": _secrets(workflow, rotated)})
+
+
 class WorkflowRunsView(StrictAPIView):
     @query_params(*LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES))
     @extend_schema(
@@ -212,7 +248,7 @@ class WorkflowTestView(StrictAPIView):
     def post(self, request: Request, workflow_id: str) -> Response:
         workflow = selectors.workflow_get(workflow_id=workflow_id)
         body = parse_body(request, WorkflowTestIn)
-        result: dict[str, Any] = services.workflow_test_request(
+        result: dict[str, Any] = dry_run.workflow_test_request(
             workflow=workflow,
             event_id=body.event_id,
             event=body.event,

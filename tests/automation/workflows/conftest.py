@@ -7,12 +7,15 @@ from typing import Any
 import msgspec
 import pytest
 
+from automation.webhooks.models import Delivery
 from automation.workflows.models import Workflow
+from automation.workflows.runner import events_evaluate, workflow_run_advance
 from automation.workflows.selectors import active_workflows_forget
 from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
+from tests.receiver import Receiver, local_receiver
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +84,38 @@ def ingest(db: None, django_capture_on_commit_callbacks: Any) -> Callable[..., E
         return Event.objects.get(pk=stored[0].id)
 
     return ingest_one
+
+
+@pytest.fixture
+def allow_loopback(settings: Any) -> None:
+    """Webhook actions call a receiver on 127.0.0.1, which the guard refuses by default."""
+    settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def receiver(allow_loopback: None) -> Iterator[Receiver]:
+    with local_receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def webhook_runs(
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+    django_capture_on_commit_callbacks: Any,
+) -> Callable[..., list[tuple[Workflow, Delivery]]]:
+    """One workflow per URL with a webhook action to it, run for one event: each
+    workflow with its delivery, created and not sent yet."""
+
+    def run(*urls: str) -> list[tuple[Workflow, Delivery]]:
+        workflows = [
+            make_workflow(name=f"hook {i}", actions=[{"type": "webhook", "url": url}])
+            for i, url in enumerate(urls)
+        ]
+        event = ingest(records={"amount": "12", "sku": "SKU-1"})
+        with django_capture_on_commit_callbacks(execute=False):  # not sent here
+            for run_id in events_evaluate(event_ids=[event.pk]):
+                workflow_run_advance(run_id=run_id)
+        return [(w, Delivery.objects.get(endpoint__workflow_link__workflow=w)) for w in workflows]
+
+    return run
