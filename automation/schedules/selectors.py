@@ -84,7 +84,10 @@ def _key_path(path: Sequence[str]) -> Any:
 
 
 def _sqlite_json_path(path: Sequence[str]) -> str:
-    return "$" + "".join(f".{json.dumps(key)}" for key in path)
+    # As Django's KeyTransform writes it: digits index an array, anything else is a key.
+    return "$" + "".join(
+        f"[{key}]" if key.isascii() and key.isdigit() else f".{json.dumps(key)}" for key in path
+    )
 
 
 def _with_context(

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import connection
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook
 
@@ -266,13 +265,6 @@ def test_context_is_array_means_the_array_contains_the_value(api, listed):
     ) == {"bob_prod"}
 
 
-@pytest.mark.xfail(
-    connection.vendor == "sqlite",
-    strict=True,
-    reason="automation/schedules/selectors.py _sqlite_json_path quotes every path element as "
-    'an object key ($."matrix"."1"), so a digit does not index an array as it does on '
-    "PostgreSQL (#>) and in the non-array filter (KeyTransform)",
-)
 def test_context_is_array_at_a_path_with_an_array_index(api, listed):
     query = context(["matrix", "1"], "2", "Number", is_array=True)
     assert found(api, listed, query=query) == {"alice_dev"}
