@@ -11,30 +11,26 @@ Where the code branches on the database (`git grep -n vendor`), and what SQLite 
 
 Module / function                 SQLite branch (PostgreSQL branch)                   test_….py
 --------------------------------  --------------------------------------------------  ----------
-events_app/ingestion.py           `col IN (%s, ...)`, a parameter per value           ingestion
+events_app/ingest_references.py   `col IN (%s, ...)`, a parameter per value           ingestion
   _in (the reference read)        (one JSON array parameter)
 project/sql.py fetch_all          Django's cursor (a server-binding psycopg cursor,   ingestion
                                   prepared): every ingest's reference read
 events_app/ingestion.py           ORM path in a transaction: skip stored refs, then   ingestion,
-  events_store                    bulk_create events, records, deliveries             delivery
+  events_store                    bulk_create events, records, companion rows         delivery
                                   (events_app/ingest_pg.py: one statement)
-automation/webhooks/sender.py     the claim UPDATE alone, the endpoint read by a      delivery
-  _claim_sql, _claim_update       second query, no SKIP LOCKED in the next-of-
+automation/webhooks/sender_sql.py the claim UPDATE alone, the endpoint read by a      delivery
+  _claim_sql, claim_update        second query, no SKIP LOCKED in the next-of-
                                   endpoint claim (claim + endpoint, one prepared
                                   statement)
-automation/webhooks/sender.py     UPDATE the delivery, then INSERT the attempt, in    delivery,
-  _record_statement               a transaction (one prepared statement)              schedules
-automation/schedules/scheduler.py row by row, `_fire_claimed`; the claim also reads   schedules
-  dispatch_due_schedules          the context (one set-based statement per chunk)
-automation/schedules/scheduler.py read the (schedule, tick) pairs that exist,         schedules
-  _insert_runs                    bulk_create the rest (INSERT ... unnest ... ON
-                                  CONFLICT DO NOTHING RETURNING)
-automation/schedules/scheduler.py in_bulk + bulk_update (UPDATE ... FROM unnest)      schedules
-  _update_schedules
+automation/webhooks/sender_sql.py UPDATE the delivery, then INSERT the attempt, in    delivery,
+  record_statement                a transaction (one prepared statement)              schedules
+automation/schedules/scheduler.py fire_claimed row by row through the ORM             schedules
+  fire_claimed (tick, run now)    (`_fire_orm`); the claim also reads the context
+                                  (one set-based statement per chunk)
 automation/schedules/selectors.py one EXISTS over json_each(tags) per tag             schedules
   _with_all_tags                  (tags @> [...], served by a GIN index)
 automation/schedules/selectors.py isArray: EXISTS over json_each(context, path) with  schedules
-  _with_context                   a JSON type check (path @> [value])                 (+ xfail)
+  _with_context                   a JSON type check (path @> [value])
 automation/workflows/runner.py    nothing: SQLite serializes write transactions       workflows
   _advisory_locks                 (pg_advisory_xact_lock per workflow and customer)   (re-entry)
 automation/workflows/runner.py    SELECT (FOR UPDATE is dropped), then UPDATE the     workflows
@@ -59,10 +55,4 @@ Also different without a `vendor` test: `select_for_update(skip_locked=True)` (t
 scheduler's claim, the delivery dispatcher, a run's step) is dropped on SQLite, whose
 IMMEDIATE transactions serialize writers; the set-based cascades (project/cascade.py)
 run the same statements on both, the event counters following on PostgreSQL only.
-
-Known difference, a strict xfail on SQLite (test_schedules): a context filter with
-`isArray` whose path holds an array index (`["matrix", "1"]`) matches nothing on
-SQLite: automation/schedules/selectors.py `_sqlite_json_path` quotes every element
-as an object key (`$."matrix"."1"`), where PostgreSQL and the non-array filter index
-the array.
 """
