@@ -49,11 +49,8 @@ def load(events: int, background: int) -> None:
     from django.db import connection, transaction
 
     from customers.models import Customer
-    from events_app.management.commands.generate_events import (
-        CopyWriter,
-        Generator,
-        ensure_event_types,
-    )
+    from events_app.generation import Generator, ensure_event_types
+    from events_app.management.commands.generate_events import CopyWriter
 
     call_command("migrate", verbosity=0)
     if Customer.objects.filter(external_id=TARGET).exists():

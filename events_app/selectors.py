@@ -68,7 +68,7 @@ def event_count(*, queryset: QuerySet[Event]) -> int:
 
     On PostgreSQL, all events and the events of one type are counted by
     summing the trigger-maintained EventCount slots (a few rows) instead of
-    COUNT(*) over up to millions of rows (65 ms at 1M). Any other filter, and
+    COUNT(*) over up to millions of rows. Any other filter, and
     SQLite (no triggers), use COUNT(*).
     """
     answerable, event_type_id = _counter_scope(queryset)

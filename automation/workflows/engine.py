@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from automation.workflows.conditions.operators import MISSING, REGISTRY, Operator, resolve_path
+from automation.workflows.conditions.operators import REGISTRY, Operator
+from automation.workflows.conditions.values import MISSING, resolve_path
 from automation.workflows.durations import parse_duration
 from events_app.properties import PROPERTY_TYPES
 
