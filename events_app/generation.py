@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from events_app.demo import DEMO_TYPES
-from events_app.event_types import PropertyDefinitionInput, event_type_create
-from events_app.models import EventType, PropertyDefinition
+from events_app.demo import DEMO_TYPES, demo_event_type_ensure
+from events_app.models import PropertyDefinition
 
 # seed_demo's types, plus optional properties so an event carries ~3 records.
 EXTRA_PROPERTIES: dict[str, list[tuple[str, str, bool]]] = {
@@ -212,18 +211,7 @@ def ensure_event_types(count: int) -> list[TypePlan]:
         wanted.append((f"generated_{n + 1:02d}", f"Generated {n + 1}", CUSTOM_PROPERTIES))
     plans: list[TypePlan] = []
     for key, name, props in wanted:
-        event_type = EventType.objects.filter(key=key).first()
-        if event_type is None:
-            event_type = event_type_create(
-                key=key,
-                name=name,
-                properties=[
-                    PropertyDefinitionInput(
-                        property_id=p, name=p.replace("_", " "), type=t, required=r
-                    )
-                    for p, t, r in props
-                ],
-            )
+        event_type = demo_event_type_ensure(key, name, props)
         definitions = list(
             PropertyDefinition.objects.filter(event_type=event_type)
             .order_by("property_id")

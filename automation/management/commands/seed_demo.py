@@ -21,10 +21,9 @@ from django.utils import timezone
 from automation.workflows.models import Workflow
 from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.api_clients import api_client_create, api_client_revoke
-from events_app.demo import DEMO_TYPES
-from events_app.event_types import PropertyDefinitionInput, event_type_create
+from events_app.demo import DEMO_TYPES, demo_event_type_ensure
 from events_app.ingestion import events_prepare, events_store
-from events_app.models import ApiClient, Event, EventType
+from events_app.models import ApiClient, Event
 from events_app.schemas import EventCreateIn, EventIn, PropertyRecordIn
 
 
@@ -59,17 +58,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         rng = random.Random(4)
         for key, name, props in DEMO_TYPES:
-            if not EventType.objects.filter(key=key).exists():
-                event_type_create(
-                    key=key,
-                    name=name,
-                    properties=[
-                        PropertyDefinitionInput(
-                            property_id=p, name=p.replace("_", " "), type=t, required=r
-                        )
-                        for p, t, r in props
-                    ],
-                )
+            demo_event_type_ensure(key, name, props)
         self._create_demo_workflows()
         if not Event.objects.exists():
             self._load_events(rng, options["events"], options["customers"])
