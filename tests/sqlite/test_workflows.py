@@ -63,7 +63,7 @@ def test_matching_event_runs_every_action_and_resumes_after_the_wait(
         trigger_event_types=["vip_welcome"],
         actions=[{"type": "add_tags", "tags": ["welcomed"]}],
     )
-    secret = ok(get(api, f"/workflows/{big}"))["webhook_secrets"]
+    secret = ok(post(api, f"/workflows/{big}/reveal-secrets", {}))["webhook_secrets"]
     ok(
         post(api, "/customers", {"customer": {"external_id": "alice", "attributes": {"trial": 1}}}),
         201,
