@@ -8,8 +8,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from customers.models import Customer
+from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
 from project.errors import ConflictError
+
+AUDIT_TYPE = "customer"
 
 
 def customer_create(
@@ -22,12 +25,19 @@ def customer_create(
     """Create a customer; an external id that exists already is a 409 naming the customer."""
     try:
         with transaction.atomic():
-            return Customer.objects.create(
+            customer = Customer.objects.create(
                 external_id=external_id,
                 email=email,
                 attributes=attributes or {},
                 tags=tags_normalize(tags or []),
             )
+            audit_record(
+                action="created",
+                obj_type=AUDIT_TYPE,
+                obj_id=customer.pk,
+                after=audit_snapshot(customer),
+            )
+            return customer
     except IntegrityError:
         existing = Customer.objects.filter(external_id=external_id).values_list("id", flat=True)
         raise ConflictError(
@@ -49,11 +59,19 @@ def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
     """
     if "tags" in fields:
         fields = {**fields, "tags": tags_normalize(fields["tags"])}
+    before = audit_snapshot(customer)
     for name, value in fields.items():
         setattr(customer, name, value)
     try:
         with transaction.atomic():
             customer.save(update_fields=[*fields.keys(), "updated_at"])
+            audit_record(
+                action="updated",
+                obj_type=AUDIT_TYPE,
+                obj_id=customer.pk,
+                before=before,
+                after=audit_snapshot(customer),
+            )
     except IntegrityError:
         customer.refresh_from_db()
         existing = Customer.objects.filter(external_id=fields.get("external_id"))
@@ -77,7 +95,14 @@ def customer_delete(*, customer: Customer) -> dict[str, int]:
     the same memory as one with none. The per-type event counters follow
     through the event table's statement-level triggers.
     """
-    return cascade_delete_object(customer)
+    with transaction.atomic():
+        audit_record(
+            action="deleted",
+            obj_type=AUDIT_TYPE,
+            obj_id=customer.pk,
+            before=audit_snapshot(customer),
+        )
+        return cascade_delete_object(customer)
 
 
 def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:

@@ -18,9 +18,13 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from events_app.models import ApiClient
+from project.audit.services import audit_record, audit_snapshot
 from project.errors import ConflictError, ValidationFailed
 
 API_KEY_PREFIX = "hrld_"
+AUDIT_TYPE = "api_client"
+# last_used_at changes on use, not by anyone's decision.
+AUDIT_EXCLUDE = ("last_used_at",)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -38,6 +42,12 @@ def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[Ap
                 secret_hash=ApiClient.hash_secret(secret),
                 secret_prefix=secret[:12],
                 scopes=",".join(s for s in ApiClient.ALL_SCOPES if s in scopes),
+            )
+            audit_record(
+                action="created",
+                obj_type=AUDIT_TYPE,
+                obj_id=client.pk,
+                after=audit_snapshot(client, exclude=AUDIT_EXCLUDE),
             )
     except IntegrityError:
         raise ConflictError(f"An API client named '{name}' already exists.") from None
@@ -138,7 +148,18 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
 def api_client_revoke(*, client: ApiClient) -> None:
     """Revoke a key; requests with it fail with 401 from then on in this process, and
     within `settings.API_KEY_CACHE_SECONDS` in every other one."""
-    ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    with transaction.atomic():
+        before = audit_snapshot(client, exclude=AUDIT_EXCLUDE)
+        revoked = ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if revoked:
+            client.refresh_from_db(fields=["revoked_at"])
+            audit_record(
+                action="revoked",
+                obj_type=AUDIT_TYPE,
+                obj_id=client.pk,
+                before=before,
+                after=audit_snapshot(client, exclude=AUDIT_EXCLUDE),
+            )
     api_key_cache.forget(client.secret_hash)

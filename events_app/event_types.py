@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.deletion import ProtectedError
 
 from events_app.models import EventType, PropertyDefinition
+from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 
@@ -42,6 +43,17 @@ def _replace_properties(event_type: EventType, properties: list[PropertyDefiniti
         )
 
 
+AUDIT_TYPE = "event_type"
+
+
+def _state(event_type: EventType) -> dict[str, Any]:
+    properties = [
+        {"property_id": p.property_id, "name": p.name, "type": p.value_type, "required": p.required}
+        for p in event_type.properties.order_by("property_id")
+    ]
+    return audit_snapshot(event_type, extra={"properties": properties})
+
+
 def event_type_create(
     *, key: str, name: str, description: str = "", properties: list[PropertyDefinitionInput]
 ) -> EventType:
@@ -50,6 +62,12 @@ def event_type_create(
         with transaction.atomic():
             event_type = EventType.objects.create(key=key, name=name, description=description)
             _replace_properties(event_type, properties)
+            audit_record(
+                action="created",
+                obj_type=AUDIT_TYPE,
+                obj_id=event_type.pk,
+                after=_state(event_type),
+            )
     except IntegrityError:
         existing = EventType.objects.filter(key=key).values_list("id", flat=True).first()
         raise ConflictError(
@@ -71,12 +89,20 @@ def event_type_update(
     """
     try:
         with transaction.atomic():
+            before = _state(event_type)
             for name, value in fields.items():
                 setattr(event_type, name, value)
             # updated_at moves on a properties-only change too: the type changed.
             event_type.save(update_fields=[*fields.keys(), "updated_at"])
             if properties is not None:
                 _replace_properties(event_type, properties)
+            audit_record(
+                action="updated",
+                obj_type=AUDIT_TYPE,
+                obj_id=event_type.pk,
+                before=before,
+                after=_state(event_type),
+            )
     except IntegrityError:
         key = fields.get("key")
         event_type.refresh_from_db()  # the in-memory copy holds the rejected values
@@ -98,6 +124,7 @@ def event_type_delete(*, event_type: EventType) -> None:
         locked = EventType.objects.select_for_update().filter(pk=event_type.pk)
         if not locked.exists():
             raise NotFoundError(f"Event type '{event_type.pk}' not found.")
+        before = _state(event_type)
         # Events are PROTECT: kept, never deleted by type. The refusal is checked
         # (one EXISTS) before anything is deleted; the rest (property definitions,
         # event counters, workflow and webhook links) goes set-based.
@@ -107,3 +134,4 @@ def event_type_delete(*, event_type: EventType) -> None:
             raise ConflictError(
                 f"Event type '{event_type.pk}' has events and cannot be deleted.",
             ) from None
+        audit_record(action="deleted", obj_type=AUDIT_TYPE, obj_id=event_type.pk, before=before)

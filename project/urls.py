@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import include, path
 from django.views.decorators.http import require_safe
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 API = "rest-api/enterprise-interface/v1.0/"
 
@@ -27,10 +27,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path(f"{API}schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path(f"{API}docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        f"{API}docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"
+    ),
     path(API, include("events_app.api.urls")),
     path(API, include("customers.api.urls")),
     path(API, include("automation.api.urls")),
+    path(API, include("project.audit.api.urls")),
 ]
 
 handler400 = "project.api.errors.handler400"

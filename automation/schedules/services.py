@@ -22,6 +22,7 @@ from automation.schedules import cron, scheduler
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.webhooks.models import Endpoint
 from automation.webhooks.services import endpoint_create, endpoint_delete, endpoint_update
+from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
 from project.errors import ConflictError, ValidationFailed
 
@@ -107,6 +108,14 @@ def _first_run(schedule: Schedule, now: datetime) -> datetime:
     return run
 
 
+AUDIT_TYPE = "schedule"
+
+
+def _audit(schedule: Schedule, action: str, before: dict[str, Any] | None) -> None:
+    after = None if action == "deleted" else audit_snapshot(schedule)
+    audit_record(action=action, obj_type=AUDIT_TYPE, obj_id=schedule.pk, before=before, after=after)
+
+
 def schedule_create(
     *,
     owner: str,
@@ -145,6 +154,7 @@ def schedule_create(
             raise _invalid("callback_url", exc.message) from None
         schedule.endpoint = endpoint
         schedule.save(force_insert=True)
+        _audit(schedule, "created", None)
     return schedule
 
 
@@ -167,6 +177,7 @@ def schedule_update(
         raise _invalid(unknown[0], "This field cannot be changed.")
     with transaction.atomic():
         schedule = _locked(schedule)
+        before = audit_snapshot(schedule)
         if schedule.status == Schedule.Status.FINISHED:
             raise ConflictError(f"Schedule '{schedule.id}' is finished and cannot be changed.")
         if "end_date" in fields:
@@ -190,6 +201,7 @@ def schedule_update(
         if schedule.status in Schedule.RUNNABLE:
             schedule.next_run_at = _first_run(schedule, now)
         schedule.save()
+        _audit(schedule, "updated", before)
     return schedule
 
 
@@ -198,6 +210,7 @@ def schedule_delete(*, schedule: Schedule) -> Schedule:
     with transaction.atomic():
         schedule = _locked(schedule)
         endpoint = schedule.endpoint
+        _audit(schedule, "deleted", audit_snapshot(schedule))
         deleted = Schedule(
             **{f.attname: getattr(schedule, f.attname) for f in Schedule._meta.concrete_fields}
         )
@@ -217,9 +230,11 @@ def schedule_pause(*, schedule: Schedule) -> Schedule:
             raise ConflictError(
                 f"Schedule '{schedule.id}' is {schedule.status} and cannot be paused."
             )
+        before = audit_snapshot(schedule)
         schedule.status = Schedule.Status.PAUSED
         schedule.next_run_at = None
         schedule.save(update_fields=["status", "next_run_at", "updated_at"])
+        _audit(schedule, "paused", before)
     return schedule
 
 
@@ -238,12 +253,14 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> Sched
                 f"Schedule '{schedule.id}' has no run left before its end date "
                 f"({schedule.end_date.isoformat()}); it cannot be resumed."
             )
+        before = audit_snapshot(schedule)
         # PAUSED hid which it was; a callback in flight may have gone out while paused.
         schedule.status = (
             Schedule.Status.ACTIVE if schedule.first_called_at else Schedule.Status.INACTIVE
         )
         schedule.next_run_at = next_run
         schedule.save(update_fields=["status", "next_run_at", "updated_at"])
+        _audit(schedule, "resumed", before)
     return schedule
 
 

@@ -26,12 +26,30 @@ from automation.webhooks.deliveries import (
 from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.signing import new_secret
 from events_app.models import EventType
+from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
 SECRET_ROTATION_OVERLAP = timedelta(hours=24)
+AUDIT_TYPE = "webhook"
+
+
+def _audit(
+    endpoint: Endpoint, action: str, before: dict[str, Any] | None, *, gone: bool = False
+) -> None:
+    """Audit a webhook subscription's change. The endpoints of schedules and workflows are
+    audited as part of their owner's change, not as webhooks of their own."""
+    if endpoint.kind == Endpoint.Kind.SUBSCRIPTION:
+        after = None if gone else audit_snapshot(endpoint)
+        audit_record(
+            action=action, obj_type=AUDIT_TYPE, obj_id=endpoint.pk, before=before, after=after
+        )
+
+
+def _state(endpoint: Endpoint) -> dict[str, Any] | None:
+    return audit_snapshot(endpoint) if endpoint.kind == Endpoint.Kind.SUBSCRIPTION else None
 
 
 def endpoint_check_url(url: str, *, field: str = "url") -> None:
@@ -72,12 +90,14 @@ def endpoint_create(
             kind=kind, url=url, description=description, active=active, secret=new_secret()
         )
         endpoint.event_types.set(types)
+        _audit(endpoint, "created", None)
     return endpoint, endpoint.secret
 
 
 def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
     """Update url, description, event_types (keys) or active; re-activation clears health."""
     with transaction.atomic():
+        before = _state(endpoint)
         if "url" in fields:
             endpoint_check_url(fields["url"])
             endpoint.url = fields["url"]
@@ -95,6 +115,7 @@ def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
                 endpoint.disabled_reason = "Disabled by a user."
                 endpoint.disabled_at = timezone.now()
         endpoint.save()
+        _audit(endpoint, "updated", before)
     return endpoint
 
 
@@ -109,6 +130,7 @@ def endpoint_delete(*, endpoint: Endpoint) -> dict[str, int]:
     UPDATE whose subquery finds them (after the delete nothing would).
     """
     with transaction.atomic():
+        _audit(endpoint, "deleted", _state(endpoint), gone=True)
         events_refresh_delivered(
             Delivery.objects.filter(
                 endpoint=endpoint, event__isnull=False, status__in=OUTSTANDING
@@ -121,12 +143,14 @@ def endpoint_delete(*, endpoint: Endpoint) -> dict[str, int]:
 def endpoint_rotate_secret(*, endpoint: Endpoint) -> str:
     """Issue a new secret; the old one keeps signing for SECRET_ROTATION_OVERLAP."""
     now = timezone.now()
+    before = _state(endpoint)
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + SECRET_ROTATION_OVERLAP
     endpoint.secret = new_secret()
     endpoint.save(
         update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
     )
+    _audit(endpoint, "secret_rotated", before)
     return endpoint.secret
 
 
@@ -134,6 +158,7 @@ def endpoint_disable(*, endpoint: Endpoint, reason: str) -> None:
     """Stop sending to an endpoint: mark it inactive with a reason, fail its pending work."""
     now = timezone.now()
     with transaction.atomic():
+        before = _state(endpoint)
         Endpoint.objects.filter(pk=endpoint.pk).update(
             active=False, disabled_reason=reason, disabled_at=now, updated_at=now
         )
@@ -147,6 +172,8 @@ def endpoint_disable(*, endpoint: Endpoint, reason: str) -> None:
             last_error=f"Endpoint disabled: {reason}",
         )
         events_refresh_delivered(event_ids)
+        endpoint.updated_at = now
+        _audit(endpoint, "disabled", before)
     logger.warning("Endpoint %s disabled: %s", endpoint.pk, reason)
 
 

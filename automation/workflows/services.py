@@ -29,11 +29,13 @@ from automation.workflows.actions.webhook import webhook_endpoints_sync
 from automation.workflows.conditions import trees as condition_trees
 from automation.workflows.durations import parse_duration
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
-from automation.workflows.selectors import active_workflows_forget
+from automation.workflows.selectors import active_workflows_forget, workflow_webhook_secrets
 from events_app.models import EventType
+from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
+AUDIT_TYPE = "workflow"
 WRITABLE = ("name", "trigger_event_types", "conditions", "actions", "active", "reentry")
 
 
@@ -152,7 +154,17 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
+        audit_record(
+            action="created", obj_type=AUDIT_TYPE, obj_id=workflow.pk, after=_state(workflow)
+        )
     return workflow
+
+
+def _state(workflow: Workflow) -> dict[str, Any]:
+    return audit_snapshot(
+        workflow,
+        extra={"webhook_endpoints": [link.endpoint_id for link in _endpoint_links(workflow)]},
+    )
 
 
 def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
@@ -172,6 +184,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
     errors, types = workflow_validate(merged)
     _raise_if(errors)
     with transaction.atomic():
+        before = _state(workflow)
         workflow.name = (merged.name or "").strip()
         workflow.conditions = merged.conditions or {}
         workflow.actions = merged.actions or []
@@ -182,6 +195,13 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.refresh_from_db(fields=["version"])
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
+        audit_record(
+            action="updated",
+            obj_type=AUDIT_TYPE,
+            obj_id=workflow.pk,
+            before=before,
+            after=_state(workflow),
+        )
     return workflow
 
 
@@ -190,6 +210,7 @@ def workflow_set_active(*, workflow: Workflow, active: bool) -> Workflow:
     (waiting ones included) and their pending deliveries; re-activating starts afresh:
     only events that arrive from then on are evaluated."""
     with transaction.atomic():
+        before = _state(workflow)
         Workflow.objects.filter(pk=workflow.pk).update(
             active=active, version=F("version") + 1, updated_at=timezone.now()
         )
@@ -197,6 +218,13 @@ def workflow_set_active(*, workflow: Workflow, active: bool) -> Workflow:
         if not active:
             _stop(workflow)
         transaction.on_commit(active_workflows_forget)
+        audit_record(
+            action="activated" if active else "deactivated",
+            obj_type=AUDIT_TYPE,
+            obj_id=workflow.pk,
+            before=before,
+            after=_state(workflow),
+        )
     return workflow
 
 
@@ -235,6 +263,9 @@ def workflow_delete(*, workflow: Workflow) -> dict[str, int]:
     Django's Collector would load first; here each table is one statement.
     """
     with transaction.atomic():
+        audit_record(
+            action="deleted", obj_type=AUDIT_TYPE, obj_id=workflow.pk, before=_state(workflow)
+        )
         endpoints = [link.endpoint for link in _endpoint_links(workflow)]
         deleted = Counter(cascade_delete_object(workflow))
         for endpoint in endpoints:
@@ -257,7 +288,27 @@ def workflow_webhook_secrets_rotate(*, workflow: Workflow) -> dict[str, str]:
     The old secrets keep signing alongside for the webhooks' rotation overlap.
     """
     with transaction.atomic():
-        return {
+        rotated = {
             link.endpoint_id: endpoint_rotate_secret(endpoint=link.endpoint)
             for link in _endpoint_links(workflow)
         }
+        audit_record(
+            action="secret_rotated",
+            obj_type=AUDIT_TYPE,
+            obj_id=workflow.pk,
+            after={"webhook_endpoints": sorted(rotated)},
+        )
+    return rotated
+
+
+def workflow_webhook_secrets_reveal(*, workflow: Workflow) -> dict[str, str]:
+    """The workflow's signing secrets (endpoint id → secret), shown on purpose: recorded
+    in the audit trail (which names the endpoints, never the secrets)."""
+    secrets = workflow_webhook_secrets(workflow=workflow)
+    audit_record(
+        action="secret_shown",
+        obj_type=AUDIT_TYPE,
+        obj_id=workflow.pk,
+        after={"webhook_endpoints": sorted(secrets)},
+    )
+    return secrets

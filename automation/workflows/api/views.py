@@ -179,7 +179,8 @@ class WorkflowRevealSecretsView(StrictAPIView):
     )
     def post(self, request: Request, workflow_id: str) -> Response:
         workflow = selectors.workflow_get(workflow_id=workflow_id)
-        return Response({"data": _secrets(workflow)})
+        revealed = services.workflow_webhook_secrets_reveal(workflow=workflow)
+        return Response({"data": _secrets(workflow, revealed)})
 
 
 class WorkflowRotateSecretsView(StrictAPIView):
