@@ -16,6 +16,7 @@ from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, filter_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params, validated_body
+from project.idempotency.views import idempotent
 
 CUSTOMER_CREATED = envelope(
     "CustomerCreated",
@@ -50,8 +51,9 @@ class CustomerCollectionView(StrictAPIView):
         operation_id="customers_create",
         description="A taken `external_id` is a 409 naming the existing `customer_id`.",
         request=CustomerCreateIn,
-        responses={201: CUSTOMER_CREATED, **errors(400, 409, 413, 415)},
+        responses={201: CUSTOMER_CREATED, **errors(400, 409, 413, 415, 422)},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = validated_body(request, CustomerCreateIn)
         customer = services.customer_create(**body["customer"])

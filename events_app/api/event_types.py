@@ -30,6 +30,7 @@ from project.api.strict import (
     query_params,
     validated_body,
 )
+from project.idempotency.views import idempotent
 
 # ---------------------------------------------------------------- input
 
@@ -129,8 +130,9 @@ class EventTypeCollectionView(StrictAPIView):
         operation_id="event_types_create",
         description="A taken `key` is a 409 naming the existing `event_type_id`.",
         request=EventTypeCreateIn,
-        responses={201: EVENT_TYPE_CREATED, **errors(400, 409, 413, 415)},
+        responses={201: EVENT_TYPE_CREATED, **errors(400, 409, 413, 415, 422)},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = validated_body(request, EventTypeCreateIn)
         event_type = event_types.event_type_create(

@@ -56,6 +56,7 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         409: "Conflict.",
         413: "Body too large.",
         415: "Not JSON.",
+        422: "The Idempotency-Key was used with another request.",
     }
     wanted = sorted({*codes, 400, 401, 403})
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in wanted}

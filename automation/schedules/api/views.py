@@ -27,6 +27,7 @@ from project.api.listing import filtered_list
 from project.api.schema import envelope, errors, msgspec_body, paging_parameters
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
+from project.idempotency.views import idempotent
 
 PAGING = paging_parameters("limit", "created_date (default), next_run_at, …")
 DETAIL = envelope("ScheduleDetail", ScheduleSerializer())
@@ -64,9 +65,10 @@ class ScheduleCollectionView(StrictAPIView):
         request=msgspec_body(ScheduleCreateIn),
         responses={
             201: envelope("ScheduleCreatedEnvelope", ScheduleCreatedSerializer()),
-            **errors(400, 415),
+            **errors(400, 415, 422),
         },
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = parse_body(request, ScheduleCreateIn).schedule
         schedule = services.schedule_create(

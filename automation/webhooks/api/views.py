@@ -36,6 +36,7 @@ from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
+from project.idempotency.views import idempotent
 
 WEBHOOK_SORT_FIELDS = {"created_at": "created_at", "url": "url", "webhook_id": "pk"}
 DELIVERY_SORT_FIELDS = {"created_at": "pk", "delivery_id": "pk"}
@@ -68,9 +69,10 @@ class WebhookCollectionView(StrictAPIView):
         request=msgspec_body(WebhookCreateIn),
         responses={
             201: envelope("WebhookCreated", WebhookWithSecretSerializer()),
-            **errors(400, 415),
+            **errors(400, 415, 422),
         },
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = parse_body(request, WebhookCreateIn).webhook
         endpoint, _secret = endpoint_create(
@@ -124,8 +126,12 @@ class WebhookRotateSecretView(StrictAPIView):
     @extend_schema(
         operation_id="webhooks_rotate_secret",
         request=None,
-        responses={200: envelope("WebhookRotated", WebhookWithSecretSerializer()), **errors(404)},
+        responses={
+            200: envelope("WebhookRotated", WebhookWithSecretSerializer()),
+            **errors(404, 422),
+        },
     )
+    @idempotent
     def post(self, request: Request, webhook_id: str) -> Response:
         endpoint = webhook_get(webhook_id=webhook_id)
         endpoint_rotate_secret(endpoint=endpoint)

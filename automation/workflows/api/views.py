@@ -25,6 +25,7 @@ from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
 from project.api.strict import StrictAPIView, query_params
+from project.idempotency.views import idempotent
 
 RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
 
@@ -90,9 +91,10 @@ class WorkflowCollectionView(StrictAPIView):
         request=msgspec_body(WorkflowBody),
         responses={
             201: envelope("WorkflowCreated", WorkflowSecretsSerializer()),
-            **errors(400, 415),
+            **errors(400, 415, 422),
         },
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = parse_body(request, WorkflowBody)
         workflow = services.workflow_create(data=_input(body))
@@ -189,9 +191,10 @@ class WorkflowRotateSecretsView(StrictAPIView):
         request=None,
         responses={
             200: envelope("WorkflowSecretsRotated", WorkflowSecretsSerializer()),
-            **errors(404),
+            **errors(404, 422),
         },
     )
+    @idempotent
     def post(self, request: Request, workflow_id: str) -> Response:
         workflow = selectors.workflow_get(workflow_id=workflow_id)
         rotated = services.workflow_webhook_secrets_rotate(workflow=workflow)

@@ -1,0 +1,1 @@
+"""Idempotency-Key for configuration POSTs: a retried request gets the first answer."""
