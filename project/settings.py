@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,6 +70,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
+    "project.audit",
+    "project.idempotency",
     "customers",
     "events_app",
     "automation",
@@ -81,6 +88,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "project.audit.middleware.AuditActorMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -139,6 +150,14 @@ if IS_POSTGRES:
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out login before any password is checked.
+# Only the admin's logins go through Django's authentication; API keys do not
+# (events_app.api.auth), so the lockout never touches the API.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -317,3 +336,42 @@ HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_
 # Events per evaluation task, and rows the periodic job hands on per tick.
 HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
 HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
+
+# ---------------------------------------------------------------- Admin login throttling
+# (docs/operations.md, "Admin logins"; django-axes records every attempt and lockout)
+# After this many failed logins for one username from one address, that pair is locked
+# out for the cool-off (minutes); a successful login resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("HERALD_ADMIN_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=float(os.environ.get("HERALD_ADMIN_LOGIN_COOLOFF_MINUTES", "15"))
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# The client's address is REMOTE_ADDR unless this many trusted reverse proxies stand in
+# front of Herald (then the X-Forwarded-For entry they add is used: never trust a header
+# a client can set itself).
+_PROXY_COUNT = int(os.environ.get("HERALD_TRUSTED_PROXY_COUNT", "0"))
+if _PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = _PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+
+# ---------------------------------------------------------------- Content-Security-Policy
+# (django-csp; docs/operations.md, "Content-Security-Policy") Every page's scripts and
+# styles are files served by Herald itself: no inline script or style, no other origin.
+# The API docs use drf-spectacular's split Swagger view for the same reason. Swagger UI
+# draws icons as data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF],
+        "img-src": [CSP_SELF, "data:"],
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_NONE],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    }
+}
