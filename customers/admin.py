@@ -92,8 +92,7 @@ class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
             return format_html("{}", "—")
         return format_html_join(
             " ",
-            '<span style="border:1px solid var(--border-color); border-radius:8px; '
-            'padding:0 6px;">{}</span>',
+            '<span class="herald-tag">{}</span>',
             ((tag,) for tag in tags),
         )
 

@@ -172,6 +172,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Herald's own admin, docs and front-page styles (the apps keep theirs in <app>/static/).
+STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

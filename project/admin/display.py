@@ -1,4 +1,7 @@
-"""JSON that a marketer can read in the admin: indented, sorted keys, monospace."""
+"""JSON that a marketer can read in the admin: indented, sorted keys, monospace.
+
+Styled by class from herald/admin.css: the Content-Security-Policy refuses style="".
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,11 @@ from django import forms
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-PRE_STYLE = "white-space: pre-wrap; margin: 0; font-size: 12px; max-width: 60em;"
-
 
 def pretty_json(value: Any) -> SafeString:
     """A read-only <pre> block with the value indented (escaped by format_html)."""
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    return format_html('<pre class="herald-json" style="{}">{}</pre>', PRE_STYLE, text)
+    return format_html('<pre class="herald-json">{}</pre>', text)
 
 
 class PrettyJSONFormField(forms.JSONField):
@@ -24,7 +25,7 @@ class PrettyJSONFormField(forms.JSONField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
             "widget",
-            forms.Textarea(attrs={"rows": 8, "cols": 80, "style": "font-family: monospace;"}),
+            forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "herald-json-input"}),
         )
         super().__init__(**kwargs)
 
