@@ -123,8 +123,6 @@ def test_every_admin_page_and_the_api_docs_load_without_a_csp_violation(
         if status >= 500 or found:
             problems[url] = (status, found)
 
-    for url, problem in problems.items():
-        print("CSP", url, problem)
     assert problems == {}
     header = page.goto("/admin/")
     assert header is not None
