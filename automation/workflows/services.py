@@ -160,10 +160,12 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
     return workflow
 
 
-def _state(workflow: Workflow) -> dict[str, Any]:
+def _state(workflow: Workflow, links: list[WorkflowEndpoint] | None = None) -> dict[str, Any]:
+    """The workflow as the audit trail records it: its columns, trigger types, endpoints."""
+    if links is None:
+        links = _endpoint_links(workflow)
     return audit_snapshot(
-        workflow,
-        extra={"webhook_endpoints": [link.endpoint_id for link in _endpoint_links(workflow)]},
+        workflow, extra={"webhook_endpoints": [link.endpoint_id for link in links]}
     )
 
 
@@ -263,10 +265,14 @@ def workflow_delete(*, workflow: Workflow) -> dict[str, int]:
     Django's Collector would load first; here each table is one statement.
     """
     with transaction.atomic():
+        links = _endpoint_links(workflow)
         audit_record(
-            action="deleted", obj_type=AUDIT_TYPE, obj_id=workflow.pk, before=_state(workflow)
+            action="deleted",
+            obj_type=AUDIT_TYPE,
+            obj_id=workflow.pk,
+            before=_state(workflow, links),
         )
-        endpoints = [link.endpoint for link in _endpoint_links(workflow)]
+        endpoints = [link.endpoint for link in links]
         deleted = Counter(cascade_delete_object(workflow))
         for endpoint in endpoints:
             deleted.update(endpoint_delete(endpoint=endpoint))

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 TABLES = (Endpoint, Endpoint.event_types.through, Delivery, DeliveryAttempt, ScheduleRun)
 # Reading the endpoint's key, the is_delivered UPDATE, SAVEPOINTs, one statement per
 # table the cascade reaches (WorkflowEndpoint included): a fixed number whatever the
-# size of the log.
-MAX_QUERIES = 13
+# size of the log; and the audit entry (the endpoint's event types read, one INSERT).
+MAX_QUERIES = 15
 
 
 def events(count: int) -> list[Event]:
@@ -75,9 +75,13 @@ def test_delete_takes_the_same_queries_and_reads_no_delivery_whatever_the_log(
     with django_assert_max_num_queries(MAX_QUERIES) as queries:
         endpoint_delete(endpoint=endpoint)
 
-    # Rows read: the endpoint's key, and whether a schedule protects it (EXISTS).
+    # Rows read: the endpoint's event types (the audit entry's "before": a few ids,
+    # not the log), the endpoint's key, and whether a schedule protects it (EXISTS).
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     assert [sql.split(" WHERE ")[0] for sql in reads] == [
+        'SELECT "events_app_eventtype"."id" AS "pk" FROM "events_app_eventtype" INNER JOIN '
+        '"automation_endpoint_event_types" ON ("events_app_eventtype"."id" = '
+        '"automation_endpoint_event_types"."eventtype_id")',
         'SELECT "automation_endpoint"."id" AS "pk" FROM "automation_endpoint"',
         'SELECT 1 AS "a" FROM "automation_schedule"',
     ]

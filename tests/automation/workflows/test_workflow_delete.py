@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db
 
 TABLES = (Workflow, Workflow.trigger_event_types.through, WorkflowRun, EventType)
 # Reading the workflow's key and its endpoints, SAVEPOINTs, one DELETE per table:
-# whatever the runs.
-MAX_QUERIES = 10
+# whatever the runs; and the audit entry (its trigger types read, one INSERT).
+MAX_QUERIES = 12
 
 
 def workflow(name: str) -> Workflow:
@@ -60,9 +60,11 @@ def test_delete_takes_the_same_queries_whatever_the_number_of_runs(
         workflow_delete(workflow=gone)
 
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert len(reads) == 2
+    assert len(reads) == 3
     assert ' FROM "automation_workflowendpoint" ' in reads[0]  # its endpoints: none here
-    assert reads[1].split(" WHERE ")[0] == (
+    # Its trigger types, for the audit entry's "before" (one query, a few rows).
+    assert ' FROM "events_app_eventtype" ' in reads[1]
+    assert reads[2].split(" WHERE ")[0] == (
         'SELECT "automation_workflow"."id" AS "pk" FROM "automation_workflow"'
     )
     assert WorkflowRun.objects.count() == 0
