@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -40,10 +42,33 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 F = TypeVar("F", bound=Callable[..., Response])
 
 
+def _body_bytes(request: Request) -> bytes:
+    """The body as the view will read it.
+
+    Without a Content-Length (chunked transfer encoding) Django sees an empty body and
+    the view reads the WSGI input stream itself (project.api.body); so the stream is read
+    here, bounded like any body, and put back as a buffer holding the same bytes.
+    """
+    django_request = request._request
+    if django_request.META.get("CONTENT_LENGTH"):
+        return django_request.body
+    if "chunked" not in django_request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return django_request.body
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    raw = django_request.META["wsgi.input"].read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(
+            f"The request body is larger than {limit} bytes.",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    django_request.META["wsgi.input"] = io.BytesIO(raw)
+    return raw
+
+
 def _request_hash(request: Request) -> str:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
-    digest.update(request.body)
+    digest.update(_body_bytes(request))
     return digest.hexdigest()
 
 

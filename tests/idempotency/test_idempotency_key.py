@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from io import BytesIO
 from typing import Any
 
 import pytest
 import time_machine
 from django.db import connection
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from automation.schedules.models import Schedule
 from automation.webhooks.models import Endpoint
@@ -21,6 +23,7 @@ from customers.models import Customer
 from events_app.models import EventType
 from project.background import job_by_name
 from project.idempotency.models import IdempotencyKey
+from project.idempotency.views import _request_hash
 from tests.conftest import API
 
 HOOK = "http://127.0.0.1:8599/hook"
@@ -183,3 +186,17 @@ def test_ten_concurrent_identical_requests_create_one_object(
     assert len(answers) == 10
     assert {status for status, _ in answers} == {201}
     assert len({body["data"]["webhook_id"] for _, body in answers}) == 1
+
+
+def test_a_chunked_body_is_hashed_from_the_stream_and_left_readable_for_the_view() -> None:
+    def chunked(body: bytes) -> Request:
+        django_request = APIRequestFactory().post(f"{API}/webhooks")
+        django_request.META.pop("CONTENT_LENGTH", None)
+        django_request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
+        django_request.META["wsgi.input"] = BytesIO(body)
+        return Request(django_request)
+
+    first, second = chunked(b'{"a": 1}'), chunked(b'{"a": 2}')
+
+    assert _request_hash(first) != _request_hash(second)
+    assert first._request.META["wsgi.input"].read() == b'{"a": 1}'
