@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 from project.audit.models import AuditEntry
 
 
@@ -16,14 +18,20 @@ def _pretty(value: Any) -> str:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
 
 
+class AtWithinFilter(CreatedWithinFilter):
+    title = "when"
+    parameter_name = "at"
+    field_name = "at"
+
+
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(BigTableAdmin):
     list_display = ("at", "actor_kind", "actor_name", "action", "object_type", "object_id")
-    list_filter = ("action", "object_type", "actor_kind")
-    # Exact matches only, so the object and actor indexes serve them.
-    search_fields = ("=object_id", "=actor_id", "=actor_name", "=request_id")
-    date_hierarchy = "at"
-    show_full_result_count = False
+    list_filter = (AtWithinFilter, "action", "object_type", "actor_kind")
+    sortable_by = ("at",)
+    # Searched by equality (search_exact), which the object and actor indexes serve.
+    search_fields = ("object_id", "actor_id", "actor_name")
+    search_help_text = "An object's id, or an API client's or admin user's id or name."
     fields = (
         "at",
         "actor_kind",
@@ -45,6 +53,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
     @admin.display(description="after")
     def after_pretty(self, entry: AuditEntry) -> str:
         return _pretty(entry.after)
+
+    def search_exact(self, queryset: QuerySet[AuditEntry], term: str) -> QuerySet[AuditEntry]:
+        return queryset.filter(Q(object_id=term) | Q(actor_id=term) | Q(actor_name=term))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -54,8 +54,10 @@ class AuditEntry(models.Model):
             models.Index(fields=["at", "id"], name="audit_at_idx"),
             # GET /audit-log?object_type=&object_id=: one object's history.
             models.Index(fields=["object_type", "object_id", "at"], name="audit_object_idx"),
-            # GET /audit-log?actor=: what one client or user did.
+            # GET /audit-log?actor= and the admin's search: what one client or user did
+            # (by id or by name).
             models.Index(fields=["actor_id", "at"], name="audit_actor_idx"),
+            models.Index(fields=["actor_name", "at"], name="audit_actor_name_idx"),
         ]
 
     def __str__(self) -> str:

@@ -386,3 +386,23 @@ def test_audit_log_lists_newest_first_with_filters_for_a_read_key(
     bad = reader.get(f"{API}/audit-log?since=yesterday")
     assert bad.status_code == 400
     assert set(bad.json()["details"]) == {"since"}
+
+
+def test_staff_read_the_log_in_the_admin_and_cannot_change_it() -> None:
+    user = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-for-tests")
+    entry = audit_record(
+        action="updated", obj_type="webhook", obj_id="wh1", before={"url": "a"}, after={"url": "b"}
+    )
+    audit_record(action="created", obj_type="customer", obj_id="c9", after={})
+    browser = Client()
+    browser.force_login(user)
+
+    found = browser.get("/admin/audit/auditentry/", {"q": "wh1"})
+    assert found.status_code == 200
+    assert list(found.context["cl"].result_list) == [entry]
+    page = browser.get(f"/admin/audit/auditentry/{entry.pk}/change/")
+    assert page.status_code == 200
+    assert "&quot;url&quot;: &quot;b&quot;" in page.content.decode()
+    assert browser.get("/admin/audit/auditentry/add/").status_code == 403
+    assert browser.post(f"/admin/audit/auditentry/{entry.pk}/delete/").status_code == 403
+    assert AuditEntry.objects.filter(object_type__in=["webhook", "customer"]).count() == 2
