@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 CHROMIUM = os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium")
 STAFF_PASSWORD = "e2e-staff-pass-123"
@@ -35,15 +35,25 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def is_csp_violation(message: ConsoleMessage) -> bool:
+    """Chromium reports each Content-Security-Policy violation on the console."""
+    return "Content Security Policy" in message.text or message.text.startswith("Refused to")
+
+
 @pytest.fixture
 def page(browser: Browser, live_server, transactional_db: None) -> Iterator[Page]:
+    """A browser page on the live server. Every browser test also checks that no page
+    it visited broke the Content-Security-Policy (an inline script or style, say)."""
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1400, "height": 1000}
     )
     context.set_default_timeout(10_000)
     page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if is_csp_violation(m) else None)
     yield page
     context.close()
+    assert violations == [], "Content-Security-Policy violations"
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.api_clients import api_client_create
 from project.audit.models import AuditEntry
 from tests.conftest import API
+from tests.e2e.conftest import is_csp_violation
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory, PropertyRecordFactory
 from tests.receiver import Receiver
 
@@ -83,7 +84,7 @@ def violations(page: Page) -> Callable[[], list[str]]:
     refused: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text or message.text.startswith("Refused to"):
+        if is_csp_violation(message):
             refused.append(message.text)
 
     page.on("console", on_console)
