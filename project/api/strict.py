@@ -15,7 +15,7 @@ checks every request against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.settings import APISettings
 from rest_framework.views import APIView
 
-from project.api.body import parse_json_object
+from project.api.body import NUL_REFUSED, parse_json_object
 from project.api.errors import ApiError
 
 UNKNOWN_FIELD = "Unknown field."
@@ -124,6 +124,16 @@ def reject_unknown_query_params(query: Collection[str], accepted: Collection[str
     )
 
 
+def reject_null_characters(values: Iterable[tuple[str, list[str]]], what: str) -> None:
+    """400 naming the first parameter whose values hold a null character (%00)."""
+    for name, items in values:
+        if any("\x00" in item for item in items):
+            raise ApiError(
+                f"{what} '{name}' must not contain null characters.",
+                details={name: [NUL_REFUSED]},
+            )
+
+
 class JsonOnlyNegotiation(DefaultContentNegotiation):
     """The API speaks only JSON, so `?format=` is not one of its parameters.
 
@@ -140,6 +150,8 @@ class StrictAPIView(APIView):
 
     Checked after authentication and permissions (those errors come first, as
     for bodies) and before the handler runs, so a rejected request changes nothing.
+    A null character in a query parameter or a path segment is a 400 here too:
+    PostgreSQL cannot compare text with one, so no lookup may see it.
     """
 
     content_negotiation_class = JsonOnlyNegotiation
@@ -154,3 +166,9 @@ class StrictAPIView(APIView):
             if handler is not None:  # else the 405 comes next
                 accepted: frozenset[str] = getattr(handler, ACCEPTED_QUERY_PARAMS, frozenset())
                 reject_unknown_query_params(request.query_params, accepted)
+                reject_null_characters(request.query_params.lists(), "Query parameter")
+        if kwargs:
+            reject_null_characters(
+                ((name, [value]) for name, value in kwargs.items() if isinstance(value, str)),
+                "Path segment",
+            )
