@@ -9,7 +9,6 @@ with what the ingest hook plans for the events (events_app.ingest_hooks).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +27,7 @@ from events_app.ingest_hooks import (
 from events_app.ingest_pg import pg_insert_events
 from events_app.ingest_references import TypeInfo, references_read
 from events_app.models import Event, PropertyRecord
-from events_app.schemas import EventCreateIn
+from events_app.schemas import EventCreateIn, event_data_decode
 from project.errors import ConflictError, ValidationFailed
 from project.ids import new_public_ids
 
@@ -52,15 +51,7 @@ class StoreResult:
 
 
 def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        decoded = json.loads(value) if value.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON: {exc.msg}") from None
-    if not isinstance(decoded, dict):
-        raise ValueError("must be a JSON object")
-    return decoded
+    return event_data_decode(value)
 
 
 def _check_records(
