@@ -6,7 +6,9 @@ returns the checked address; automation.webhooks.outbound.post checks again at
 connection time and connects to that exact address (so DNS rebinding cannot swap
 in 127.0.0.1 between check and connect).
 
-Other rules: http/https only, no credentials in URLs, no ambiguous IPv4 spellings.
+Other rules: http/https only, no credentials in URLs, no ambiguous IPv4 spellings,
+no spaces or control characters (urlsplit silently drops CR, LF and tab, and an
+HTTP client would send the rest into the request line), no port 0.
 `HERALD_OUTBOUND_ALLOWED_NETWORKS` (settings) lists CIDRs the guard lets through
 anyway, for development and tests (e.g. 127.0.0.0/8).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +69,9 @@ _BLOCKED_V6 = [
         "ff00::/8",  # multicast
     )
 ]
+# C0 controls, space, DEL, C1 controls and any other Unicode white space.
+_UNSAFE_CHARACTER = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _COMPATIBLE = ipaddress.IPv6Network("::/96")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
@@ -162,11 +168,15 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 def check_url(url: str, *, resolver: Resolver | None = None) -> Target:
     """Parse, resolve and check a URL; raise OutboundRefused with a reason if not allowed."""
+    if _UNSAFE_CHARACTER.search(url):
+        raise OutboundRefused("URLs may not contain spaces or control characters (CR, LF, …).")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise OutboundRefused(f"Malformed URL: {exc}") from None
+    if port == 0:
+        raise OutboundRefused("Port 0 cannot be called; give a port from 1 to 65535.")
     scheme = parts.scheme.lower()
     if scheme not in {"http", "https"}:
         raise OutboundRefused("Only http and https URLs are allowed.")
