@@ -771,3 +771,33 @@ def test_chunked_body_over_the_upload_limit_is_413_and_stores_nothing(
     assert response.status_code == 413
     assert json.loads(response.content)["message"] == "The request body is larger than 1000 bytes."
     assert Customer.objects.count() == 0
+
+
+# ---------------------------------------------------------------- rows stored before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_brings_a_stored_year_10000_end_date_back_into_range(
+    api: APIClient, frozen: None
+) -> None:
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    created = post_json(api, "/schedules", schedule_body()).json()["data"]
+    with connection.cursor() as cursor:  # as stored before end dates were checked
+        cursor.execute(
+            "UPDATE automation_schedule SET end_date = '10000-01-01 00:59:59+00' WHERE id = %s",
+            [created["schedule_id"]],
+        )
+    migration = importlib.import_module("automation.migrations.0010_clamp_schedule_end_dates")
+
+    with connection.schema_editor() as editor:
+        migration.clamp(apps, editor)
+
+    url = f"{API}/schedules/{created['schedule_id']}"
+    assert api.get(url).json()["data"]["end_date"] == "9999-12-31T23:59:59.999999Z"
+    assert api.get(f"{API}/schedules").json()["data"]["total_items"] == 1
+    assert api.delete(url).status_code == 200
+    assert Schedule.objects.count() == 0
