@@ -259,6 +259,7 @@ LOGGING = {
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "project.api.schema.msgspec_components",
+    "project.api.schema.complete_operations",
 ]
 
 # ---------------------------------------------------------------- Background work and delivery
