@@ -60,7 +60,7 @@ class EventBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
-class EventBatchDoc(msgspec.Struct):
+class EventBatchDoc(msgspec.Struct, forbid_unknown_fields=True):
     """The batch body as the API docs show it (same items as POST /events)."""
 
     events: Annotated[

@@ -10,7 +10,12 @@ Other rules: http/https only, no credentials in URLs, no ambiguous IPv4 spelling
 no spaces or control characters (urlsplit silently drops CR, LF and tab, and an
 HTTP client would send the rest into the request line), no port 0.
 `HERALD_OUTBOUND_ALLOWED_NETWORKS` (settings) lists CIDRs the guard lets through
-anyway, for development and tests (e.g. 127.0.0.0/8).
+anyway, for development and tests (e.g. 127.0.0.0/8). `HERALD_OUTBOUND_ONLY_NETWORKS`
+narrows the other way: when set, an address outside every listed network is refused
+whatever the other rules say, so a staging or fuzzed instance cannot call off the
+machine. The two combine: with both set to 127.0.0.0/8,::1/128 loopback passes and
+everything else is refused; a listed network the guard refuses (10.0.0.0/8, say) stays
+refused unless the allowed list lifts it too.
 """
 
 from __future__ import annotations
@@ -104,6 +109,25 @@ class Target:
 
 def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return list(_parsed_networks(tuple(getattr(settings, "HERALD_OUTBOUND_ALLOWED_NETWORKS", []))))
+
+
+def only_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return _parsed_networks(tuple(getattr(settings, "HERALD_OUTBOUND_ONLY_NETWORKS", [])))
+
+
+def outside_only_networks(ip: IPAddress) -> str | None:
+    """Why this address is outside HERALD_OUTBOUND_ONLY_NETWORKS, or None (inside, or unset).
+
+    The address itself must lie in a listed network: an IPv6 form that embeds a listed
+    IPv4 address (::ffff:127.0.0.1) is not the same connection and is refused.
+    """
+    only = only_networks()
+    if not only or any(ip.version == net.version and ip in net for net in only):
+        return None
+    return (
+        f"{ip} is outside the networks outbound calls are restricted to "
+        "(HERALD_OUTBOUND_ONLY_NETWORKS)"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -212,7 +236,8 @@ def check_url(url: str, *, resolver: Resolver | None = None) -> Target:
 
     allowed = allowed_networks()
     for address in addresses:
-        reason = address_refusal(ipaddress.ip_address(address.split("%")[0]), allowed)
+        ip = ipaddress.ip_address(address.split("%")[0])
+        reason = outside_only_networks(ip) or address_refusal(ip, allowed)
         if reason is not None:
             raise OutboundRefused(f"{hostname} resolves to a forbidden address: {reason}.")
     path = parts.path or "/"
