@@ -18,7 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from project.api.listing import DEFAULT_COUNT, MAX_COUNT
+from project.api.listing import DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET
 from project.api.strict import StrictAPIView, StrictSerializer
 
 _msgspec_types: list[Any] = []
@@ -223,10 +223,6 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer", "description": "The API client's secret."}
-
-
-# The largest offset PostgreSQL's OFFSET takes (a bigint).
-MAX_OFFSET = 2**63 - 1
 
 
 def paging_parameters(
