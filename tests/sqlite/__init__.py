@@ -15,8 +15,9 @@ events_app/ingest_references.py   `col IN (%s, ...)`, a parameter per value     
   _in (the reference read)        (one JSON array parameter)
 project/sql.py fetch_all          Django's cursor (a server-binding psycopg cursor,   ingestion
                                   prepared): every ingest's reference read
-events_app/ingestion.py           ORM path in a transaction: skip stored refs, then   ingestion,
-  events_store                    bulk_create events, records, companion rows         delivery
+events_app/ingest_store.py        ORM path in a transaction: skip stored refs, then   ingestion,
+  events_store                    bulk_create the new customers of the events         delivery
+                                  stored, events, records, companion rows
                                   (events_app/ingest_pg.py: one statement)
 automation/webhooks/sender_sql.py the claim UPDATE alone, the endpoint read by a      delivery
   _claim_sql, claim_update        second query, no SKIP LOCKED in the next-of-
