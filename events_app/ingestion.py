@@ -48,10 +48,6 @@ __all__ = [
 ]
 
 
-def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
-    return event_data_decode(value)
-
-
 def _check_records(
     info: TypeInfo, records: list[Any], errors: dict[str, list[str]]
 ) -> list[tuple[str, str]]:
@@ -159,7 +155,7 @@ def _prepare(
         elif event_in.customer_id and event_in.customer_id not in known_customers:
             errors["event.customer_id"] = [f"Unknown customer '{event_in.customer_id}'."]
         try:
-            data = _decode_data(event_in.data)
+            data = event_data_decode(event_in.data)
         except ValueError as exc:
             errors["event.data"] = [f"data {exc}."]
             data = {}
