@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -103,25 +102,3 @@ def customer_delete(*, customer: Customer) -> dict[str, int]:
             before=audit_snapshot(customer),
         )
         return cascade_delete_object(customer)
-
-
-def customers_ensure(*, external_ids: Iterable[str]) -> dict[str, str]:
-    """Map external ids to customer ids, creating the customers that are missing.
-
-    Safe under concurrency: the insert ignores conflicts on the unique
-    external_id, then one read returns the winners' ids.
-    """
-    wanted = set(external_ids)
-    if not wanted:
-        return {}
-    found = dict(Customer.objects.filter(external_id__in=wanted).values_list("external_id", "id"))
-    missing = wanted - found.keys()
-    if missing:
-        Customer.objects.bulk_create(
-            [Customer(external_id=external_id) for external_id in sorted(missing)],
-            ignore_conflicts=True,
-        )
-        found.update(
-            Customer.objects.filter(external_id__in=missing).values_list("external_id", "id")
-        )
-    return found

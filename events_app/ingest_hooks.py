@@ -63,6 +63,9 @@ class PreparedEvent:
     automation_pending: bool = False
     is_delivered: bool = True
     depth: int = 0
+    # The external id of a customer that does not exist yet: the insert creates it
+    # (with `customer_id`, allotted by ingestion) only if this event is stored.
+    new_customer: str | None = None
     # From the hook's plan: companion rows by Companion.name, and the values they
     # take from their event (Companion.from_event).
     companions: dict[str, list[Any]] | None = None

@@ -7,10 +7,10 @@ never causes an IntegrityError or a half-written batch: the loser waits for the
 winner's commit and then skips the row), and data-modifying CTEs insert the
 property records and the companion rows the ingest hook planned (events_app.
 ingest_hooks: automation's webhook deliveries) of exactly the events that were
-stored. A single statement is atomic on its own, so events, records and
-companions commit together without a transaction around them. This is about 2.5x
-faster than `bulk_create`, which sends one parameter per cell and builds model
-instances.
+stored, and the customers that stored events name by a new external id. A single
+statement is atomic on its own, so events, records, customers and companions commit
+together without a transaction around them. It is much faster than `bulk_create`,
+which sends one parameter per cell and builds model instances (bench/README.md).
 
 The statement is built from the models, so a column added to Event (or to a
 companion's model) later is filled with its field default unless it is listed in
@@ -21,12 +21,13 @@ must carry it).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from django.db import connection
 from django.db.models import Field
 
+from customers.models import Customer
 from events_app.ingest_hooks import (
     PREPARED_COLUMNS,
     Companion,
@@ -40,8 +41,8 @@ from project.sql import fetch_all, insert_parts
 PER_EVENT_COLUMNS = PREPARED_COLUMNS
 # One JSON document carries the whole batch: msgspec encodes the PreparedEvent
 # dataclasses in C and PostgreSQL's json_to_recordset parses them in C, where
-# binding one array per column of 1000 elements made psycopg quote 7000 values in Python
-# (a third of a batch's time).
+# binding one array per column made psycopg quote every value in Python (a large part
+# of a batch's time).
 _encode = msgspec.json.Encoder().encode
 
 
@@ -80,6 +81,39 @@ def _companion_cte(companion: Companion) -> tuple[str, list[Field[Any, Any]]]:
     return cte, defaulted
 
 
+def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
+    """The CTE creating the customers the stored events name by a new external id,
+    and the customer fields that take their default.
+
+    Only for events actually stored: a duplicate ref (even one a concurrent writer
+    committed first) creates no customer. Events of one new external id share the
+    customer id ingestion allotted, so `DISTINCT ON` writes it once. A concurrent
+    request that created the same external id first wins (`ON CONFLICT DO NOTHING`);
+    the events that named the allotted id then point at no customer, which the
+    statement reports (see `_statement`) and the caller retries with the winner's id.
+    """
+    quote = connection.ops.quote_name
+    columns, values, _, defaulted = insert_parts(
+        Customer,
+        given={
+            "id": 'input."customer_id"',
+            "external_id": 'input."new_customer"',
+            "created_at": 'input."created_at"',
+            "updated_at": 'input."created_at"',
+        },
+    )
+    # Only identifiers from the model's metadata are formatted in; values are parameters.
+    cte = f"""stored_customers AS (
+    INSERT INTO {quote(Customer._meta.db_table)} ({columns})
+    SELECT DISTINCT ON (input."new_customer") {values}
+    FROM input JOIN stored ON stored."id" = input."id"
+    WHERE input."new_customer" IS NOT NULL
+    ON CONFLICT ("external_id") DO NOTHING
+    RETURNING "id"
+)"""  # noqa: S608
+    return cte, defaulted
+
+
 @functools.cache
 def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call)."""
@@ -88,7 +122,8 @@ def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]
     event_columns, event_values, event_recordset, event_defaulted = insert_parts(
         Event, per_row=PER_EVENT_COLUMNS, alias="u"
     )
-    defaulted = [*event_defaulted]
+    customers_cte, customer_defaulted = _customers_cte()
+    defaulted = [*event_defaulted, *customer_defaulted]
     companion_ctes = ""
     for companion in companions:
         cte, companion_defaulted = _companion_cte(companion)
@@ -100,7 +135,8 @@ def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]
 WITH input AS (
     SELECT u.*, u.records AS property_records
     FROM json_to_recordset(%s::json)
-        AS u({event_recordset}, "records" json, "companions" json, "values" json)
+        AS u({event_recordset}, "records" json, "companions" json, "values" json,
+            "new_customer" text)
 ), stored AS (
     INSERT INTO {quote(Event._meta.db_table)} ({event_columns})
     SELECT {event_values}
@@ -112,7 +148,7 @@ WITH input AS (
     SELECT stored."id", r.pair ->> 0, r.pair ->> 1
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
-){companion_ctes}
+), {customers_cte}{companion_ctes}
 SELECT "id", true, NULL FROM stored
 UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
@@ -124,6 +160,18 @@ LEFT JOIN {quote(Event._meta.db_table)} existing
     ON existing."event_type_id" = input."event_type_id"
     AND existing."external_id" = input."external_id"
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
+UNION ALL
+-- The allotted customers that stored events point at and that exist nowhere: a
+-- concurrent request created the same external id first. (This snapshot sees neither
+-- that customer nor those of stored_customers, hence both tests.) The row is the
+-- allotted id, NULL, the external id.
+SELECT DISTINCT input."customer_id", NULL::boolean, input."new_customer"
+FROM input JOIN stored ON stored."id" = input."id"
+WHERE input."new_customer" IS NOT NULL
+    AND input."customer_id" NOT IN (SELECT "id" FROM stored_customers)
+    AND NOT EXISTS (
+        SELECT 1 FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
+    )
 """  # noqa: S608
     return sql, tuple(defaulted)
 
@@ -137,17 +185,27 @@ def _constant_defaults(companions: tuple[Companion, ...]) -> list[Any] | None:
     """The defaulted columns' parameters, built once when none of their defaults is
     computed per call (a callable): they are most of the statement's per-call setup."""
     _, defaulted = _statement(companions)
-    if any(f.has_default() and callable(f.default) for f in defaulted):
+    # `dict` and `list` (a JSONField's empty default) give the same parameter every time.
+    if any(
+        f.has_default() and callable(f.default) and f.default not in (dict, list) for f in defaulted
+    ):
         return None
     return _default_params(defaulted)
 
 
-def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
-    """Insert `prepared`, their property records and their companion rows.
+class PgInsertResult(NamedTuple):
+    stored: set[str]  # the event ids stored
+    # For each event skipped because its ref exists, the id of the event that holds
+    # the ref (None when this statement could not see it).
+    skipped: dict[str, str | None]
+    # External ids of new customers that a concurrent request created first: the
+    # events stored for them point at no customer, so the caller must not commit.
+    customers_taken: set[str]
 
-    Returns the ids stored, and for each event skipped because its ref exists, the
-    id of the event that holds the ref (None when this statement could not see it).
-    """
+
+def pg_insert_events(prepared: list[PreparedEvent]) -> PgInsertResult:
+    """Insert `prepared`, their property records, the new customers they name (only
+    for the events stored) and their companion rows, in one statement."""
     companions = ingest_companions()
     sql, defaulted = _statement(companions)
     defaults = _constant_defaults(companions)
@@ -155,6 +213,7 @@ def pg_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str,
     # Prepared on the connection (project.sql): PostgreSQL stops re-planning the CTE on
     # every request -- most of its CPU for a single event.
     rows = fetch_all(sql, params)
-    stored = {event_id for event_id, was_stored, _ in rows if was_stored}
-    skipped = {event_id: holder for event_id, was_stored, holder in rows if not was_stored}
-    return stored, skipped
+    stored = {row_id for row_id, was_stored, _ in rows if was_stored}
+    skipped = {row_id: other for row_id, was_stored, other in rows if was_stored is False}
+    taken = {other for _, was_stored, other in rows if was_stored is None}
+    return PgInsertResult(stored, skipped, taken)

@@ -3,64 +3,49 @@
 The path of an event: the API decodes an `EventCreateIn` (events_app.schemas),
 then `event_ingest` / `events_ingest_batch` resolve its type and customer,
 validate its property records against the type's definitions (the reads this
-needs: events_app.ingest_references) and store everything in one transaction,
-with what the ingest hook plans for the events (events_app.ingest_hooks).
+needs: events_app.ingest_references) and what the database could not store
+(events_app.storable), and store everything in one transaction, with what the
+ingest hook plans for the events (events_app.ingest_hooks).
+
+What is refused writes nothing: a customer named by a new `customer_external_id`
+is created by the insert itself, only with an event that is stored (a 400, a 409,
+an item of `invalid_events` creates none), and a request that fails stores nothing.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from customers.services import customers_ensure
-from events_app.ingest_hooks import (
-    PreparedEvent,
-    ingest_companions,
-    ingest_hook,
-    ingest_plan_apply,
-)
-from events_app.ingest_pg import pg_insert_events
+from events_app.ingest_hooks import PreparedEvent
 from events_app.ingest_references import TypeInfo, references_read
-from events_app.models import Event, PropertyRecord
-from events_app.schemas import EventCreateIn
+from events_app.ingest_store import (
+    REF_EXISTS,
+    InvalidEvent,
+    StoreResult,
+    events_store,
+    events_store_isolating,
+    ref_exists,
+)
+from events_app.schemas import EventCreateIn, event_data_decode
+from events_app.storable import data_problem, event_problems, utc_instant
 from project.errors import ConflictError, ValidationFailed
 from project.ids import new_public_ids
 
-REF_EXISTS = "Event ref already exists."
-
-
-@dataclass(slots=True)
-class InvalidEvent:
-    index: int
-    error: str
-    details: dict[str, list[str]]
-    event_id: str | None = None  # the existing event, for duplicate refs
-
-
-@dataclass(slots=True)
-class StoreResult:
-    """What `events_store` did: the events stored and the ref duplicates it skipped."""
-
-    stored: list[PreparedEvent]
-    duplicates: list[InvalidEvent]
-
-
-def _decode_data(value: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        decoded = json.loads(value) if value.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON: {exc.msg}") from None
-    if not isinstance(decoded, dict):
-        raise ValueError("must be a JSON object")
-    return decoded
+# The store's names, for callers of ingestion (the door: prepare, then store).
+__all__ = [
+    "REF_EXISTS",
+    "BatchResult",
+    "InvalidEvent",
+    "StoreResult",
+    "event_ingest",
+    "events_ingest_batch",
+    "events_prepare",
+    "events_store",
+]
 
 
 def _check_records(
@@ -117,9 +102,11 @@ def events_prepare(
     """Judge each item on its own: resolve type and customer, validate properties, refs.
 
     Returns the events ready to insert and the invalid ones with their reasons.
-    Unknown customer external ids are created here (an integration does not
-    have to create customers first). A ref repeated inside `items` makes every
-    repeat after the first invalid; refs already stored are found by `events_store`.
+    An unknown customer external id is allotted a customer id here and created by
+    `events_store` with the first of its events stored (an integration does not have
+    to create customers first; a refused event creates none). A ref repeated inside
+    `items` makes every repeat after the first invalid; refs already stored are found
+    by `events_store`.
     """
     prepared, invalid, _ = _prepare(items, received_at, with_facts=False)
     return prepared, invalid
@@ -131,7 +118,13 @@ def _prepare(
     """`events_prepare`, and with `with_facts` the ingest hook's facts for `events_store`
     read by the same statement (the API's path: one round trip fewer per request)."""
     received_at = received_at or timezone.now()
-    refs = references_read([item.event for item in items], with_facts=with_facts)
+    # What the database could not store is found first: the ids and keys of an item
+    # travel in the reference read too, and one bad value would fail it for all.
+    unstorable = {index: p for index, item in enumerate(items) if (p := event_problems(item))}
+    refs = references_read(
+        [item.event for index, item in enumerate(items) if index not in unstorable],
+        with_facts=with_facts,
+    )
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
 
@@ -140,6 +133,9 @@ def _prepare(
     pending_external: list[tuple[PreparedEvent, str]] = []
     for index, item in enumerate(items):
         event_in = item.event
+        if index in unstorable:
+            _invalid(invalid, index, unstorable[index])
+            continue
         errors: dict[str, list[str]] = {}
         info: TypeInfo | None = None
         if bool(event_in.event_type_id) == bool(event_in.event_type):
@@ -159,19 +155,18 @@ def _prepare(
         elif event_in.customer_id and event_in.customer_id not in known_customers:
             errors["event.customer_id"] = [f"Unknown customer '{event_in.customer_id}'."]
         try:
-            data = _decode_data(event_in.data)
+            data = event_data_decode(event_in.data)
         except ValueError as exc:
             errors["event.data"] = [f"data {exc}."]
             data = {}
+        else:
+            if problem := data_problem(data):
+                errors["event.data"] = [f"data: {problem}."]
         records = _check_records(info, item.property_records, errors) if info else []
         if errors:
-            first_field, messages = next(iter(errors.items()))
-            invalid.append(InvalidEvent(index, f"{first_field}: {messages[0]}", errors))
+            _invalid(invalid, index, errors)
             continue
         assert info is not None
-        occurred_at = event_in.occurred_at or received_at
-        if occurred_at.tzinfo is None:
-            occurred_at = occurred_at.replace(tzinfo=UTC)
         ready = PreparedEvent(
             id=ids[index],
             index=index,
@@ -180,7 +175,8 @@ def _prepare(
             external_id=event_in.external_id,
             secondary_external_id=event_in.secondary_external_id,
             data=data,
-            occurred_at=occurred_at,
+            # Checked by event_problems: in the years 1-9999 in UTC.
+            occurred_at=utc_instant(event_in.occurred_at or received_at),
             created_at=received_at,
             records=records,
         )
@@ -190,11 +186,13 @@ def _prepare(
 
     if pending_external:
         mapping = refs.customers_by_external_id
-        missing = {ext for _, ext in pending_external} - mapping.keys()
-        if missing:
-            mapping.update(customers_ensure(external_ids=missing))
+        missing = sorted({ext for _, ext in pending_external} - mapping.keys())
+        allotted = dict(zip(missing, new_public_ids(len(missing)), strict=True))
         for ready, ext in pending_external:
-            ready.customer_id = mapping[ext]
+            if ext in mapping:
+                ready.customer_id = mapping[ext]
+            else:
+                ready.customer_id, ready.new_customer = allotted[ext], ext
 
     prepared, repeats = _split_repeated_refs(prepared)
     invalid.extend(repeats)
@@ -202,8 +200,9 @@ def _prepare(
     return prepared, invalid, refs.facts
 
 
-def _ref_exists(index: int, event_id: str | None) -> InvalidEvent:
-    return InvalidEvent(index, REF_EXISTS, {"event.external_id": [REF_EXISTS]}, event_id=event_id)
+def _invalid(invalid: list[InvalidEvent], index: int, errors: dict[str, list[str]]) -> None:
+    first_field, messages = next(iter(errors.items()))
+    invalid.append(InvalidEvent(index, f"{first_field}: {messages[0]}", errors))
 
 
 def _split_repeated_refs(
@@ -219,93 +218,11 @@ def _split_repeated_refs(
             continue
         key = (ready.event_type_id, ready.external_id)
         if key in first:
-            repeats.append(_ref_exists(ready.index, first[key]))
+            repeats.append(ref_exists(ready.index, first[key]))
             continue
         first[key] = ready.id
         keep.append(ready)
     return keep, repeats
-
-
-def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
-    """(event_type_id, external_id) → stored event id, for the refs of `events`."""
-    query = Q()
-    for type_id in {e.event_type_id for e in events}:
-        refs = {e.external_id for e in events if e.event_type_id == type_id}
-        query |= Q(event_type_id=type_id, external_id__in=refs)
-    return {
-        (type_id, ref): event_id
-        for event_id, type_id, ref in Event.objects.filter(query).values_list(
-            "id", "event_type_id", "external_id"
-        )
-    }
-
-
-def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreResult:
-    """Insert prepared events, their property records and what the ingest hook plans
-    for them in one transaction.
-
-    Refs are unique per event type forever. An event whose ref is already stored
-    (also by a concurrent request that committed first) is not stored and comes
-    back in `duplicates` with the stored event's id; nothing raises, so a batch is
-    never half written. A database failure raises and stores none of the batch.
-    `facts`: the ingest hook's facts when the caller read them with its references
-    (read here otherwise: not cached, so a change made in another process applies
-    to this very insert).
-    """
-    if not prepared:
-        return StoreResult([], [])
-    holders: dict[str, str | None] = {}
-    # The hook's flags and companion rows are written by the insert itself: no
-    # UPDATE follows it, and nothing is read back.
-    ingest_plan_apply(prepared, facts)
-    if connection.vendor == "postgresql":
-        # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
-        # third of a single POST's database time). A write added here must join that
-        # statement or wrap itself and it in transaction.atomic().
-        stored_ids, holders = pg_insert_events(prepared)
-    else:
-        with transaction.atomic():
-            stored_ids = _orm_insert_events(prepared)
-    hook = ingest_hook()
-    if hook is not None:
-        # Its side effects run on commit of the caller's transaction if there is one
-        # (an emit_event action), else now -- the rows are committed already.
-        hook.handover([p for p in prepared if p.id in stored_ids])
-    if len(stored_ids) == len(prepared):
-        return StoreResult(prepared, [])
-    stored = [p for p in prepared if p.id in stored_ids]
-    skipped = [p for p in prepared if p.id not in stored_ids]
-    unresolved = [p for p in skipped if holders.get(p.id) is None]
-    existing = _existing_refs(unresolved) if unresolved else {}
-    duplicates = [
-        _ref_exists(p.index, holders.get(p.id) or existing.get((p.event_type_id, p.external_id)))
-        for p in skipped
-    ]
-    return StoreResult(stored, duplicates)
-
-
-def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
-    """The portable path (SQLite): skip stored refs, then bulk_create."""
-    with_ref = [p for p in prepared if p.external_id is not None]
-    existing = _existing_refs(with_ref) if with_ref else {}
-    fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
-    Event.objects.bulk_create([p.as_event() for p in fresh])
-    PropertyRecord.objects.bulk_create(
-        [
-            PropertyRecord(event_id=p.id, property_id=pid, property_value=value)
-            for p in fresh
-            for pid, value in p.records
-        ]
-    )
-    for companion in ingest_companions():
-        rows = [
-            companion.build(row, p)
-            for p in fresh
-            if p.companions
-            for row in p.companions.get(companion.name, ())
-        ]
-        companion.model._default_manager.bulk_create(rows)
-    return {p.id for p in fresh}
 
 
 @dataclass(slots=True)
@@ -318,23 +235,25 @@ def events_ingest_batch(*, items: list[EventCreateIn]) -> BatchResult:
     """Judge each event on its own and store the valid ones in one transaction.
 
     Indexes in the result are positions in `items`. Invalid events (bad input,
-    unknown type or customer, ref already stored or repeated) are not stored.
+    unknown type or customer, a value the database refuses, ref already stored or
+    repeated) are not stored, and create no customer.
     """
     prepared, invalid, facts = _prepare(items, None, with_facts=True)
-    result = events_store(prepared=prepared, facts=facts)
-    if result.duplicates:
-        invalid = sorted([*invalid, *result.duplicates], key=lambda i: i.index)
+    result, refused = events_store_isolating(prepared=prepared, facts=facts)
+    if result.duplicates or refused:
+        invalid = sorted([*invalid, *result.duplicates, *refused], key=lambda i: i.index)
     return BatchResult(result.stored, invalid)
 
 
 def event_ingest(*, item: EventCreateIn) -> str:
-    """Store one event and return its id. Invalid input is a 400; a ref that exists is a 409."""
+    """Store one event and return its id. Invalid input is a 400; a ref that exists is a
+    409; neither writes anything (not even the customer it names)."""
     prepared, invalid, facts = _prepare([item], None, with_facts=True)
     if not invalid:
-        result = events_store(prepared=prepared, facts=facts)
+        result, refused = events_store_isolating(prepared=prepared, facts=facts)
         if result.stored:
             return result.stored[0].id
-        invalid = result.duplicates
+        invalid = result.duplicates or refused
     problem = invalid[0]
     if problem.error == REF_EXISTS:
         raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})

@@ -9,9 +9,11 @@ number as a number and a datetime as a datetime.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+
+from project.datetimes import utc_datetime
 
 
 class PropertyType:
@@ -96,9 +98,12 @@ class DatetimeType(PropertyType):
             parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"must be an ISO 8601 datetime, got '{text}'") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        # Stored as text, but compared as a datetime by the workflow engine: a value
+        # without a UTC form would fail every evaluation that reads it.
+        try:
+            return utc_datetime(parsed)
+        except ValueError as exc:
+            raise ValueError(f"must be a datetime in range, got '{text}': {exc}") from None
 
 
 PROPERTY_TYPES: dict[str, PropertyType] = {

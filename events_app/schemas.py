@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from project.api.body import loads_strict
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 PropertyValue = str | int | float | bool
@@ -34,7 +36,8 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     secondary_external_id: Ref | None = None
     # An object, or (as the seed shows) a JSON-encoded object in a string.
     data: dict[str, Any] | str = msgspec.field(default_factory=dict)
-    # The client's time of the event; naive times are taken as UTC.
+    # The client's time of the event; naive times are taken as UTC, every time is
+    # converted to UTC on decoding (project.api.body, project.datetimes).
     occurred_at: datetime | None = None
 
 
@@ -57,7 +60,7 @@ class EventBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
-class EventBatchDoc(msgspec.Struct):
+class EventBatchDoc(msgspec.Struct, forbid_unknown_fields=True):
     """The batch body as the API docs show it (same items as POST /events)."""
 
     events: Annotated[
@@ -68,3 +71,18 @@ class EventBatchDoc(msgspec.Struct):
             description="1-1000 events, at most 256 KB of body.",
         ),
     ]
+
+
+def event_data_decode(value: dict[str, Any] | str) -> dict[str, Any]:
+    """An event's `data` as an object; ValueError with the reason when it is not one.
+
+    `data` may come as a JSON-encoded string: it is held to the rules of a body
+    (no NaN, Infinity or numbers beyond a double's range, no null characters,
+    nesting limited), so what is stored is what was sent, never `null` for NaN.
+    """
+    if isinstance(value, dict):
+        return value
+    decoded = loads_strict(value) if value.strip() else {}
+    if not isinstance(decoded, dict):
+        raise ValueError("must be a JSON object")
+    return decoded

@@ -7,6 +7,7 @@ SECRET_KEY, ALLOWED_HOSTS and CELERY_BROKER_URL (see docs/operations.md).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -279,6 +280,7 @@ LOGGING = {
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "project.api.schema.msgspec_components",
+    "project.api.schema.complete_operations",
 ]
 
 # ---------------------------------------------------------------- Background work and delivery
@@ -289,6 +291,15 @@ EMBEDDED_DEFAULT = not PRODUCTION and not CELERY_BROKER_URL and not IS_POSTGRES
 HERALD_OUTBOUND_ALLOWED_NETWORKS = env_list(
     "HERALD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128" if EMBEDDED_DEFAULT else ""
 )
+# When set, every outbound call (webhooks, schedule callbacks, workflow webhooks, pings)
+# goes to these networks only, on top of the guard: staging, tests and fuzzed instances
+# set it to loopback so nothing can leave the machine. Empty = no restriction.
+HERALD_OUTBOUND_ONLY_NETWORKS = env_list("HERALD_OUTBOUND_ONLY_NETWORKS")
+for _cidr in HERALD_OUTBOUND_ONLY_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"HERALD_OUTBOUND_ONLY_NETWORKS: {_exc}") from None
 # Celery's Django fixup closes the worker's database connection around every task unless
 # this is set; reconnecting (a PostgreSQL backend fork) cost more than a delivery does.
 # The connection is still closed every 2 x this many tasks, and health-checked on reuse.

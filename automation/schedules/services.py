@@ -24,6 +24,7 @@ from automation.webhooks.models import Endpoint
 from automation.webhooks.services import endpoint_create, endpoint_delete, endpoint_update
 from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
+from project.datetimes import utc_datetime
 from project.errors import ConflictError, ValidationFailed
 
 PREVIEW_RUNS = 5
@@ -83,9 +84,16 @@ def _check_owner(owner: str) -> None:
         raise _invalid("owner", f"'{owner}' is not an email address.") from None
 
 
-def _check_end_date(end_date: datetime, now: datetime) -> None:
+def _check_end_date(end_date: datetime, now: datetime) -> datetime:
+    """The end date in UTC; refused when it is past or has no UTC form PostgreSQL and
+    Python can both read back (such a row would break every list showing it)."""
+    try:
+        end_date = utc_datetime(end_date)
+    except ValueError as exc:
+        raise _invalid("end_date", str(exc)) from None
     if end_date <= now:
         raise _invalid("end_date", "Must be in the future.")
+    return end_date
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -130,7 +138,7 @@ def schedule_create(
     """Create a schedule (INACTIVE until its callback is first called) and its signed endpoint."""
     now = now or timezone.now()
     _check_owner(owner)
-    _check_end_date(end_date, now)
+    end_date = _check_end_date(end_date, now)
     interval_parse(interval=interval, tz_name=tz_name)
     schedule = Schedule(
         owner=owner,
@@ -181,8 +189,7 @@ def schedule_update(
         if schedule.status == Schedule.Status.FINISHED:
             raise ConflictError(f"Schedule '{schedule.id}' is finished and cannot be changed.")
         if "end_date" in fields:
-            _check_end_date(fields["end_date"], now)
-            schedule.end_date = fields["end_date"]
+            schedule.end_date = _check_end_date(fields["end_date"], now)
         if "interval" in fields or "timezone" in fields:
             schedule.interval = fields.get("interval", schedule.interval)
             schedule.timezone = fields.get("timezone", schedule.timezone) or ""

@@ -6,15 +6,23 @@ returns the checked address; automation.webhooks.outbound.post checks again at
 connection time and connects to that exact address (so DNS rebinding cannot swap
 in 127.0.0.1 between check and connect).
 
-Other rules: http/https only, no credentials in URLs, no ambiguous IPv4 spellings.
+Other rules: http/https only, no credentials in URLs, no ambiguous IPv4 spellings,
+no spaces or control characters (urlsplit silently drops CR, LF and tab, and an
+HTTP client would send the rest into the request line), no port 0.
 `HERALD_OUTBOUND_ALLOWED_NETWORKS` (settings) lists CIDRs the guard lets through
-anyway, for development and tests (e.g. 127.0.0.0/8).
+anyway, for development and tests (e.g. 127.0.0.0/8). `HERALD_OUTBOUND_ONLY_NETWORKS`
+narrows the other way: when set, an address outside every listed network is refused
+whatever the other rules say, so a staging or fuzzed instance cannot call off the
+machine. The two combine: with both set to 127.0.0.0/8,::1/128 loopback passes and
+everything else is refused; a listed network the guard refuses (10.0.0.0/8, say) stays
+refused unless the allowed list lifts it too.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +74,9 @@ _BLOCKED_V6 = [
         "ff00::/8",  # multicast
     )
 ]
+# C0 controls, space, DEL, C1 controls and any other Unicode white space.
+_UNSAFE_CHARACTER = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _COMPATIBLE = ipaddress.IPv6Network("::/96")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
@@ -98,6 +109,25 @@ class Target:
 
 def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return list(_parsed_networks(tuple(getattr(settings, "HERALD_OUTBOUND_ALLOWED_NETWORKS", []))))
+
+
+def only_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return _parsed_networks(tuple(getattr(settings, "HERALD_OUTBOUND_ONLY_NETWORKS", [])))
+
+
+def outside_only_networks(ip: IPAddress) -> str | None:
+    """Why this address is outside HERALD_OUTBOUND_ONLY_NETWORKS, or None (inside, or unset).
+
+    The address itself must lie in a listed network: an IPv6 form that embeds a listed
+    IPv4 address (::ffff:127.0.0.1) is not the same connection and is refused.
+    """
+    only = only_networks()
+    if not only or any(ip.version == net.version and ip in net for net in only):
+        return None
+    return (
+        f"{ip} is outside the networks outbound calls are restricted to "
+        "(HERALD_OUTBOUND_ONLY_NETWORKS)"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,11 +192,15 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 def check_url(url: str, *, resolver: Resolver | None = None) -> Target:
     """Parse, resolve and check a URL; raise OutboundRefused with a reason if not allowed."""
+    if _UNSAFE_CHARACTER.search(url):
+        raise OutboundRefused("URLs may not contain spaces or control characters (CR, LF, …).")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise OutboundRefused(f"Malformed URL: {exc}") from None
+    if port == 0:
+        raise OutboundRefused("Port 0 cannot be called; give a port from 1 to 65535.")
     scheme = parts.scheme.lower()
     if scheme not in {"http", "https"}:
         raise OutboundRefused("Only http and https URLs are allowed.")
@@ -202,7 +236,8 @@ def check_url(url: str, *, resolver: Resolver | None = None) -> Target:
 
     allowed = allowed_networks()
     for address in addresses:
-        reason = address_refusal(ipaddress.ip_address(address.split("%")[0]), allowed)
+        ip = ipaddress.ip_address(address.split("%")[0])
+        reason = outside_only_networks(ip) or address_refusal(ip, allowed)
         if reason is not None:
             raise OutboundRefused(f"{hostname} resolves to a forbidden address: {reason}.")
     path = parts.path or "/"

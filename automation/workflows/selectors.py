@@ -157,6 +157,8 @@ class EventRow(NamedTuple):
     occurred_at: datetime
     created_at: datetime
     depth: int
+    # Why the event cannot be evaluated ("" when it can): see runner.pending_events_claim.
+    problem: str = ""
 
 
 def event_dict(event: Event | EventRow, type_key: str) -> dict[str, Any]:

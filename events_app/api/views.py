@@ -22,6 +22,7 @@ from events_app.schemas import MAX_BATCH_BYTES, EventBatchDoc, EventBatchIn, Eve
 from project.api.body import (
     check_json_content_type,
     decode_json,
+    decode_strict,
     parse_body,
     read_body_limited,
     validation_details,
@@ -144,7 +145,7 @@ def _decode_items(
     invalid: list[InvalidEvent] = []
     for index, raw in enumerate(raw_items):
         try:
-            items.append(msgspec.json.decode(raw, type=EventCreateIn, strict=True))
+            items.append(decode_strict(bytes(raw), EventCreateIn))
             positions.append(index)
         except msgspec.ValidationError as exc:
             message, details = validation_details(exc)

@@ -9,17 +9,22 @@ never get here: StrictAPIView rejects them (project/api/strict.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Model, QuerySet
 from django_filters import FilterSet
 
 from project.api.errors import ApiError
+from project.datetimes import utc_datetime
 
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
+# PostgreSQL's OFFSET is a bigint.
+MAX_OFFSET = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -38,24 +43,41 @@ class ListParams:
         return ordering
 
 
-def _int_param(query: Mapping[str, str], name: str, default: int, lo: int, hi: int | None) -> int:
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _int_param(
+    query: Mapping[str, str], name: str, default: int, lo: int, hi: int, *, show_hi: bool = True
+) -> int:
+    """An integer query parameter in [lo, hi].
+
+    Plain ASCII digits only: Python's int() also takes "1_000", " 7" and other
+    scripts' digits, which no client means. `hi` keeps the value inside
+    PostgreSQL's bigint (OFFSET is one); `show_hi=False` leaves such a technical
+    bound out of the message until it is crossed.
+    """
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    if not _INTEGER.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}…"
         raise ApiError(
             f"Query parameter '{name}' must be an integer.",
-            details={name: [f"'{raw}' is not an integer."]},
-        ) from None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ApiError(
-            f"Query parameter '{name}' must be {bound}.",
-            details={name: [f"Must be {bound}; got {value}."]},
+            details={name: [f"'{shown}' is not an integer."]},
         )
-    return value
+    # Compared as text first: int() of thousands of digits is refused by Python itself.
+    value = int(raw) if len(raw) <= 25 else (hi + 1 if raw[0] != "-" else lo - 1)
+    if lo <= value <= hi:
+        return value
+    if show_hi:
+        bound = f"between {lo} and {hi}"
+    else:
+        bound = f"at least {lo}" if value < lo else f"at most {hi}"
+    shown = raw if len(raw) <= 40 else f"{raw[:40]}…"
+    raise ApiError(
+        f"Query parameter '{name}' must be {bound}.",
+        details={name: [f"Must be {bound}; got {shown}."]},
+    )
 
 
 def parse_list_params(
@@ -68,7 +90,7 @@ def parse_list_params(
 ) -> ListParams:
     """Validate the paging/sorting parameters."""
     count = _int_param(query, count_param, DEFAULT_COUNT, 1, MAX_COUNT)
-    offset = _int_param(query, "offset", 0, 0, None)
+    offset = _int_param(query, "offset", 0, 0, MAX_OFFSET, show_hi=False)
     sort_field = query.get("sort_field") or default_sort
     if sort_field not in sort_fields:
         raise ApiError(
@@ -89,8 +111,23 @@ def parse_list_params(
 def apply_filterset(
     filterset_class: type[FilterSet], query: Mapping[str, str], queryset: QuerySet[Any]
 ) -> QuerySet[Any]:
-    """Run a django-filter FilterSet; invalid values become a 400 with details."""
+    """Run a django-filter FilterSet; invalid values become a 400 with details.
+
+    Every datetime filter value goes through project.datetimes (converted to UTC,
+    refused when PostgreSQL could not compare it), whatever filter class parsed it.
+    """
     filterset = filterset_class(data=query, queryset=queryset)
+    if filterset.is_valid():
+        cleaned = filterset.form.cleaned_data
+        refused: dict[str, str] = {}
+        for name, value in cleaned.items():
+            if isinstance(value, datetime):
+                try:
+                    cleaned[name] = utc_datetime(value)
+                except ValueError as exc:
+                    refused[name] = str(exc)
+        for name, message in refused.items():
+            filterset.form.add_error(name, message)
     if not filterset.is_valid():
         details = {name: [str(m) for m in messages] for name, messages in filterset.errors.items()}
         field, messages = next(iter(details.items()))

@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from project.api.listing import DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET
 from project.api.strict import StrictAPIView, StrictSerializer
 
 _msgspec_types: list[Any] = []
@@ -40,25 +41,38 @@ def lib_doc_excludes() -> list[type]:
     return [*get_lib_doc_excludes(), StrictAPIView, StrictSerializer]
 
 
+# Answers any operation can give, whatever its input: the rate limit and overload
+# (PostgreSQL refusing connections, the pool exhausted). Both carry Retry-After.
+ALWAYS = {
+    429: "Too many requests for this API client (or failed logins from this address); "
+    "retry after Retry-After seconds.",
+    503: "Overloaded (no database connection available); retry after Retry-After seconds.",
+}
+DESCRIBED = {
+    400: "Invalid input or an unknown query parameter.",
+    401: "Missing or invalid credentials.",
+    403: "The API key lacks the scope.",
+    404: "Not found.",
+    409: "Conflict.",
+    413: "Body too large.",
+    415: "Not JSON.",
+    422: "The Idempotency-Key was used with another request.",
+    **ALWAYS,
+}
+
+
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The error responses of an operation: `codes`, and those every operation can answer.
 
     Every operation can answer 400 (an unknown query parameter, see
-    project/api/strict.py), 401 and 403.
+    project/api/strict.py), 401, 403, 429 and 503; `complete_operations` adds the
+    answers the shape of the operation implies (404 with a path parameter, 413 and
+    415 with a body).
     """
-    described = {
-        400: "Invalid input or an unknown query parameter."
-        if 400 in codes
-        else "An unknown query parameter.",
-        401: "Missing or invalid credentials.",
-        403: "The API key lacks the scope.",
-        404: "Not found.",
-        409: "Conflict.",
-        413: "Body too large.",
-        415: "Not JSON.",
-        422: "The Idempotency-Key was used with another request.",
-    }
-    wanted = sorted({*codes, 400, 401, 403})
+    described = {**DESCRIBED}
+    if 400 not in codes:
+        described[400] = "An unknown query parameter or an empty filter value."
+    wanted = sorted({*codes, 400, 401, 403, *ALWAYS})
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in wanted}
 
 
@@ -97,6 +111,46 @@ def msgspec_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     return result
 
 
+def complete_operations(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: what the shape of every operation implies.
+
+    1. A request body is required, and its operation can answer 400, 413 (too large)
+       and 415 (not JSON).
+    2. An operation with a path parameter can answer 404; the parameter is never empty.
+    3. Every operation can answer 429 and 503 (`ALWAYS`).
+    4. Request bodies refuse keys they do not declare (StrictSerializer, msgspec's
+       forbid_unknown_fields): their components say `additionalProperties: false`.
+    """
+    error = {"$ref": "#/components/schemas/Error"}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            implied = [*ALWAYS]
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+                implied += [400, 413, 415]
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    implied.append(404)
+                    if parameter["schema"].get("type") == "string":
+                        parameter["schema"].setdefault("minLength", 1)
+            for code in sorted(set(implied)):
+                responses.setdefault(
+                    str(code),
+                    {
+                        "content": {"application/json": {"schema": error}},
+                        "description": DESCRIBED[code],
+                    },
+                )
+            operation["responses"] = dict(sorted(responses.items()))
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        # COMPONENT_SPLIT_REQUEST names every request serializer's component *Request;
+        # every one of them derives from StrictSerializer.
+        if name.endswith("Request") and component.get("type") == "object":
+            component.setdefault("additionalProperties", False)
+    return result
+
+
 def _to_openapi_30(node: Any) -> Any:
     """msgspec writes JSON Schema 2020-12 (`{"type": "null"}` in an anyOf); OpenAPI 3.0
     spells an optional value `nullable: true`, and generated clients only read that."""
@@ -120,21 +174,31 @@ def _to_openapi_30(node: Any) -> Any:
 
 
 def filter_parameters(filterset_class: type[FilterSet]) -> list[OpenApiParameter]:
-    """Query parameters of a django-filter FilterSet, for views that apply it by hand."""
+    """Query parameters of a django-filter FilterSet, for views that apply it by hand.
+
+    A filter is never empty (`allow_blank=False`: `minLength: 1` in the document, and
+    StrictAPIView answers 400 to `?email=`): an empty value filters nothing, so it is
+    a mistake in the request, not a request for everything.
+    """
     parameters: list[OpenApiParameter] = []
     for name, filter_ in filterset_class.base_filters.items():
         if isinstance(filter_, django_filters.BooleanFilter):
-            parameters.append(OpenApiParameter(name, bool))
+            parameters.append(OpenApiParameter(name, bool, allow_blank=False))
         elif isinstance(filter_, django_filters.IsoDateTimeFilter):
             bound = "inclusive" if filter_.lookup_expr == "gte" else "exclusive"
             parameters.append(
-                OpenApiParameter(name, OpenApiTypes.DATETIME, description=f"ISO 8601, {bound}.")
+                OpenApiParameter(
+                    name,
+                    OpenApiTypes.DATETIME,
+                    description=f"ISO 8601, {bound}.",
+                    allow_blank=False,
+                )
             )
         elif isinstance(filter_, django_filters.ChoiceFilter):
             choices = [value for value, _ in filter_.extra["choices"]]
-            parameters.append(OpenApiParameter(name, str, enum=choices))
+            parameters.append(OpenApiParameter(name, str, enum=choices, allow_blank=False))
         else:
-            parameters.append(OpenApiParameter(name, str))
+            parameters.append(OpenApiParameter(name, str, allow_blank=False))
     return parameters
 
 
@@ -165,10 +229,21 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
 def paging_parameters(
     count_param: str = "count", sort_help: str = "Field to sort by."
 ) -> list[OpenApiParameter]:
-    """The list parameters of project.api.listing (seed 004 names `count`; seed 003 `limit`)."""
+    """The list parameters of project.api.listing (seed 004 names `count`; seed 003 `limit`).
+
+    Empty values mean the default, as omitting them does.
+    """
     return [
-        OpenApiParameter(count_param, int, description="Records to return, 1-1000 (default 100)."),
-        OpenApiParameter("offset", int, description="Records to skip (default 0)."),
+        OpenApiParameter(
+            count_param,
+            {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+            description=f"Records to return, 1-{MAX_COUNT} (default {DEFAULT_COUNT}).",
+        ),
+        OpenApiParameter(
+            "offset",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            description="Records to skip (default 0).",
+        ),
         OpenApiParameter("sort_field", str, description=sort_help),
         OpenApiParameter(
             "sort_direction", str, enum=["ASC", "DESC"], description="Default DESC (any case)."

@@ -15,9 +15,10 @@ checks every request against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -25,11 +26,12 @@ from rest_framework.request import Request
 from rest_framework.settings import APISettings
 from rest_framework.views import APIView
 
-from project.api.body import parse_json_object
+from project.api.body import NUL_REFUSED, parse_json_object
 from project.api.errors import ApiError
 
 UNKNOWN_FIELD = "Unknown field."
 ACCEPTED_QUERY_PARAMS = "accepted_query_params"
+NON_BLANK_QUERY_PARAMS = "non_blank_query_params"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,10 +101,13 @@ def query_params(*parameters: OpenApiParameter) -> Callable[[F], F]:
         if parameter.location != OpenApiParameter.QUERY:
             raise ValueError(f"'{parameter.name}' is not a query parameter.")
     names = frozenset(parameter.name for parameter in parameters)
+    # allow_blank=False (filters): documented as minLength 1, and an empty value is a 400.
+    non_blank = frozenset(parameter.name for parameter in parameters if not parameter.allow_blank)
 
     def decorate(method: F) -> F:
         method = extend_schema(parameters=list(parameters))(method)
         setattr(method, ACCEPTED_QUERY_PARAMS, names)
+        setattr(method, NON_BLANK_QUERY_PARAMS, non_blank)
         return method
 
     return decorate
@@ -124,6 +129,26 @@ def reject_unknown_query_params(query: Collection[str], accepted: Collection[str
     )
 
 
+def reject_null_characters(values: Iterable[tuple[str, list[str]]], what: str) -> None:
+    """400 naming the first parameter whose values hold a null character (%00)."""
+    for name, items in values:
+        if any("\x00" in item for item in items):
+            raise ApiError(
+                f"{what} '{name}' must not contain null characters.",
+                details={name: [NUL_REFUSED]},
+            )
+
+
+def reject_blank_query_params(query: QueryDict, non_blank: Collection[str]) -> None:
+    """400 naming the filters given an empty value (`?email=`), which would filter nothing."""
+    blank = sorted(name for name in non_blank if "" in query.getlist(name))
+    if blank:
+        raise ApiError(
+            f"Empty query parameter(s): {', '.join(blank)}.",
+            details={name: ["May not be empty."] for name in blank},
+        )
+
+
 class JsonOnlyNegotiation(DefaultContentNegotiation):
     """The API speaks only JSON, so `?format=` is not one of its parameters.
 
@@ -140,6 +165,8 @@ class StrictAPIView(APIView):
 
     Checked after authentication and permissions (those errors come first, as
     for bodies) and before the handler runs, so a rejected request changes nothing.
+    A null character in a query parameter or a path segment is a 400 here too:
+    PostgreSQL cannot compare text with one, so no lookup may see it.
     """
 
     content_negotiation_class = JsonOnlyNegotiation
@@ -154,3 +181,11 @@ class StrictAPIView(APIView):
             if handler is not None:  # else the 405 comes next
                 accepted: frozenset[str] = getattr(handler, ACCEPTED_QUERY_PARAMS, frozenset())
                 reject_unknown_query_params(request.query_params, accepted)
+                reject_null_characters(request.query_params.lists(), "Query parameter")
+                non_blank: frozenset[str] = getattr(handler, NON_BLANK_QUERY_PARAMS, frozenset())
+                reject_blank_query_params(request.query_params, non_blank)
+        if kwargs:
+            reject_null_characters(
+                ((name, [value]) for name, value in kwargs.items() if isinstance(value, str)),
+                "Path segment",
+            )

@@ -11,7 +11,7 @@ import pytest
 from django.db import DataError, connection, transaction
 
 from customers.models import Customer
-from events_app import ingestion
+from events_app import ingest_store, ingestion
 from events_app.models import Event, PropertyRecord
 from events_app.schemas import EventCreateIn
 from tests.conftest import API
@@ -290,7 +290,7 @@ def test_batch_needs_the_write_scope(make_api, purchase):
 def store_path(request, monkeypatch):
     """Run a test through the set-based PostgreSQL insert and through the portable ORM path."""
     if request.param == "portable":
-        monkeypatch.setattr(ingestion.connection, "vendor", "sqlite")
+        monkeypatch.setattr(ingest_store.connection, "vendor", "sqlite")
     return request.param
 
 

@@ -15,8 +15,9 @@ events_app/ingest_references.py   `col IN (%s, ...)`, a parameter per value     
   _in (the reference read)        (one JSON array parameter)
 project/sql.py fetch_all          Django's cursor (a server-binding psycopg cursor,   ingestion
                                   prepared): every ingest's reference read
-events_app/ingestion.py           ORM path in a transaction: skip stored refs, then   ingestion,
-  events_store                    bulk_create events, records, companion rows         delivery
+events_app/ingest_store.py        ORM path in a transaction: skip stored refs, then   ingestion,
+  events_store                    bulk_create the new customers of the events         delivery
+                                  stored, events, records, companion rows
                                   (events_app/ingest_pg.py: one statement)
 automation/webhooks/sender_sql.py the claim UPDATE alone, the endpoint read by a      delivery
   _claim_sql, claim_update        second query, no SKIP LOCKED in the next-of-
@@ -31,11 +32,11 @@ automation/schedules/selectors.py one EXISTS over json_each(tags) per tag       
   _with_all_tags                  (tags @> [...], served by a GIN index)
 automation/schedules/selectors.py isArray: EXISTS over json_each(context, path) with  schedules
   _with_context                   a JSON type check (path @> [value])
-automation/workflows/runner.py    nothing: SQLite serializes write transactions       workflows
+automation/workflows/evaluation.py nothing: SQLite serializes write transactions       workflows
   _advisory_locks                 (pg_advisory_xact_lock per workflow and customer)   (re-entry)
-automation/workflows/runner.py    SELECT (FOR UPDATE is dropped), then UPDATE the     workflows
+automation/workflows/evaluation.py SELECT (FOR UPDATE is dropped), then UPDATE the     workflows
   pending_events_claim            flags (one UPDATE ... RETURNING, SKIP LOCKED)
-automation/workflows/runner.py    bulk_create(ignore_conflicts) + SELECT of the       workflows
+automation/workflows/evaluation.py bulk_create(ignore_conflicts) + SELECT of the       workflows
   runs_insert                     pending ids (INSERT ... json_to_recordset ... ON
                                   CONFLICT ... RETURNING)
 events_app/selectors.py           COUNT(*) always (sums the trigger-maintained        lists_and_

@@ -149,3 +149,27 @@ def test_batch_mixes_types_and_customers_by_id_and_by_key(api, purchase):
         (4, f"event.customer_id: Unknown customer '{'0' * 26}'.")
     ]
     assert Event.objects.filter(customer_id=alice).count() == 3
+
+
+def test_refused_events_create_no_customer_and_stored_ones_do(api, purchase):
+    ok(post(api, "/events", purchase_item("alice", ref="taken")), 201)
+    before = (Customer.objects.count(), Event.objects.count())
+
+    conflict = post(api, "/events", purchase_item("bob", ref="taken"))
+    invalid = post(api, "/events", purchase_item("carol", amount="lots"))
+    data = batch(
+        api,
+        [
+            purchase_item("dave", ref="taken"),  # stored already
+            purchase_item("erin", amount="lots"),  # not a number
+            purchase_item("frank", ref="fresh"),
+            purchase_item("frank", ref="fresh"),  # repeats index 2
+        ],
+    )
+
+    assert (conflict.status_code, invalid.status_code) == (409, 400)
+    assert [v["index"] for v in data["valid_events"]] == [2]
+    assert [i["index"] for i in data["invalid_events"]] == [0, 1, 3]
+    assert (Customer.objects.count(), Event.objects.count()) == (before[0] + 1, before[1] + 1)
+    assert sorted(Customer.objects.values_list("external_id", flat=True)) == ["alice", "frank"]
+    assert data["valid_events"][0]["customer_id"] == Customer.objects.get(external_id="frank").pk

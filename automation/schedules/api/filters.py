@@ -19,9 +19,12 @@ FILTER_PARAMETERS = [
         str,
         description='JSON: {"owner": [emails, any of], "tags": [all of], "context": '
         '[{"path": ["user"], "value": "12345", "type": "Number", "isArray": false}]}',
+        allow_blank=False,
     ),
-    OpenApiParameter("owner", str, description="Owner email(s), comma-separated: any of."),
-    OpenApiParameter("tags", str, description="Tags, comma-separated: all of."),
+    OpenApiParameter(
+        "owner", str, description="Owner email(s), comma-separated: any of.", allow_blank=False
+    ),
+    OpenApiParameter("tags", str, description="Tags, comma-separated: all of.", allow_blank=False),
 ]
 
 

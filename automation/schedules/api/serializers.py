@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -18,7 +18,8 @@ Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
 class ScheduleFieldsIn(msgspec.Struct, forbid_unknown_fields=True):
-    """The `schedule` object of POST /schedules. Naive dates are UTC (as the seed says)."""
+    """The `schedule` object of POST /schedules. Naive dates are UTC (as the seed says);
+    every date is converted to UTC, or refused, where bodies are decoded (project.api.body)."""
 
     owner: Email
     end_date: datetime
@@ -68,10 +69,6 @@ class ScheduleQueryIn(msgspec.Struct, forbid_unknown_fields=True):
     owner: list[str] = msgspec.field(default_factory=list)
     tags: list[str] = msgspec.field(default_factory=list)
     context: list[ContextFilterIn] = msgspec.field(default_factory=list)
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class ScheduleSerializer(serializers.ModelSerializer):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -19,7 +21,6 @@ from automation.schedules.api.serializers import (
     SchedulePatchIn,
     ScheduleRunSerializer,
     ScheduleSerializer,
-    as_utc,
 )
 from project.api.body import parse_body
 from project.api.errors import ApiError
@@ -35,6 +36,13 @@ DETAIL = envelope("ScheduleDetail", ScheduleSerializer())
 
 def _data(schedule: Any, code: int = status.HTTP_200_OK) -> Response:
     return Response({"data": ScheduleSerializer(schedule).data}, status=code)
+
+
+def _written(write: Callable[[], Any], serializer: type[ScheduleSerializer]) -> dict[str, Any]:
+    """Run a service and shape its answer in one transaction: an answer that cannot be
+    built (an error answer) leaves nothing written."""
+    with transaction.atomic():
+        return {"data": serializer(write()).data}
 
 
 class ScheduleCollectionView(StrictAPIView):
@@ -71,18 +79,19 @@ class ScheduleCollectionView(StrictAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         body = parse_body(request, ScheduleCreateIn).schedule
-        schedule = services.schedule_create(
-            owner=body.owner,
-            end_date=as_utc(body.end_date),
-            interval=body.interval,
-            callback_url=body.callback_url,
-            context=body.context,
-            tags=body.tags,
-            tz_name=body.timezone or "",
+        answer = _written(
+            lambda: services.schedule_create(
+                owner=body.owner,
+                end_date=body.end_date,
+                interval=body.interval,
+                callback_url=body.callback_url,
+                context=body.context,
+                tags=body.tags,
+                tz_name=body.timezone or "",
+            ),
+            ScheduleCreatedSerializer,
         )
-        return Response(
-            {"data": ScheduleCreatedSerializer(schedule).data}, status=status.HTTP_201_CREATED
-        )
+        return Response(answer, status=status.HTTP_201_CREATED)
 
 
 class SchedulePreviewView(StrictAPIView):
@@ -125,11 +134,12 @@ class ScheduleDetailView(StrictAPIView):
             for name in body.__struct_fields__
             if getattr(body, name) is not msgspec.UNSET
         }
-        if "end_date" in fields:
-            fields["end_date"] = as_utc(fields["end_date"])
         if not fields:
             raise ApiError("Nothing to change: give at least one field in 'schedule'.")
-        return _data(services.schedule_update(schedule=schedule, fields=fields))
+        answer = _written(
+            lambda: services.schedule_update(schedule=schedule, fields=fields), ScheduleSerializer
+        )
+        return Response(answer)
 
     @extend_schema(operation_id="schedules_destroy", responses={200: DETAIL, **errors(404)})
     def delete(self, request: Request, schedule_id: str) -> Response:

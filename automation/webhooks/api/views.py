@@ -155,9 +155,9 @@ class WebhookTestView(StrictAPIView):
 class DeliveryCollectionView(StrictAPIView):
     @query_params(
         *LIST_PARAMETERS,
-        OpenApiParameter("webhook_id", str),
-        OpenApiParameter("event_id", str),
-        OpenApiParameter("status", str, enum=list(Delivery.Status.values)),
+        OpenApiParameter("webhook_id", str, allow_blank=False),
+        OpenApiParameter("event_id", str, allow_blank=False),
+        OpenApiParameter("status", str, enum=list(Delivery.Status.values), allow_blank=False),
     )
     @extend_schema(
         operation_id="deliveries_list",

@@ -61,7 +61,7 @@ def _secrets(workflow: Workflow, secrets: dict[str, str] | None = None) -> dict[
 
 
 class WorkflowCollectionView(StrictAPIView):
-    @query_params(*LIST_PARAMETERS, OpenApiParameter("active", bool))
+    @query_params(*LIST_PARAMETERS, OpenApiParameter("active", bool, allow_blank=False))
     @extend_schema(
         operation_id="workflows_list",
         responses={
@@ -202,7 +202,9 @@ class WorkflowRotateSecretsView(StrictAPIView):
 
 
 class WorkflowRunsView(StrictAPIView):
-    @query_params(*LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES))
+    @query_params(
+        *LIST_PARAMETERS, OpenApiParameter("status", str, enum=RUN_STATUSES, allow_blank=False)
+    )
     @extend_schema(
         operation_id="workflows_runs_list",
         responses={

@@ -1,0 +1,261 @@
+"""Storing judged events (events_app.ingestion): one statement, and what it refuses.
+
+`events_store` writes a batch atomically: its events, their property records, the
+customers they name by a new external id and what the ingest hook planned -- one
+statement on PostgreSQL (events_app.ingest_pg), one transaction elsewhere. Either
+all of it is written or, when it raises, nothing.
+
+`events_store_isolating` is the API's door: when the database refuses the
+statement for a value one event carries (that events_app.storable did not foresee),
+it finds which events are refused by storing halves of the batch under savepoints
+of one transaction, reports those and stores the rest, instead of failing them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
+
+from customers.models import Customer
+from events_app.ingest_hooks import (
+    PreparedEvent,
+    ingest_companions,
+    ingest_hook,
+    ingest_plan_apply,
+)
+from events_app.ingest_pg import pg_insert_events
+from events_app.models import Event, PropertyRecord
+
+REF_EXISTS = "Event ref already exists."
+# A new customer's external id taken by a concurrent request between the reference
+# read and the insert: the insert is retried with the winner's id. A second loss
+# needs the winner deleted in between; a third is not worth waiting for.
+_CUSTOMER_ATTEMPTS = 3
+# SQLSTATE classes of a refusal caused by what the statement carries, not by the
+# database's state: data exceptions (22: bad text, out-of-range value) and program
+# limits (54: e.g. JSON nested deeper than the server's stack allows).
+_REFUSAL_CLASSES = ("22", "54")
+
+
+@dataclass(slots=True)
+class InvalidEvent:
+    index: int
+    error: str
+    details: dict[str, list[str]]
+    event_id: str | None = None  # the existing event, for duplicate refs
+
+
+@dataclass(slots=True)
+class StoreResult:
+    """What `events_store` did: the events stored and the ref duplicates it skipped."""
+
+    stored: list[PreparedEvent]
+    duplicates: list[InvalidEvent]
+
+
+def ref_exists(index: int, event_id: str | None) -> InvalidEvent:
+    return InvalidEvent(index, REF_EXISTS, {"event.external_id": [REF_EXISTS]}, event_id=event_id)
+
+
+class _CustomersTaken(Exception):
+    """New customers' external ids that a concurrent request created first."""
+
+    def __init__(self, external_ids: set[str]) -> None:
+        super().__init__(sorted(external_ids))
+        self.external_ids = external_ids
+
+
+def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
+    """(event_type_id, external_id) → stored event id, for the refs of `events`."""
+    query = Q()
+    for type_id in {e.event_type_id for e in events}:
+        refs = {e.external_id for e in events if e.event_type_id == type_id}
+        query |= Q(event_type_id=type_id, external_id__in=refs)
+    return {
+        (type_id, ref): event_id
+        for event_id, type_id, ref in Event.objects.filter(query).values_list(
+            "id", "event_type_id", "external_id"
+        )
+    }
+
+
+def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreResult:
+    """Insert prepared events, their property records, the customers they create and
+    what the ingest hook plans for them in one transaction.
+
+    Refs are unique per event type forever. An event whose ref is already stored
+    (also by a concurrent request that committed first) is not stored and comes
+    back in `duplicates` with the stored event's id; nothing raises, so a batch is
+    never half written. A customer is created only with an event stored; when a
+    concurrent request created the same external id first, the insert is retried
+    with that customer. A database failure raises and stores none of the batch.
+    `facts`: the ingest hook's facts when the caller read them with its references
+    (read here otherwise: not cached, so a change made in another process applies
+    to this very insert).
+    """
+    if not prepared:
+        return StoreResult([], [])
+    for attempt in range(1, _CUSTOMER_ATTEMPTS + 1):
+        # The hook's flags and companion rows are written by the insert itself: no
+        # UPDATE follows it, and nothing is read back. Planned again on a retry: the
+        # payloads name the customer.
+        ingest_plan_apply(prepared, facts)
+        try:
+            stored_ids, holders = _insert(prepared)
+            break
+        except _CustomersTaken as taken:
+            if attempt == _CUSTOMER_ATTEMPTS:
+                raise IntegrityError(f"Customers taken concurrently: {taken}") from None
+            _customers_reread(prepared, taken.external_ids)
+    hook = ingest_hook()
+    if hook is not None:
+        # Its side effects run on commit of the caller's transaction if there is one
+        # (an emit_event action), else now -- the rows are committed already.
+        hook.handover([p for p in prepared if p.id in stored_ids])
+    if len(stored_ids) == len(prepared):
+        return StoreResult(prepared, [])
+    stored = [p for p in prepared if p.id in stored_ids]
+    skipped = [p for p in prepared if p.id not in stored_ids]
+    unresolved = [p for p in skipped if holders.get(p.id) is None]
+    existing = _existing_refs(unresolved) if unresolved else {}
+    duplicates = [
+        ref_exists(p.index, holders.get(p.id) or existing.get((p.event_type_id, p.external_id)))
+        for p in skipped
+    ]
+    return StoreResult(stored, duplicates)
+
+
+def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
+    """The ids stored and, per ref duplicate skipped, the holder's id (if seen)."""
+    creates = {p.new_customer for p in prepared if p.new_customer}
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return _orm_insert_events(prepared), {}
+    if creates and connection.in_atomic_block:
+        # The caller's transaction checks the customer foreign key at its commit, too
+        # late to retry: a savepoint takes back an insert whose customer was taken.
+        with transaction.atomic():
+            result = pg_insert_events(prepared)
+            if result.customers_taken:
+                raise _CustomersTaken(result.customers_taken)
+        return result.stored, result.skipped
+    # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
+    # large part of a single POST's database time). A write added here must join that
+    # statement or wrap itself and it in transaction.atomic().
+    try:
+        result = pg_insert_events(prepared)
+    except IntegrityError as exc:
+        # At the statement's commit, the events of a customer a concurrent request
+        # created first point at no customer (the foreign key is checked there).
+        if creates and getattr(exc.__cause__, "sqlstate", None) == "23503":
+            raise _CustomersTaken(creates) from None
+        raise
+    return result.stored, result.skipped
+
+
+def _customers_reread(prepared: list[PreparedEvent], external_ids: set[str]) -> None:
+    """Point the events of `external_ids` at the customers that exist now."""
+    found = dict(
+        Customer.objects.filter(external_id__in=external_ids).values_list("external_id", "id")
+    )
+    for p in prepared:
+        if p.new_customer in found:
+            p.customer_id, p.new_customer = found[p.new_customer], None
+
+
+def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
+    """The portable path (SQLite), in the caller's transaction: skip stored refs, create
+    the customers of the events stored, then bulk_create."""
+    with_ref = [p for p in prepared if p.external_id is not None]
+    existing = _existing_refs(with_ref) if with_ref else {}
+    fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
+    new = {p.new_customer: p for p in fresh if p.new_customer}
+    if new:
+        taken = set(
+            Customer.objects.filter(external_id__in=new).values_list("external_id", flat=True)
+        )
+        if taken:
+            raise _CustomersTaken(taken)
+        Customer.objects.bulk_create(
+            [Customer(id=p.customer_id, external_id=ext) for ext, p in sorted(new.items())]
+        )
+    Event.objects.bulk_create([p.as_event() for p in fresh])
+    PropertyRecord.objects.bulk_create(
+        [
+            PropertyRecord(event_id=p.id, property_id=pid, property_value=value)
+            for p in fresh
+            for pid, value in p.records
+        ]
+    )
+    for companion in ingest_companions():
+        rows = [
+            companion.build(row, p)
+            for p in fresh
+            if p.companions
+            for row in p.companions.get(companion.name, ())
+        ]
+        companion.model._default_manager.bulk_create(rows)
+    return {p.id for p in fresh}
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def _refusal(exc: DatabaseError) -> str | None:
+    """The database's reason when `exc` refuses what the statement carries, else None."""
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or ""
+    if sqlstate[:2] not in _REFUSAL_CLASSES:
+        return None
+    diag = getattr(cause, "diag", None)
+    return getattr(diag, "message_primary", None) or str(cause).splitlines()[0]
+
+
+def events_store_isolating(
+    *, prepared: list[PreparedEvent], facts: Any = None
+) -> tuple[StoreResult, list[InvalidEvent]]:
+    """`events_store`, except that the events the database refuses are returned as
+    invalid and the others stored.
+
+    The common case is one statement. When it is refused (nothing was written), the
+    batch is split in halves, each stored under its own savepoint of one transaction,
+    and a refused half split again, down to the single refused events: a few dozen
+    statements for one bad event among a thousand. Any other failure raises and
+    stores nothing. Inside a caller's transaction a refusal raises as well: the
+    statement has failed that transaction, which only its owner can take back.
+    """
+    try:
+        return events_store(prepared=prepared, facts=facts), []
+    except DatabaseError as exc:
+        if _refusal(exc) is None or connection.in_atomic_block:
+            raise
+    stored: list[PreparedEvent] = []
+    duplicates: list[InvalidEvent] = []
+    refused: list[InvalidEvent] = []
+    with transaction.atomic():
+        chunks = [prepared]
+        while chunks:
+            chunk = chunks.pop()
+            try:
+                with transaction.atomic():
+                    result = events_store(prepared=chunk, facts=facts)
+            except DatabaseError as exc:
+                reason = _refusal(exc)
+                if reason is None:
+                    raise
+                if len(chunk) > 1:
+                    half = len(chunk) // 2
+                    chunks += [chunk[half:], chunk[:half]]
+                    continue
+                message = f"The database refused this event: {reason}."
+                refused.append(
+                    InvalidEvent(chunk[0].index, f"event: {message}", {"event": [message]})
+                )
+                continue
+            stored += result.stored
+            duplicates += result.duplicates
+    stored.sort(key=lambda p: p.index)
+    return StoreResult(stored, duplicates), refused
