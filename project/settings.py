@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.api.ratelimit.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -189,9 +190,36 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # How long a worker process trusts an API key it has looked up (seconds; 0 = ask
 # the database on every request). Bounds how long a revoked key keeps working in
-# the other processes: revoking drops it at once in its own. See
-# docs/operations.md, "API keys".
-API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "5"))
+# the other processes (revoking drops it at once in its own), so it may not exceed
+# one second. See docs/operations.md, "API keys".
+API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "1"))
+if not 0 <= API_KEY_CACHE_SECONDS <= 1:
+    raise ImproperlyConfigured(
+        "HERALD_API_KEY_CACHE_SECONDS must be between 0 and 1: a revoked key must stop "
+        "working in every process within a second."
+    )
+
+# Rate limits (docs/operations.md, "Rate limits"): requests per API client per window,
+# ingestion (POST /events, /events/batch) and everything else counted apart; an API
+# client's own budgets (admin) override these. Failed authentications are counted per
+# source address. 0 turns a limit off.
+HERALD_RATE_LIMIT_WINDOW_SECONDS = int(os.environ.get("HERALD_RATE_LIMIT_WINDOW_SECONDS", "60"))
+HERALD_RATE_LIMIT_INGEST = int(os.environ.get("HERALD_RATE_LIMIT_INGEST", "6000"))
+HERALD_RATE_LIMIT_API = int(os.environ.get("HERALD_RATE_LIMIT_API", "1200"))
+HERALD_RATE_LIMIT_AUTH_FAILURES = int(os.environ.get("HERALD_RATE_LIMIT_AUTH_FAILURES", "30"))
+# Where the counters live: a Redis shared by every process (by default the broker's, when
+# that is Redis); "db" or no Redis at all = the database.
+_broker_url = os.environ.get("CELERY_BROKER_URL", "")
+HERALD_RATE_LIMIT_REDIS_URL = os.environ.get(
+    "HERALD_RATE_LIMIT_REDIS_URL",
+    _broker_url if _broker_url.startswith(("redis://", "rediss://", "unix://")) else "",
+)
+if HERALD_RATE_LIMIT_REDIS_URL == "db":
+    HERALD_RATE_LIMIT_REDIS_URL = ""
+# Proxies in front of Herald that append to X-Forwarded-For: the client's address is the
+# entry this many places from the right. 0 = the TCP peer (REMOTE_ADDR): a client could
+# write any X-Forwarded-For it likes, so it is only read when the proxies are known.
+HERALD_TRUSTED_PROXY_HOPS = int(os.environ.get("HERALD_TRUSTED_PROXY_HOPS", "0"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
