@@ -138,6 +138,20 @@ if IS_POSTGRES:
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         None if _prepare.lower() == "off" else int(_prepare)
     )
+    # Django's psycopg connection pool (needs the psycopg_pool package): each process
+    # keeps at most this many connections and a request waits up to the timeout for a
+    # free one, then answers 503 (project/api/overload.py). A pool replaces persistent
+    # connections (CONN_MAX_AGE must be 0). 0 = no pool.
+    HERALD_DB_POOL_MAX_SIZE = int(os.environ.get("HERALD_DB_POOL_MAX_SIZE", "0"))
+    if HERALD_DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(
+                int(os.environ.get("HERALD_DB_POOL_MIN_SIZE", "1")), HERALD_DB_POOL_MAX_SIZE
+            ),
+            "max_size": HERALD_DB_POOL_MAX_SIZE,
+            "timeout": float(os.environ.get("HERALD_DB_POOL_TIMEOUT", "5")),
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -266,7 +280,17 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A publish that cannot reach the broker fails at once (no connection retries, a short
+# connect timeout): an API request must not wait for a broker that is down. The rows are
+# the source of truth and the periodic jobs send what a lost message left behind.
+HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "1"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "max_retries": 0,
+    "socket_connect_timeout": HERALD_BROKER_CONNECT_TIMEOUT,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = HERALD_BROKER_CONNECT_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_IGNORE_RESULT = True
 # The queue tasks are sent to when no route names one: every task Herald enqueues,
 # from the web process and from inside a worker (a run's actions, follow-on sends).
