@@ -3,9 +3,13 @@ authentication, in the database store and in Redis; the draft's headers on every
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from rest_framework.test import APIClient
@@ -14,6 +18,7 @@ from events_app.api.auth import limiter
 from events_app.api_clients import api_client_create, api_key_cache
 from events_app.models import ApiClient, Event, RateLimitCounter
 from project.api import ratelimit
+from project.background import run_job
 from tests.celery_worker import broker_url
 from tests.conftest import API, basic_auth
 from tests.factories import EventTypeFactory
@@ -222,3 +227,30 @@ def test_redis_down_admits_uncounted_at_once(settings, monkeypatch):
     assert [r.status_code for r in answers] == [200, 200, 200]
     assert "RateLimit" not in answers[0]
     assert RateLimitCounter.objects.count() == 0
+
+
+def test_counters_of_ended_windows_are_pruned(settings, monkeypatch):
+    settings.HERALD_RATE_LIMIT_REDIS_URL = ""
+    settings.HERALD_RATE_LIMIT_WINDOW_SECONDS = 60
+    RateLimitCounter.objects.create(key="api:client:1", window_start=999_999_900, count=3)
+    RateLimitCounter.objects.create(key="api:client:2", window_start=999_999_960, count=1)
+
+    pruned = run_job("ratelimit.prune", datetime.fromtimestamp(NOW, UTC))
+
+    assert pruned == 1
+    assert list(RateLimitCounter.objects.values_list("key", flat=True)) == ["api:client:2"]
+
+
+def test_a_key_cache_longer_than_a_second_refuses_to_start():
+    env = {**os.environ, "HERALD_API_KEY_CACHE_SECONDS": "5"}
+
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert started.returncode == 1
+    assert "HERALD_API_KEY_CACHE_SECONDS must be between 0 and 1" in started.stderr

@@ -13,6 +13,7 @@ key look-ups from it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +36,15 @@ limiter = RateLimiter(table=RateLimitCounter._meta.db_table)
 # The ingestion endpoints (URL names in events_app.api.urls), counted against the
 # client's ingestion budget when POSTed to; every other request against its API budget.
 INGEST_URL_NAMES = frozenset({"events", "events-batch"})
+
+
+def rate_limit_counters_prune(now: datetime) -> int:
+    """Delete the database store's counters of windows that have ended (an address that
+    failed once leaves a row behind); returns how many. Nothing to do with Redis, whose
+    keys expire."""
+    window = max(settings.HERALD_RATE_LIMIT_WINDOW_SECONDS, 1)
+    current = int(now.timestamp()) // window * window
+    return RateLimitCounter.objects.filter(window_start__lt=current).delete()[0]
 
 
 def _client_policy(request: Request, client: ApiClient) -> Policy | None:
