@@ -3,7 +3,10 @@ POST with the broker down answers at once (no publish retries), its rows stored.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +19,7 @@ from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.signing import new_secret
 from events_app.api_clients import api_client_create, api_key_cache
 from events_app.models import Event
-from project.api.overload import overload_exception
+from project.api.overload import ServiceUnavailable, overload_exception
 from project.celery import app
 from tests.celery_worker import _reset_pool
 from tests.conftest import API
@@ -128,3 +131,36 @@ def test_a_post_with_the_broker_down_is_stored_without_waiting_for_the_broker(
     delivery = Delivery.objects.get(event=event)
     assert (delivery.status, delivery.attempt_count) == ("pending", 0)
     assert slept == []
+
+
+def test_a_pool_with_no_free_connection_is_taken_for_overload():
+    # psycopg_pool's PoolTimeout (a psycopg OperationalError), as Django wraps it.
+    pool_timeout = type("PoolTimeout", (psycopg.OperationalError,), {})
+    error = OperationalError("couldn't get a connection after 5.00 sec")
+    error.__cause__ = pool_timeout("couldn't get a connection after 5.00 sec")
+
+    assert isinstance(overload_exception(error), ServiceUnavailable)
+
+
+def test_the_pool_setting_configures_djangos_psycopg_pool():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": "postgres://herald@db.internal:5432/herald",
+        "HERALD_DB_POOL_MAX_SIZE": "8",
+        "HERALD_DB_POOL_TIMEOUT": "2.5",
+    }
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; d = settings.DATABASES['default']; "
+            "print(d['CONN_MAX_AGE'], sorted(d['OPTIONS']['pool'].items()))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert shown.stdout.strip() == "0 [('max_size', 8), ('min_size', 1), ('timeout', 2.5)]"
