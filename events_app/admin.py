@@ -30,7 +30,12 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from customers.models import Customer
-from events_app.api_clients import api_client_create, api_client_revoke
+from events_app.api_clients import (
+    RATE_LIMIT_FIELDS,
+    api_client_create,
+    api_client_revoke,
+    api_client_set_rate_limits,
+)
 from events_app.event_types import (
     PropertyDefinitionInput,
     event_type_create,
@@ -47,7 +52,7 @@ from events_app.models import (
 )
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import pretty_json
-from project.admin.forms import RecordAdmin, WithoutSaveButtons, adopt_row, changed_fields
+from project.admin.forms import RecordAdmin, adopt_row, changed_fields
 from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 
 # ---------------------------------------------------------------- event types
@@ -321,15 +326,16 @@ class ActiveFilter(admin.SimpleListFilter):
 def _refused_when() -> str:
     """Worker processes trust a key they looked up for API_KEY_CACHE_SECONDS."""
     ttl = settings.API_KEY_CACHE_SECONDS
-    return "now get 401" if ttl <= 0 else f"get 401 within {ttl:g} seconds"
+    return "now get 401" if ttl <= 0 else f"get 401 within {ttl:g} second{'' if ttl == 1 else 's'}"
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
+class ApiClientAdmin(admin.ModelAdmin):
     """API keys: created with api_client_create, revoked with api_client_revoke.
 
-    Existing keys are read-only (a key's secret cannot be shown again and its
-    hash is never displayed); they are kept after revocation as a record.
+    Of an existing key only its rate budgets can be changed (a key's secret cannot
+    be shown again and its hash is never displayed); keys are kept after
+    revocation as a record.
     """
 
     list_display = ("name", "scopes", "secret_prefix", "created_at", "last_used_at", "is_active")
@@ -370,7 +376,7 @@ class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> Any:
         if obj is None:
             return ["name", "scope_choices"]
-        return list(self.readonly_fields)
+        return [*self.readonly_fields, *RATE_LIMIT_FIELDS]
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: ApiClient | None = None
@@ -381,7 +387,10 @@ class ApiClientAdmin(WithoutSaveButtons, admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
-        if change:  # every field is read-only once created
+        if change:  # only the rate budgets are editable once created
+            api_client_set_rate_limits(
+                client=obj, **{name: form.cleaned_data[name] for name in RATE_LIMIT_FIELDS}
+            )
             return
         client, secret = api_client_create(
             name=form.cleaned_data["name"], scopes=form.cleaned_data["scope_choices"]

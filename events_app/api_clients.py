@@ -1,8 +1,9 @@
 """API clients: creating, authenticating and revoking keys.
 
 A key's secret is shown once and stored only as its SHA-256. Authentication
-reads the client by that hash through a short-lived per-process cache
-(`api_key_cache`), which revocation clears at once in the revoking process.
+reads the client by that hash through a per-process cache of at most a second
+(`api_key_cache`), which revocation clears at once in the revoking process; every
+other process reads the row again within that second.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class _ApiKeyCache:
     """Active API clients by secret hash, each trusted for `API_KEY_CACHE_SECONDS`.
 
     Authenticating by a database read on every request was a round trip and a
-    fifth of a single POST /events' server CPU. Keys never change after creation
-    except by revocation, so a short-lived copy of the row is safe as long as
-    revocation is bounded: `api_client_revoke` drops the key here at once (this
-    process), and every other process re-reads it within the TTL. Keyed by the
+    large share of a single POST /events' server CPU (docs/performance.md). A key
+    changes only by revocation (and its rate budgets, edited in the admin), so a
+    copy of the row for at most a second is safe: `api_client_revoke` drops the key
+    here at once (this process), and every other process re-reads it within the TTL
+    (one query per key and process a second, whatever the request rate). Keyed by the
     SHA-256 of the secret, never the secret; unknown secrets are not cached, so
     a guess always costs a query and a new key works immediately. Time is
     `time.monotonic` (immune to clock steps and to frozen test clocks).
@@ -112,15 +114,21 @@ _API_KEY_CACHE_SIZE = 10_000
 api_key_cache = _ApiKeyCache()
 
 
-def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClient | None:
+def api_client_authenticate(
+    *, secret: str, name: str | None = None, before_lookup: Callable[[], None] | None = None
+) -> ApiClient | None:
     """The active client holding this secret (and name, for Basic auth), or None.
 
     A revoked key stops working at once in the process that revoked it and within
-    `settings.API_KEY_CACHE_SECONDS` everywhere else (see `_ApiKeyCache`).
+    `settings.API_KEY_CACHE_SECONDS` (at most a second) everywhere else (see
+    `_ApiKeyCache`). `before_lookup` runs before a key not in the cache is looked up
+    in the database (it may raise to refuse the request without that query).
     """
     digest = ApiClient.hash_secret(secret)
     client = api_key_cache.get(digest)
     if client is None:
+        if before_lookup is not None:
+            before_lookup()
         # Raw SQL: compiling the ORM query cost more CPU than the query itself
         # (secret_hash is unique: at most one row).
         with connection.cursor() as cursor:
@@ -145,9 +153,33 @@ def api_client_authenticate(*, secret: str, name: str | None = None) -> ApiClien
     return client
 
 
+RATE_LIMIT_FIELDS = ("ingest_rate_limit", "api_rate_limit")
+
+
+def api_client_set_rate_limits(
+    *, client: ApiClient, ingest_rate_limit: int | None, api_rate_limit: int | None
+) -> None:
+    """Set a client's own rate budgets (None = the settings default, 0 = unlimited); every
+    process applies them within `settings.API_KEY_CACHE_SECONDS`."""
+    with transaction.atomic():
+        before = audit_snapshot(client, exclude=AUDIT_EXCLUDE)
+        ApiClient.objects.filter(pk=client.pk).update(
+            ingest_rate_limit=ingest_rate_limit, api_rate_limit=api_rate_limit
+        )
+        client.ingest_rate_limit, client.api_rate_limit = ingest_rate_limit, api_rate_limit
+        audit_record(
+            action="updated",
+            obj_type=AUDIT_TYPE,
+            obj_id=client.pk,
+            before=before,
+            after=audit_snapshot(client, exclude=AUDIT_EXCLUDE),
+        )
+    api_key_cache.forget(client.secret_hash)
+
+
 def api_client_revoke(*, client: ApiClient) -> None:
     """Revoke a key; requests with it fail with 401 from then on in this process, and
-    within `settings.API_KEY_CACHE_SECONDS` in every other one."""
+    within `settings.API_KEY_CACHE_SECONDS` (at most a second) in every other one."""
     with transaction.atomic():
         before = audit_snapshot(client, exclude=AUDIT_EXCLUDE)
         revoked = ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(

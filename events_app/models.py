@@ -241,6 +241,18 @@ class ApiClient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Requests per rate-limit window (project.api.ratelimit); blank = the settings
+    # default (HERALD_RATE_LIMIT_INGEST / _API), 0 = unlimited for this client.
+    ingest_rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="POST /events and /events/batch per window. Blank: the default; 0: unlimited.",
+    )
+    api_rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Every other API request per window. Blank: the default; 0: unlimited.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -260,3 +272,19 @@ class ApiClient(models.Model):
     @staticmethod
     def hash_secret(secret: str) -> str:
         return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class RateLimitCounter(models.Model):
+    """Requests counted in the current window of one rate limit (an API client's budget,
+    an address's failed authentications): the database store of project.api.ratelimit,
+    used when no Redis is configured. Written only by its one upsert."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.BigIntegerField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "herald_rate_limit_counter"
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.window_start}={self.count}"

@@ -188,12 +188,16 @@ def run_periodic_task(name: str) -> int:
 def enqueue_many(task_name: str, args_list: Iterable[tuple[Any, ...]]) -> None:
     """Hand each call of the task named `task_name` to the background (see the module
     docstring for where it runs). The task must be registered in this process: apps
-    import their task modules in AppConfig.ready()."""
+    import their task modules in AppConfig.ready(). Raises at once (kombu's
+    OperationalError) when the broker cannot be reached."""
     task = app.tasks[task_name]
     if not app.conf.task_always_eager:
+        # No publish retries: with the broker down a caller (an API request) must not
+        # wait for it. The rows are the source of truth: a sweeper sends what a lost
+        # message left behind; callers log the failure and go on.
         with app.producer_or_acquire() as producer:
             for args in args_list:
-                task.apply_async(args, producer=producer)
+                task.apply_async(args, producer=producer, retry=False)
         return
     runner = embedded_runner()
     for args in args_list:

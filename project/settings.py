@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "project.audit.middleware.AuditActorMiddleware",
+    "project.api.ratelimit.RateLimitHeadersMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -149,6 +150,20 @@ if IS_POSTGRES:
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         None if _prepare.lower() == "off" else int(_prepare)
     )
+    # Django's psycopg connection pool (needs the psycopg_pool package): each process
+    # keeps at most this many connections and a request waits up to the timeout for a
+    # free one, then answers 503 (project/api/overload.py). A pool replaces persistent
+    # connections (CONN_MAX_AGE must be 0). 0 = no pool.
+    HERALD_DB_POOL_MAX_SIZE = int(os.environ.get("HERALD_DB_POOL_MAX_SIZE", "0"))
+    if HERALD_DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(
+                int(os.environ.get("HERALD_DB_POOL_MIN_SIZE", "1")), HERALD_DB_POOL_MAX_SIZE
+            ),
+            "max_size": HERALD_DB_POOL_MAX_SIZE,
+            "timeout": float(os.environ.get("HERALD_DB_POOL_TIMEOUT", "5")),
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -211,9 +226,37 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # How long a worker process trusts an API key it has looked up (seconds; 0 = ask
 # the database on every request). Bounds how long a revoked key keeps working in
-# the other processes: revoking drops it at once in its own. See
-# docs/operations.md, "API keys".
-API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "5"))
+# the other processes (revoking drops it at once in its own), so it may not exceed
+# one second. See docs/operations.md, "API keys".
+API_KEY_CACHE_SECONDS = float(os.environ.get("HERALD_API_KEY_CACHE_SECONDS", "1"))
+if not 0 <= API_KEY_CACHE_SECONDS <= 1:
+    raise ImproperlyConfigured(
+        "HERALD_API_KEY_CACHE_SECONDS must be between 0 and 1: a revoked key must stop "
+        "working in every process within a second."
+    )
+
+# Rate limits (docs/operations.md, "Rate limits"): requests per API client per window,
+# ingestion (POST /events, /events/batch) and everything else counted apart; an API
+# client's own budgets (admin) override these. Failed authentications are counted per
+# source address. 0 turns a limit off.
+HERALD_RATE_LIMIT_WINDOW_SECONDS = int(os.environ.get("HERALD_RATE_LIMIT_WINDOW_SECONDS", "60"))
+HERALD_RATE_LIMIT_INGEST = int(os.environ.get("HERALD_RATE_LIMIT_INGEST", "6000"))
+HERALD_RATE_LIMIT_API = int(os.environ.get("HERALD_RATE_LIMIT_API", "1200"))
+HERALD_RATE_LIMIT_AUTH_FAILURES = int(os.environ.get("HERALD_RATE_LIMIT_AUTH_FAILURES", "30"))
+# Where the counters live: a Redis shared by every process (by default the broker's, when
+# that is Redis); "db" or no Redis at all = the database.
+_broker_url = os.environ.get("CELERY_BROKER_URL", "")
+HERALD_RATE_LIMIT_REDIS_URL = os.environ.get(
+    "HERALD_RATE_LIMIT_REDIS_URL",
+    _broker_url if _broker_url.startswith(("redis://", "rediss://", "unix://")) else "",
+)
+if HERALD_RATE_LIMIT_REDIS_URL == "db":
+    HERALD_RATE_LIMIT_REDIS_URL = ""
+# Proxies in front of Herald that append to X-Forwarded-For: a client's address (rate
+# limits of failed authentication, admin login throttling) is the entry this many places
+# from the right. 0 = the TCP peer (REMOTE_ADDR): a client could write any
+# X-Forwarded-For it likes, so it is only read when the proxies are known.
+HERALD_TRUSTED_PROXY_COUNT = int(os.environ.get("HERALD_TRUSTED_PROXY_COUNT", "0"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -260,7 +303,17 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A publish that cannot reach the broker fails at once (no connection retries, a short
+# connect timeout): an API request must not wait for a broker that is down. The rows are
+# the source of truth and the periodic jobs send what a lost message left behind.
+HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "1"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "max_retries": 0,
+    "socket_connect_timeout": HERALD_BROKER_CONNECT_TIMEOUT,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = HERALD_BROKER_CONNECT_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_IGNORE_RESULT = True
 # The queue tasks are sent to when no route names one: every task Herald enqueues,
 # from the web process and from inside a worker (a run's actions, follow-on sends).
@@ -361,13 +414,8 @@ AXES_COOLOFF_TIME = timedelta(
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-# The client's address is REMOTE_ADDR unless this many trusted reverse proxies stand in
-# front of Herald (then the X-Forwarded-For entry they add is used: never trust a header
-# a client can set itself).
-_PROXY_COUNT = int(os.environ.get("HERALD_TRUSTED_PROXY_COUNT", "0"))
-if _PROXY_COUNT:
-    AXES_IPWARE_PROXY_COUNT = _PROXY_COUNT
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+# One answer to "which address did this come from" (HERALD_TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "project.api.ratelimit.client_address"
 
 # ---------------------------------------------------------------- Content-Security-Policy
 # (django-csp; docs/operations.md, "Content-Security-Policy") Every page's scripts and

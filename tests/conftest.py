@@ -25,6 +25,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         sweep_redis_keys()
 
 
+@pytest.fixture(autouse=True)
+def _rate_limits_off(settings: Any) -> None:
+    """Rate limits count every request (without Redis, one statement in the database);
+    tests that are not about them run with them off (0), as an operator may run Herald,
+    so that statement counts and "nothing changed" snapshots stay about their subject.
+    The rate-limit tests turn them on."""
+    settings.HERALD_RATE_LIMIT_INGEST = 0
+    settings.HERALD_RATE_LIMIT_API = 0
+    settings.HERALD_RATE_LIMIT_AUTH_FAILURES = 0
+
+
 def basic_auth(name: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
 

@@ -105,16 +105,21 @@ def claim_update(now: datetime, *, delivery_id: str = "", endpoint_id: str = "")
 
 
 # The record: the delivery's next state if the row is still ours (same attempt count,
-# still pending), and the attempt row, DISCARDED when it was not.
+# still pending), and the attempt row, DISCARDED when it was not, and none at all when
+# the delivery is gone (its endpoint was deleted while the attempt was in flight).
 _RECORD_UPDATE_SQL = """
 UPDATE {delivery_table} SET {assignments}
 WHERE id = %(id)s AND status = 'pending' AND attempt_count = %(number)s
 """
-_RECORD_INSERT_SQL = "INSERT INTO {attempt_table} ({columns}) VALUES ({values})"
+_RECORD_INSERT_SQL = "INSERT INTO {attempt_table} ({columns}) SELECT {values} FROM {source}"
 # PostgreSQL: both in one statement, atomic without a transaction (no BEGIN and COMMIT
-# round trips, no ORM query building per attempt).
+# round trips, no ORM query building per attempt). `target` takes the key-share lock the
+# attempt's foreign key needs before the INSERT does: a delete holding the delivery makes
+# it wait, and once that delete commits the row is skipped, so nothing is inserted (the
+# foreign key check itself would fail instead).
 _RECORD_SQL = """
-WITH ours AS ({update} RETURNING 1)
+WITH ours AS ({update} RETURNING 1),
+target AS (SELECT id FROM {delivery_table} WHERE id = %(id)s FOR KEY SHARE)
 {insert} RETURNING outcome
 """
 _OURS_OUTCOME = "CASE WHEN EXISTS (SELECT 1 FROM ours) THEN %(outcome)s ELSE %(discarded)s END"
@@ -133,14 +138,15 @@ def _record_sql(alias: str, assigned: tuple[str, ...]) -> tuple[str, str, str]:
     """For this database and these delivery fields: the one-statement form (PostgreSQL),
     and the UPDATE and INSERT texts for the other databases."""
     quote = connection.ops.quote_name
+    delivery_table = quote(Delivery._meta.db_table)
     update = _RECORD_UPDATE_SQL.format(
-        delivery_table=quote(Delivery._meta.db_table),
+        delivery_table=delivery_table,
         assignments=", ".join(
             f"{quote(str(_field(Delivery, name).column))} = %(d_{name})s" for name in assigned
         ),
     )
 
-    def insert(outcome: str) -> str:
+    def insert(outcome: str, source: str) -> str:
         given = {name: f"%(a_{name})s" for name in ATTEMPT_COLUMNS}
         parts = insert_parts(DeliveryAttempt, given={**given, "outcome": outcome})
         assert not parts.defaulted, "every attempt column is given"
@@ -148,10 +154,14 @@ def _record_sql(alias: str, assigned: tuple[str, ...]) -> tuple[str, str, str]:
             attempt_table=quote(DeliveryAttempt._meta.db_table),
             columns=parts.columns,
             values=parts.values,
+            source=source,
         )
 
-    single = _RECORD_SQL.format(update=update, insert=insert(_OURS_OUTCOME))
-    return single, update, insert("%(outcome)s")
+    single = _RECORD_SQL.format(
+        delivery_table=delivery_table, update=update, insert=insert(_OURS_OUTCOME, "target")
+    )
+    # SQLite: one writer at a time, so no lock; the row just has to exist.
+    return single, update, insert("%(outcome)s", f"{delivery_table} WHERE id = %(id)s")
 
 
 def record_statement(

@@ -27,7 +27,7 @@ from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.signing import new_secret
 from events_app.models import EventType
 from project.audit.services import audit_record, audit_snapshot
-from project.cascade import cascade_delete_object
+from project.cascade import cascade_delete_object, cascade_lock
 from project.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,15 @@ def endpoint_delete(*, endpoint: Endpoint) -> dict[str, int]:
     Only events with an outstanding delivery here can change their is_delivered:
     they are recomputed first, as if this endpoint's deliveries were gone, by one
     UPDATE whose subquery finds them (after the delete nothing would).
+
+    Lock order, shared with the sender and `endpoint_disable`: the endpoint, its
+    deliveries, then their events. The sender records an attempt by updating its
+    delivery and then its event; taking the events first (the is_delivered UPDATE)
+    and the deliveries after (the delete) deadlocked with it. An attempt in flight
+    meanwhile finds its delivery gone when it records, and records nothing.
     """
     with transaction.atomic():
+        cascade_lock(Endpoint.objects.filter(pk=endpoint.pk))
         _audit(endpoint, "deleted", _state(endpoint), gone=True)
         events_refresh_delivered(
             Delivery.objects.filter(

@@ -20,6 +20,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from project.api.overload import overload_exception
 from project.errors import HeraldError
 
 API_PREFIX = "/rest-api/"
@@ -125,6 +126,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    exc = overload_exception(exc) or exc  # the database refused: 503, not 500
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

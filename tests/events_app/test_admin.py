@@ -428,7 +428,7 @@ def test_revoke_action_revokes_selected_keys_and_api_rejects_them(marketer):
         API_CLIENTS, {"action": "revoke", "_selected_action": [revoked.pk]}, follow=True
     )
 
-    assert "Revoked 1 API key(s); requests with them get 401 within 5 seconds." in response.text
+    assert "Revoked 1 API key(s); requests with them get 401 within 1 second." in response.text
     revoked.refresh_from_db()
     kept.refresh_from_db()
     assert revoked.revoked_at is not None
@@ -550,3 +550,25 @@ def test_big_event_list_offers_no_page_past_the_cap(marketer, monkeypatch):
     assert "pages reach the first 4; filter or search to reach the rest" in last.text
     # Django's answer to a page that does not exist: back to the list with ?e=1.
     assert (beyond.status_code, beyond["Location"]) == (302, f"{EVENTS}?e=1")
+
+
+def test_an_api_clients_rate_budgets_are_edited_on_its_page_and_apply_at_once(marketer):
+    client, secret = api_client_create(name="shop")
+    assert api_client_authenticate(secret=secret) is not None  # cached in this process
+    page = marketer.get(f"{API_CLIENTS}{client.pk}/change/")
+    assert 'name="ingest_rate_limit"' in page.text
+    assert 'name="api_rate_limit"' in page.text
+    assert 'name="name"' not in page.text  # the rest stays read-only
+
+    saved = marketer.post(
+        f"{API_CLIENTS}{client.pk}/change/",
+        {"ingest_rate_limit": "50", "api_rate_limit": "", "name": "renamed", "scopes": "read"},
+    )
+
+    assert saved.status_code == 302
+    client.refresh_from_db()
+    assert (client.name, client.scopes) == ("shop", "read,write")
+    assert (client.ingest_rate_limit, client.api_rate_limit) == (50, None)
+    authenticated = api_client_authenticate(secret=secret)
+    assert authenticated is not None
+    assert authenticated.ingest_rate_limit == 50

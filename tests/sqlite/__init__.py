@@ -23,8 +23,11 @@ automation/webhooks/sender_sql.py the claim UPDATE alone, the endpoint read by a
   _claim_sql, claim_update        second query, no SKIP LOCKED in the next-of-
                                   endpoint claim (claim + endpoint, one prepared
                                   statement)
-automation/webhooks/sender_sql.py UPDATE the delivery, then INSERT the attempt, in    delivery,
-  record_statement                a transaction (one prepared statement)              schedules
+automation/webhooks/sender_sql.py UPDATE the delivery, then INSERT the attempt if the  delivery,
+  record_statement                delivery still exists, in a transaction (one        schedules,
+                                  prepared statement, FOR KEY SHARE of the delivery)  rate_limits
+project/cascade.py cascade_lock   nothing: SQLite locks the whole database (FOR       rate_limits
+                                  UPDATE of the root and its direct children)
 automation/schedules/scheduler.py fire_claimed row by row through the ORM             schedules
   fire_claimed (tick, run now)    (`_fire_orm`); the claim also reads the context
                                   (one set-based statement per chunk)

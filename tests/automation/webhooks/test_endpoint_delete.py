@@ -15,10 +15,12 @@ from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
 pytestmark = pytest.mark.django_db
 
 TABLES = (Endpoint, Endpoint.event_types.through, Delivery, DeliveryAttempt, ScheduleRun)
-# Reading the endpoint's key, the is_delivered UPDATE, SAVEPOINTs, one statement per
-# table the cascade reaches (WorkflowEndpoint included): a fixed number whatever the
-# size of the log; and the audit entry (the endpoint's event types read, one INSERT).
-MAX_QUERIES = 15
+# Reading the endpoint's key, locking it and the rows of each table it cascades to
+# directly (project.cascade.cascade_lock), the is_delivered UPDATE, SAVEPOINTs, one
+# statement per table the cascade reaches (WorkflowEndpoint included): a fixed number
+# whatever the size of the log; and the audit entry (the endpoint's event types read,
+# one INSERT).
+MAX_QUERIES = 19
 
 
 def events(count: int) -> list[Event]:
@@ -76,8 +78,11 @@ def test_delete_takes_the_same_queries_and_reads_no_delivery_whatever_the_log(
         endpoint_delete(endpoint=endpoint)
 
     # Rows read: the endpoint's event types (the audit entry's "before": a few ids,
-    # not the log), the endpoint's key, and whether a schedule protects it (EXISTS).
-    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    # not the log), the endpoint's key, and whether a schedule protects it (EXISTS); the
+    # locks taken first (project.cascade.cascade_lock) return one count each.
+    sqls = [q["sql"] for q in queries.captured_queries]
+    locks = [sql for sql in sqls if sql.startswith("SELECT count(*) FROM (")]
+    reads = [sql for sql in sqls if sql.startswith("SELECT") and sql not in locks]
     assert [sql.split(" WHERE ")[0] for sql in reads] == [
         'SELECT "events_app_eventtype"."id" AS "pk" FROM "events_app_eventtype" INNER JOIN '
         '"automation_endpoint_event_types" ON ("events_app_eventtype"."id" = '
@@ -85,6 +90,10 @@ def test_delete_takes_the_same_queries_and_reads_no_delivery_whatever_the_log(
         'SELECT "automation_endpoint"."id" AS "pk" FROM "automation_endpoint"',
         'SELECT 1 AS "a" FROM "automation_schedule"',
     ]
+    locked = [lock.split(" FROM ")[2].split()[0] for lock in locks]
+    assert locked[0] == '"automation_endpoint"'
+    assert '"automation_delivery"' in locked
+    assert all(lock.endswith("FOR UPDATE) AS locked") for lock in locks)
     assert row_counts(Delivery, DeliveryAttempt) == {
         "automation.Delivery": 0,
         "automation.DeliveryAttempt": 0,
