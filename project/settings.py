@@ -89,7 +89,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "project.csp.PageCSPMiddleware",
     "project.audit.middleware.AuditActorMiddleware",
     "project.api.ratelimit.RateLimitHeadersMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
