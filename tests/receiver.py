@@ -76,6 +76,9 @@ class _Server(ThreadingHTTPServer):
     never holds up accepting the next connection."""
 
     tls: ssl.SSLContext | None = None
+    # socketserver's default backlog is 5: a burst of concurrent senders (tests hold 20
+    # attempts in flight) overflowed it and the kernel's SYN retries outlasted waits.
+    request_queue_size = 128
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None:

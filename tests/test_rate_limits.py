@@ -19,7 +19,7 @@ from events_app.api_clients import api_client_create, api_key_cache
 from events_app.models import ApiClient, Event, RateLimitCounter
 from project.api import ratelimit
 from project.background import run_job
-from tests.celery_worker import broker_url
+from tests.celery_worker import broker_url, checkout_namespace
 from tests.conftest import API, basic_auth
 from tests.factories import EventTypeFactory
 
@@ -31,9 +31,12 @@ NOW = 1_000_000_000.0
 
 @pytest.fixture(params=["db", "redis"])
 def store(request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test runs against both stores; Redis keys are unique to the test."""
+    """Each test runs against both stores; Redis keys are unique to the test and carry the
+    checkout's namespace, so the session's sweep removes any left before they expire."""
     settings.HERALD_RATE_LIMIT_REDIS_URL = broker_url() if request.param == "redis" else ""
-    monkeypatch.setattr(ratelimit, "REDIS_KEY_PREFIX", f"herald-test:{uuid.uuid4().hex}:")
+    monkeypatch.setattr(
+        ratelimit, "REDIS_KEY_PREFIX", f"{checkout_namespace()}ratelimit:{uuid.uuid4().hex}:"
+    )
     monkeypatch.setattr(limiter, "clock", lambda: NOW)
     settings.HERALD_RATE_LIMIT_WINDOW_SECONDS = 60
     settings.HERALD_RATE_LIMIT_API = 5

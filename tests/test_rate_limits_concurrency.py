@@ -19,7 +19,7 @@ from events_app.api.auth import limiter
 from events_app.api_clients import api_client_create
 from events_app.models import Event
 from project.api import ratelimit
-from tests.celery_worker import broker_url
+from tests.celery_worker import broker_url, checkout_namespace
 from tests.conftest import API
 from tests.factories import EventTypeFactory
 
@@ -59,7 +59,9 @@ def test_exactly_the_budget_is_admitted_under_50_concurrent_requests(
     settings.HERALD_RATE_LIMIT_REDIS_URL = broker_url() if store == "redis" else ""
     settings.HERALD_RATE_LIMIT_INGEST = BUDGET
     settings.HERALD_RATE_LIMIT_WINDOW_SECONDS = 60
-    monkeypatch.setattr(ratelimit, "REDIS_KEY_PREFIX", f"herald-test:{uuid.uuid4().hex}:")
+    monkeypatch.setattr(
+        ratelimit, "REDIS_KEY_PREFIX", f"{checkout_namespace()}ratelimit:{uuid.uuid4().hex}:"
+    )
     # One window for the whole burst, wherever the wall clock is.
     monkeypatch.setattr(limiter, "clock", lambda: 1_000_000_000.0)
     event_type = EventTypeFactory(key="purchase")

@@ -96,7 +96,7 @@ def test_deleting_an_endpoint_with_attempts_in_flight_succeeds_and_they_end_clea
         endpoint, delivery_ids = _endpoint_with_deliveries(receiver)
         with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
             sending = [pool.submit(_send, delivery_id) for delivery_id in delivery_ids]
-            receiver.wait_for(IN_FLIGHT)
+            receiver.wait_for(IN_FLIGHT, timeout=30)
             deleted = api.delete(f"{API}/webhooks/{endpoint.pk}")
             outcomes = [future.result(timeout=30) for future in sending]
 
