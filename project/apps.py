@@ -11,3 +11,17 @@ class HeraldAdminConfig(AdminConfig):
     """
 
     default_site = "project.admin.site.HeraldAdminSite"
+
+    def ready(self) -> None:
+        """Also: the request id travels in Celery messages, and a Celery worker keeps
+        the log lines settings.LOGGING configured (project.requestid, project.logs)."""
+        super().ready()
+        from celery import signals
+
+        from project.logs import celery_keep_logging
+        from project.requestid import celery_signals_connect
+
+        celery_signals_connect()
+        signals.setup_logging.connect(
+            celery_keep_logging, weak=False, dispatch_uid="herald-keep-logging"
+        )
