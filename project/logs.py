@@ -22,30 +22,34 @@ JSON_RENAMED = {"levelname": "level", "name": "logger"}
 
 
 class RequestIdFilter(logging.Filter):
-    """Put the current request id on every record (None outside a request or task)."""
+    """Put the current request id on every record logged for a request or task (the
+    formatters fill in their default for the others)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_current() or None
+        request_id = request_id_current()
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
         return True
 
 
 class TextFormatter(logging.Formatter):
-    """The plain-text line: `time LEVEL logger [request id] message`."""
+    """The plain-text line: `time LEVEL logger [request id or -] message`."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = "-"
-        return super().format(record)
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            defaults={"request_id": "-"},
+        )
 
 
 def json_formatter(**_: Any) -> JsonFormatter:
-    """The JSON line (a factory: dictConfig's "()" key)."""
+    """The JSON line (a factory: dictConfig's "()" key); request_id null outside one."""
     return JsonFormatter(
-        list(JSON_FIELDS), rename_fields=JSON_RENAMED, timestamp=True, validate=False
+        list(JSON_FIELDS),
+        rename_fields=JSON_RENAMED,
+        timestamp=True,
+        validate=False,
+        defaults={"request_id": None},
     )
 
 

@@ -3,7 +3,8 @@
 1. `RequestIdMiddleware` gives each request an id: a sane incoming `X-Request-ID`
    (what a proxy or the client chose, so their logs and ours join up) or a new one,
    returns it in the `X-Request-ID` response header and puts it in `REQUEST_ID`, a
-   context variable every log line of the request reads (project.logs).
+   context variable every log line of the request reads (project.logs), until
+   Django's `request_finished`.
 2. Work handed to Celery carries it in a message header (`before_task_publish`); the
    worker puts it back in `REQUEST_ID` while it runs that task (`task_prerun`) and
    clears it afterwards (`task_postrun`), so the worker's log lines name the request
@@ -63,13 +64,16 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_accept(request.META.get(META_KEY))
-        token = REQUEST_ID.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            REQUEST_ID.reset(token)
+        # Not reset on the way out: Django logs a 4xx/5xx answer (django.request) after
+        # the middleware returned; `request_finished` clears it once the answer is sent.
+        REQUEST_ID.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def _on_request_finished(**_: Any) -> None:
+    REQUEST_ID.set("")
 
 
 # ---------------------------------------------------------------- Celery messages
@@ -93,10 +97,13 @@ def _on_task_end(**_: Any) -> None:
     REQUEST_ID.set("")
 
 
-def celery_signals_connect() -> None:
-    """Carry the request id through Celery messages (called once from project.apps)."""
+def signals_connect() -> None:
+    """Forget the id once a request is answered, and carry it through Celery messages
+    (called once from project.apps)."""
     from celery import signals
+    from django.core.signals import request_finished
 
+    request_finished.connect(_on_request_finished, dispatch_uid="herald-rid-finished")
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="herald-rid-pub")
     signals.task_prerun.connect(_on_task_start, weak=False, dispatch_uid="herald-rid-start")
     signals.task_postrun.connect(_on_task_end, weak=False, dispatch_uid="herald-rid-end")
