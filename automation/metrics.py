@@ -120,11 +120,11 @@ def endpoint_metrics(now: datetime, cap: int) -> Iterator[Metric]:
         .annotate(n=Count("pk"), since=Min("first_failure_at"))
         .order_by("kind")
     )
-    found = {row["kind"]: row for row in rows}
+    found: dict[str, tuple[int, datetime]] = {row["kind"]: (row["n"], row["since"]) for row in rows}
     for kind in Endpoint.Kind.values:
-        row = found.get(kind, {"n": 0, "since": None})
-        failing.add_metric([kind], row["n"])
-        failing_for.add_metric([kind], seconds_since(row["since"], now))
+        count, since = found.get(kind, (0, None))
+        failing.add_metric([kind], count)
+        failing_for.add_metric([kind], seconds_since(since, now))
     yield failing
     yield failing_for
     disabled = GaugeMetricFamily(

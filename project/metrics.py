@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Model, QuerySet
@@ -39,6 +39,7 @@ from project.api.errors import json_error_response
 from project.api.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class DatabaseCollector(Collector):
         for name, (queue, backlog_source) in list(_BACKLOGS.items()):
             pending.setdefault(queue, 0)
             oldest_due.setdefault(queue, None)
-            backlog = self._run(name, up, lambda s=backlog_source: s(now, cap))
+            backlog = _run(name, up, backlog_source, now, cap)
             if backlog is None:
                 continue
             pending[queue] += backlog.pending
@@ -146,20 +147,27 @@ class DatabaseCollector(Collector):
         yield work
         yield age
         for name, source in list(_SOURCES.items()):
-            families = self._run(name, up, lambda s=source: list(s(now, cap)))
+            families = _run(name, up, _listed(source), now, cap)
             yield from families or []
         yield up
 
-    @staticmethod
-    def _run(name: str, up: GaugeMetricFamily, read: Callable[[], Any]) -> Any:
-        try:
-            result = read()
-        except Exception:
-            logger.exception("Metrics source %s failed", name)
-            up.add_metric([name], 0)
-            return None
-        up.add_metric([name], 1)
-        return result
+
+def _listed(source: MetricSource) -> Callable[[datetime, int], list[Metric]]:
+    """The source's families read at once (a generator runs its queries while iterated)."""
+    return lambda now, cap: list(source(now, cap))
+
+
+def _run(
+    name: str, up: GaugeMetricFamily, read: Callable[[datetime, int], T], now: datetime, cap: int
+) -> T | None:
+    try:
+        result = read(now, cap)
+    except Exception:
+        logger.exception("Metrics source %s failed", name)
+        up.add_metric([name], 0)
+        return None
+    up.add_metric([name], 1)
+    return result
 
 
 # Herald's own registry: the default one would add the answering process's own
@@ -226,6 +234,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if refusal is not None:
         return refusal
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-    response = HttpResponse(encoder(REGISTRY), content_type=content_type)
-    response["Cache-Control"] = "no-store"
-    return response
+    figures = HttpResponse(encoder(REGISTRY), content_type=content_type)
+    figures["Cache-Control"] = "no-store"
+    return figures
