@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db.models import Model, QuerySet
+from django.db.models import Model, QuerySet, Value
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -76,8 +76,10 @@ def metric_source_register(*, name: str, source: MetricSource) -> None:
 
 
 def capped_count(queryset: QuerySet[Any], cap: int) -> int:
-    """COUNT(*) of at most `cap` rows: a backlog of millions costs no more than `cap`."""
-    return queryset.order_by().values("pk")[:cap].count()
+    """COUNT(*) of at most `cap` rows: a backlog of millions costs no more than `cap`.
+    The rows are counted as constants, so an index that holds the filtered columns
+    answers alone (an index-only scan)."""
+    return queryset.order_by().values(one=Value(1))[:cap].count()
 
 
 def oldest(queryset: QuerySet[Any], field: str) -> datetime | None:

@@ -446,7 +446,7 @@ if HERALD_METRICS_TOKEN and len(HERALD_METRICS_TOKEN) < 32:
 HERALD_METRICS_ALLOW_LOOPBACK = env_bool("HERALD_METRICS_ALLOW_LOOPBACK", True)
 # Backlog counts stop here (the age of the oldest item stays exact): a scrape's cost
 # is bounded whatever the backlog.
-HERALD_METRICS_COUNT_CAP = int(os.environ.get("HERALD_METRICS_COUNT_CAP", "10000"))
+HERALD_METRICS_COUNT_CAP = int(os.environ.get("HERALD_METRICS_COUNT_CAP", "100000"))
 # herald_deliveries_completed counts the deliveries finished within this many seconds.
 HERALD_METRICS_WINDOW_SECONDS = int(os.environ.get("HERALD_METRICS_WINDOW_SECONDS", "60"))
 
