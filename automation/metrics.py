@@ -83,7 +83,10 @@ def delivery_metrics(now: datetime, cap: int) -> Iterator[Metric]:
         f"Deliveries not final yet, due or waiting for a retry (counted up to {cap}).",
     )
     pending.add_metric(
-        [], capped_count(Delivery.objects.filter(status=Delivery.Status.PENDING), cap)
+        [],
+        capped_count(
+            Delivery.objects.filter(status=Delivery.Status.PENDING), cap, "next_attempt_at"
+        ),
     )
     yield pending
     window = settings.HERALD_METRICS_WINDOW_SECONDS
@@ -97,7 +100,7 @@ def delivery_metrics(now: datetime, cap: int) -> Iterator[Metric]:
     for status in DELIVERY_FINAL:
         # delivery_completed_idx: (status, completed_at) of final deliveries.
         finished = Delivery.objects.filter(status=status, completed_at__gt=since)
-        completed.add_metric([status.value], capped_count(finished, cap))
+        completed.add_metric([status.value], capped_count(finished, cap, "completed_at"))
     yield completed
 
 

@@ -6,10 +6,11 @@
 
 Fills the tables with --rows events and --rows deliveries (a month of finished ones,
 a minute of them at 500/s, --backlog pending and due, retries waiting), --backlog
-events awaiting evaluation, runs due and schedules due, 100,000 idle schedules and
-1,000 endpoints (some failing or disabled); then prints, for every query a scrape runs,
-its plan (which index) and its time (EXPLAIN ANALYZE), and the median and worst time
-of --scrapes whole scrapes (the collector, as the view runs it).
+events awaiting evaluation, 4 x --backlog workflow runs (a quarter due), --backlog
+schedules due among 100,000 idle ones and 1,000 endpoints (some failing or disabled);
+then prints, for every query a scrape runs, its plan (which index) and its time
+(EXPLAIN ANALYZE), and the median and worst time of --scrapes whole scrapes (the
+collector, as the view runs it).
 
 The database named by DATABASE_URL is migrated and its tables are TRUNCATED: never
 point it at data you want to keep. This prints figures; it asserts nothing.
@@ -93,6 +94,20 @@ FILL = [
        FROM generate_series(1, 2 * {{backlog}}) n,
        LATERAL (SELECT now() - ((2 * {{backlog}} - n) * interval '10 minutes' / {{backlog}}))
        AS s(t)""",
+    # Workflow runs: 2 x --backlog finished, --backlog waiting and due, --backlog later.
+    """INSERT INTO automation_workflow (id, name, conditions, actions, active, reentry,
+       version, created_at, updated_at) VALUES (lpad('1', 26, '0'), 'bench',
+       jsonb_build_object(), jsonb_build_array(), true, 'every_event', 1, now(), now())""",
+    """INSERT INTO automation_workflowrun (id, workflow_version, actions, status, position,
+       outcomes, error, explanation, resume_at, created_at, customer_id, event_id,
+       workflow_id)
+       SELECT e.id, 1, jsonb_build_array(), (ARRAY['succeeded','waiting','succeeded',
+       'waiting'])[1 + e.n % 4], 0, jsonb_build_array(), '', jsonb_build_object(),
+       CASE e.n % 4 WHEN 1 THEN now() - e.n * interval '1 millisecond'
+                    WHEN 3 THEN now() + interval '1 day' END,
+       now(), e.customer_id, e.id, lpad('1', 26, '0')
+       FROM (SELECT id, customer_id, row_number() OVER () AS n FROM events_app_event
+             LIMIT 4 * {backlog}) e""",
     # Schedules: 100,000 idle, --backlog due.
     """INSERT INTO automation_schedule (id, owner, end_date, interval, timezone, callback_url,
        context, tags, status, next_run_at, created_date, updated_at)
