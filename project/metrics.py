@@ -109,8 +109,9 @@ class DatabaseCollector(Collector):
     """Runs every registered source on each scrape (see the module docstring).
 
     A source that fails (a query timed out, the database is down) is logged and left
-    out of that scrape, and `herald_metrics_source_up{source}` says 0 for it, so one
-    broken figure neither hides the others nor goes unnoticed.
+    out of that scrape (with the whole queue, for a backlog), and
+    `herald_metrics_source_up{source}` says 0 for it, so one broken figure neither
+    hides the others nor goes unnoticed.
     """
 
     def collect(self) -> Iterator[Metric]:
@@ -123,11 +124,13 @@ class DatabaseCollector(Collector):
         )
         pending: dict[str, int] = {}
         oldest_due: dict[str, datetime | None] = {}
+        unknown: set[str] = set()
         for name, (queue, backlog_source) in list(_BACKLOGS.items()):
             pending.setdefault(queue, 0)
             oldest_due.setdefault(queue, None)
             backlog = _run(name, up, backlog_source, now, cap)
             if backlog is None:
+                unknown.add(queue)  # left out: a part of it would read as all of it
                 continue
             pending[queue] += backlog.pending
             when, current = backlog.oldest_due_at, oldest_due[queue]
@@ -143,7 +146,7 @@ class DatabaseCollector(Collector):
             "Seconds since the oldest work of the queue became due (0: nothing is due).",
             labels=["queue"],
         )
-        for queue in sorted(pending):
+        for queue in sorted(pending.keys() - unknown):
             work.add_metric([queue], pending[queue])
             age.add_metric([queue], seconds_since(oldest_due[queue], now))
         yield work

@@ -209,13 +209,18 @@ def test_a_failing_source_is_reported_down_and_the_others_still_answer(client, m
     def broken(now: datetime, cap: int) -> Any:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setitem(metrics._BACKLOGS, "schedules", ("schedules", broken))
+    monkeypatch.setitem(metrics._BACKLOGS, "evaluation.runs", ("evaluation", broken))
 
     figures = scrape(client)
 
-    assert figures[("herald_metrics_source_up", (("source", "schedules"),))] == 0
+    assert figures[("herald_metrics_source_up", (("source", "evaluation.runs"),))] == 0
+    assert figures[("herald_metrics_source_up", (("source", "evaluation.events"),))] == 1
     assert figures[("herald_metrics_source_up", (("source", "deliveries"),))] == 1
+    # A queue with a part unknown is left out rather than reported too small.
+    assert ("herald_pending_work", queue("evaluation")) not in figures
+    assert ("herald_oldest_pending_seconds", queue("evaluation")) not in figures
     assert figures[("herald_pending_work", queue("deliveries"))] == 0
+    assert figures[("herald_events_ingested_total", ())] == 0
 
 
 def test_metrics_are_not_in_the_openapi_document(client):
