@@ -118,14 +118,14 @@ def delivery_create(
     return delivery
 
 
-def _subscriptions() -> dict[str, tuple[datetime, set[str]]]:
-    """Active subscription endpoint id -> (its created_at, its event type ids; empty =
-    every type), in one query (served by endpoint_active_kind_idx)."""
-    subscriptions: dict[str, tuple[datetime, set[str]]] = {}
-    for endpoint_id, created_at, type_id in Endpoint.objects.filter(
+def _subscriptions() -> dict[str, set[str]]:
+    """Active subscription endpoint id -> its event type ids (empty = every type), in
+    one query (served by endpoint_active_kind_idx)."""
+    subscriptions: dict[str, set[str]] = {}
+    for endpoint_id, type_id in Endpoint.objects.filter(
         kind=Endpoint.Kind.SUBSCRIPTION, active=True
-    ).values_list("id", "created_at", "event_types"):
-        _, types = subscriptions.setdefault(endpoint_id, (created_at, set()))
+    ).values_list("id", "event_types"):
+        types = subscriptions.setdefault(endpoint_id, set())
         if type_id is not None:
             types.add(type_id)
     return subscriptions
@@ -135,8 +135,9 @@ def deliveries_fan_out(*, events: Sequence[Event], now: datetime) -> list[str]:
     """New events' webhook deliveries, in the caller's transaction (the claim of due
     events, automation.due); returns the ids of the deliveries created.
 
-    One delivery per (event, active subscription that takes its type and existed when
-    the event was ingested), newest endpoint first; its payload is the event as
+    `events`: those ingested while subscriptions took them (is_delivered false). One
+    delivery per (event, active subscription that takes its type), newest endpoint
+    first; its payload is the event as
     GET /events/{id} shows it, its message id (`webhook-id`) made here, once. A pair
     that has a delivery already is skipped, so a repeated fan-out creates nothing. Of
     each endpoint, as many as its concurrency limit are handed to send tasks after
@@ -162,9 +163,8 @@ def deliveries_fan_out(*, events: Sequence[Event], now: datetime) -> list[str]:
         endpoint_ids = sorted(
             (
                 endpoint_id
-                for endpoint_id, (created_at, types) in subscriptions.items()
-                if created_at <= event.created_at
-                and (not types or event.event_type_id in types)
+                for endpoint_id, types in subscriptions.items()
+                if (not types or event.event_type_id in types)
                 and (event.pk, endpoint_id) not in existing
             ),
             reverse=True,

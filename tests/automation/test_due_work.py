@@ -123,15 +123,17 @@ def test_a_subscription_deactivated_before_the_claim_leaves_the_event_delivered(
 
 
 @pytest.mark.django_db
-def test_a_subscription_created_after_the_event_gets_none_of_it(automation_on: None) -> None:
+def test_an_event_no_subscription_took_at_ingest_gets_none_from_one_created_later(
+    automation_on: None,
+) -> None:
+    (event_id,) = ingest_batch(1)  # flagged for its workflow only
     subscription()
-    (event_id,) = ingest_batch(1)
-    later = subscription()
 
     due_events_process()
 
-    assert Delivery.objects.filter(event_id=event_id).count() == 1
-    assert not Delivery.objects.filter(endpoint=later).exists()
+    assert WorkflowRun.objects.filter(event_id=event_id).count() == 1
+    assert Delivery.objects.count() == 0
+    assert Event.objects.get(pk=event_id).is_delivered is True
 
 
 @pytest.mark.django_db
