@@ -308,7 +308,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_M
 # A publish that cannot reach the broker fails at once (no connection retries, a short
 # connect timeout): an API request must not wait for a broker that is down. The rows are
 # the source of truth and the periodic jobs send what a lost message left behind.
-HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "1"))
+HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "0.5"))
+# After a failed publish, nothing is published for this long (project.background's
+# circuit breaker): requests skip the broker, the periodic jobs claim the work.
+HERALD_BROKER_RETRY_SECONDS = float(os.environ.get("HERALD_BROKER_RETRY_SECONDS", "5"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     "max_retries": 0,
@@ -417,7 +420,8 @@ HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", 
 # Events still unevaluated, and runs no worker advanced, this long after their time
 # are picked up again by the periodic workflows.tick job (lost message, killed worker).
 HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_SECONDS", "60"))
-# Events per evaluation task, and rows the periodic job hands on per tick.
+# Events one claim of due work takes (evaluation and delivery fan-out, automation.due),
+# and rows the periodic job hands on per tick.
 HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
 HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
 
