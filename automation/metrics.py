@@ -46,7 +46,7 @@ def deliveries_due(now: datetime) -> QuerySet[Delivery]:
 
 
 def events_awaiting_evaluation(now: datetime) -> QuerySet[Event]:
-    """Events flagged for automation (event_automation_pending_idx: the sweeper's scan)."""
+    """Events flagged for automation (event_automation_pending_idx: what the claimer of due work takes)."""
     return Event.objects.filter(automation_pending=True)
 
 
