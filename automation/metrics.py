@@ -46,7 +46,8 @@ def deliveries_due(now: datetime) -> QuerySet[Delivery]:
 
 
 def events_awaiting_evaluation(now: datetime) -> QuerySet[Event]:
-    """Events flagged for automation (event_automation_pending_idx: what the claimer of due work takes)."""
+    """Events flagged for automation: what the claimer of due work takes
+    (event_automation_pending_idx)."""
     return Event.objects.filter(automation_pending=True)
 
 
