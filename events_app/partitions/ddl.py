@@ -170,7 +170,9 @@ def month_partition_create(cursor: Any, month: Month) -> bool:
             cursor.execute(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES {bounds}")
             continue
         cursor.execute(f"LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+        cursor.execute(
+            f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
         cursor.execute(
             f"""WITH moved AS (
                 DELETE FROM {default} WHERE created_at >= %s AND created_at < %s RETURNING *

@@ -39,6 +39,7 @@ from events_app.generation import (
     run_tag,
 )
 from events_app.models import Event, PropertyRecord
+from events_app.partitions.maintenance import partitions_ensure
 
 NULL = "\\N"  # COPY text format's NULL
 
@@ -243,6 +244,11 @@ class Command(BaseCommand):
         start_ms = end_ms - options["months"] * 30 * 86_400_000
         began = time.monotonic()
 
+        # The months the events span get their partitions (PostgreSQL) before the COPY.
+        partitions_ensure(
+            now=datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+            since=datetime.fromtimestamp(start_ms / 1000, tz=UTC),
+        )
         types = ensure_event_types(options["event_types"])
         customer_ids = self._customers(writer, rng, n_customers, start_ms, tag)
         self.stdout.write(
