@@ -25,6 +25,7 @@ from events_app.partitions.maintenance import (
     retention_parse,
 )
 from events_app.partitions.months import EVENT_TABLE, Month
+from project.admin.lists import table_row_estimate
 from project.background import job_by_name
 from tests.conftest import API
 from tests.factories import (
@@ -238,3 +239,13 @@ def test_month_arithmetic_crosses_years():
     assert Month(2026, 11).plus(2) == Month(2027, 1)
     assert Month(2027, 1).plus(-1) == Month(2026, 12)
     assert Month.of(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == Month(2026, 12)
+
+
+def test_the_admin_row_estimate_of_the_partitioned_table_sums_its_partitions():
+    EventFactory.create_batch(3)
+    EventFactory(created_at=LONG_AGO)
+    partitions_ensure(now=NOW)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {EVENT_TABLE}")
+
+    assert table_row_estimate(Event) == 4
