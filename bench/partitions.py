@@ -29,26 +29,12 @@ import base64
 import os
 import statistics
 import sys
-import time
 import uuid
 
 import psycopg
 import requests
-from common import ensure_database
 from ingest import CUSTOMERS, PROPERTIES, TYPE_KEY, make_batches, send_batches
-from list_events import (
-    API,
-    ROOT,
-    Case,
-    busiest_type,
-    exact_count,
-    load,
-    manage,
-    measure,
-    p95,
-    start_server,
-    stop_server,
-)
+from list_events import API, ROOT, Case, measure, p95, prepare, start_server, stop_server
 
 GOAL_RATIO = 0.85  # figures at 10 M within 15 % of those at 1 M
 
@@ -110,24 +96,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="1000-event batches per run.")
     parser.add_argument("--senders", type=int, default=2)
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "DEBUG": "",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    ensure_database(args.database_url)
-    manage(env, "migrate", "--verbosity", "0")
-    load(env, args.database_url, args.events)
+    env, (name, secret), type_id, counts = prepare(args.database_url, args.events)
     auth = ingest_setup(env)
-    name = f"bench-{int(time.time())}"
-    secret = manage(env, "create_api_key", name, "--scopes", "read").strip().splitlines()[-1]
-    type_id = busiest_type(args.database_url)
-    counts = {
-        None: exact_count(args.database_url, None),
-        type_id: exact_count(args.database_url, type_id),
-    }
     print(f"{counts[None]:,} events, {layout(args.database_url)}")
 
     server = start_server(env, args.port, args.workers, (name, secret))
