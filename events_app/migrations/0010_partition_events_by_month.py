@@ -60,11 +60,22 @@ def partition(apps: Any, schema_editor: Any) -> None:
             )
             return
         cursor.execute(f"LOCK TABLE {EVENT_TABLE}, {RECORD_TABLE} IN ACCESS EXCLUSIVE MODE")
+        # Without its foreign key while filled: re-adding it checks every row in one
+        # join, where the deferred key would check them one by one at the commit.
+        cursor.execute(
+            """SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+            WHERE conrelid = 'events_app_eventref'::regclass AND contype = 'f'"""
+        )
+        keys = cursor.fetchall()
+        for name, _ in keys:
+            cursor.execute(f'ALTER TABLE events_app_eventref DROP CONSTRAINT "{name}"')
         cursor.execute(
             f"""INSERT INTO events_app_eventref (event_type_id, ref, event_id)
             SELECT event_type_id, external_id, id FROM {EVENT_TABLE}
             WHERE external_id IS NOT NULL"""  # noqa: S608
         )
+        for name, definition in keys:
+            cursor.execute(f'ALTER TABLE events_app_eventref ADD CONSTRAINT "{name}" {definition}')
         months = _months(cursor)
         # Records first: their rows join the events table for created_at.
         table_rebuild(
