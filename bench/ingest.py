@@ -479,7 +479,9 @@ def copy_floor(bodies: list[bytes]) -> tuple[float, float]:
                 )
             )
             for record in item["property_records"]:
-                records.append((event_id, record["property_id"], str(record["property_value"])))
+                records.append(
+                    (event_id, record["property_id"], str(record["property_value"]), now)
+                )
 
     # Rows formatted as COPY text before the clock starts: the floor is the
     # database's cost, not Python's. One COPY pair and commit per 1000 events.
@@ -505,8 +507,8 @@ def copy_floor(bodies: list[bytes]) -> tuple[float, float]:
                 ) as copy:
                     copy.write(event_text)
                 with cursor.copy(
-                    "COPY events_app_propertyrecord (event_id, property_id, property_value) "
-                    "FROM STDIN"
+                    "COPY events_app_propertyrecord (event_id, property_id, property_value, "
+                    "created_at) FROM STDIN"
                 ) as copy:
                     copy.write(record_text)
                 conn.commit()

@@ -42,18 +42,27 @@ class _Item(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Item).decode
 _encode = msgspec.json.Encoder().encode
 
+# The ref is claimed first in events_app_eventref, as Herald's own insert does (a
+# partitioned events table holds no unique ref index to conflict on).
 _SQL = """
-WITH stored AS (
-    INSERT INTO events_app_event (id, event_type_id, customer_id, external_id, data,
-        occurred_at, created_at, state, is_delivered, automation_pending, depth)
-    SELECT %s, et.id, c.id, %s, '{}', now(), now(), 1, true, false, 0
+WITH input AS (
+    SELECT %s::varchar AS id, %s::varchar AS ref, et.id AS type_id, c.id AS customer_id
     FROM events_app_eventtype et, customers_customer c
     WHERE et.key = %s AND c.external_id = %s
-    ON CONFLICT (event_type_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+), claimed AS (
+    INSERT INTO events_app_eventref (event_type_id, ref, event_id)
+    SELECT type_id, ref, id FROM input
+    ON CONFLICT (event_type_id, ref) DO NOTHING
+    RETURNING event_id
+), stored AS (
+    INSERT INTO events_app_event (id, event_type_id, customer_id, external_id, data,
+        occurred_at, created_at, state, is_delivered, automation_pending, depth)
+    SELECT input.id, type_id, customer_id, ref, '{}', now(), now(), 1, true, false, 0
+    FROM input JOIN claimed ON claimed.event_id = input.id
     RETURNING id
 ), records AS (
-    INSERT INTO events_app_propertyrecord (event_id, property_id, property_value)
-    SELECT stored.id, r.property_id, r.property_value
+    INSERT INTO events_app_propertyrecord (event_id, property_id, property_value, created_at)
+    SELECT stored.id, r.property_id, r.property_value, now()
     FROM stored, unnest(%s::text[], %s::text[]) AS r(property_id, property_value)
 )
 SELECT id FROM stored

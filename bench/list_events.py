@@ -178,6 +178,28 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
+def prepare(
+    url: str, events: int
+) -> tuple[dict[str, str], tuple[str, str], str, dict[str | None, int]]:
+    """Migrate the database and load `events`: the server's environment, a read key,
+    the busiest event type and the exact counts (all, that type)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
+    ensure_database(url)
+    manage(env, "migrate", "--verbosity", "0")
+    load(env, url, events)
+    name = f"bench-{int(time.time())}"
+    secret = manage(env, "create_api_key", name, "--scopes", "read").strip().splitlines()[-1]
+    type_id = busiest_type(url)
+    counts = {None: exact_count(url, None), type_id: exact_count(url, type_id)}
+    return env, (name, secret), type_id, counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_DB)
@@ -190,23 +212,7 @@ def main() -> None:
     if not 1 <= args.requests <= 1000 or not 0 <= args.warmup <= 100:
         raise SystemExit("--requests must be 1..1000 and --warmup 0..100")
 
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "DEBUG": "",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    ensure_database(args.database_url)
-    manage(env, "migrate", "--verbosity", "0")
-    load(env, args.database_url, args.events)
-    name = f"bench-{int(time.time())}"
-    secret = manage(env, "create_api_key", name, "--scopes", "read").strip().splitlines()[-1]
-    type_id = busiest_type(args.database_url)
-    counts = {
-        None: exact_count(args.database_url, None),
-        type_id: exact_count(args.database_url, type_id),
-    }
+    env, (name, secret), type_id, counts = prepare(args.database_url, args.events)
 
     cases = [
         Case(offset, by_type, sort)

@@ -10,8 +10,14 @@ class EventsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from events_app.api.auth import rate_limit_counters_prune
+        from events_app.partitions.maintenance import partitions_maintain, retention_setting
         from project.background import periodic_job_register
 
         periodic_job_register(
             name="ratelimit.prune", interval_seconds=300.0, func=rate_limit_counters_prune
         )
+        # Month partitions ahead and retention (PostgreSQL; a no-op on SQLite).
+        periodic_job_register(
+            name="events.partitions", interval_seconds=3600.0, func=partitions_maintain
+        )
+        retention_setting()  # a bad HERALD_EVENT_RETENTION fails at start, not at night

@@ -43,7 +43,8 @@ def event_mark_delivered(*, event_id: str) -> Event:
     (automation) cancels the event's pending and failed webhook deliveries."""
     with transaction.atomic():
         event = event_get(event_id=event_id)
-        Event.objects.filter(pk=event.pk).update(is_delivered=True)
+        # created_at: PostgreSQL updates in the event's month partition only.
+        Event.objects.filter(pk=event.pk, created_at=event.created_at).update(is_delivered=True)
         event.is_delivered = True
         hook = ingest_hook()
         if hook is not None:

@@ -1,10 +1,11 @@
 """The set-based INSERT of a batch of events on PostgreSQL (the ingestion hot path).
 
 One statement stores a whole batch: the events come in as one JSON document,
-refs already stored are skipped by `ON CONFLICT … DO NOTHING` on the partial
-unique index `event_ref_unique_per_type` (so a concurrent writer of the same ref
-never causes an IntegrityError or a half-written batch: the loser waits for the
-winner's commit and then skips the row), and data-modifying CTEs insert the
+each ref is claimed first in EventRef (the refs of the partitioned events table,
+unique per type forever) with `ON CONFLICT … DO NOTHING`, and only the events
+without a ref or whose ref was claimed are inserted (so a concurrent writer of the
+same ref never causes an IntegrityError or a half-written batch: the loser waits
+for the winner's commit and then skips the row), and data-modifying CTEs insert the
 property records and the companion rows the ingest hook planned (events_app.
 ingest_hooks: automation's webhook deliveries) of exactly the events that were
 stored, and the customers that stored events name by a new external id. A single
@@ -34,7 +35,7 @@ from events_app.ingest_hooks import (
     PreparedEvent,
     ingest_companions,
 )
-from events_app.models import Event, PropertyRecord
+from events_app.models import Event, EventRef, PropertyRecord
 from project.sql import fetch_all, insert_parts
 
 # Columns whose value differs per event; every other column gets its field default.
@@ -130,6 +131,7 @@ def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]
         companion_ctes += f", {cte}"
         defaulted += companion_defaulted
     records = PropertyRecord._meta
+    refs = EventRef._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
     sql = f"""
 WITH input AS (
@@ -137,15 +139,22 @@ WITH input AS (
     FROM json_to_recordset(%s::json)
         AS u({event_recordset}, "records" json, "companions" json, "values" json,
             "new_customer" text)
+), claimed AS (
+    INSERT INTO {quote(refs.db_table)} ("event_type_id", "ref", "event_id")
+    SELECT input."event_type_id", input."external_id", input."id"
+    FROM input WHERE input."external_id" IS NOT NULL
+    ON CONFLICT ("event_type_id", "ref") DO NOTHING
+    RETURNING "event_id"
 ), stored AS (
     INSERT INTO {quote(Event._meta.db_table)} ({event_columns})
     SELECT {event_values}
     FROM input u
-    ON CONFLICT ("event_type_id", "external_id") WHERE "external_id" IS NOT NULL DO NOTHING
+    WHERE u."external_id" IS NULL OR u."id" IN (SELECT "event_id" FROM claimed)
     RETURNING "id"
 ), stored_records AS (
-    INSERT INTO {quote(records.db_table)} ("event_id", "property_id", "property_value")
-    SELECT stored."id", r.pair ->> 0, r.pair ->> 1
+    INSERT INTO {quote(records.db_table)}
+        ("event_id", "property_id", "property_value", "created_at")
+    SELECT stored."id", r.pair ->> 0, r.pair ->> 1, input."created_at"
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
 ), {customers_cte}{companion_ctes}
@@ -154,11 +163,11 @@ UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
 -- NULL here when a concurrent transaction committed it after this statement began
 -- (its snapshot cannot see it; ON CONFLICT waited for it): the caller looks it up.
-SELECT input."id", false, existing."id"
+SELECT input."id", false, existing."event_id"
 FROM input
-LEFT JOIN {quote(Event._meta.db_table)} existing
+LEFT JOIN {quote(refs.db_table)} existing
     ON existing."event_type_id" = input."event_type_id"
-    AND existing."external_id" = input."external_id"
+    AND existing."ref" = input."external_id"
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
 UNION ALL
 -- The allotted customers that stored events point at and that exist nowhere: a

@@ -27,7 +27,7 @@ from events_app.ingest_hooks import (
     ingest_plan_apply,
 )
 from events_app.ingest_pg import pg_insert_events
-from events_app.models import Event, PropertyRecord
+from events_app.models import Event, EventRef, PropertyRecord
 
 REF_EXISTS = "Event ref already exists."
 # A new customer's external id taken by a concurrent request between the reference
@@ -69,17 +69,21 @@ class _CustomersTaken(Exception):
 
 
 def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
-    """(event_type_id, external_id) → stored event id, for the refs of `events`."""
+    """(event_type_id, external_id) → the id of the event holding it, for the refs of
+    `events`: from EventRef on PostgreSQL (refs outlive partitions dropped by
+    retention), from the events elsewhere."""
+    postgresql = connection.vendor == "postgresql"
+    ref_field = "ref" if postgresql else "external_id"
     query = Q()
     for type_id in {e.event_type_id for e in events}:
         refs = {e.external_id for e in events if e.event_type_id == type_id}
-        query |= Q(event_type_id=type_id, external_id__in=refs)
-    return {
-        (type_id, ref): event_id
-        for event_id, type_id, ref in Event.objects.filter(query).values_list(
-            "id", "event_type_id", "external_id"
-        )
-    }
+        query |= Q(event_type_id=type_id, **{f"{ref_field}__in": refs})
+    rows = (
+        EventRef.objects.filter(query).values_list("event_id", "event_type_id", "ref")
+        if postgresql
+        else Event.objects.filter(query).values_list("id", "event_type_id", "external_id")
+    )
+    return {(type_id, ref): event_id for event_id, type_id, ref in rows}
 
 
 def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreResult:
@@ -185,7 +189,9 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
     Event.objects.bulk_create([p.as_event() for p in fresh])
     PropertyRecord.objects.bulk_create(
         [
-            PropertyRecord(event_id=p.id, property_id=pid, property_value=value)
+            PropertyRecord(
+                event_id=p.id, property_id=pid, property_value=value, created_at=p.created_at
+            )
             for p in fresh
             for pid, value in p.records
         ]

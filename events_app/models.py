@@ -63,7 +63,14 @@ class PropertyDefinition(models.Model):
 
 
 class Event(models.Model):
-    """Something a customer did, as reported by an integration."""
+    """Something a customer did, as reported by an integration.
+
+    On PostgreSQL the table is partitioned by month of `created_at` (events_app.
+    partitions): the database's primary key is (id, created_at) -- a partitioned
+    table's keys must include the partition key -- while Django keeps `id` as the
+    pk (ids are unique on their own: time-ordered and random). The ref's uniqueness
+    lives in EventRef there; SQLite keeps one table with the unique constraint below.
+    """
 
     class State(models.IntegerChoices):
         # The numbers are the seed-004 `state` values; documented in docs/api.md.
@@ -79,7 +86,8 @@ class Event(models.Model):
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, related_name="events", db_index=False
     )
-    # The integrator's reference for the event ("ref"): unique per event type.
+    # The integrator's reference for the event ("ref"): unique per event type forever
+    # (EventRef on PostgreSQL, the constraint below elsewhere).
     # NULL, not "", means "no ref": the partial unique index skips NULLs.
     external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     secondary_external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -100,6 +108,8 @@ class Event(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # SQLite only: PostgreSQL's partitioned table cannot hold it (it lacks the
+            # partition key), EventRef holds the refs there (migration 0011 drops it).
             models.UniqueConstraint(
                 fields=["event_type", "external_id"],
                 condition=Q(external_id__isnull=False),
@@ -204,15 +214,54 @@ class EventCount(models.Model):
         return f"{self.event_type_id}[{self.slot}]={self.events}"
 
 
+class EventRef(models.Model):
+    """A ref taken by an event of a type: what keeps refs unique per event type forever
+    on PostgreSQL, where the events table is partitioned by time (a unique index on a
+    partitioned table must include the partition key, so it could only say "unique
+    per month").
+
+    Written by the ingest statement itself (events_app.ingest_pg claims the ref with
+    `ON CONFLICT DO NOTHING` before the event is inserted), and by triggers for every
+    other writer (ORM saves, COPY): an insert whose ref is taken fails as a duplicate
+    key did before. Deleting an event releases its ref (a trigger); dropping a
+    partition by retention does not (docs/operations.md). Unused (empty) on SQLite.
+    """
+
+    event_type = models.ForeignKey(
+        EventType, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    ref = models.CharField(max_length=255)
+    # No foreign key: events are partitioned, their id alone is not a key there.
+    event_id = models.CharField(max_length=PUBLIC_ID_LENGTH)
+
+    class Meta:
+        constraints = [
+            # The ingest statement's ON CONFLICT target; the lookup of a ref's holder.
+            models.UniqueConstraint(fields=["event_type", "ref"], name="eventref_unique_per_type")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type_id}:{self.ref}={self.event_id}"
+
+
 class PropertyRecord(models.Model):
     """One property value of an event, stored as text as in the seed API."""
 
     # db_index=False: the unique (event, property_id) index serves event lookups.
+    # db_constraint=False: events are partitioned on PostgreSQL, so `id` alone is not
+    # a key there; the records go with their event (project.cascade, retention).
     event = models.ForeignKey(
-        Event, on_delete=models.CASCADE, related_name="property_records", db_index=False
+        Event,
+        on_delete=models.CASCADE,
+        related_name="property_records",
+        db_index=False,
+        db_constraint=False,
     )
     property_id = models.CharField(max_length=64)
     property_value = models.TextField()
+    # The event's created_at: the partition key on PostgreSQL (records live in the
+    # month partition of their event and are dropped with it).
+    created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["event", "property_id"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import QuerySet, Sum
 from django.db.models.expressions import Col
 from django.db.models.lookups import Exact
 
 from customers.models import Customer
 from events_app.models import Event, EventCount, EventType, PropertyRecord
+from events_app.partitions.months import id_created_window
 from project.errors import NotFoundError
 
 # API sort_field → model field. Every list ends with the primary key as tie-breaker.
@@ -81,14 +82,24 @@ def event_count(*, queryset: QuerySet[Event]) -> int:
 
 
 def event_get(*, event_id: str) -> Event:
+    """The event with this id; on PostgreSQL looked up first in the month partitions
+    around the time its id carries (events_app.partitions), then everywhere."""
+    events = Event.objects.all()
+    window = id_created_window(event_id) if connection.vendor == "postgresql" else None
+    if window is not None:
+        found = events.filter(pk=event_id, created_at__gte=window[0], created_at__lt=window[1])
+        for event in found[:1]:
+            return event
     try:
-        return Event.objects.get(pk=event_id)
+        return events.get(pk=event_id)
     except Event.DoesNotExist:
         raise NotFoundError(f"Event '{event_id}' not found.") from None
 
 
 def event_property_records(*, event: Event) -> QuerySet[PropertyRecord]:
-    return PropertyRecord.objects.filter(event=event)
+    """The event's records; created_at (the records' partition key, the event's own)
+    keeps PostgreSQL in the event's month partition."""
+    return PropertyRecord.objects.filter(event=event, created_at=event.created_at)
 
 
 def event_type_list() -> QuerySet[EventType]:

@@ -241,6 +241,11 @@ if not 0 <= API_KEY_CACHE_SECONDS <= 1:
 # ingestion (POST /events, /events/batch) and everything else counted apart; an API
 # client's own budgets (admin) override these. Failed authentications are counted per
 # source address. 0 turns a limit off.
+# How long events and their property records are kept (PostgreSQL): an ISO 8601
+# duration such as P13M; whole months past it are dropped by the scheduler's
+# partition job (docs/operations.md, "Event partitions and retention"). Empty: forever.
+HERALD_EVENT_RETENTION = os.environ.get("HERALD_EVENT_RETENTION", "")
+
 HERALD_RATE_LIMIT_WINDOW_SECONDS = int(os.environ.get("HERALD_RATE_LIMIT_WINDOW_SECONDS", "60"))
 HERALD_RATE_LIMIT_INGEST = int(os.environ.get("HERALD_RATE_LIMIT_INGEST", "6000"))
 HERALD_RATE_LIMIT_API = int(os.environ.get("HERALD_RATE_LIMIT_API", "1200"))

@@ -55,6 +55,7 @@ class PropertyRecordFactory(factory.django.DjangoModelFactory[PropertyRecord]):
         model = PropertyRecord
 
     event = factory.SubFactory(EventFactory)
+    created_at = factory.LazyAttribute(lambda o: o.event.created_at)
     property_id = factory.Sequence(lambda n: f"prop_{n}")
     property_value = "true"
 

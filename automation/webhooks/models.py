@@ -99,6 +99,8 @@ class Delivery(models.Model):
     endpoint = models.ForeignKey(
         Endpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
+    # db_constraint=False: events are partitioned on PostgreSQL, where `id` alone is
+    # not a key; deletes still cascade (project.cascade), retention keeps deliveries.
     event = models.ForeignKey(
         Event,
         on_delete=models.CASCADE,
@@ -106,6 +108,7 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         db_index=False,
+        db_constraint=False,
     )
     # The `webhook-id` header: the same on every attempt and redelivery, so receivers
     # can drop duplicates.

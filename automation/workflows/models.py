@@ -77,8 +77,14 @@ class WorkflowRun(models.Model):
     )
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
     # db_index=False: the unique (event, workflow) constraint leads with event.
+    # db_constraint=False: events are partitioned on PostgreSQL, where `id` alone is
+    # not a key; deletes still cascade (project.cascade), retention keeps the runs.
     event = models.ForeignKey(
-        Event, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
+        Event,
+        on_delete=models.CASCADE,
+        related_name="workflow_runs",
+        db_index=False,
+        db_constraint=False,
     )
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False

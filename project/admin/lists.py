@@ -39,15 +39,22 @@ def table_row_estimate(model: type[Model], using: str = "default") -> int | None
     """The planner's row estimate for the model's table, or None when there is none.
 
     PostgreSQL keeps `reltuples` up to date on ANALYZE / autovacuum; it is -1
-    for a table never analyzed. Other databases (the embedded SQLite) have no
-    such figure and are small enough to count.
+    for a table never analyzed. A partitioned table's own figure is not kept
+    (autovacuum analyzes its partitions only): its partitions' are summed. Other
+    databases (the embedded SQLite) have no such figure and are small enough to count.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            """SELECT coalesce((
+                SELECT sum(greatest(p.reltuples, 0)) FROM pg_inherits i
+                JOIN pg_class p ON p.oid = i.inhrelid
+                WHERE i.inhparent = c.oid AND c.relkind = 'p'
+                HAVING max(p.reltuples) >= 0
+            ), c.reltuples)::bigint
+            FROM pg_class c WHERE c.oid = %s::regclass""",
             [model._meta.db_table],
         )
         row = cursor.fetchone()

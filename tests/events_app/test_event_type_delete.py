@@ -29,7 +29,7 @@ TABLES = (
 # The row lock, reading the key, the PROTECT check, SAVEPOINTs and one DELETE per
 # table: whatever the number of property definitions; and the audit entry (the
 # definitions read in one query, one INSERT).
-MAX_QUERIES = 14
+MAX_QUERIES = 15
 
 
 def in_use(key: str, properties: int) -> EventType:

@@ -39,6 +39,7 @@ from events_app.generation import (
     run_tag,
 )
 from events_app.models import Event, PropertyRecord
+from events_app.partitions.maintenance import partitions_ensure
 
 NULL = "\\N"  # COPY text format's NULL
 
@@ -83,7 +84,7 @@ class CopyWriter:
                 f"{created}\t{e.state}\t{done if e.state == 2 else NULL}\t"
                 f"{done if e.state == 3 else NULL}\tt\tf\t0\n"
             )
-            record_lines.extend(f"{e.id}\t{pid}\t{value}\n" for pid, value in e.records)
+            record_lines.extend(f"{e.id}\t{pid}\t{value}\t{created}\n" for pid, value in e.records)
         return event_lines, record_lines
 
     def write(self, prepared: tuple[list[str], list[str]]) -> None:
@@ -94,7 +95,10 @@ class CopyWriter:
             raw = cursor.cursor
             with raw.copy(f"COPY {event_table} ({self.EVENT_COLUMNS}) FROM STDIN") as copy:
                 _write_blocks(copy, event_lines)
-            records_sql = f"COPY {record_table} (event_id, property_id, property_value) FROM STDIN"
+            records_sql = (
+                f"COPY {record_table} (event_id, property_id, property_value, created_at) "
+                "FROM STDIN"
+            )
             with raw.copy(records_sql) as copy:
                 _write_blocks(copy, record_lines)
 
@@ -144,7 +148,9 @@ class InsertWriter:
                 )
             )
             records.extend(
-                PropertyRecord(event_id=e.id, property_id=pid, property_value=value)
+                PropertyRecord(
+                    event_id=e.id, property_id=pid, property_value=value, created_at=created
+                )
                 for pid, value in e.records
             )
         return events, records
@@ -238,6 +244,11 @@ class Command(BaseCommand):
         start_ms = end_ms - options["months"] * 30 * 86_400_000
         began = time.monotonic()
 
+        # The months the events span get their partitions (PostgreSQL) before the COPY.
+        partitions_ensure(
+            now=datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+            since=datetime.fromtimestamp(start_ms / 1000, tz=UTC),
+        )
         types = ensure_event_types(options["event_types"])
         customer_ids = self._customers(writer, rng, n_customers, start_ms, tag)
         self.stdout.write(

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("automation", "0010_clamp_schedule_end_dates"),
+        ("automation", "0011_event_links_without_db_constraint"),
         ("events_app", "0008_rate_limit_counter_unlogged"),
     ]
 

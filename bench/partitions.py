@@ -1,0 +1,151 @@
+"""Ingest and list figures at scale: is Herald as fast at 10 M events as at 1 M, with the
+events table partitioned by month or not?
+
+    .venv/bin/python bench/partitions.py --database-url postgres://…/herald_bench_10m \
+        [--events 10000000] [--port 8121] [--runs 3] [--batches 10] [--requests 30]
+
+1. Migrates the database (created if missing) and loads --events events with
+   `manage.py generate_events` (COPY, spread over six months) unless that many exist.
+   Nothing is truncated: the batches measured add to the data.
+2. Says whether events_app_event is partitioned (and into how many partitions) and how
+   many events and property records it holds.
+3. Starts Herald under gunicorn (--workers) and measures, in this order:
+   * GET /events: the eight cases of bench/list_events.py (offset 0 / 100000, with and
+     without event_type_id, sorted by created_at / external_id), median and p95;
+   * batch ingestion: --runs runs of --batches 1000-event batches (3 property records
+     each, new refs) from --senders concurrent senders, events/s, median of the runs.
+4. Prints one summary line per figure, to set beside a run at another size or layout.
+
+The code measured is this checkout's: for the unpartitioned figures, run the copy of this
+file in a checkout from before the partitioning (bench/README.md says how the recorded
+figures were made). Figures are noisy when other work shares the CPUs. Not a test.
+bench/scale.py imports `main` from here for its partitions part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import sys
+import uuid
+
+import psycopg
+import requests
+from ingest import CUSTOMERS, PROPERTIES, TYPE_KEY, make_batches, send_batches
+from list_events import API, ROOT, Case, measure, p95, prepare, start_server, stop_server
+
+GOAL_RATIO = 0.85  # figures at 10 M within 15 % of those at 1 M
+
+
+def layout(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        parts = conn.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events_app_event'::regclass"
+        ).fetchone()[0]
+        records = conn.execute(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+            "WHERE relname = 'events_app_propertyrecord'"
+        ).fetchone()[0]
+        if parts:
+            records = conn.execute(
+                "SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'events_app_propertyrecord'::regclass"
+            ).fetchone()[0]
+    kind = f"partitioned ({parts} partitions)" if parts else "unpartitioned"
+    return f"{kind}, about {records:,} property records"
+
+
+def ingest_setup(env: dict[str, str]) -> str:
+    """The bench event type (bench/ingest.py's) and its customers, once; an API key."""
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from customers.models import Customer
+    from events_app.api_clients import api_client_create
+    from events_app.models import EventType, PropertyDefinition
+
+    event_type, _ = EventType.objects.get_or_create(key=TYPE_KEY, defaults={"name": "Bench"})
+    for property_id, value_type in PROPERTIES:
+        PropertyDefinition.objects.update_or_create(
+            event_type=event_type, property_id=property_id, defaults={"value_type": value_type}
+        )
+    names = [f"c{n:04d}" for n in range(CUSTOMERS)]
+    have = set(Customer.objects.filter(external_id__in=names).values_list("external_id", flat=True))
+    Customer.objects.bulk_create([Customer(external_id=n) for n in names if n not in have])
+    client, secret = api_client_create(name=f"bench-{uuid.uuid4().hex[:8]}")
+    connection.close()
+    return "Basic " + base64.b64encode(f"{client.name}:{secret}".encode()).decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--port", type=int, default=8121)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=30, help="Timed requests per list case.")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3, help="Batch runs (median reported).")
+    parser.add_argument("--batches", type=int, default=10, help="1000-event batches per run.")
+    parser.add_argument("--senders", type=int, default=2)
+    args = parser.parse_args()
+    env, (name, secret), type_id, counts = prepare(args.database_url, args.events)
+    auth = ingest_setup(env)
+    print(f"{counts[None]:,} events, {layout(args.database_url)}")
+
+    server = start_server(env, args.port, args.workers, (name, secret))
+    rows: list[tuple[str, float, float]] = []
+    rates: list[float] = []
+    try:
+        session = requests.Session()
+        session.auth = (name, secret)
+        base = f"http://127.0.0.1:{args.port}"
+        for by_type in (False, True):
+            for sort in ("created_at", "external_id"):
+                for offset in (0, 100_000):
+                    case = Case(offset, by_type, sort)
+                    timings, body = measure(
+                        session, base, case, type_id, args.warmup, args.requests
+                    )
+                    expected = counts[type_id if by_type else None]
+                    if body["total_items"] != expected:
+                        raise SystemExit(f"{case.label()}: total_items {body['total_items']}")
+                    rows.append((case.label(), statistics.median(timings), p95(timings)))
+        for run in range(args.runs):
+            bodies = make_batches(f"parts-{uuid.uuid4().hex[:6]}-r{run}", args.batches)
+            elapsed, result = send_batches(args.port, auth, bodies, args.senders)
+            assert result["valid"] == 1000 * args.batches, result
+            rates.append(result["valid"] / elapsed)
+    finally:
+        stop_server(server)
+
+    print(
+        f"\nGET {API}/events?count=100, gunicorn --workers {args.workers}, "
+        f"{args.requests} timed requests per case"
+    )
+    print(f"{'case':<58} {'median ms':>10} {'p95 ms':>8}")
+    for label, median, p95_ms in rows:
+        print(f"{label:<58} {median:>10.1f} {p95_ms:>8.1f}")
+    print(
+        f"batch ingest, {args.batches} x 1000 events x 3 property records, new refs, "
+        f"{args.senders} senders: median {statistics.median(rates):,.0f} events/s "
+        f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+    )
+    print(
+        f"summary: events={counts[None]} slowest_list_median_ms="
+        f"{max(m for _, m, _ in rows):.1f} mean_list_median_ms="
+        f"{statistics.mean(m for _, m, _ in rows):.1f} "
+        f"batch_events_per_s={statistics.median(rates):.0f} "
+        f"(goal at 10 M: within {1 - GOAL_RATIO:.0%} of the same layout at 1 M)"
+    )
+
+
+if __name__ == "__main__":
+    main()
