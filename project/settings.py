@@ -83,11 +83,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # project.browser_only: the stock middleware, skipped on the API's paths.
+    "project.browser_only.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "project.browser_only.CsrfViewMiddleware",
+    "project.browser_only.AuthenticationMiddleware",
+    "project.browser_only.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.csp.PageCSPMiddleware",
     "project.audit.middleware.AuditActorMiddleware",

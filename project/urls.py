@@ -7,7 +7,9 @@ from django.urls import include, path
 from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-API = "rest-api/enterprise-interface/v1.0/"
+from project.api import API_ROOT
+
+API = API_ROOT
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
