@@ -7,9 +7,10 @@ from django.urls import include, path
 from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from project.api import API_ROOT
 from project.metrics import metrics_view
 
-API = "rest-api/enterprise-interface/v1.0/"
+API = API_ROOT
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -12,12 +12,13 @@ its quota at the end of one window and again at the start of the next; the
 simplicity buys one round trip per request and an exact count.)
 
 Stores:
-- Redis (HERALD_RATE_LIMIT_REDIS_URL): INCR and EXPIRE in one pipeline, one round
-  trip. If Redis cannot be reached the request is admitted uncounted and Redis is
-  not asked again for a few seconds: a limiter outage must not take the API down.
+- Redis (HERALD_RATE_LIMIT_REDIS_URL): one script (INCR, and EXPIRE on the window's
+  first request), one round trip. If Redis cannot be reached the request is admitted
+  uncounted and Redis is not asked again for a few seconds: a limiter outage must not
+  take the API down.
 - the database otherwise (the embedded default): one upsert of a counter row that
   returns the new count (PostgreSQL and SQLite both do INSERT … ON CONFLICT …
-  RETURNING).
+  RETURNING), prepared on PostgreSQL.
 
 Every answer to a counted request carries the IETF httpapi draft's headers
 (draft-ietf-httpapi-ratelimit-headers): `RateLimit-Policy: "ingest";q=600;w=60` and
@@ -28,6 +29,7 @@ added by `RateLimitHeadersMiddleware` from what the request recorded.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +41,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions, status
+
+from project.sql import fetch_one
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +97,26 @@ class Store(Protocol):
         """The count so far in this window of `key`, without counting."""
 
 
+# Counts one request of a window atomically: the key expires a second after the window.
+_HIT_SCRIPT = (
+    "local count = redis.call('INCR', KEYS[1]) "
+    "if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return count"
+)
+
+
 class RedisStore:
+    """The counters in Redis.
+
+    `hit` runs on every API request, so it sends its one command on connections of
+    its own instead of through redis-py's client (connection pool with locks, retry
+    wrapper, pipeline objects), which cost more CPU than the round trip itself
+    (docs/performance.md). A connection is popped from `_idle` for one call and put
+    back after it: each concurrent thread has its own without a lock (list pop and
+    append are atomic), there are never more than threads, and one that failed is
+    dropped. A forked child starts with none (a socket must not be shared).
+    """
+
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(
             url,
@@ -101,6 +124,12 @@ class RedisStore:
             socket_timeout=REDIS_TIMEOUT_SECONDS,
         )
         self._down_until = 0.0
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    def _down(self, exc: redis.RedisError) -> None:
+        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        logger.warning("Rate limits not counted for %gs: Redis: %s", REDIS_RETRY_SECONDS, exc)
 
     def _call(self, work: Callable[[], Any]) -> Any:
         if time.monotonic() < self._down_until:
@@ -108,21 +137,32 @@ class RedisStore:
         try:
             return work()
         except redis.RedisError as exc:
-            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
-            logger.warning("Rate limits not counted for %gs: Redis: %s", REDIS_RETRY_SECONDS, exc)
+            self._down(exc)
             return None
 
+    def _connection(self) -> Any:
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pool = self.client.connection_pool
+            return pool.connection_class(**pool.connection_kwargs)
+
     def hit(self, key: str, window_start: int, window: int) -> int | None:
-        name = f"{REDIS_KEY_PREFIX}{key}:{window_start}"
-
-        def work() -> int:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.incr(name)
-            pipe.expire(name, window + 1)
-            count, _ = pipe.execute()
-            return int(count)
-
-        return self._call(work)
+        if time.monotonic() < self._down_until:
+            return None
+        connection = self._connection()
+        try:
+            name = f"{REDIS_KEY_PREFIX}{key}:{window_start}"
+            connection.send_command("EVAL", _HIT_SCRIPT, 1, name, window + 1)
+            count = connection.read_response()
+        except redis.RedisError as exc:
+            connection.disconnect()
+            self._down(exc)
+            return None
+        self._idle.append(connection)
+        return int(count)
 
     def peek(self, key: str, window_start: int) -> int | None:
         value = self._call(lambda: self.client.get(f"{REDIS_KEY_PREFIX}{key}:{window_start}"))
@@ -151,9 +191,9 @@ class DatabaseStore:
             "THEN excluded.window_start ELSE c.window_start END "
             "RETURNING count"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [key, window_start])
-            row = cursor.fetchone()
+        # Prepared on PostgreSQL (project.sql): the text is the same for every request.
+        row = fetch_one(sql, [key, window_start])
+        assert row is not None  # an upsert with RETURNING returns its row
         return int(row[0])
 
     def peek(self, key: str, window_start: int) -> int | None:

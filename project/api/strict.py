@@ -22,6 +22,7 @@ from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.settings import APISettings
 from rest_framework.views import APIView
@@ -158,6 +159,20 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
     """
 
     settings = APISettings(user_settings={"URL_FORMAT_OVERRIDE": None})  # type: ignore[arg-type,assignment]
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> Any:
+        # What integrations send -- no Accept header, `*/*`, or exactly the one renderer's
+        # media type -- is answered without parsing the header (on every request of the
+        # API): the choice DefaultContentNegotiation makes for it. Anything else goes
+        # through it (406 included).
+        if isinstance(renderers, list) and len(renderers) == 1 and not format_suffix:
+            media_type = renderers[0].media_type
+            accept = request._request.META.get("HTTP_ACCEPT", "*/*")
+            if accept == "*/*" or accept == media_type:
+                return renderers[0], media_type
+        return super().select_renderer(request, renderers, format_suffix)
 
 
 class StrictAPIView(APIView):
