@@ -207,12 +207,12 @@ class Receiver:
 
 def purge_queue() -> None:
     """Drop the messages this run enqueued on its Redis db (nobody consumes them)."""
-    from project.celery import app
+    from project.celery import all_queues, app
 
-    queue = app.conf.task_default_queue
     with app.connection_for_write() as conn:
-        for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
-            conn.default_channel.client.delete(queue + suffix)
+        for queue in all_queues():
+            for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
+                conn.default_channel.client.delete(queue + suffix)
 
 
 def start_gunicorn(

@@ -307,18 +307,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_M
 # connect timeout): an API request must not wait for a broker that is down. The rows are
 # the source of truth and the periodic jobs send what a lost message left behind.
 HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "1"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": 3600,
     "max_retries": 0,
     "socket_connect_timeout": HERALD_BROKER_CONNECT_TIMEOUT,
 }
+# Several Herald deployments (or test runs) on one Redis database: every key the broker
+# creates (queues, bindings, unacked messages) starts with this prefix. Empty = none.
+HERALD_BROKER_KEY_PREFIX = os.environ.get("HERALD_BROKER_KEY_PREFIX", "")
+if HERALD_BROKER_KEY_PREFIX:
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = HERALD_BROKER_KEY_PREFIX
 CELERY_BROKER_CONNECTION_TIMEOUT = HERALD_BROKER_CONNECT_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_IGNORE_RESULT = True
-# The queue tasks are sent to when no route names one: every task Herald enqueues,
-# from the web process and from inside a worker (a run's actions, follow-on sends).
-# Workers consume it by default; name another to keep several Herald deployments (or
-# parallel test processes) on one Redis apart.
+# The queue tasks are sent to when no route names one (project/celery.py routes
+# deliveries, evaluation and schedule ticks to their own queues; the other periodic jobs
+# come here). Workers consume it by default.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TIMEZONE = "UTC"
 
