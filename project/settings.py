@@ -96,6 +96,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+if os.environ.get("HERALD_READ_REPLICA_URL"):
+    # Marks admin change lists and API list GETs as reads the replica may serve.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("axes.middleware.AxesMiddleware"),
+        "project.dbrouters.ReplicaReadsMiddleware",
+    )
+
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 
@@ -164,6 +171,27 @@ if IS_POSTGRES:
             "max_size": HERALD_DB_POOL_MAX_SIZE,
             "timeout": float(os.environ.get("HERALD_DB_POOL_TIMEOUT", "5")),
         }
+
+# Optional read replica (docs/operations.md, "Topology"): a PostgreSQL streaming replica
+# of DATABASE_URL. Admin change lists and API list GETs read from it; writes, reads in a
+# transaction, reads after a write and the access tables stay on the primary
+# (project/dbrouters.py). Same options as the primary; in tests, a mirror of it.
+HERALD_READ_REPLICA_URL = os.environ.get("HERALD_READ_REPLICA_URL", "")
+if HERALD_READ_REPLICA_URL:
+    if not IS_POSTGRES:
+        raise ImproperlyConfigured("HERALD_READ_REPLICA_URL needs DATABASE_URL on PostgreSQL.")
+    _replica = dj_database_url.parse(HERALD_READ_REPLICA_URL)
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        "NAME": _replica.get("NAME", ""),
+        "USER": _replica.get("USER", ""),
+        "PASSWORD": _replica.get("PASSWORD", ""),
+        "HOST": _replica.get("HOST", ""),
+        "PORT": _replica.get("PORT", ""),
+        "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["project.dbrouters.ReadReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
