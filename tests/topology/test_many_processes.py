@@ -250,6 +250,7 @@ def test_many_processes_with_one_of_each_kind_killed_lose_nothing_and_do_nothing
     # ... a delivery is held mid-attempt, and then one process of each kind is killed
     # while the second half is being sent
     gate.armed = True
+    loader.single("purchase", "held", "c0")  # its webhook delivery is the one held
     wait_for(lambda: gate.held, timeout=30, what="a delivery to /sub in flight", group=group)
     killed = [workers["deliveries"], webs[0], workers["evaluation"], workers["schedules"], beats[0]]
 
@@ -265,6 +266,7 @@ def test_many_processes_with_one_of_each_kind_killed_lose_nothing_and_do_nothing
     for process in [group.start(kind) for kind in ("deliveries", "evaluation", "schedules")]:
         process.wait_ready()
     assert not loader.errors, loader.errors
+    assert loader.resent, "no request met the killed web process"
 
     # Then, once the work is done (the schedule paused so that it stops adding more)
     def purchases() -> list[str]:
@@ -284,7 +286,7 @@ def test_many_processes_with_one_of_each_kind_killed_lose_nothing_and_do_nothing
 
     # every acknowledged event is stored once, and nothing else
     acknowledged = Counter(loader.acknowledged)
-    assert len(acknowledged) == SINGLES + BATCHES * BATCH_SIZE
+    assert len(acknowledged) == SINGLES + BATCHES * BATCH_SIZE + 1
     assert set(acknowledged.values()) == {1}
     stored = Counter(Event.objects.values_list("event_type__key", "external_id"))
     assert stored == acknowledged

@@ -147,7 +147,7 @@ def test_the_replica_url_adds_a_mirrored_replica_alias_the_router_and_the_middle
         "HERALD_READ_REPLICA_URL": "postgres://reader:pw@replica.internal:5433/herald",
     }
     script = (
-        "import json, django; django.setup(); from django.conf import settings as s; "
+        "import json; import project.settings as s; "
         "r = s.DATABASES['replica']; print(json.dumps({'host': r['HOST'], 'port': r['PORT'], "
         "'user': r['USER'], 'engine': r['ENGINE'], 'mirror': r['TEST']['MIRROR'], "
         "'same_engine': r['ENGINE'] == s.DATABASES['default']['ENGINE'], "
