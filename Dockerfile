@@ -1,6 +1,6 @@
 # The Herald image compose.yaml runs (every process: web, workers, beat).
 FROM python:3.11-slim
-COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
+COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
 WORKDIR /app
 ENV UV_LINK_MODE=copy PATH=/app/.venv/bin:$PATH HERALD_VAR_DIR=/app/var
 # Dependencies first (a layer that changes only with uv.lock), then the code.
