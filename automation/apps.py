@@ -13,6 +13,7 @@ class AutomationConfig(AppConfig):
         Celery tasks of every process."""
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
         from automation.ingest import INGEST_HOOK
+        from automation.metrics import metrics_register
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
         from automation.webhooks.models import Endpoint
@@ -37,3 +38,5 @@ class AutomationConfig(AppConfig):
         )
         # Lost workflow evaluations, due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
+        metrics_register()

@@ -17,6 +17,7 @@ Two things every subsystem needs and none should own:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -114,7 +115,8 @@ class EmbeddedRunner:
         self._thread.join(timeout=30)
 
     def submit(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.pool.submit(_run_logged, func, args)
+        # In a copy of the submitter's context: the task's log lines name its request.
+        self.pool.submit(contextvars.copy_context().run, _run_logged, func, args)
 
     def _loop(self) -> None:
         import time

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, other middleware's included, names it.
+    "project.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -243,8 +245,8 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # API calls are health-checked by load balancers over plain HTTP too.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers health-check and Prometheus scrapes over plain HTTP too.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -354,11 +356,27 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TIMEZONE = "UTC"
 
+# Log lines (docs/operations.md, "Logs"): "json" = one JSON object per line (timestamp,
+# level, logger, message, request_id), for log collectors; "text" = one readable line.
+# Both name the request (or the task of a request) they were written for.
+HERALD_LOG_FORMAT = os.environ.get("HERALD_LOG_FORMAT", "json" if PRODUCTION else "text")
+if HERALD_LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("HERALD_LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "project.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"()": "project.logs.TextFormatter"},
+        "json": {"()": "project.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": HERALD_LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -448,6 +466,21 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 # One answer to "which address did this come from" (HERALD_TRUSTED_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "project.api.ratelimit.client_address"
+
+# ---------------------------------------------------------------- Metrics
+# (docs/operations.md, "Monitoring") GET /metrics answers loopback clients, and any
+# client sending `Authorization: Bearer <HERALD_METRICS_TOKEN>` (empty = loopback only).
+HERALD_METRICS_TOKEN = os.environ.get("HERALD_METRICS_TOKEN", "")
+if HERALD_METRICS_TOKEN and len(HERALD_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("HERALD_METRICS_TOKEN must be at least 32 characters long.")
+# Off behind a reverse proxy on the same machine that Herald cannot tell apart from a
+# local client (HERALD_TRUSTED_PROXY_COUNT = 0): then only the token opens /metrics.
+HERALD_METRICS_ALLOW_LOOPBACK = env_bool("HERALD_METRICS_ALLOW_LOOPBACK", True)
+# Backlog counts stop here (the age of the oldest item stays exact): a scrape's cost
+# is bounded whatever the backlog.
+HERALD_METRICS_COUNT_CAP = int(os.environ.get("HERALD_METRICS_COUNT_CAP", "100000"))
+# herald_deliveries_completed counts the deliveries finished within this many seconds.
+HERALD_METRICS_WINDOW_SECONDS = int(os.environ.get("HERALD_METRICS_WINDOW_SECONDS", "60"))
 
 # ---------------------------------------------------------------- Content-Security-Policy
 # (django-csp; docs/operations.md, "Content-Security-Policy") Every page's scripts and

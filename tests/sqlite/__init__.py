@@ -44,7 +44,8 @@ automation/workflows/evaluation.py bulk_create(ignore_conflicts) + SELECT of the
                                   CONFLICT ... RETURNING)
 events_app/selectors.py           COUNT(*) always (sums the trigger-maintained        lists_and_
   event_count                     EventCount rows: all events, or one type)           counts,
-                                                                                      deletes
+                                                                                      deletes,
+                                                                                      metrics
 project/admin/lists.py            None, so the admin counts (pg_class.reltuples)      lists_and_
   table_row_estimate                                                                  counts
 events_app/api_clients.py         the raw read's naive last_used_at is made UTC       lists_and_
