@@ -179,8 +179,8 @@ def topology_env(
         "HERALD_RATE_LIMIT_INGEST": "0",
         "HERALD_RATE_LIMIT_API": "0",
         "HERALD_RATE_LIMIT_AUTH_FAILURES": "0",
-        "CELERY_LOG_LEVEL": "INFO",
-        "LOG_LEVEL": "WARNING",
+        # INFO: a worker's `ready.` and beat's `Starting` (what wait_ready looks for).
+        "LOG_LEVEL": "INFO",
         **extra,
     }
 
