@@ -270,8 +270,10 @@ def phase_lag(args: argparse.Namespace, secret: str) -> None:
     settings.HERALD_AUTOMATION_BATCH_SIZE = 500
     env = {**os.environ, "CELERY_BROKER_URL": broker}
     main = (
-        "import sys\nfrom project.celery import app\napp.conf.task_default_queue = sys.argv[1]\n"
-        "app.worker_main(['worker', '-P', sys.argv[2], '-c', sys.argv[3], '-Q', sys.argv[1], "
+        "import sys\nfrom project.celery import all_queues, app\n"
+        "app.conf.task_default_queue = sys.argv[1]\n"
+        "app.worker_main(['worker', '-P', sys.argv[2], '-c', sys.argv[3], "
+        "'-Q', ','.join(all_queues(sys.argv[1])), "
         "'--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'warning'])"
     )
     worker = subprocess.Popen(

@@ -56,7 +56,7 @@ from automation.webhooks.deliveries import deliveries_enqueue_on_commit, deliver
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint  # noqa: E402
 from automation.webhooks.sender import dispatch_due_deliveries  # noqa: E402
 from automation.webhooks.services import endpoint_create  # noqa: E402
-from project.celery import app  # noqa: E402
+from project.celery import all_queues, app  # noqa: E402
 from tests.receiver import Receiver, Reply, local_receiver  # noqa: E402
 
 app.conf.task_default_queue = QUEUE
@@ -81,7 +81,7 @@ def start_workers(processes: int, threads: int, log_dir: Path) -> list[subproces
                     "--concurrency",
                     str(threads),
                     "-Q",
-                    QUEUE,
+                    ",".join(all_queues(QUEUE)),
                     "-n",
                     f"bench{i}@%h",
                     "--without-heartbeat",

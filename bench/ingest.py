@@ -218,13 +218,13 @@ QUEUE_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's priority
 def purge_queue() -> None:
     """Drop the messages this run enqueued on its Redis db (nobody consumes them) and
     the wake-up keys."""
-    from project.celery import app
+    from project.celery import all_queues, app
 
-    queue = app.conf.task_default_queue
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
-        for suffix in QUEUE_SUFFIXES:
-            client.delete(queue + suffix)
+        for queue in all_queues():
+            for suffix in QUEUE_SUFFIXES:
+                client.delete(queue + suffix)
         for key in client.scan_iter(match="herald:wake:*"):
             client.delete(key)
 
@@ -250,9 +250,12 @@ class StandInClaimer:
         return redis.Redis.from_url(self.app.conf.broker_url)
 
     def queued(self) -> int:
-        queue = self.app.conf.task_default_queue
+        from project.celery import all_queues
+
         client = self._client()
-        return sum(client.llen(queue + suffix) for suffix in QUEUE_SUFFIXES)
+        return sum(
+            client.llen(queue + suffix) for queue in all_queues() for suffix in QUEUE_SUFFIXES
+        )
 
     def _loop(self) -> None:
         client = self._client()

@@ -99,6 +99,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+if os.environ.get("HERALD_READ_REPLICA_URL"):
+    # Marks admin change lists and API list GETs as reads the replica may serve.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("axes.middleware.AxesMiddleware"),
+        "project.dbrouters.ReplicaReadsMiddleware",
+    )
+
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 
@@ -167,6 +174,27 @@ if IS_POSTGRES:
             "max_size": HERALD_DB_POOL_MAX_SIZE,
             "timeout": float(os.environ.get("HERALD_DB_POOL_TIMEOUT", "5")),
         }
+
+# Optional read replica (docs/operations.md, "Topology"): a PostgreSQL streaming replica
+# of DATABASE_URL. Admin change lists and API list GETs read from it; writes, reads in a
+# transaction, reads after a write and the access tables stay on the primary
+# (project/dbrouters.py). Same options as the primary; in tests, a mirror of it.
+HERALD_READ_REPLICA_URL = os.environ.get("HERALD_READ_REPLICA_URL", "")
+if HERALD_READ_REPLICA_URL:
+    if not IS_POSTGRES:
+        raise ImproperlyConfigured("HERALD_READ_REPLICA_URL needs DATABASE_URL on PostgreSQL.")
+    _replica = dj_database_url.parse(HERALD_READ_REPLICA_URL)
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        "NAME": _replica.get("NAME", ""),
+        "USER": _replica.get("USER", ""),
+        "PASSWORD": _replica.get("PASSWORD", ""),
+        "HOST": _replica.get("HOST", ""),
+        "PORT": _replica.get("PORT", ""),
+        "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["project.dbrouters.ReadReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -318,18 +346,22 @@ HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIME
 # After a failed publish, nothing is published for this long (project.background's
 # circuit breaker): requests skip the broker, the periodic jobs claim the work.
 HERALD_BROKER_RETRY_SECONDS = float(os.environ.get("HERALD_BROKER_RETRY_SECONDS", "5"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": 3600,
     "max_retries": 0,
     "socket_connect_timeout": HERALD_BROKER_CONNECT_TIMEOUT,
 }
+# Several Herald deployments (or test runs) on one Redis database: every key the broker
+# creates (queues, bindings, unacked messages) starts with this prefix. Empty = none.
+HERALD_BROKER_KEY_PREFIX = os.environ.get("HERALD_BROKER_KEY_PREFIX", "")
+if HERALD_BROKER_KEY_PREFIX:
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = HERALD_BROKER_KEY_PREFIX
 CELERY_BROKER_CONNECTION_TIMEOUT = HERALD_BROKER_CONNECT_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_IGNORE_RESULT = True
-# The queue tasks are sent to when no route names one: every task Herald enqueues,
-# from the web process and from inside a worker (a run's actions, follow-on sends).
-# Workers consume it by default; name another to keep several Herald deployments (or
-# parallel test processes) on one Redis apart.
+# The queue tasks are sent to when no route names one (project/celery.py routes
+# deliveries, evaluation and schedule ticks to their own queues; the other periodic jobs
+# come here). Workers consume it by default.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TIMEZONE = "UTC"
 

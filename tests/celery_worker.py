@@ -14,9 +14,11 @@ people may use the same Redis at the same time):
 - each process gets a namespace `herald-test-<checkout id>-<xdist worker>`, the
   checkout id being the first 8 hex digits of the SHA-1 of this checkout's absolute
   path (`checkout_id()`, the same id scripts/test puts in the test database's name);
-- the namespace is the queue name, passed to the worker subprocess as
+- the namespace is the default queue's name, passed to the worker subprocess as
   CELERY_TASK_DEFAULT_QUEUE, so what it enqueues itself (a workflow run's actions,
-  follow-on sends) stays on that queue too;
+  follow-on sends) stays on that queue too; the worker also consumes the routed queues
+  (`deliveries`, `evaluation`, `schedules`: project/celery.py), whose keys carry the
+  prefix below like every other key;
 - the namespace plus ":" is kombu's `global_keyprefix` in this process and in the worker
   subprocess, so every key the run creates (queue, bindings, unacked messages) carries
   it: `celery_broker()` deletes its own namespace's keys before and after, and the
@@ -42,6 +44,8 @@ from typing import Any, TypeVar
 import kombu.pools
 import redis
 from django.db import connection
+
+from project.celery import all_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -219,7 +223,7 @@ def celery_worker(
     command = [
         sys.executable, "-c", WORKER_MAIN, "worker",
         "--pool", pool, "--concurrency", str(1 if pool == "solo" else concurrency),
-        "-Q", broker.queue, "-n", f"{broker.queue}-{time.monotonic_ns()}@%h",
+        "-Q", ",".join(all_queues(broker.queue)), "-n", f"{broker.queue}-{time.monotonic_ns()}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
     ]  # fmt: skip
