@@ -26,9 +26,7 @@ def test_each_kind_of_task_goes_to_its_queue(task: str, queue: str) -> None:
     assert queue_of(task, ("x",)) == queue
 
 
-def test_ticks_and_due_claims_go_to_their_queues_other_periodic_jobs_to_the_default() -> (
-    None
-):
+def test_ticks_and_due_claims_go_to_their_queues_other_periodic_jobs_to_the_default() -> None:
     default = app.conf.task_default_queue
     queues = {job.name: queue_of(RUN_PERIODIC, (job.name,)) for job in periodic_jobs()}
     assert queues.pop("schedules.dispatch") == "schedules"
