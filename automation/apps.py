@@ -15,9 +15,14 @@ class AutomationConfig(AppConfig):
         from automation.ingest import INGEST_HOOK
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
+        from automation.segments.services import (
+            segments_refresh_customers_on_commit,
+            segments_sweep_due,
+        )
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
+        from customers.hooks import customer_change_hook_register
         from events_app.ingest_hooks import ingest_hook_register
         from project.background import periodic_job_register
 
@@ -37,3 +42,12 @@ class AutomationConfig(AppConfig):
         )
         # Lost workflow evaluations, due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # Segments: a customer's fields changed (customers.hooks), and the sweep of
+        # answers that change with time alone (windows running out) and lost builds.
+        customer_change_hook_register(
+            "segments",
+            lambda customer_ids, fields: segments_refresh_customers_on_commit(
+                customer_ids=customer_ids, fields=fields
+            ),
+        )
+        periodic_job_register(name="segments.sweep", interval_seconds=5.0, func=segments_sweep_due)

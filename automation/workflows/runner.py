@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from automation.segments.services import segments_refresh_for_event_ids
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import events_evaluate, grace_period
@@ -69,6 +70,8 @@ def events_evaluate_and_run(*, event_ids: list[str]) -> int:
     never held up by its actions and the actions of a busy batch spread over
     every worker. Returns how many runs were handed on.
     """
+    # Segments first: the events stay flagged until evaluated, so a crash repeats both.
+    segments_refresh_for_event_ids(event_ids=event_ids)
     run_ids = events_evaluate(event_ids=event_ids)
     if run_ids:
         background.enqueue_many(ADVANCE_TASK, [(run_id,) for run_id in run_ids])
