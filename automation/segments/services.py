@@ -77,12 +77,15 @@ def _check_refs(
         return
     others = {s.pk: s for s in Segment.objects.exclude(pk=segment_id or "")}
     by_ref = {**{s.key: s.pk for s in others.values()}, **{pk: pk for pk in others}}
+    if segment_id is not None:  # the others' references to this segment lead back to it
+        by_ref.update({segment_id: segment_id, key: segment_id})
+        by_ref.update(Segment.objects.filter(pk=segment_id).values_list("key", "pk"))
     graph = {
         pk: {by_ref.get(r) for _, r in conditions.segments_read(s.condition)}
         for pk, s in others.items()
     }
     for path, ref in reads:
-        if ref in {key, segment_id}:
+        if ref in {key, segment_id} or (segment_id and by_ref.get(ref) == segment_id):
             errors.setdefault(f"{path}.segment", []).append("A segment cannot contain itself.")
         elif ref not in by_ref:
             errors.setdefault(f"{path}.segment", []).append(f"Unknown segment {ref!r}.")
@@ -183,6 +186,13 @@ def segment_update(*, segment: Segment, data: SegmentInput) -> Segment:
     assert merged.name is not None
     if merged.key != segment.key and Segment.objects.filter(key=merged.key).exists():
         raise _key_conflict(merged.key)
+    if merged.key != segment.key:
+        readers = _readers(segment, {segment.key})
+        if readers:
+            raise ConflictError(
+                f"Segment key '{segment.key}' is named by: {', '.join(readers)}.",
+                extra={"segments": readers},
+            )
     rebuild = merged.condition != segment.condition
     try:
         with transaction.atomic():
@@ -210,17 +220,22 @@ def segment_update(*, segment: Segment, data: SegmentInput) -> Segment:
     return segment
 
 
-def segment_delete(*, segment: Segment) -> None:
-    """Delete a segment and its history; refused while another segment reads it."""
-    readers = [
+def _readers(segment: Segment, refs: set[str]) -> list[str]:
+    """Keys of the other segments whose condition names `segment` by one of `refs`."""
+    return sorted(
         s.key
         for s in Segment.objects.exclude(pk=segment.pk)
-        if any(ref in {segment.pk, segment.key} for _, ref in conditions.segments_read(s.condition))
-    ]
+        if any(ref in refs for _, ref in conditions.segments_read(s.condition))
+    )
+
+
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment and its history; refused while another segment reads it."""
+    readers = _readers(segment, {segment.pk, segment.key})
     if readers:
         raise ConflictError(
-            f"Segment '{segment.key}' is read by: {', '.join(sorted(readers))}.",
-            extra={"segments": sorted(readers)},
+            f"Segment '{segment.key}' is read by: {', '.join(readers)}.",
+            extra={"segments": readers},
         )
     with transaction.atomic():
         audit_record(

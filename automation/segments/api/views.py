@@ -165,7 +165,10 @@ class SegmentPreviewView(StrictAPIView):
         operation_id="segments_preview",
         description="Evaluates a condition for every customer now; stores nothing.",
         request=msgspec_body(SegmentPreviewIn),
-        responses={200: envelope("SegmentPreview", SegmentPreviewSerializer()), **errors(400, 404)},
+        responses={
+            200: envelope("SegmentPreviewResult", SegmentPreviewSerializer()),
+            **errors(400, 404),
+        },
     )
     def post(self, request: Request) -> Response:
         body = parse_body(request, SegmentPreviewIn)
