@@ -40,6 +40,8 @@ AGGREGATE_FNS = ("sum", "min", "max", "avg", "count")
 RECENCY_OPS = ("more_than", "within")
 # A leaf that is true up to and including an instant changes just after it.
 JUST_AFTER = timedelta(microseconds=1)
+# Windows reach back at most this far (so that now - window is always a date).
+MAX_DURATION = timedelta(days=36500)
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,21 @@ def _check_type_ref(value: Any, path: str, errors: dict[str, list[str]]) -> None
         _add(errors, path, "Must be an event type key or id.")
 
 
-def _check_within(spec: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
-    if "within" not in spec:
-        return
+def _duration_error(value: Any) -> str | None:
+    """Why `value` is not a duration a segment can use (None when it is)."""
     try:
-        parse_duration(spec["within"])
+        duration = parse_duration(value)
     except ValueError as exc:
-        _add(errors, f"{path}.within", f"Within {exc}.")
+        return str(exc)
+    if duration > MAX_DURATION:
+        return f"must be at most {MAX_DURATION.days} days"
+    return None
+
+
+def _check_within(spec: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
+    problem = _duration_error(spec["within"]) if "within" in spec else None
+    if problem:
+        _add(errors, f"{path}.within", f"Within {problem}.")
 
 
 def _check_numeric_op(
@@ -275,10 +285,9 @@ class LastLeaf(LeafKind):
         _check_type_ref(node["last"], f"{path}.last", errors)
         if node.get("op") not in RECENCY_OPS:
             _add(errors, f"{path}.op", f"Must be one of: {', '.join(RECENCY_OPS)}.")
-        try:
-            parse_duration(node.get("value"))
-        except ValueError as exc:
-            _add(errors, f"{path}.value", f"Value {exc}.")
+        problem = _duration_error(node.get("value"))
+        if problem:
+            _add(errors, f"{path}.value", f"Value {problem}.")
 
     def event_types(self, node: dict[str, Any]) -> set[str]:
         return {node["last"]}

@@ -23,9 +23,11 @@ from django.db.models.fields import DecimalField
 from customers.models import Customer
 from events_app.models import Event, PropertyRecord
 
-# A property value aggregates when its text is a plain decimal number; anything else
-# is left out (as a value that cannot be coerced never matches an operator).
-NUMERIC_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# A property value aggregates when its text is a plain decimal number of at most 60
+# digits either side of the point (exponent of at most 3 digits): anything else is
+# left out, as a value that cannot be coerced never matches an operator. The bounds
+# keep every such number well inside PostgreSQL's numeric.
+NUMERIC_TEXT = r"^\s*[-+]?([0-9]{1,60}(\.[0-9]{0,60})?|\.[0-9]{1,60})([eE][-+]?[0-9]{1,3})?\s*$"
 
 
 @dataclass(frozen=True)

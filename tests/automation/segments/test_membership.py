@@ -152,3 +152,44 @@ def test_deleting_a_customer_removes_their_memberships(
     ingest(customer="alice")
     customer_delete(customer=Customer.objects.get(external_id="alice"))
     assert SegmentMembership.objects.filter(segment=segment).count() == 0
+
+
+def test_ingestion_flags_events_a_segment_reads_and_events_of_new_customers(
+    purchase: EventType,
+    login: EventType,
+    ingest: Callable[..., Event],
+    make_segment: Callable[..., Segment],
+) -> None:
+    unflagged = ingest("login", customer="alice", background=False)
+    assert unflagged.automation_pending is False  # no segment yet, no workflow
+    make_segment("buyers", {"count": {"event_type": "purchase"}, "op": "gte", "value": 1})
+    assert ingest("purchase", customer="alice", background=False).automation_pending is True
+    assert ingest("login", customer="alice", background=False).automation_pending is False
+    # A new customer may match a segment that reads nothing of the event.
+    assert ingest("login", customer="newbie", background=False).automation_pending is True
+
+
+def test_the_sweep_restarts_a_build_that_was_lost(
+    purchase: EventType,
+    ingest: Callable[..., Event],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from automation.segments.services import SegmentInput, segment_create
+
+    ingest(customer="alice", background=False)
+    with django_capture_on_commit_callbacks(execute=False):  # the build message is lost
+        segment = segment_create(
+            data=SegmentInput(
+                key="buyers",
+                name="Buyers",
+                condition={"count": {"event_type": "purchase"}, "op": "gte", "value": 1},
+            )
+        )
+    assert segments_sweep_due() == 0
+    segment.refresh_from_db()
+    assert segment.status == Segment.Status.BUILDING
+    with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=False):
+        segments_sweep_due()
+    segment.refresh_from_db()
+    assert segment.status == Segment.Status.READY
+    assert members(segment) == ["alice"]
