@@ -163,6 +163,9 @@ def loaded_segments(*, stamp: SegmentStamp | None = None) -> LoadedSegments:
         stamp = segment_stamp_read()
     with _cache_lock:
         if _cache is None or _cache.stamp != stamp:
+            if stamp[0] == "0":  # no segment: nothing to read (ingestion's usual case)
+                _cache = LoadedSegments(stamp=stamp)
+                return _cache
             refs = refs_read()
             segments = [load_segment(s, refs) for s in Segment.objects.order_by("pk")]
             _cache = LoadedSegments(stamp=stamp, ordered=_dependency_order(segments))
