@@ -114,10 +114,17 @@ def _event_facts(
         .values("customer_id")
         .annotate(**annotations)
     )
+    return _by_customer(rows, "customer_id", names)
+
+
+def _by_customer(
+    rows: Iterable[Any], customer: str, names: dict[FactKey, tuple[str, ...]]
+) -> dict[str, dict[FactKey, Any]]:
+    """Customer id -> fact -> its value (one column) or (value, oldest) (two)."""
     found: dict[str, dict[FactKey, Any]] = {}
     for row in rows:
         values_of: dict[str, Any] = dict(row)
-        facts = found[values_of["customer_id"]] = {}
+        facts = found[values_of[customer]] = {}
         for key, columns in names.items():
             values = tuple(values_of[c] for c in columns)
             facts[key] = values if len(values) == 2 else values[0]
@@ -133,11 +140,13 @@ def _aggregate_facts(
     """The aggregates of one property of one event type: one GROUP BY customer query."""
     number = Case(When(property_value__regex=NUMERIC_TEXT, then=ToNumeric("property_value")))
     annotations: dict[str, Any] = {}
+    names: dict[FactKey, tuple[str, ...]] = {}
     for index, key in enumerate(keys):
         window = _window(key.within, now, "event__")
         counted = window & Q(property_value__regex=NUMERIC_TEXT)
         annotations[f"v{index}"] = _AGGREGATES[key.fn](number, filter=counted)
         annotations[f"o{index}"] = Min("event__occurred_at", filter=counted)
+        names[key] = (f"v{index}", f"o{index}")
     rows = (
         PropertyRecord.objects.filter(
             event__customer_id__in=customer_ids,
@@ -148,13 +157,7 @@ def _aggregate_facts(
         .values("event__customer_id")
         .annotate(**annotations)
     )
-    found: dict[str, dict[FactKey, Any]] = {}
-    for row in rows:
-        values_of: dict[str, Any] = dict(row)
-        facts = found[values_of["event__customer_id"]] = {}
-        for index, key in enumerate(keys):
-            facts[key] = (values_of[f"v{index}"], values_of[f"o{index}"])
-    return found
+    return _by_customer(rows, "event__customer_id", names)
 
 
 def _member_facts(keys: list[MemberKey], customer_ids: list[str]) -> dict[str, dict[FactKey, Any]]:

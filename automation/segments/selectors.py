@@ -20,7 +20,7 @@ from automation.segments.engine import CompiledSegment
 from automation.segments.models import Segment, SegmentMembership
 from events_app.models import EventType
 from project.errors import NotFoundError
-from project.sql import fetch_all
+from project.sql import fetch_all, table_stamp_parts
 
 SEGMENT_SORT_FIELDS = {"created_at": "created_at", "key": "key", "name": "name", "segment_id": "pk"}
 MEMBER_SORT_FIELDS = {"entered_at": "entered_at", "customer_id": "customer_id"}
@@ -62,10 +62,7 @@ def customer_segments(*, customer_id: str, history: bool) -> QuerySet[SegmentMem
 @functools.cache
 def stamp_sql_parts() -> tuple[str, str]:
     """(select list of its 2 columns, the rest of the statement), built from the model."""
-    return (
-        "CAST(count(*) AS TEXT), CAST(max(updated_at) AS TEXT)",
-        f"FROM {Segment._meta.db_table}",
-    )
+    return table_stamp_parts(Segment)
 
 
 def segment_stamp_read() -> SegmentStamp:
