@@ -318,10 +318,7 @@ class SegmentLeaf(LeafKind):
     key = "segment"
 
     def validate(self, node: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
-        _check_keys(node, {"segment"}, path, errors)
-        ref = node["segment"]
-        if not isinstance(ref, str) or not ref or len(ref) > 64:
-            _add(errors, f"{path}.segment", "Must be a segment key or id.")
+        trees.validate_segment_leaf(node, path, errors)
 
     def compile(self, node: dict[str, Any], path: str, refs: Refs) -> CompiledLeaf:
         ref = node["segment"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
@@ -54,6 +55,28 @@ def customer_segments(*, customer_id: str, history: bool) -> QuerySet[SegmentMem
     """A customer's current memberships, and with `history` the past ones too."""
     queryset = SegmentMembership.objects.filter(customer_id=customer_id).select_related("segment")
     return queryset if history else queryset.filter(exited_at__isnull=True)
+
+
+def segments_existing(*, refs: Iterable[str]) -> set[str]:
+    """Those of `refs` (ids or keys) that name a segment."""
+    wanted = list(refs)
+    found: set[str] = set()
+    for pk, key in Segment.objects.filter(Q(pk__in=wanted) | Q(key__in=wanted)).values_list(
+        "pk", "key"
+    ):
+        found.update({pk, key})
+    return found & set(wanted)
+
+
+def current_segment_refs(*, customer_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Customer id -> the ids and keys of the segments they are in now (one query);
+    what a workflow's `{"segment": …}` leaf reads."""
+    found: dict[str, set[str]] = {}
+    for customer_id, segment_id, key in SegmentMembership.objects.filter(
+        customer_id__in=list(customer_ids), exited_at__isnull=True
+    ).values_list("customer_id", "segment_id", "segment__key"):
+        found.setdefault(customer_id, set()).update({segment_id, key})
+    return {customer_id: frozenset(refs) for customer_id, refs in found.items()}
 
 
 # ---------------------------------------------------------------- the compiled cache

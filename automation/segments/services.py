@@ -29,6 +29,8 @@ from automation.segments import conditions
 from automation.segments.membership import Transition, memberships_refresh
 from automation.segments.models import Segment, SegmentCheck
 from automation.segments.selectors import loaded_segments, loaded_segments_forget
+from automation.workflows.conditions.trees import iter_leaves
+from automation.workflows.models import Workflow
 from customers.models import Customer
 from events_app.models import Event, EventType
 from project import background
@@ -189,10 +191,7 @@ def segment_update(*, segment: Segment, data: SegmentInput) -> Segment:
     if merged.key != segment.key:
         readers = _readers(segment, {segment.key})
         if readers:
-            raise ConflictError(
-                f"Segment key '{segment.key}' is named by: {', '.join(readers)}.",
-                extra={"segments": readers},
-            )
+            raise _readers_conflict(f"Segment key '{segment.key}' is named by others", readers)
     rebuild = merged.condition != segment.condition
     try:
         with transaction.atomic():
@@ -220,23 +219,34 @@ def segment_update(*, segment: Segment, data: SegmentInput) -> Segment:
     return segment
 
 
-def _readers(segment: Segment, refs: set[str]) -> list[str]:
-    """Keys of the other segments whose condition names `segment` by one of `refs`."""
-    return sorted(
-        s.key
-        for s in Segment.objects.exclude(pk=segment.pk)
-        if any(ref in refs for _, ref in conditions.segments_read(s.condition))
-    )
+def _readers(segment: Segment, refs: set[str]) -> dict[str, list[str]]:
+    """The other segments (keys) and the workflows (ids) whose condition names `segment`
+    by one of `refs`; only the kinds that have any."""
+    found = {
+        "segments": sorted(
+            s.key
+            for s in Segment.objects.exclude(pk=segment.pk)
+            if any(ref in refs for _, ref in conditions.segments_read(s.condition))
+        ),
+        "workflows": sorted(
+            pk
+            for pk, tree in Workflow.objects.values_list("pk", "conditions")
+            if any(leaf.get("segment") in refs for leaf in iter_leaves(tree))
+        ),
+    }
+    return {kind: names for kind, names in found.items() if names}
+
+
+def _readers_conflict(message: str, readers: dict[str, list[str]]) -> ConflictError:
+    named = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in readers.items())
+    return ConflictError(f"{message} ({named}).", extra=readers)
 
 
 def segment_delete(*, segment: Segment) -> None:
     """Delete a segment and its history; refused while another segment reads it."""
     readers = _readers(segment, {segment.pk, segment.key})
     if readers:
-        raise ConflictError(
-            f"Segment '{segment.key}' is read by: {', '.join(readers)}.",
-            extra={"segments": readers},
-        )
+        raise _readers_conflict(f"Segment '{segment.key}' is read by others", readers)
     with transaction.atomic():
         audit_record(
             action="deleted", obj_type=AUDIT_TYPE, obj_id=segment.pk, before=audit_snapshot(segment)

@@ -2,7 +2,7 @@
 
 A tree is a group `{"all": [...]}`, `{"any": [...]}`, `{"not": {...}}` or a
 leaf with exactly one subject (`property`, `event`, `customer`, `count`,
-`first`), an `op` and (for most operators) a `value`. The wire format is
+`first`, `segment`), an `op` and (for most operators) a `value`. The wire format is
 documented in docs/automation.md (## Workflows).
 
 `validate` runs when a workflow is saved; each leaf's operator checks its own
@@ -21,7 +21,7 @@ from automation.workflows.durations import parse_duration
 MAX_DEPTH = 10
 MAX_LEAVES = 200
 
-SUBJECTS = ("property", "event", "customer", "count", "first")
+SUBJECTS = ("property", "event", "customer", "count", "first", "segment")
 EVENT_FIELDS = frozenset(
     {
         "event_id",
@@ -171,7 +171,20 @@ def validate_workflow_leaf(node: dict[str, Any], path: str, errors: dict[str, li
         _add(errors, f"{path}.value", f"{problem[0].upper()}{problem[1:]}.")
 
 
-WORKFLOW_LEAVES: dict[str, LeafValidator] = dict.fromkeys(SUBJECTS, validate_workflow_leaf)
+def validate_segment_leaf(node: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
+    """`{"segment": "vip"}`: the customer is a member of that segment now."""
+    unknown = sorted(set(node) - {"segment"})
+    if unknown:
+        _add(errors, path, f"Unknown key(s): {', '.join(unknown)}.")
+    ref = node["segment"]
+    if not isinstance(ref, str) or not ref or len(ref) > 64:
+        _add(errors, f"{path}.segment", "Must be a segment key or id.")
+
+
+WORKFLOW_LEAVES: dict[str, LeafValidator] = {
+    **dict.fromkeys(SUBJECTS, validate_workflow_leaf),
+    "segment": validate_segment_leaf,
+}
 
 
 def count_value_error(value: Any) -> str | None:
