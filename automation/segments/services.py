@@ -28,7 +28,11 @@ from django.utils import timezone
 from automation.segments import conditions
 from automation.segments.membership import Transition, memberships_refresh
 from automation.segments.models import Segment, SegmentCheck
-from automation.segments.selectors import loaded_segments, loaded_segments_forget
+from automation.segments.selectors import (
+    LoadedSegment,
+    loaded_segments,
+    loaded_segments_forget,
+)
 from automation.workflows.conditions.trees import iter_leaves
 from automation.workflows.models import Workflow
 from customers.models import Customer
@@ -342,16 +346,38 @@ def segments_refresh_for_customers(
 ) -> list[Transition]:
     """Re-evaluate the segments reading any of `fields` (None: a new customer, every
     segment) for these customers."""
+    return memberships_refresh(segments=_reading(fields), customer_ids=customer_ids)
+
+
+def _reading(fields: Iterable[str] | None) -> list[LoadedSegment]:
+    """The segments reading any of `fields` (None: every segment), with their readers."""
     cache = loaded_segments()
     changed = None if fields is None else set(fields)
     wanted = {s.id for s in cache.ordered if changed is None or s.customer_fields & changed}
-    return memberships_refresh(segments=cache.with_dependents(wanted), customer_ids=customer_ids)
+    return cache.with_dependents(wanted)
 
 
 def segments_refresh_customers_on_commit(
     *, customer_ids: list[str], fields: list[str] | None
 ) -> None:
-    """After the caller's commit, refresh these customers in the background."""
+    """In the caller's transaction, mark the (segment, customer) pairs to re-evaluate as
+    due now (`SegmentCheck`); after its commit, refresh them in the background. The
+    marks commit with the change, so a lost message only delays the refresh until the
+    sweep takes them."""
+    segments = _reading(fields)
+    if not segments or not customer_ids:
+        return
+    now = timezone.now()
+    SegmentCheck.objects.bulk_create(
+        [
+            SegmentCheck(segment_id=s.id, customer_id=c, next_check_at=now)
+            for s in segments
+            for c in customer_ids
+        ],
+        update_conflicts=True,
+        unique_fields=["segment", "customer"],
+        update_fields=["next_check_at"],
+    )
     transaction.on_commit(lambda: background.enqueue(REFRESH_CUSTOMERS_TASK, customer_ids, fields))
 
 

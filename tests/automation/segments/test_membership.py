@@ -193,3 +193,22 @@ def test_the_sweep_restarts_a_build_that_was_lost(
     segment.refresh_from_db()
     assert segment.status == Segment.Status.READY
     assert members(segment) == ["alice"]
+
+
+def test_a_lost_refresh_of_a_customer_change_is_made_by_the_sweep(
+    db: None, make_segment: Callable[..., Segment], django_capture_on_commit_callbacks: Any
+) -> None:
+    segment = make_segment("vip", {"customer": "tags", "op": "contains", "value": "vip"})
+    other = make_segment("gmail", {"customer": "email", "op": "ends_with", "value": "@gmail.com"})
+    with django_capture_on_commit_callbacks(execute=True):
+        customer = customer_create(external_id="dave")
+    assert not SegmentCheck.objects.exists()
+    with django_capture_on_commit_callbacks(execute=False):  # the message is lost
+        customer_update(customer=customer, fields={"tags": ["vip"]})
+    assert members(segment) == []
+    # Only the segment reading tags is marked.
+    assert list(SegmentCheck.objects.values_list("segment_id", flat=True)) == [segment.pk]
+    assert segments_sweep_due() == 1
+    assert members(segment) == ["dave"]
+    assert members(other) == []
+    assert not SegmentCheck.objects.exists()
