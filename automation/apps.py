@@ -12,7 +12,9 @@ class AutomationConfig(AppConfig):
         hook (events_app.ingest_hooks), the periodic jobs (project.background) and the
         Celery tasks of every process."""
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
+        from automation.due import due_events_drain
         from automation.ingest import INGEST_HOOK
+        from automation.metrics import metrics_register
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
         from automation.segments.services import (
@@ -26,7 +28,7 @@ class AutomationConfig(AppConfig):
         from events_app.ingest_hooks import ingest_hook_register
         from project.background import periodic_job_register
 
-        # Events ingested get their webhook deliveries and workflow evaluations.
+        # Events ingested are flagged with their due work (deliveries, evaluation).
         ingest_hook_register(INGEST_HOOK)
         # A schedule's callback endpoint was called: the schedule becomes ACTIVE.
         CALLED_HOOKS[Endpoint.Kind.SCHEDULE] = lambda endpoint_id: schedule_mark_called(
@@ -40,8 +42,12 @@ class AutomationConfig(AppConfig):
         periodic_job_register(
             name="schedules.dispatch", interval_seconds=1.0, func=dispatch_due_schedules
         )
-        # Lost workflow evaluations, due waits and runs of killed workers.
+        # Due events whose wake-up was lost (or not sent: the broker was down).
+        periodic_job_register(name="due.claim", interval_seconds=1.0, func=due_events_drain)
+        # Due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
+        metrics_register()
         # Segments: a customer's fields changed (customers.hooks), and the sweep of
         # answers that change with time alone (windows running out) and lost builds.
         customer_change_hook_register(

@@ -10,12 +10,13 @@ POST /events -- automation answers, with the protocol of events_app.ingest_hooks
    prepared after a few uses (project.sql.fetch_all). Nothing is cached: a webhook
    or workflow created, changed or deactivated in another process takes effect for
    the very next ingest.
-2. plan: an event whose type triggers an active workflow is written with
-   `automation_pending`; an event that active subscriptions match is written with
-   `is_delivered = false` and one delivery per subscription (`DELIVERIES`, inserted
-   by the event's own statement), its payload the event as GET /events/{id} shows it.
-3. handover: after the insert, on commit, a send task per delivery planned as queued
-   and the evaluation of the flagged events (one wake-up each).
+2. plan: an event whose type triggers an active workflow, or that active
+   subscriptions match, is written with `automation_pending` (and, when subscriptions
+   match, `is_delivered = false`): the due work is a flag of the event's own row,
+   written by its insert -- no delivery rows, no payloads, no statement of its own.
+3. handover: after commit, one wake-up of the claimer of due events (automation.due:
+   it evaluates the workflows and fans out the deliveries, set-based), coalesced in
+   project.background so most requests under load publish nothing.
 """
 
 from __future__ import annotations
@@ -23,30 +24,19 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
-
+from automation.due import CLAIM_TASK
 from automation.segments.selectors import SegmentStamp, loaded_segments
 from automation.segments.selectors import stamp_sql_parts as segment_stamp_sql_parts
-from automation.webhooks.deliveries import (
-    QUEUE_LEASE,
-    deliveries_enqueue_on_commit,
-    event_deliveries_cancel,
-    message_id_new,
-)
-from automation.webhooks.models import Delivery, Endpoint
-from automation.workflows.runner import enqueue_evaluation
+from automation.webhooks.deliveries import event_deliveries_cancel
+from automation.webhooks.models import Endpoint
 from automation.workflows.selectors import active_workflows
 from automation.workflows.stamp import WorkflowStamp, stamp_sql_parts
 from events_app.ingest_hooks import Companion, EventPlan, PreparedEvent
 from events_app.models import Event
-from events_app.payloads import event_payload
-from project.ids import new_public_id
+from project import background
 from project.sql import fetch_all
 
 logger = logging.getLogger(__name__)
@@ -121,93 +111,30 @@ def ingest_facts_read() -> IngestFacts:
 # ---------------------------------------------------------------- 2. plan
 
 
-def subscriptions_matching(
+def events_subscribed(
     *, events: Sequence[PreparedEvent], subscriptions: dict[str, set[str]]
-) -> dict[str, list[str]]:
-    """Event id -> the active subscription endpoints the event goes to, newest first
-    (Endpoint.Meta.ordering: ids are time-ordered); events that match none are left out.
-
-    `subscriptions`: active subscription endpoint id -> its event type ids (empty =
-    every type), as `IngestFacts` holds them.
-    """
+) -> list[str]:
+    """Ids of the events that active subscriptions take (the claimer makes their
+    deliveries). `subscriptions`: endpoint id -> its event type ids (empty = every
+    type), as `IngestFacts` holds them."""
     if not subscriptions:
-        return {}
-    matches: dict[str, list[str]] = {}
-    for event in events:
-        endpoint_ids = [
-            endpoint_id
-            for endpoint_id, types in subscriptions.items()
-            if not types or event.event_type_id in types
-        ]
-        if endpoint_ids:
-            matches[event.id] = sorted(endpoint_ids, reverse=True)
-    return matches
-
-
-@dataclass(slots=True)
-class PlannedDelivery:
-    """A webhook delivery of a new event, planned before the insert that writes it
-    (`DELIVERIES`). Due now; `queued_until` is set when a send task is enqueued for
-    it after the insert (`deliveries_enqueue_on_commit`)."""
-
-    endpoint_id: str
-    created_at: datetime
-    queued_until: datetime | None
-    id: str = field(default_factory=new_public_id)
-    message_id: str = field(default_factory=message_id_new)
-
-
-# A planned delivery's row: the event's id and payload come from its event, it is due
-# when it is created, every other column takes its field default.
-DELIVERIES = Companion(
-    name="deliveries",
-    model=Delivery,
-    per_row=("id", "endpoint_id", "message_id", "queued_until", "created_at"),
-    from_event={"event_id": "id", "payload": "payload"},
-    same_as={"next_attempt_at": "created_at"},
-)
-
-
-def deliveries_plan_for_new_events(
-    *, events: Sequence[Event], endpoints: dict[str, list[str]]
-) -> dict[str, tuple[dict[str, Any], list[PlannedDelivery]]]:
-    """Event id -> (its payload, one planned delivery per endpoint in `endpoints[id]`).
-
-    `events`: the rows about to be inserted (unsaved instances carrying the values the
-    insert writes), so the payload is the event as GET /events/{id} will show it
-    without reading it back.
-    """
-    now = timezone.now()
-    lease = now + QUEUE_LEASE
-    # A send task per delivery costs more than the delivery's insert. An endpoint never
-    # sends more than its concurrency limit at once, so plan that many per endpoint as
-    # queued; the rest stay due and unqueued: each worker's follow-on loop claims the
-    # endpoint's next due delivery after a success, and the dispatcher (every tick)
-    # enqueues free slots for whatever is left after a failure.
-    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
-    per_endpoint: dict[str, int] = {}
-    plans: dict[str, tuple[dict[str, Any], list[PlannedDelivery]]] = {}
-    for event in events:
-        planned = []
-        for endpoint_id in endpoints.get(event.pk, ()):
-            seen = per_endpoint.get(endpoint_id, 0)
-            per_endpoint[endpoint_id] = seen + 1
-            planned.append(PlannedDelivery(endpoint_id, now, lease if seen < limit else None))
-        if planned:
-            plans[event.pk] = (event_payload(event), planned)
-    return plans
+        return []
+    if any(not types for types in subscriptions.values()):
+        return [event.id for event in events]
+    taken = set().union(*subscriptions.values())
+    return [event.id for event in events if event.event_type_id in taken]
 
 
 def events_plan(*, events: Sequence[PreparedEvent], facts: IngestFacts) -> dict[str, EventPlan]:
     """What automation writes with `events` (see the module's docstring)."""
     plans: dict[str, EventPlan] = {}
-    # Workflows: the events to evaluate carry automation_pending into the insert itself,
-    # so no write follows it; their evaluation is enqueued after commit.
     trigger_types = active_workflows(stamp=facts.workflow_stamp).trigger_type_ids
     if trigger_types:
         for event in events:
             if event.event_type_id in trigger_types:
                 plans[event.id] = EventPlan(automation_pending=True)
+    for event_id in events_subscribed(events=events, subscriptions=facts.subscriptions):
+        plans[event_id] = EventPlan(automation_pending=True, is_delivered=False)
     # Segments: events whose type a segment reads, or whose customer is new, are
     # evaluated too (automation.segments.services.segments_refresh_for_events).
     segments = loaded_segments(stamp=facts.segment_stamp)
@@ -216,61 +143,25 @@ def events_plan(*, events: Sequence[PreparedEvent], facts: IngestFacts) -> dict[
             event.new_customer is not None or event.event_type_id in segments.event_type_ids
         ):
             plans.setdefault(event.id, EventPlan()).automation_pending = True
-    # Webhook deliveries are inserted with their events, which are inserted with
-    # is_delivered = false: no UPDATE, and nothing read back for the payloads.
-    endpoints = subscriptions_matching(events=events, subscriptions=facts.subscriptions)
-    if endpoints:
-        unsaved = [p.as_event() for p in events if p.id in endpoints]
-        for row in unsaved:
-            row.is_delivered = False  # the payload shows the row as inserted
-        deliveries = deliveries_plan_for_new_events(events=unsaved, endpoints=endpoints)
-        for event_id, (payload, planned) in deliveries.items():
-            plan = plans.setdefault(event_id, EventPlan())
-            plan.is_delivered = False
-            plan.rows[DELIVERIES.name] = planned
-            plan.values["payload"] = payload
     return plans
 
 
 # ---------------------------------------------------------------- 3. handover
 
 
-def evaluation_enqueue_on_commit(*, events: Sequence[PreparedEvent]) -> list[str]:
-    """After the inserting transaction commits, enqueue the flagged ones of `events`
-    (just stored); returns their ids. A failed enqueue is logged, never raised: the
-    rows carry the flag and the sweeper re-enqueues them after the grace period."""
-    flagged = [e.id for e in events if e.automation_pending]
-    if flagged:
-
-        def enqueue() -> None:
-            try:
-                enqueue_evaluation(flagged)
-            except Exception:
-                logger.exception("Could not enqueue %d evaluations; the sweeper will", len(flagged))
-
-        transaction.on_commit(enqueue)
-    return flagged
-
-
 def events_handover(*, events: Sequence[PreparedEvent]) -> None:
-    """After the insert of `events` (those stored): send the deliveries planned as
-    queued and evaluate the flagged events, both on commit."""
-    deliveries_enqueue_on_commit(
-        [
-            d.id
-            for p in events
-            if p.companions
-            for d in p.companions.get(DELIVERIES.name, ())
-            if d.queued_until is not None
-        ]
-    )
-    evaluation_enqueue_on_commit(events=events)
+    """After the insert of `events` (those stored), on commit: one wake-up of the
+    claimer if any of them is due (never raises: the claimer's periodic job covers a
+    wake-up that could not be sent)."""
+    if any(e.automation_pending for e in events):
+        background.wake_on_commit(CLAIM_TASK)
 
 
 class AutomationIngest:
     """automation's implementation of events_app.ingest_hooks.IngestHook."""
 
-    companions: tuple[Companion, ...] = (DELIVERIES,)
+    # Nothing but the event row: its due work is its flag (automation.due).
+    companions: tuple[Companion, ...] = ()
 
     def facts_sql(self, width: int) -> str:
         return facts_sql(width)

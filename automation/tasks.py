@@ -1,20 +1,31 @@
-"""Automation's Celery tasks, one module per subsystem (Celery autodiscovers `tasks`)."""
+"""Automation's Celery tasks, one module per subsystem (Celery autodiscovers `tasks`),
+and the claimer of due events (automation.due)."""
 
 from __future__ import annotations
 
+from celery import shared_task
+
+from automation.due import CLAIM_TASK, due_events_drain
 from automation.segments.tasks import (
     segment_build_task,
     segments_refresh_customers_task,
-    segments_refresh_events_task,
 )
 from automation.webhooks.tasks import deliver_one_task
-from automation.workflows.tasks import advance_workflow_run_task, evaluate_events_task
+from automation.workflows.tasks import advance_workflow_run_task
 
 __all__ = [
     "advance_workflow_run_task",
+    "claim_due_task",
     "deliver_one_task",
-    "evaluate_events_task",
     "segment_build_task",
     "segments_refresh_customers_task",
-    "segments_refresh_events_task",
 ]
+
+# Served before actions on a shared queue (automation.workflows.tasks).
+CLAIM_PRIORITY = 0
+
+
+@shared_task(name=CLAIM_TASK, acks_late=True, reject_on_worker_lost=True, priority=CLAIM_PRIORITY)
+def claim_due_task() -> int:
+    """Claim due events until none is left: evaluation and delivery fan-out (a wake-up)."""
+    return due_events_drain()

@@ -5,7 +5,7 @@
 
 Prints:
   1. events evaluated per second by ONE worker process (this process, calling the
-     worker entry point `events_evaluate_and_run` on 500-event batches) with 100
+     claimer `due_events_process` on 500-event batches) with 100
      active workflows, 10 of them triggering on the benchmark's event type with
      mixed leaves (property, event data, customer attribute and tags, regex,
      relative time, and one frequency condition), runs and their actions included;
@@ -198,8 +198,9 @@ def store(batch: list[dict]) -> list[str]:
 
 
 def phase_throughput(args: argparse.Namespace) -> None:
+    from automation.due import due_events_process
     from automation.workflows.models import Workflow, WorkflowRun
-    from automation.workflows.runner import events_evaluate, workflow_run_advance
+    from automation.workflows.runner import workflow_run_advance
     from automation.workflows.selectors import active_workflows_forget
     from events_app.models import Event
 
@@ -223,7 +224,7 @@ def phase_throughput(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     to_run: list[str] = []
     for start in range(0, len(ids), args.batch):
-        to_run += events_evaluate(event_ids=ids[start : start + args.batch])
+        to_run += due_events_process(event_ids=ids[start : start + args.batch]).run_ids
         if time.perf_counter() - started > MAX_SECONDS_PER_PHASE:
             print("  (stopped at the time bound)")
             ids = ids[: start + args.batch]

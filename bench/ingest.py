@@ -16,10 +16,10 @@ Prints, in one run:
 With --webhooks N / --workflows N (e.g. 2 and 10), batch ingestion and single POSTs are
 measured again after configuring N active webhook subscriptions (to a local receiver on
 --port + 1) and N active workflows on the bench's event type, and both figures are
-printed. Their deliveries and evaluations are enqueued on Redis (--redis-db: use a db
-of your own; its default queue is emptied at the end) and not run: the figures are the
-cost ingestion pays for them (delivery rows, flags, broker messages), not the
-background work itself. --only singles runs just the single-POST phase.
+printed with their ratios to the figures without. Their wake-ups are enqueued on Redis
+(--redis-db: use a db of your own; its default queue and the wake-up keys are emptied at
+the end) and not run: the figures are the cost ingestion pays for them (flags, wake-ups),
+not the background work itself. --only singles runs just the single-POST phases.
 
 The database named by DATABASE_URL (created if missing) is migrated and its event
 tables are TRUNCATED:
@@ -79,6 +79,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--webhooks", type=int, default=0, help="webhook endpoints to configure")
     parser.add_argument("--workflows", type=int, default=0, help="workflows to configure")
     parser.add_argument("--redis-db", type=int, default=10, help="broker for enqueued work")
+    parser.add_argument(
+        "--claim-every-ms",
+        type=float,
+        default=0,
+        help="with automation: give the wake-up back every this many ms, as a claimer "
+        "that finds nothing to do does (0: never, as one draining a steady load)",
+    )
     args = parser.parse_args()
     # Set before Django loads: gunicorn and this process publish to Redis (without a
     # broker a PostgreSQL server would run deliveries and evaluations inline, in the
@@ -205,14 +212,65 @@ class Receiver:
         self.server.server_close()
 
 
+QUEUE_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's priority lists
+
+
 def purge_queue() -> None:
-    """Drop the messages this run enqueued on its Redis db (nobody consumes them)."""
+    """Drop the messages this run enqueued on its Redis db (nobody consumes them) and
+    the wake-up keys."""
     from project.celery import app
 
     queue = app.conf.task_default_queue
     with app.connection_for_write() as conn:
-        for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
-            conn.default_channel.client.delete(queue + suffix)
+        client = conn.default_channel.client
+        for suffix in QUEUE_SUFFIXES:
+            client.delete(queue + suffix)
+        for key in client.scan_iter(match="herald:wake:*"):
+            client.delete(key)
+
+
+class StandInClaimer:
+    """What a claimer does to the wake-up (automation.due.due_events_drain): give it
+    back (project.background.wake_taken) every `every` seconds, as one that keeps
+    finding nothing to do would, so requests publish again (no claim runs: the figures
+    are ingestion's cost); `every` 0: never, as one draining a steady load. Counts the
+    wake-up messages published meanwhile."""
+
+    def __init__(self, every: float) -> None:
+        from project.celery import app
+
+        self.app = app
+        self.every = every
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis.from_url(self.app.conf.broker_url)
+
+    def queued(self) -> int:
+        queue = self.app.conf.task_default_queue
+        client = self._client()
+        return sum(client.llen(queue + suffix) for suffix in QUEUE_SUFFIXES)
+
+    def _loop(self) -> None:
+        client = self._client()
+        while not self.stop_event.wait(self.every):
+            for key in client.scan_iter(match="herald:wake:*"):
+                client.delete(key)
+
+    def __enter__(self) -> StandInClaimer:
+        self.before = self.queued()
+        if self.every > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        if self.every > 0:
+            self.thread.join()
+        self.published = self.queued() - self.before
 
 
 def start_gunicorn(
@@ -650,7 +708,10 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     # Warm up the workers (connections, first-request work): 3 batches per worker.
     send_batches(args.port, auth, make_batches(f"warm-{tag}", 3 * args.workers), args.workers)
     if args.only == "singles":
-        measure_floor(args, tag, measure_singles(args, auth, cpu, tag, ""))
+        single_rate = measure_singles(args, auth, cpu, tag, "")
+        measure_floor(args, tag, single_rate)
+        if args.webhooks or args.workflows:
+            measure_with_automation(args, auth, cpu, tag, None, single_rate)
         return
 
     print("-- no webhook endpoints, no workflows:")
@@ -667,7 +728,8 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         + cpu_note(cpu.since(before), len(replay), "ms per 1000 events", 1000)
     )
 
-    measure_floor(args, tag, measure_singles(args, auth, cpu, tag, ""))
+    single_rate = measure_singles(args, auth, cpu, tag, "")
+    measure_floor(args, tag, single_rate)
 
     floor, copy_cpu = copy_floor(all_bodies[: args.batches])
     print(
@@ -676,8 +738,20 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
         f"1000 events; Herald batch / COPY = {batch_rate / floor:.0%}"
     )
 
-    if not (args.webhooks or args.workflows):
-        return
+    if args.webhooks or args.workflows:
+        measure_with_automation(args, auth, cpu, tag, batch_rate, single_rate)
+
+
+def measure_with_automation(
+    args: argparse.Namespace,
+    auth: str,
+    cpu: ServerCpu,
+    tag: str,
+    batch_rate: float | None,
+    single_rate: float,
+) -> None:
+    """Batches (unless `batch_rate` is None: --only singles) and single POSTs again with
+    --webhooks and --workflows configured; prints the ratios to the figures without."""
     configure_later_features(args, args.port + 1)
     from django.db import connection
 
@@ -685,12 +759,23 @@ def run_phases(args: argparse.Namespace, auth: str, cpu: ServerCpu) -> None:
     label = f" [{args.webhooks} webhooks, {args.workflows} workflows]"
     print(
         f"-- with {args.webhooks} active webhook endpoints (every event type) and "
-        f"{args.workflows} active workflows on '{TYPE_KEY}'; deliveries and evaluations "
-        "enqueued on Redis, not run:"
+        f"{args.workflows} active workflows on '{TYPE_KEY}'; their due work flagged and "
+        "wake-ups enqueued on Redis, not run:"
     )
-    with_rate, _ = measure_batches(args, auth, cpu, f"{tag}-wh", label)
-    print(f"   batch ingest with / without: {with_rate / batch_rate:.0%}")
-    measure_singles(args, auth, cpu, f"{tag}-wh", label)
+    if batch_rate is not None:
+        with StandInClaimer(args.claim_every_ms / 1000) as claimer:
+            with_rate, _ = measure_batches(args, auth, cpu, f"{tag}-wh", label)
+        print(
+            f"   batch ingest with / without: {with_rate / batch_rate:.0%} "
+            f"({claimer.published} wake-ups published)"
+        )
+    with StandInClaimer(args.claim_every_ms / 1000) as claimer:
+        with_single = measure_singles(args, auth, cpu, f"{tag}-wh", label)
+    print(
+        f"   single POST with / without: {with_single / single_rate:.0%} "
+        f"({claimer.published} wake-ups published; the wake-up given back "
+        + (f"every {args.claim_every_ms:g} ms)" if args.claim_every_ms > 0 else "never)")
+    )
 
 
 if __name__ == "__main__":

@@ -11,3 +11,18 @@ class HeraldAdminConfig(AdminConfig):
     """
 
     default_site = "project.admin.site.HeraldAdminSite"
+
+    def ready(self) -> None:
+        """Also: the request id lives as long as its request and travels in Celery
+        messages, and a Celery worker keeps the log lines settings.LOGGING configured
+        (project.requestid, project.logs)."""
+        super().ready()
+        from celery import signals
+
+        from project.logs import celery_keep_logging
+        from project.requestid import signals_connect
+
+        signals_connect()
+        signals.setup_logging.connect(
+            celery_keep_logging, weak=False, dispatch_uid="herald-keep-logging"
+        )

@@ -8,6 +8,15 @@ Two things every subsystem needs and none should own:
   loss); without one, inside the served app, the embedded runner's threads; without
   one anywhere else (manage.py commands, tests), inline, right away. Never a
   countdown/ETA: waits live in the database as due times.
+- `wake` / `wake_on_commit`: ask for one run of a claimer task (a task that claims
+  whatever is due in the database, set-based), coalesced: with a Redis broker, a key
+  set with NX says a run is already asked for and not yet started, so most callers
+  under load publish nothing; the claimer calls `wake_taken` before each claim. The
+  rows are the source of truth: a lost wake-up only delays the work until the
+  periodic job that runs the same claimer.
+- A circuit breaker: after a publish failed, nothing is published for
+  HERALD_BROKER_RETRY_SECONDS (logged once), so an API request never waits for a
+  broker that is down; the periodic jobs send what the missed messages would have.
 - The periodic-job registry: each app registers its jobs in AppConfig.ready()
   (`periodic_job_register`). Celery beat runs them as the `automation.run_periodic` task
   (the registry keeps `app.conf.beat_schedule` in step); the embedded default runs the
@@ -17,14 +26,17 @@ Two things every subsystem needs and none should own:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from celery import shared_task
 
 from project.celery import app
@@ -114,7 +126,8 @@ class EmbeddedRunner:
         self._thread.join(timeout=30)
 
     def submit(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.pool.submit(_run_logged, func, args)
+        # In a copy of the submitter's context: the task's log lines name its request.
+        self.pool.submit(contextvars.copy_context().run, _run_logged, func, args)
 
     def _loop(self) -> None:
         import time
@@ -185,19 +198,67 @@ def run_periodic_task(name: str) -> int:
     return run_job(name)
 
 
+class BrokerUnavailable(Exception):
+    """The broker failed a moment ago: nothing is published until the breaker closes."""
+
+
+class BrokerBreaker:
+    """After a failed publish, skip publishing for `retry_seconds` (logged once), then
+    try again: an API request must not pay a connection attempt per call while the
+    broker is down."""
+
+    def __init__(self) -> None:
+        self._open_until = 0.0
+
+    def check(self) -> None:
+        if time.monotonic() < self._open_until:
+            raise BrokerUnavailable("the broker failed recently; not publishing")
+
+    def failed(self, exc: BaseException) -> None:
+        from django.conf import settings
+
+        retry = float(settings.HERALD_BROKER_RETRY_SECONDS)
+        self._open_until = time.monotonic() + retry
+        logger.warning(
+            "Broker unreachable (%s): not publishing for %g s; the periodic jobs do the work.",
+            exc,
+            retry,
+        )
+
+    def reset(self) -> None:
+        self._open_until = 0.0
+
+
+BREAKER = BrokerBreaker()
+
+
+def _published(publish: Callable[[], Any]) -> Any:
+    """Run `publish` behind the breaker; a failure opens it and is raised."""
+    BREAKER.check()
+    try:
+        return publish()
+    except Exception as exc:
+        BREAKER.failed(exc)
+        raise
+
+
 def enqueue_many(task_name: str, args_list: Iterable[tuple[Any, ...]]) -> None:
     """Hand each call of the task named `task_name` to the background (see the module
     docstring for where it runs). The task must be registered in this process: apps
-    import their task modules in AppConfig.ready(). Raises at once (kombu's
-    OperationalError) when the broker cannot be reached."""
+    import their task modules in AppConfig.ready(). Raises at once when the broker
+    cannot be reached (kombu's OperationalError), or failed a moment ago
+    (`BrokerUnavailable`)."""
     task = app.tasks[task_name]
     if not app.conf.task_always_eager:
         # No publish retries: with the broker down a caller (an API request) must not
         # wait for it. The rows are the source of truth: a sweeper sends what a lost
         # message left behind; callers log the failure and go on.
-        with app.producer_or_acquire() as producer:
-            for args in args_list:
-                task.apply_async(args, producer=producer, retry=False)
+        def publish() -> None:
+            with app.producer_or_acquire() as producer:
+                for args in args_list:
+                    task.apply_async(args, producer=producer, retry=False)
+
+        _published(publish)
         return
     runner = embedded_runner()
     for args in args_list:
@@ -210,3 +271,90 @@ def enqueue_many(task_name: str, args_list: Iterable[tuple[Any, ...]]) -> None:
 def enqueue(task_name: str, *args: Any) -> None:
     """Hand one call to the background."""
     enqueue_many(task_name, [args])
+
+
+# ---------------------------------------------------------------- waking a claimer
+
+# Longest a wake-up key outlives a lost message: callers publish again after it (the
+# periodic job running the same claimer clears it sooner).
+WAKE_KEY_SECONDS = 10
+
+_wake_lock = threading.Lock()
+_wakes_pending: set[str] = set()  # without a broker: claimers asked for, not started
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def _wake_redis() -> tuple[redis.Redis, str] | None:
+    """The broker's Redis and the wake-up keys' prefix, or None when the broker is not
+    Redis (then every wake-up is published). The prefix carries kombu's key prefix and
+    the default queue, so deployments (and test runs) on one Redis stay apart."""
+    url = app.conf.broker_url or ""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        from django.conf import settings
+
+        timeout = float(settings.HERALD_BROKER_CONNECT_TIMEOUT)
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        _redis_clients[url] = client
+    options = app.conf.broker_transport_options or {}
+    prefix = f"{options.get('global_keyprefix', '')}herald:wake:{app.conf.task_default_queue}:"
+    return client, prefix
+
+
+def wake(task_name: str) -> None:
+    """Ask for one run of the claimer task `task_name` (no arguments); coalesced.
+
+    With a broker: SET NX of the task's wake-up key; only the caller that sets it
+    publishes the task. A key already set means a run was asked for and has not yet
+    called `wake_taken`, so it will claim after this caller's commit: nothing to do.
+    Without a broker: the same in-process, on the embedded runner's threads (inline
+    where there is none). Never raises: a failure is logged by the breaker and the
+    periodic job claims the work instead.
+    """
+    task = app.tasks[task_name]
+    if app.conf.task_always_eager:
+        runner = embedded_runner()
+        if runner is None:
+            task.run()
+            return
+        with _wake_lock:
+            if task_name in _wakes_pending:
+                return
+            _wakes_pending.add(task_name)
+        runner.submit(task.run, ())
+        return
+    try:
+        shared = _wake_redis()
+        if shared is not None:
+            client, prefix = shared
+            key = prefix + task_name
+            if not _published(lambda: client.set(key, 1, nx=True, ex=WAKE_KEY_SECONDS)):
+                return
+        _published(lambda: task.apply_async((), retry=False))
+    except Exception:  # noqa: S110 - the breaker logged it; the periodic job covers it
+        pass
+
+
+def wake_on_commit(task_name: str) -> None:
+    """`wake` after the caller's transaction commits (at once outside one)."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: wake(task_name))
+
+
+def wake_taken(task_name: str) -> None:
+    """Called by the claimer before each claim: a `wake` from now on asks for another
+    run (its caller's rows may be committed after this claim's snapshot)."""
+    if app.conf.task_always_eager:
+        with _wake_lock:
+            _wakes_pending.discard(task_name)
+        return
+    try:
+        shared = _wake_redis()
+        if shared is not None:
+            client, prefix = shared
+            _published(lambda: client.delete(prefix + task_name))
+    except Exception:  # noqa: S110 - the key expires; the claim goes on regardless
+        pass

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, other middleware's included, names it.
+    "project.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -215,8 +217,8 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # API calls are health-checked by load balancers over plain HTTP too.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers health-check and Prometheus scrapes over plain HTTP too.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -306,7 +308,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_M
 # A publish that cannot reach the broker fails at once (no connection retries, a short
 # connect timeout): an API request must not wait for a broker that is down. The rows are
 # the source of truth and the periodic jobs send what a lost message left behind.
-HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "1"))
+HERALD_BROKER_CONNECT_TIMEOUT = float(os.environ.get("HERALD_BROKER_CONNECT_TIMEOUT", "0.5"))
+# After a failed publish, nothing is published for this long (project.background's
+# circuit breaker): requests skip the broker, the periodic jobs claim the work.
+HERALD_BROKER_RETRY_SECONDS = float(os.environ.get("HERALD_BROKER_RETRY_SECONDS", "5"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     "max_retries": 0,
@@ -322,11 +327,27 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TIMEZONE = "UTC"
 
+# Log lines (docs/operations.md, "Logs"): "json" = one JSON object per line (timestamp,
+# level, logger, message, request_id), for log collectors; "text" = one readable line.
+# Both name the request (or the task of a request) they were written for.
+HERALD_LOG_FORMAT = os.environ.get("HERALD_LOG_FORMAT", "json" if PRODUCTION else "text")
+if HERALD_LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("HERALD_LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "project.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"()": "project.logs.TextFormatter"},
+        "json": {"()": "project.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": HERALD_LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -399,7 +420,8 @@ HERALD_AUTOMATION_MAX_DEPTH = int(os.environ.get("HERALD_AUTOMATION_MAX_DEPTH", 
 # Events still unevaluated, and runs no worker advanced, this long after their time
 # are picked up again by the periodic workflows.tick job (lost message, killed worker).
 HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_SECONDS", "60"))
-# Events per evaluation task, and rows the periodic job hands on per tick.
+# Events one claim of due work takes (evaluation and delivery fan-out, automation.due),
+# and rows the periodic job hands on per tick.
 HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
 HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
 
@@ -422,6 +444,21 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 # One answer to "which address did this come from" (HERALD_TRUSTED_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "project.api.ratelimit.client_address"
+
+# ---------------------------------------------------------------- Metrics
+# (docs/operations.md, "Monitoring") GET /metrics answers loopback clients, and any
+# client sending `Authorization: Bearer <HERALD_METRICS_TOKEN>` (empty = loopback only).
+HERALD_METRICS_TOKEN = os.environ.get("HERALD_METRICS_TOKEN", "")
+if HERALD_METRICS_TOKEN and len(HERALD_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("HERALD_METRICS_TOKEN must be at least 32 characters long.")
+# Off behind a reverse proxy on the same machine that Herald cannot tell apart from a
+# local client (HERALD_TRUSTED_PROXY_COUNT = 0): then only the token opens /metrics.
+HERALD_METRICS_ALLOW_LOOPBACK = env_bool("HERALD_METRICS_ALLOW_LOOPBACK", True)
+# Backlog counts stop here (the age of the oldest item stays exact): a scrape's cost
+# is bounded whatever the backlog.
+HERALD_METRICS_COUNT_CAP = int(os.environ.get("HERALD_METRICS_COUNT_CAP", "100000"))
+# herald_deliveries_completed counts the deliveries finished within this many seconds.
+HERALD_METRICS_WINDOW_SECONDS = int(os.environ.get("HERALD_METRICS_WINDOW_SECONDS", "60"))
 
 # ---------------------------------------------------------------- Content-Security-Policy
 # (django-csp; docs/operations.md, "Content-Security-Policy") Every page's scripts and

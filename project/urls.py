@@ -7,6 +7,8 @@ from django.urls import include, path
 from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from project.metrics import metrics_view
+
 API = "rest-api/enterprise-interface/v1.0/"
 
 
@@ -26,6 +28,7 @@ urlpatterns = [
     path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path(f"{API}schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         f"{API}docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"

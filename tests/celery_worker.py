@@ -119,9 +119,11 @@ def celery_broker() -> Iterator[Broker]:
 
     `transaction.on_commit` enqueues then go to Redis exactly as in production.
     """
+    from project.background import BREAKER
     from project.celery import app
 
     broker = broker_for_this_process()
+    BREAKER.reset()  # a broker-down test before this one must not keep publishes off
     keys = ("broker_url", "broker_transport_options", "task_always_eager", "task_default_queue")
     saved = {key: app.conf.get(key) for key in keys}
     app.conf.update(

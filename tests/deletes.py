@@ -9,12 +9,12 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from automation.due import due_events_process
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.schedules.services import schedule_create
 from automation.webhooks.deliveries import delivery_create
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.workflows.models import WorkflowRun
-from automation.workflows.runner import events_evaluate
 from automation.workflows.selectors import active_workflows_forget
 from events_app.models import Event, EventType
 from tests.factories import CustomerFactory, EventFactory
@@ -63,7 +63,7 @@ def evaluated(trigger: EventType, count: int, capture: Any) -> list[WorkflowRun]
     ]
     active_workflows_forget()  # the cache is dropped on commit, which a `db` test never reaches
     with capture(execute=False):
-        events_evaluate(event_ids=[e.pk for e in events])
+        due_events_process(event_ids=[e.pk for e in events])
     return list(WorkflowRun.objects.filter(event__in=events))
 
 

@@ -25,6 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from automation.due import due_events_process
 from events_app.models import ApiClient
 from project.api.strict import StrictAPIView
 from tests.conftest import API
@@ -195,8 +196,10 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     webhook_id = _created(
         api.post(f"{API}/webhooks", BODIES["webhooks", "post"], format="json"), "webhook_id"
     )
-    # Stores the event and its delivery to the webhook (sending happens after commit: never here).
+    # Stores the event, then claims its due work as the worker its commit wakes would:
+    # its delivery to the webhook is made (sending happens after commit: never here).
     event_id = _created(api.post(f"{API}/events", _event("first"), format="json"), "event_id")
+    due_events_process()
     event = api.get(f"{API}/events/{event_id}").json()["data"]
     delivery = api.get(f"{API}/deliveries", {"event_id": event_id}).json()["data"]["deliveries"]
     schedules = [

@@ -45,7 +45,6 @@ AUDIT_TYPE = "segment"
 # A key is a slug (SegmentSerializer's pattern, Segment.key's SlugField).
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BUILD_TASK = "automation.segment_build"
-REFRESH_EVENTS_TASK = "automation.segments_refresh_events"
 REFRESH_CUSTOMERS_TASK = "automation.segments_refresh_customers"
 # A build still `building` this long after its segment's last change was lost (a
 # killed worker, a lost message): the sweep starts it again.

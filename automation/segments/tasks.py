@@ -7,10 +7,8 @@ from celery import shared_task
 from automation.segments.services import (
     BUILD_TASK,
     REFRESH_CUSTOMERS_TASK,
-    REFRESH_EVENTS_TASK,
     segment_build,
     segments_refresh_for_customers,
-    segments_refresh_for_event_ids,
 )
 
 
@@ -18,12 +16,6 @@ from automation.segments.services import (
 def segment_build_task(segment_id: str, version: int) -> int:
     """Evaluate every customer for a segment version (a lost one is restarted by the sweep)."""
     return segment_build(segment_id=segment_id, version=version)
-
-
-@shared_task(name=REFRESH_EVENTS_TASK, acks_late=True, reject_on_worker_lost=True)
-def segments_refresh_events_task(event_ids: list[str]) -> int:
-    """Re-evaluate the segments reading these stored events' types, for their customers."""
-    return segments_refresh_for_event_ids(event_ids=event_ids)
 
 
 @shared_task(name=REFRESH_CUSTOMERS_TASK, acks_late=True, reject_on_worker_lost=True)

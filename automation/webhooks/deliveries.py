@@ -2,7 +2,8 @@
 
 Everything that calls out (webhook subscriptions, scheduled callbacks, workflow
 actions, endpoint pings) creates a `Delivery` with `delivery_create` (or builds
-rows with `delivery_build`) inside its own transaction; after commit a task runs
+rows with `delivery_build`; new events' subscriptions: `deliveries_fan_out`, in the
+claim of due events) inside its own transaction; after commit a task runs
 `automation.webhooks.sender.deliver_one`. The periodic dispatcher there finds rows
 whose message was lost, whose worker died, or whose retry is due, so the database
 row — never the broker — decides what is still to be sent.
@@ -14,16 +15,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from automation.webhooks.models import Delivery, Endpoint
 from events_app.models import Event
+from events_app.payloads import event_payload
 from project import background
 from project.errors import ConflictError
 
@@ -81,6 +84,8 @@ def deliveries_enqueue_on_commit(delivery_ids: list[str]) -> None:
     def send() -> None:
         try:
             background.enqueue_many(SEND_TASK, [(i,) for i in delivery_ids])
+        except background.BrokerUnavailable:
+            pass  # the breaker logged it; the dispatcher sends them once QUEUE_LEASE lapses
         except Exception:
             # The rows are committed: the dispatcher sends them once QUEUE_LEASE lapses.
             # Failing the caller (an API request whose events are stored) would be worse.
@@ -111,6 +116,84 @@ def delivery_create(
         event.is_delivered = False
     deliveries_enqueue_on_commit([delivery.pk])
     return delivery
+
+
+def _subscriptions() -> dict[str, set[str]]:
+    """Active subscription endpoint id -> its event type ids (empty = every type), in
+    one query (served by endpoint_active_kind_idx)."""
+    subscriptions: dict[str, set[str]] = {}
+    for endpoint_id, type_id in Endpoint.objects.filter(
+        kind=Endpoint.Kind.SUBSCRIPTION, active=True
+    ).values_list("id", "event_types"):
+        types = subscriptions.setdefault(endpoint_id, set())
+        if type_id is not None:
+            types.add(type_id)
+    return subscriptions
+
+
+def deliveries_fan_out(*, events: Sequence[Event], now: datetime) -> list[str]:
+    """New events' webhook deliveries, in the caller's transaction (the claim of due
+    events, automation.due); returns the ids of the deliveries created.
+
+    `events`: those ingested while subscriptions took them (is_delivered false). One
+    delivery per (event, active subscription that takes its type), newest endpoint
+    first; its payload is the event as
+    GET /events/{id} shows it, its message id (`webhook-id`) made here, once. A pair
+    that has a delivery already is skipped, so a repeated fan-out creates nothing. Of
+    each endpoint, as many as its concurrency limit are handed to send tasks after
+    commit; the rest stay due (each sending worker's follow-on and the dispatcher take
+    them). An event left without an outstanding delivery counts as delivered again.
+    """
+    subscriptions = _subscriptions()
+    event_ids = [e.pk for e in events]
+    existing = (
+        set(
+            Delivery.objects.filter(event_id__in=event_ids, endpoint_id__in=subscriptions)
+            .values_list("event_id", "endpoint_id")
+            .order_by()
+        )
+        if subscriptions
+        else set()
+    )
+    limit = max(int(settings.HERALD_DELIVERY_ENDPOINT_CONCURRENCY), 1)
+    queued_per_endpoint: dict[str, int] = {}
+    rows: list[Delivery] = []
+    bare: list[str] = []
+    for event in events:
+        endpoint_ids = sorted(
+            (
+                endpoint_id
+                for endpoint_id, types in subscriptions.items()
+                if (not types or event.event_type_id in types)
+                and (event.pk, endpoint_id) not in existing
+            ),
+            reverse=True,
+        )
+        if not endpoint_ids:
+            bare.append(event.pk)
+            continue
+        event.is_delivered = False  # as the payload shows it until the deliveries succeed
+        payload = event_payload(event)
+        for endpoint_id in endpoint_ids:
+            seen = queued_per_endpoint.get(endpoint_id, 0)
+            queued_per_endpoint[endpoint_id] = seen + 1
+            rows.append(
+                Delivery(
+                    endpoint_id=endpoint_id,
+                    event_id=event.pk,
+                    message_id=message_id_new(),
+                    payload=payload,
+                    next_attempt_at=now,
+                    queued_until=now + QUEUE_LEASE if seen < limit else None,
+                    created_at=now,
+                )
+            )
+    if rows:
+        Delivery.objects.bulk_create(rows)
+        deliveries_enqueue_on_commit([d.pk for d in rows if d.queued_until is not None])
+    if bare:
+        events_refresh_delivered(bare)
+    return [d.pk for d in rows]
 
 
 # ---------------------------------------------------------------- is_delivered

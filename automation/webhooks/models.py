@@ -59,6 +59,15 @@ class Endpoint(models.Model):
                 condition=Q(active=True),
                 name="endpoint_active_kind_idx",
             ),
+            # GET /metrics: failing endpoints per kind and since when (automation.metrics).
+            # Holds only endpoints failing right now.
+            models.Index(
+                fields=["kind", "first_failure_at"],
+                condition=Q(active=True, first_failure_at__isnull=False),
+                name="endpoint_failing_idx",
+            ),
+            # GET /metrics: disabled endpoints per kind. Holds only disabled endpoints.
+            models.Index(fields=["kind"], condition=Q(active=False), name="endpoint_disabled_idx"),
         ]
 
     def __str__(self) -> str:
@@ -151,6 +160,13 @@ class Delivery(models.Model):
             models.Index(fields=["event", "status"], name="delivery_event_idx"),
             # GET /deliveries?status=failed (newest first).
             models.Index(fields=["status", "id"], name="delivery_status_idx"),
+            # GET /metrics: deliveries finished in the last minute, per final status
+            # (automation.metrics). Pending rows are not in it.
+            models.Index(
+                fields=["status", "completed_at"],
+                condition=Q(completed_at__isnull=False),
+                name="delivery_completed_idx",
+            ),
         ]
 
     def __str__(self) -> str:

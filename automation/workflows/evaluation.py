@@ -1,11 +1,12 @@
-"""Evaluating pending events: step 2 of the runner's protocol (automation.workflows.runner).
+"""Evaluating claimed events: step 2 of the runner's protocol (automation.workflows.runner).
 
-`events_evaluate(event_ids)` locks the still-pending events (`FOR UPDATE SKIP
-LOCKED`: two workers never evaluate the same event), evaluates every triggered
-workflow (pure engine), applies re-entry policies under a per-(workflow, customer)
-advisory lock, inserts the matched WorkflowRuns (UNIQUE (event, workflow)) and
-clears the flag -- all in one transaction. A worker killed before the commit leaves
-the events pending (the sweeper re-enqueues them); after it, the runs exist.
+`events_evaluate_claimed(events)` runs inside the claim of due events (automation.due:
+the events are locked with `FOR UPDATE SKIP LOCKED`, so two workers never evaluate
+the same event, and their flag is cleared): it evaluates every triggered workflow
+(pure engine), applies re-entry policies under a per-(workflow, customer) advisory
+lock and inserts the matched WorkflowRuns (UNIQUE (event, workflow)) -- all in the
+claim's transaction. A worker killed before the commit leaves the events pending
+(the next claim takes them); after it, the runs exist.
 
 One event never fails its batch: an event that cannot be evaluated (an instant
 outside the years 1-9999 in UTC, stored before datetimes were validated; a
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,9 +29,8 @@ from typing import Any
 
 import msgspec
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import Max
-from django.utils import timezone
 
 from automation.workflows.engine import evaluate, matches
 from automation.workflows.models import Workflow, WorkflowRun
@@ -183,102 +182,45 @@ def _contexts(
     return contexts
 
 
-def events_evaluate(*, event_ids: list[str], now: datetime | None = None) -> list[str]:
-    """Evaluate a batch of pending events; returns the ids of the runs created.
+def events_evaluate_claimed(
+    *, events: Sequence[Event | EventRow], problems: dict[str, str], now: datetime
+) -> list[str]:
+    """Evaluate claimed events (automation.due: locked, flag cleared, in the caller's
+    transaction) against every active workflow their type triggers; returns the ids of
+    the runs created that have actions to run.
 
-    Events already evaluated, or locked by another worker, are skipped. An event
-    that cannot be evaluated gets failed runs saying why; the others are evaluated.
+    `problems`: event id -> why it cannot be evaluated (failed runs say so). An event
+    whose evaluation crashes gets failed runs saying why; the others are evaluated.
     """
-    now = now or timezone.now()
-    cache = active_workflows()
-    with transaction.atomic():
-        events = pending_events_claim(event_ids=event_ids)
-        if not events:
-            return []
-        # Only PostgreSQL can hold an instant Python cannot (EventRow.problem).
-        failed = {e.id: e.problem for e in events if isinstance(e, EventRow) and e.problem}
-        contexts = _contexts([e for e in events if e.id not in failed], cache.by_type, now, failed)
-        candidates = []
-        refused = []
-        for event in events:
-            workflows = cache.by_type.get(event.event_type_id, ())
-            if event.id in failed:
-                refused += [_not_evaluated(w, event, now, failed[event.id]) for w in workflows]
-                continue
-            for workflow in workflows:
-                try:
-                    # The quick answer first; the explanation only for a match.
-                    if matches(workflow.compiled, contexts[event.id]):
-                        explanation = evaluate(workflow.compiled, contexts[event.id])
-                        candidates.append((workflow, event, explanation.as_dict()))
-                except Exception as exc:
-                    logger.exception("workflow %s crashed on event %s", workflow.id, event.id)
-                    refused.append(_not_evaluated(workflow, event, now, _crash(exc)))
-        runs = [
-            _run(workflow, event, now, explanation)
-            for workflow, event, explanation in _reentry_allows(candidates, now)
-        ]
-        # A run that exists already (the unique (event, workflow) pair) is skipped by
-        # the database; only the inserted runs that have actions to run come back.
-        return runs_insert([*runs, *refused]) if runs or refused else []
-
-
-def pending_events_claim(*, event_ids: list[str]) -> Sequence[Event | EventRow]:
-    """Lock the still-pending events of `event_ids` and clear their flag, in the caller's
-    transaction (a rollback restores it); returns them ordered by id.
-
-    `FOR UPDATE SKIP LOCKED`: an event another worker is evaluating is skipped. On
-    PostgreSQL one statement locks, clears and returns the rows (where a SELECT then
-    an UPDATE took two round trips and built a model instance per event).
-    """
-    if connection.vendor != "postgresql":
-        events = list(
-            Event.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=event_ids, automation_pending=True)
-            .order_by("pk")
-        )
-        Event.objects.filter(pk__in=[e.id for e in events]).update(automation_pending=False)
-        return events
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_EVENTS_SQL, [event_ids])
-        rows = cursor.fetchall()
-    claimed = [
-        EventRow(
-            id=row[0],
-            event_type_id=row[1],
-            customer_id=row[2],
-            external_id=row[3],
-            secondary_external_id=row[4],
-            # Django's psycopg setup hands jsonb over as text (JSONField decodes it).
-            data=json.loads(row[5]) if isinstance(row[5], str) else row[5],
-            occurred_at=row[6],
-            created_at=row[7],
-            depth=row[8],
-            problem=_OUT_OF_RANGE if row[9] else "",
-        )
-        for row in rows
+    by_type = active_workflows().by_type
+    triggered = [e for e in events if e.event_type_id in by_type]
+    if not triggered:
+        return []
+    failed = {e.id: problems[e.id] for e in triggered if e.id in problems}
+    contexts = _contexts([e for e in triggered if e.id not in failed], by_type, now, failed)
+    candidates = []
+    refused = []
+    for event in triggered:
+        workflows = by_type[event.event_type_id]
+        if event.id in failed:
+            refused += [_not_evaluated(w, event, now, failed[event.id]) for w in workflows]
+            continue
+        for workflow in workflows:
+            try:
+                # The quick answer first; the explanation only for a match.
+                if matches(workflow.compiled, contexts[event.id]):
+                    explanation = evaluate(workflow.compiled, contexts[event.id])
+                    candidates.append((workflow, event, explanation.as_dict()))
+            except Exception as exc:
+                logger.exception("workflow %s crashed on event %s", workflow.id, event.id)
+                refused.append(_not_evaluated(workflow, event, now, _crash(exc)))
+    runs = [
+        _run(workflow, event, now, explanation)
+        for workflow, event, explanation in _reentry_allows(candidates, now)
     ]
-    return sorted(claimed, key=lambda e: e.id)
-
-
-_CLAIM_EVENTS_SQL = """
-UPDATE events_app_event AS e SET automation_pending = false
-FROM (
-    SELECT id FROM events_app_event
-    WHERE id = ANY(%s) AND automation_pending
-    ORDER BY id FOR UPDATE SKIP LOCKED
-) AS claimed
-WHERE e.id = claimed.id
-RETURNING e.id, e.event_type_id, e.customer_id, e.external_id, e.secondary_external_id,
-    e.data, e.occurred_at, e.created_at, e.depth,
-    -- Instants Python cannot hold (read pinned to the calendar's edge: project.postgresql).
-    NOT (e.occurred_at >= '0001-01-01 00:00:00+00' AND e.occurred_at < '10000-01-01 00:00:00+00'
-        AND e.created_at >= '0001-01-01 00:00:00+00' AND e.created_at < '10000-01-01 00:00:00+00')
-"""
-_OUT_OF_RANGE = (
-    "its occurred_at or created_at lies outside the years 1-9999 in UTC (stored before "
-    "datetimes were validated), so its conditions cannot be judged."
-)
+    # A run that exists already (the unique (event, workflow) pair) is skipped by
+    # the database; only the inserted runs that have actions to run come back.
+    return runs_insert([*runs, *refused]) if runs or refused else []
 
 
 def runs_insert(runs: list[dict[str, Any]]) -> list[str]:

@@ -1,15 +1,15 @@
-"""Background work of workflows: evaluate events, run actions, sweep, resume waits.
+"""Background work of workflows: run actions, resume waits (evaluation: automation.due).
 
 The protocol (each step idempotent, safe on many workers at once):
 
 1. Ingestion flags events whose type triggers an active workflow
    (`Event.automation_pending`, written by the insert itself: automation.ingest
-   plans it) and, after commit, enqueues their ids (`enqueue_evaluation`).
-2. `events_evaluate(event_ids)` (automation.workflows.evaluation) locks the
-   still-pending events, evaluates every triggered workflow (pure engine),
-   inserts the matched WorkflowRuns and clears the flag -- all in one
-   transaction; an event that cannot be evaluated gets failed runs saying why
-   and never fails the others of its batch.
+   plans it) and, after commit, wakes the claimer of due events (automation.due).
+2. The claimer locks a batch of pending events, clears their flag and evaluates
+   every triggered workflow (`events_evaluate_claimed`, automation.workflows.evaluation:
+   pure engine, the matched WorkflowRuns inserted) -- all in one transaction; an
+   event that cannot be evaluated gets failed runs saying why and never fails the
+   others of its batch. After commit the new runs are handed on (`runs_hand_on`).
 3. `workflow_run_advance(run_id)` (its own task per run) runs the actions from `position`, one
    transaction per action: lock the run row (SKIP LOCKED), perform the action,
    record its outcome and advance `position` — so an action's effect commits
@@ -17,8 +17,8 @@ The protocol (each step idempotent, safe on many workers at once):
 4. `workflow_runs_dispatch_due(now)` (periodic) resumes waiting runs that are
    due and pending runs a killed worker left behind (their `resume_at` is set
    to creation + grace, so a live worker normally finishes them first).
-5. `events_sweep_pending(now)` (periodic) re-enqueues events still pending
-   after the grace period (a lost broker message, a killed worker).
+5. Events whose claim was lost (a lost wake-up, a killed worker) are claimed by the
+   periodic job of the claimer (automation.due).
 """
 
 from __future__ import annotations
@@ -32,50 +32,30 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from automation.segments.services import segments_refresh_for_event_ids
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
-from automation.workflows.evaluation import events_evaluate, grace_period
+from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
-from events_app.models import Event
 from project import background
 
 logger = logging.getLogger(__name__)
 
-# The runner's tasks (automation.workflows.tasks), enqueued by name through
+# The runner's task (automation.workflows.tasks), enqueued by name through
 # project.background.
-EVALUATE_TASK = "automation.evaluate_events"
 ADVANCE_TASK = "automation.advance_workflow_run"
 
 Status = WorkflowRun.Status
 
 
-# ---------------------------------------------------------------- 1. ingestion hook
+# ---------------------------------------------------------------- 2. after evaluation
 
 
-def enqueue_evaluation(event_ids: list[str]) -> None:
-    """Hand event ids to the background-work layer in batches (never evaluate inline)."""
-    size = settings.HERALD_AUTOMATION_BATCH_SIZE
-    for start in range(0, len(event_ids), size):
-        background.enqueue(EVALUATE_TASK, event_ids[start : start + size])
-
-
-# ---------------------------------------------------------------- 2. evaluation
-
-
-def events_evaluate_and_run(*, event_ids: list[str]) -> int:
-    """Worker entry point: evaluate a batch, then hand the new runs' actions on.
-
-    Actions run as their own tasks (one per run), so a batch's evaluation is
-    never held up by its actions and the actions of a busy batch spread over
-    every worker. Returns how many runs were handed on.
-    """
-    # Segments first: the events stay flagged until evaluated, so a crash repeats both.
-    segments_refresh_for_event_ids(event_ids=event_ids)
-    run_ids = events_evaluate(event_ids=event_ids)
+def runs_hand_on(run_ids: list[str]) -> None:
+    """Hand new runs' actions on, one task per run: a batch's evaluation is never held
+    up by its actions, and the actions of a busy batch spread over every worker. A run
+    whose task is lost is resumed by `workflow_runs_dispatch_due` (its resume_at)."""
     if run_ids:
         background.enqueue_many(ADVANCE_TASK, [(run_id,) for run_id in run_ids])
-    return len(run_ids)
 
 
 # ---------------------------------------------------------------- 3. running actions
@@ -180,26 +160,6 @@ def workflow_runs_dispatch_due(*, now: datetime | None = None) -> int:
     return len(run_ids)
 
 
-def events_pending_automation(*, older_than: datetime, limit: int) -> list[str]:
-    """Events still flagged for automation since before `older_than` (partial index)."""
-    return list(
-        Event.objects.filter(automation_pending=True, created_at__lt=older_than)
-        .order_by("created_at", "id")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def events_sweep_pending(*, now: datetime | None = None) -> int:
-    """Periodic: re-enqueue events whose evaluation was lost; returns how many."""
-    now = now or timezone.now()
-    event_ids = events_pending_automation(
-        older_than=now - grace_period(), limit=settings.HERALD_AUTOMATION_DISPATCH_CHUNK
-    )
-    if event_ids:
-        enqueue_evaluation(event_ids)
-    return len(event_ids)
-
-
 def automation_tick(now: datetime | None = None) -> int:
-    """The periodic job (project.background): sweep lost evaluations, resume due runs."""
-    return events_sweep_pending(now=now) + workflow_runs_dispatch_due(now=now)
+    """The periodic job (project.background): resume due runs."""
+    return workflow_runs_dispatch_due(now=now)

@@ -158,7 +158,7 @@ class EventRow(NamedTuple):
     occurred_at: datetime
     created_at: datetime
     depth: int
-    # Why the event cannot be evaluated ("" when it can): see runner.pending_events_claim.
+    # Why the event cannot be evaluated ("" when it can): see automation.due.due_events_claim.
     problem: str = ""
 
 

@@ -1,29 +1,15 @@
-"""The workflow runner's Celery tasks: a batch of events to evaluate, one run to advance."""
+"""The workflow runner's Celery task: one run to advance (evaluation: automation.tasks)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from automation.workflows.runner import (
-    ADVANCE_TASK,
-    EVALUATE_TASK,
-    events_evaluate_and_run,
-    workflow_run_advance,
-)
+from automation.workflows.runner import ADVANCE_TASK, workflow_run_advance
 
-# Message priorities on the Redis broker (0 is served first; kombu polls a queue's
-# priority levels in order): an evaluation is never stuck behind a backlog of actions
-# on the same queue, so a burst of runs cannot delay the next batch's runs.
-EVALUATION_PRIORITY = 0
+# Message priority on the Redis broker (0 is served first; kombu polls a queue's
+# priority levels in order): a claim of due events (automation.tasks) is never stuck
+# behind a backlog of actions on the same queue.
 ACTIONS_PRIORITY = 6
-
-
-@shared_task(
-    name=EVALUATE_TASK, acks_late=True, reject_on_worker_lost=True, priority=EVALUATION_PRIORITY
-)
-def evaluate_events_task(event_ids: list[str]) -> int:
-    """Evaluate a batch of events' workflows and run the new runs' actions."""
-    return events_evaluate_and_run(event_ids=event_ids)
 
 
 @shared_task(

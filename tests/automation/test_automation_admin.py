@@ -13,13 +13,13 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from automation.due import due_events_process_and_run
 from automation.schedules.services import schedule_create
 from automation.webhooks.deliveries import delivery_create
 from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.sender import deliver_one
 from automation.webhooks.services import endpoint_create, endpoint_disable
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import events_evaluate_and_run
 from automation.workflows.selectors import active_workflows_forget
 from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.models import Event
@@ -210,7 +210,7 @@ def make_runs(count: int) -> tuple[Workflow, list[Event]]:
         for _ in range(count)
     ]
     active_workflows_forget()  # the cache is dropped on commit, which a `db` test never reaches
-    events_evaluate_and_run(event_ids=[e.pk for e in events])
+    due_events_process_and_run(event_ids=[e.pk for e in events])
     return workflow, events
 
 

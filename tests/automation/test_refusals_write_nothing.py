@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.workflows.models import Workflow, WorkflowEndpoint
 from tests.conftest import API
@@ -56,6 +57,7 @@ def test_redeliver_of_a_disabled_webhooks_delivery_is_409_and_changes_nothing(ap
         {"event": {"event_type_id": purchase.id, "customer_id": customer.id}},
         format="json",
     )
+    due_events_process()  # what the worker a commit wakes does
     delivery = Delivery.objects.get(event_id=ingested.json()["data"]["event_id"])
     Delivery.objects.filter(pk=delivery.pk).update(status="failed", queued_until=None)
     Endpoint.objects.filter(pk=endpoint.pk).update(active=False)

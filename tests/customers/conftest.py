@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery
 from automation.webhooks.services import endpoint_create
 from automation.workflows.models import WorkflowRun
-from automation.workflows.runner import events_evaluate
 from automation.workflows.selectors import active_workflows_forget
 from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
@@ -62,7 +62,7 @@ def customer_history(
         with django_capture_on_commit_callbacks(execute=False):
             stored = events_ingest_batch(items=items).stored
             assert len(stored) == events
-            events_evaluate(event_ids=[e.id for e in stored])
+            due_events_process(event_ids=[e.id for e in stored])
         customer = Customer.objects.get(external_id=external_id)
         assert WorkflowRun.objects.filter(customer=customer).count() == events
         attempt_each(Delivery.objects.filter(event__customer=customer))

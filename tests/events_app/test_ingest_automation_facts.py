@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import Workflow
 from automation.workflows.selectors import active_workflows_forget
@@ -74,12 +75,12 @@ def test_a_workflow_created_and_deactivated_elsewhere_flags_exactly_the_events_b
     api: Any,
 ) -> None:
     purchase = EventTypeFactory(key="purchase")
-    before = ingest(api, purchase, "r1")
+    before = ingest(api, purchase, "r1", claim=False)
     workflow = Workflow.objects.create(name="w", conditions={}, actions=[], active=True)
     workflow.trigger_event_types.set([purchase])
-    during = ingest(api, purchase, "r2")
+    during = ingest(api, purchase, "r2", claim=False)
     Workflow.objects.filter(pk=workflow.pk).update(active=False, updated_at=timezone.now())
-    after = ingest(api, purchase, "r3")
+    after = ingest(api, purchase, "r3", claim=False)
 
     flagged = dict(Event.objects.values_list("id", "automation_pending"))
     assert flagged == {before: False, during: True, after: False}
@@ -126,7 +127,7 @@ def test_a_single_post_is_two_statements_and_no_orm_query(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
-def test_a_single_post_with_a_subscription_inserts_its_deliveries_in_the_same_statement(
+def test_a_single_post_with_subscriptions_writes_only_the_flagged_event_and_the_claim_fans_out(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     purchase = EventTypeFactory(key="purchase")
@@ -137,16 +138,23 @@ def test_a_single_post_with_a_subscription_inserts_its_deliveries_in_the_same_st
     assert response.status_code == 201
     event_id = response.json()["data"]["event_id"]
     # Two statements, as without subscriptions: the reference read, then the INSERT of
-    # the event (is_delivered = false written with the row), its records and its
-    # deliveries. No transaction, no SELECT of the event or the endpoints, no UPDATE.
+    # the event, flagged (automation_pending, is_delivered = false written with the row),
+    # and its records. No delivery row, no transaction, no SELECT, no UPDATE.
     statements = [q for q in sent if "SAVEPOINT" not in q]
     assert len(statements) == 2
     assert "events_app_eventtype" in statements[0]
     assert statements[1].lstrip().startswith("WITH input AS")
-    assert 'INSERT INTO "automation_delivery"' in statements[1]
+    assert "automation_delivery" not in statements[1]
     assert [q["sql"] for q in orm.captured_queries if "SAVEPOINT" not in q["sql"]] == []
-    assert Event.objects.get(pk=event_id).is_delivered is False
+    stored = Event.objects.get(pk=event_id)
+    assert (stored.is_delivered, stored.automation_pending) == (False, True)
+    assert Delivery.objects.filter(event_id=event_id).count() == 0
+
+    outcome = due_events_process()  # what the worker the commit wakes does
+
+    assert outcome.claimed == 1
     assert Delivery.objects.filter(event_id=event_id).count() == 2
+    assert Event.objects.get(pk=event_id).automation_pending is False
 
 
 def test_a_delivery_payload_is_the_event_exactly_as_get_shows_it(api: Any) -> None:
@@ -169,6 +177,7 @@ def test_a_delivery_payload_is_the_event_exactly_as_get_shows_it(api: Any) -> No
     )
     assert response.status_code == 201, response.json()
     event_id = response.json()["data"]["event_id"]
+    due_events_process()  # what the worker the commit wakes does
 
     shown = api.get(f"{API}/events/{event_id}").json()["data"]
     (payload,) = Delivery.objects.filter(event_id=event_id).values_list("payload", flat=True)

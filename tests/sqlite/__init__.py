@@ -37,8 +37,9 @@ automation/schedules/selectors.py isArray: EXISTS over json_each(context, path) 
   _with_context                   a JSON type check (path @> [value])
 automation/workflows/evaluation.py nothing: SQLite serializes write transactions       workflows
   _advisory_locks                 (pg_advisory_xact_lock per workflow and customer)   (re-entry)
-automation/workflows/evaluation.py SELECT (FOR UPDATE is dropped), then UPDATE the     workflows
-  pending_events_claim            flags (one UPDATE ... RETURNING, SKIP LOCKED)
+automation/due.py                 one UPDATE ... WHERE id IN (SELECT ... LIMIT)       workflows,
+  due_events_claim                RETURNING, no lock clause (UPDATE ... FROM (SELECT  delivery
+                                  ... FOR UPDATE SKIP LOCKED) RETURNING)
 automation/workflows/evaluation.py bulk_create(ignore_conflicts) + SELECT of the       workflows
   runs_insert                     pending ids (INSERT ... json_to_recordset ... ON
                                   CONFLICT ... RETURNING)
@@ -46,7 +47,8 @@ automation/segments/membership.py nothing: SQLite serializes write transactions 
   _lock_customers                 (FOR NO KEY UPDATE of the customers' rows)
 events_app/selectors.py           COUNT(*) always (sums the trigger-maintained        lists_and_
   event_count                     EventCount rows: all events, or one type)           counts,
-                                                                                      deletes
+                                                                                      deletes,
+                                                                                      metrics
 project/admin/lists.py            None, so the admin counts (pg_class.reltuples)      lists_and_
   table_row_estimate                                                                  counts
 events_app/api_clients.py         the raw read's naive last_used_at is made UTC       lists_and_

@@ -169,22 +169,18 @@ def test_batch_runs_every_matching_event_and_reentry_keeps_one_per_customer(
     ]
 
 
-def test_lost_evaluation_is_found_by_the_sweep_after_the_grace_period(api, purchase, settings):
-    settings.HERALD_AUTOMATION_GRACE_SECONDS = 60
+def test_lost_wake_up_is_found_by_the_periodic_claim(api, purchase):
     workflow = create_workflow(api, actions=[{"type": "add_tags", "tags": ["vip"]}])
-    # Stored without running what the request hands on after commit (a lost message).
-    with time_machine.travel(T0, tick=False):
-        event_id = ok(post(api, "/events", purchase_item("alice")), 201)["event_id"]
+    # Stored without running what the request hands on after commit (a lost wake-up).
+    event_id = ok(post(api, "/events", purchase_item("alice")), 201)["event_id"]
+    assert runs(api, workflow) == []
 
-    with time_machine.travel(T0 + timedelta(seconds=30), tick=False):
-        assert run_job("workflows.tick") == 0
-        assert runs(api, workflow) == []
-    with time_machine.travel(T0 + timedelta(seconds=61), tick=False):
-        handed_on = run_job("workflows.tick")
+    claimed = run_job("due.claim")
 
-    assert handed_on == 1
+    assert claimed == 1
     assert [(r["event_id"], r["status"]) for r in runs(api, workflow)] == [(event_id, "succeeded")]
     assert Customer.objects.get(external_id="alice").tags == ["vip"]
+    assert run_job("due.claim") == 0
 
 
 def test_failing_action_fails_the_run_and_keeps_earlier_actions(api, purchase, after_commit):

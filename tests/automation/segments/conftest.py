@@ -7,10 +7,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from automation.due import due_events_process_and_run
 from automation.segments.models import Segment
 from automation.segments.selectors import loaded_segments_forget
 from automation.segments.services import SegmentInput, segment_create
-from automation.workflows.runner import events_evaluate_and_run
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
@@ -57,7 +57,7 @@ def make_segment(db: None, django_capture_on_commit_callbacks: Any) -> Callable[
 @pytest.fixture
 def ingest(db: None, django_capture_on_commit_callbacks: Any) -> Callable[..., Event]:
     """Store one event through ingestion, then run its background work as a worker would
-    (the evaluation task: segments, then workflows)."""
+    (the claimer of due events: segments, then workflows)."""
 
     def ingest_one(
         event_type: str = "purchase",
@@ -81,7 +81,7 @@ def ingest(db: None, django_capture_on_commit_callbacks: Any) -> Callable[..., E
             stored = events_store(prepared=prepared).stored
         event = Event.objects.get(pk=stored[0].id)
         if background:
-            events_evaluate_and_run(event_ids=[event.pk])
+            due_events_process_and_run(event_ids=[event.pk])
         return event
 
     return ingest_one

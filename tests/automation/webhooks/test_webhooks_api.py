@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from standardwebhooks import Webhook
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.sender import deliver_one, dispatch_due_deliveries
 from automation.webhooks.services import endpoint_create
@@ -24,7 +25,9 @@ def create_webhook(api, receiver, **fields):
     return api.post(f"{API}/webhooks", body, format="json")
 
 
-def ingest(api, event_type, ref="r1"):
+def ingest(api, event_type, ref="r1", *, claim=True):
+    """POST one event, then (`claim`) do what the worker its commit wakes does (a `db`
+    test never commits): claim it, creating its deliveries (not sent)."""
     customer = CustomerFactory()
     response = api.post(
         f"{API}/events",
@@ -32,6 +35,8 @@ def ingest(api, event_type, ref="r1"):
         format="json",
     )
     assert response.status_code == 201, response.json()
+    if claim:
+        due_events_process()
     return response.json()["data"]["event_id"]
 
 

@@ -7,9 +7,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery
 from automation.workflows.models import Workflow
-from automation.workflows.runner import events_evaluate, workflow_run_advance
+from automation.workflows.runner import workflow_run_advance
 from automation.workflows.selectors import active_workflows_forget
 from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.ingestion import events_prepare, events_store
@@ -114,7 +115,7 @@ def webhook_runs(
         ]
         event = ingest(records={"amount": "12", "sku": "SKU-1"})
         with django_capture_on_commit_callbacks(execute=False):  # not sent here
-            for run_id in events_evaluate(event_ids=[event.pk]):
+            for run_id in due_events_process(event_ids=[event.pk]).run_ids:
                 workflow_run_advance(run_id=run_id)
         return [(w, Delivery.objects.get(endpoint__workflow_link__workflow=w)) for w in workflows]
 

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 import time_machine
 
+from automation.due import due_events_process, due_events_process_and_run
 from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import Workflow, WorkflowRun
 from automation.workflows.runner import (
     automation_tick,
-    events_evaluate,
-    events_evaluate_and_run,
     workflow_run_advance,
 )
 from automation.workflows.selectors import active_workflows_forget
@@ -39,7 +38,7 @@ def test_update_customer_merges_attributes_and_null_removes_a_key(
     )
     event = ingest()
     Customer.objects.filter(pk=event.customer_id).update(attributes={"trial": True, "x": 1})
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     assert Customer.objects.get(pk=event.customer_id).attributes == {"x": 1, "tier": "gold"}
     run = only_run()
     assert run.status == "succeeded"
@@ -59,7 +58,7 @@ def test_add_and_remove_tags_keep_order_and_skip_duplicates(
     )
     event = ingest()
     Customer.objects.filter(pk=event.customer_id).update(tags=["trial", "vip"])
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     assert Customer.objects.get(pk=event.customer_id).tags == ["vip", "buyer"]
 
 
@@ -76,7 +75,7 @@ def test_emit_event_ingests_a_follow_up_that_is_itself_evaluated(
         actions=[{"type": "add_tags", "tags": ["seen"]}],
     )
     event = ingest()
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     follow_up = Event.objects.get(event_type=login)
     assert (follow_up.customer_id, follow_up.depth, follow_up.data) == (
         event.customer_id,
@@ -85,7 +84,7 @@ def test_emit_event_ingests_a_follow_up_that_is_itself_evaluated(
     )
     assert follow_up.automation_pending is True
     assert only_run().outcomes[0]["detail"] == {"event_id": follow_up.pk, "depth": 1}
-    events_evaluate_and_run(event_ids=[follow_up.pk])
+    due_events_process_and_run(event_ids=[follow_up.pk])
     assert Customer.objects.get(pk=event.customer_id).tags == ["seen"]
 
 
@@ -99,7 +98,7 @@ def test_loop_guard_stops_a_self_triggering_chain_at_the_depth_limit(
     make_workflow(name="loop", actions=[{"type": "emit_event", "event_type": "purchase"}])
     pending = [ingest().pk]
     for _ in range(10):  # bounded: a broken guard would fail the count below
-        events_evaluate_and_run(event_ids=pending)
+        due_events_process_and_run(event_ids=pending)
         pending = list(Event.objects.filter(automation_pending=True).values_list("pk", flat=True))
         if not pending:
             break
@@ -125,7 +124,7 @@ def test_failed_action_stops_the_run_and_rolls_back_only_itself(
         ]
     )
     event = ingest()
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     run = only_run()
     assert run.status == "failed"
     assert run.position == 1
@@ -148,7 +147,7 @@ def test_wait_pauses_the_run_durably_and_resumes_after_a_restart(
     )
     with time_machine.travel(T0, tick=False):
         event = ingest()
-        events_evaluate_and_run(event_ids=[event.pk])
+        due_events_process_and_run(event_ids=[event.pk])
     run = only_run()
     assert (run.status, run.position, run.resume_at) == ("waiting", 2, T0 + timedelta(hours=2))
 
@@ -173,7 +172,7 @@ def test_advancing_a_finished_run_again_fires_nothing(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
     make_workflow(actions=[{"type": "emit_event", "event_type": "purchase"}])
-    events_evaluate_and_run(event_ids=[ingest().pk])
+    due_events_process_and_run(event_ids=[ingest().pk])
     run = only_run()
     workflow_run_advance(run_id=run.pk)
     workflow_run_advance(run_id=run.pk)
@@ -191,7 +190,7 @@ def test_run_keeps_the_actions_it_matched_with_when_the_workflow_changes(
     )
     with time_machine.travel(T0, tick=False):
         event = ingest()
-        events_evaluate_and_run(event_ids=[event.pk])
+        due_events_process_and_run(event_ids=[event.pk])
     workflow_update(
         workflow=workflow, data=WorkflowInput(actions=[{"type": "add_tags", "tags": ["new"]}])
     )
@@ -221,7 +220,7 @@ def test_webhook_action_creates_a_delivery_to_a_workflow_endpoint(
     ]
     event = ingest(records={"amount": "12"})
     with django_capture_on_commit_callbacks(execute=False):  # do not send it here
-        events_evaluate(event_ids=[event.pk])
+        due_events_process(event_ids=[event.pk])
         workflow_run_advance(run_id=only_run().pk)
     delivery = Delivery.objects.get()
     run = only_run()

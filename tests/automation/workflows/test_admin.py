@@ -11,9 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from automation.due import due_events_process_and_run
 from automation.workflows.admin import render_tree
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import events_evaluate_and_run
 from events_app.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -88,7 +88,7 @@ def test_run_history_per_workflow_per_event_and_by_outcome(
 ) -> None:
     workflow = make_workflow(actions=[{"type": "add_tags", "tags": ["x"]}])
     first, second = ingest(), ingest()
-    events_evaluate_and_run(event_ids=[first.pk, second.pk])
+    due_events_process_and_run(event_ids=[first.pk, second.pk])
     WorkflowRun.objects.filter(event=second).update(status="failed", error="boom")
 
     by_workflow = staff.get(f"/admin/automation/workflowrun/?workflow__id__exact={workflow.pk}")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from automation.due import due_events_process_and_run
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import events_evaluate_and_run
 from customers.models import Customer
 from events_app.models import Event
 from tests.conftest import API
@@ -165,7 +165,7 @@ def test_runs_lists_the_workflows_runs_with_status_filter(
 ) -> None:
     workflow_id = create(api)
     event = ingest(records={"amount": 150})
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     response = api.get(f"{URL}/{workflow_id}/runs")
     data = response.json()["data"]
     assert data["total_items"] == 1

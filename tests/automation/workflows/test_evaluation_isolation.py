@@ -3,19 +3,14 @@ why, is not tried again, and the other events of the batch are evaluated."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 
+from automation.due import due_events_process
 from automation.workflows import evaluation
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import (
-    events_evaluate,
-    events_pending_automation,
-    events_sweep_pending,
-)
 from events_app.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +46,7 @@ def test_an_event_with_an_instant_python_cannot_hold_fails_alone(
     events = [ingest(customer=name) for name in ("alice", "bob", "carol")]
     poison(events[1], stored)
 
-    created = events_evaluate(event_ids=[e.pk for e in events])
+    created = due_events_process(event_ids=[e.pk for e in events]).run_ids
 
     assert created == []  # no actions: matched runs are finished at once
     assert runs() == {
@@ -71,16 +66,15 @@ def test_the_failed_event_is_not_claimed_or_swept_again(
     make_workflow(conditions={})
     events = [ingest(customer=name) for name in ("alice", "bob")]
     poison(events[0])
-    events_evaluate(event_ids=[e.pk for e in events])
+    due_events_process(event_ids=[e.pk for e in events])
     before = WorkflowRun.objects.count()
 
-    again = events_evaluate(event_ids=[e.pk for e in events])
-    later = datetime.now(UTC) + timedelta(days=1)
+    again = due_events_process(event_ids=[e.pk for e in events]).run_ids
 
     assert again == []
     assert WorkflowRun.objects.count() == before == 2
-    assert events_pending_automation(older_than=later, limit=100) == []
-    assert events_sweep_pending(now=later) == 0
+    assert not Event.objects.filter(automation_pending=True).exists()
+    assert due_events_process().claimed == 0
 
 
 def test_a_condition_that_crashes_on_one_event_fails_that_event_only(
@@ -98,7 +92,7 @@ def test_a_condition_that_crashes_on_one_event_fails_that_event_only(
 
     monkeypatch.setattr(evaluation, "matches", crash_on_bob)
 
-    events_evaluate(event_ids=[e.pk for e in events])
+    due_events_process(event_ids=[e.pk for e in events])
 
     outcome = {
         (r.workflow_id, r.event.customer.external_id): (r.status, r.error)
@@ -130,7 +124,7 @@ def test_facts_that_crash_on_one_event_are_read_one_event_at_a_time(
     bob = events[1].customer_id
     monkeypatch.setattr(evaluation, "batch_contexts", crash_with_bob)
 
-    events_evaluate(event_ids=[e.pk for e in events])
+    due_events_process(event_ids=[e.pk for e in events])
 
     assert runs() == {
         "alice": ("succeeded", ""),
@@ -145,10 +139,10 @@ def test_a_run_not_evaluated_does_not_count_for_once_per_customer(
     make_workflow(conditions={}, reentry=Workflow.ONCE_PER_CUSTOMER)
     first = ingest(customer="alice")
     poison(first)
-    events_evaluate(event_ids=[first.pk])
+    due_events_process(event_ids=[first.pk])
     second = ingest(customer="alice")
 
-    events_evaluate(event_ids=[second.pk])
+    due_events_process(event_ids=[second.pk])
 
     statuses = dict(WorkflowRun.objects.values_list("event_id", "status"))
     assert statuses == {first.pk: "failed", second.pk: "succeeded"}

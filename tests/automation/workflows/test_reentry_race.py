@@ -8,8 +8,8 @@ import threading
 import pytest
 from django.db import connection
 
+from automation.due import due_events_process
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import events_evaluate
 from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
 from events_app.models import Event, EventType
@@ -24,7 +24,7 @@ def evaluate_concurrently(event_ids: list[str]) -> None:
     def work(event_id: str) -> None:
         try:
             barrier.wait(timeout=10)
-            events_evaluate(event_ids=[event_id])
+            due_events_process(event_ids=[event_id])
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -12,16 +12,12 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from automation.due import due_events_process, due_events_process_and_run
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.workflows.runner import (
-    events_evaluate,
-    events_evaluate_and_run,
-    events_pending_automation,
-    events_sweep_pending,
-    workflow_runs_due,
-)
+from automation.workflows.runner import workflow_runs_due
 from automation.workflows.services import WorkflowInput, workflow_set_active, workflow_update
 from events_app.models import Event
+from project.background import run_job
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BIG = {"property": "amount", "op": "gte", "value": 100}
@@ -61,7 +57,7 @@ def test_matching_event_leaves_one_run_with_its_explanation_and_clears_the_flag(
     big = ingest(records={"amount": "250"})
     small = ingest(records={"amount": "20"})
 
-    run_ids = events_evaluate(event_ids=[big.pk, small.pk])
+    run_ids = due_events_process(event_ids=[big.pk, small.pk]).run_ids
 
     run = WorkflowRun.objects.get()
     assert run_ids == [run.pk]
@@ -94,7 +90,7 @@ def test_workflow_without_actions_records_a_finished_run(
     make_workflow(conditions=BIG)
     event = ingest(records={"amount": "250"})
     with time_machine.travel(T0, tick=False):
-        assert events_evaluate(event_ids=[event.pk]) == []  # nothing left to run
+        assert due_events_process(event_ids=[event.pk]).run_ids == []  # nothing left to run
     run = WorkflowRun.objects.get()
     assert (run.status, run.finished_at, run.resume_at, run.outcomes) == ("succeeded", T0, None, [])
 
@@ -104,10 +100,10 @@ def test_evaluating_the_same_events_again_creates_nothing(
 ) -> None:
     make_workflow(conditions=BIG)
     event = ingest(records={"amount": "250"})
-    events_evaluate_and_run(event_ids=[event.pk])
+    due_events_process_and_run(event_ids=[event.pk])
     # A retried task, a re-sent broker message, the sweeper: nothing new.
     Event.objects.filter(pk=event.pk).update(automation_pending=True)
-    assert events_evaluate(event_ids=[event.pk]) == []
+    assert due_events_process(event_ids=[event.pk]).run_ids == []
     assert WorkflowRun.objects.count() == 1
 
 
@@ -117,7 +113,7 @@ def test_only_workflows_triggered_by_the_event_type_are_evaluated(
     make_workflow(name="on purchase", trigger_event_types=["purchase"])
     make_workflow(name="on login", trigger_event_types=[login.pk])  # by id works too
     bought = ingest("purchase")
-    events_evaluate(event_ids=[bought.pk])
+    due_events_process(event_ids=[bought.pk])
     assert run_pairs() == [("on purchase", None)]
 
 
@@ -129,7 +125,7 @@ def test_inactive_workflow_does_not_fire_and_reactivation_is_seen_at_once(
     assert Event.objects.get(pk=first.pk).automation_pending is False
     workflow_set_active(workflow=workflow, active=True)
     second = ingest()
-    events_evaluate(event_ids=[first.pk, second.pk])
+    due_events_process(event_ids=[first.pk, second.pk])
     assert list(WorkflowRun.objects.values_list("event_id", flat=True)) == [second.pk]
 
 
@@ -137,12 +133,12 @@ def test_workflow_edit_is_picked_up_by_the_cached_engine(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
     workflow = make_workflow(conditions=BIG)
-    events_evaluate(event_ids=[ingest(records={"amount": "50"}).pk])
+    due_events_process(event_ids=[ingest(records={"amount": "50"}).pk])
     workflow_update(
         workflow=workflow,
         data=WorkflowInput(conditions={"property": "amount", "op": "lt", "value": 100}),
     )
-    events_evaluate(event_ids=[ingest(records={"amount": "50"}).pk])
+    due_events_process(event_ids=[ingest(records={"amount": "50"}).pk])
     assert WorkflowRun.objects.count() == 1
     assert WorkflowRun.objects.get().workflow_version == 2
 
@@ -163,9 +159,9 @@ def test_reentry_policy_limits_runs_per_customer(
 ) -> None:
     make_workflow(reentry=reentry)
     with time_machine.travel(T0, tick=False):
-        events_evaluate(event_ids=[ingest().pk, ingest().pk])  # same batch, same customer
+        due_events_process(event_ids=[ingest().pk, ingest().pk])  # same batch, same customer
     with time_machine.travel(T0 + timedelta(days=7, seconds=1), tick=False):
-        events_evaluate(event_ids=[ingest().pk])
+        due_events_process(event_ids=[ingest().pk])
     assert WorkflowRun.objects.count() == expected_runs
 
 
@@ -173,8 +169,8 @@ def test_reentry_is_per_customer(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
     make_workflow(reentry="once_per_customer")
-    events_evaluate(event_ids=[ingest(customer="alice").pk, ingest(customer="bob").pk])
-    events_evaluate(event_ids=[ingest(customer="alice").pk])
+    due_events_process(event_ids=[ingest(customer="alice").pk, ingest(customer="bob").pk])
+    due_events_process(event_ids=[ingest(customer="alice").pk])
     assert WorkflowRun.objects.count() == 2
 
 
@@ -183,11 +179,11 @@ def test_reentry_period_edge_is_exclusive(
 ) -> None:
     make_workflow(reentry="once_per_customer_per:P1D")
     with time_machine.travel(T0, tick=False):
-        events_evaluate(event_ids=[ingest().pk])
+        due_events_process(event_ids=[ingest().pk])
     with time_machine.travel(T0 + timedelta(days=1), tick=False):
-        events_evaluate(event_ids=[ingest().pk])  # exactly one period later: allowed again
+        due_events_process(event_ids=[ingest().pk])  # exactly one period later: allowed again
     with time_machine.travel(T0 + timedelta(days=1, hours=23), tick=False):
-        events_evaluate(event_ids=[ingest().pk])  # within the period of the second run
+        due_events_process(event_ids=[ingest().pk])  # within the period of the second run
     assert WorkflowRun.objects.count() == 2
 
 
@@ -207,11 +203,11 @@ def test_count_window_includes_events_just_inside_and_excludes_just_outside(
         third = ingest(occurred_at=T0)
         Event.objects.update(automation_pending=False)
         Event.objects.filter(pk=third.pk).update(automation_pending=True)
-        events_evaluate(event_ids=[third.pk])
+        due_events_process(event_ids=[third.pk])
     assert WorkflowRun.objects.count() == 0  # only 2 inside the window
     with time_machine.travel(T0, tick=False):
         fourth = ingest(occurred_at=T0 - timedelta(hours=1))
-        events_evaluate(event_ids=[fourth.pk])
+        due_events_process(event_ids=[fourth.pk])
     run = WorkflowRun.objects.get()
     assert run.event_id == fourth.pk
     assert run.explanation["leaves"][0]["actual"] == 3
@@ -228,9 +224,9 @@ def test_count_at_most_n_and_other_customers_do_not_count(
             ingest(customer="bob", occurred_at=T0 - timedelta(minutes=5))
         Event.objects.update(automation_pending=False)
         alice_first = ingest(customer="alice", occurred_at=T0)
-        events_evaluate(event_ids=[alice_first.pk])
+        due_events_process(event_ids=[alice_first.pk])
         alice_second = ingest(customer="alice", occurred_at=T0)
-        events_evaluate(event_ids=[alice_second.pk])
+        due_events_process(event_ids=[alice_second.pk])
     assert list(WorkflowRun.objects.values_list("event_id", flat=True)) == [alice_first.pk]
 
 
@@ -241,7 +237,7 @@ def test_first_event_of_type_matches_once_per_customer(
     first = ingest(customer="alice", occurred_at=T0)
     second = ingest(customer="alice", occurred_at=T0 + timedelta(minutes=1))
     bob = ingest(customer="bob", occurred_at=T0 + timedelta(minutes=2))
-    events_evaluate(event_ids=[first.pk, second.pk, bob.pk])  # one batch
+    due_events_process(event_ids=[first.pk, second.pk, bob.pk])  # one batch
     assert sorted(WorkflowRun.objects.values_list("event_id", flat=True)) == sorted(
         [first.pk, bob.pk]
     )
@@ -258,37 +254,37 @@ def test_one_query_per_frequency_condition_per_batch(
     make_workflow(name="a", conditions=count)
     make_workflow(name="b", conditions={"all": [count, {"first": "purchase"}]})
     ids = [ingest(customer=f"c{i}").pk for i in range(30)]
-    events_evaluate(event_ids=ids[:1])  # warm the cache
+    due_events_process(event_ids=ids[:1])  # warm the cache
     # stamp, lock events, type keys, declared types, records, customers,
     # 1 count + 1 first query, insert runs, clear flags, savepoints.
     with django_assert_max_num_queries(14):
-        events_evaluate(event_ids=ids[1:])
+        due_events_process(event_ids=ids[1:])
     assert WorkflowRun.objects.filter(workflow__name="a").count() == 30
 
 
 # ---------------------------------------------------------------- sweeper / dispatcher
 
 
-def test_sweeper_reenqueues_only_events_pending_past_the_grace_period(
+def test_periodic_claim_evaluates_events_whose_wake_up_was_lost_oldest_first(
     purchase: Any,
     make_workflow: Callable[..., Workflow],
     ingest: Callable[..., Event],
     settings: Any,
 ) -> None:
-    settings.HERALD_AUTOMATION_GRACE_SECONDS = 60
+    settings.HERALD_AUTOMATION_BATCH_SIZE = 2  # one claim takes two: the job loops
     make_workflow()
     with time_machine.travel(T0, tick=False):
-        lost = ingest()
-    with time_machine.travel(T0 + timedelta(seconds=50), tick=False):
-        recent = ingest()
-    with time_machine.travel(T0 + timedelta(seconds=61), tick=False):
-        assert events_pending_automation(older_than=T0 + timedelta(seconds=1), limit=10) == [
-            lost.pk
-        ]
-        # No broker in tests: the enqueue runs inline, as a worker would.
-        assert events_sweep_pending() == 1
-    assert list(WorkflowRun.objects.values_list("event_id", flat=True)) == [lost.pk]
-    assert Event.objects.get(pk=recent.pk).automation_pending is True
+        events = [ingest(customer=f"c{i}") for i in range(3)]  # wake-ups never sent
+
+    claimed = run_job("due.claim")
+
+    assert claimed == 3
+    assert sorted(WorkflowRun.objects.values_list("event_id", flat=True)) == sorted(
+        e.pk for e in events
+    )
+    assert not Event.objects.filter(automation_pending=True).exists()
+    assert run_job("due.claim") == 0  # nothing twice
+    assert WorkflowRun.objects.count() == 3
 
 
 def test_run_left_pending_by_a_killed_worker_is_dispatched_after_the_grace_period(
@@ -298,7 +294,7 @@ def test_run_left_pending_by_a_killed_worker_is_dispatched_after_the_grace_perio
 ) -> None:
     make_workflow(actions=[{"type": "add_tags", "tags": ["buyer"]}])
     with time_machine.travel(T0, tick=False):
-        events_evaluate(event_ids=[ingest().pk])  # evaluated, actions never started
+        due_events_process(event_ids=[ingest().pk])  # evaluated, actions never started
     run = WorkflowRun.objects.get()
     assert workflow_runs_due(now=T0 + timedelta(seconds=59), limit=10) == []
     assert workflow_runs_due(now=T0 + timedelta(seconds=60), limit=10) == [run.pk]

@@ -12,11 +12,12 @@ import pytest
 from django.apps import apps
 from django.utils import timezone
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.sender import deliver_one
 from automation.webhooks.services import endpoint_create
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
-from automation.workflows.runner import events_evaluate, workflow_run_advance
+from automation.workflows.runner import workflow_run_advance
 from automation.workflows.selectors import active_workflows_forget
 from automation.workflows.services import WorkflowInput, workflow_update
 from events_app.models import Event
@@ -105,7 +106,7 @@ def test_a_webhook_action_naming_another_workflows_endpoint_fails_and_sends_noth
     active_workflows_forget()
     event = ingest()
     with django_capture_on_commit_callbacks(execute=False):
-        for run_id in events_evaluate(event_ids=[event.pk]):
+        for run_id in due_events_process(event_ids=[event.pk]).run_ids:
             workflow_run_advance(run_id=run_id)
 
     run = WorkflowRun.objects.get(workflow=mine, event=event)

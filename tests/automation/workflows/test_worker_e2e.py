@@ -13,12 +13,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from automation.workflows.models import WorkflowRun
-from automation.workflows.runner import events_sweep_pending, workflow_runs_dispatch_due
+from automation.workflows.runner import workflow_runs_dispatch_due
 from automation.workflows.services import WorkflowInput, workflow_create
 from customers.models import Customer
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
+from project.background import RUN_PERIODIC, enqueue
 from tests.celery_worker import celery_broker, celery_worker, wait_until
 from tests.conftest import API
 
@@ -84,7 +85,7 @@ def test_batch_through_the_api_fires_exactly_the_expected_runs_on_a_real_worker(
 def test_killed_worker_loses_no_evaluation_and_fires_no_action_twice(
     db: None, settings: Any
 ) -> None:
-    settings.HERALD_AUTOMATION_BATCH_SIZE = 20  # the enqueuing side splits the batches
+    small_claims = {"HERALD_AUTOMATION_BATCH_SIZE": "20"}  # the worker claims 20 at a time
     setup_workflow()
     total = 240  # every other one matches: 120 runs, 240 actions
     with celery_broker() as broker:
@@ -94,20 +95,21 @@ def test_killed_worker_loses_no_evaluation_and_fires_no_action_twice(
         ]
         prepared, invalid = events_prepare(items=items)
         assert not invalid
-        events_store(prepared=prepared)  # commits; 12 tasks of 20 events go to Redis
+        events_store(prepared=prepared)  # commits; one wake-up goes to Redis
         # Solo pool: tasks run one at a time in the process that is killed.
-        with celery_worker(broker, pool="solo") as worker:
+        with celery_worker(broker, pool="solo", env=small_claims) as worker:
             wait_until(lambda: WorkflowRun.objects.count() >= 15, timeout=60, what="first runs")
             worker.kill()
         pending_at_kill = Event.objects.filter(automation_pending=True).count()
         assert pending_at_kill > 0, "the worker finished before the kill; nothing was tested"
 
-        # A new worker; the periodic job (run here with a clock past the grace
-        # period) re-enqueues what the dead worker held.
-        with celery_worker(broker, pool="solo"):
+        # A new worker; the periodic claim (sent as beat sends it) takes the events the
+        # dead worker's wake-up left, the dispatcher (run here with a clock past the
+        # grace period) the runs it held.
+        with celery_worker(broker, pool="solo", env=small_claims):
             later = timezone.now() + timedelta(hours=1)
             for _ in range(200):  # bounded
-                events_sweep_pending(now=later)
+                enqueue(RUN_PERIODIC, "due.claim")
                 workflow_runs_dispatch_due(now=later)
                 try:
                     wait_until(lambda: unfinished() == 0, timeout=3, what="all work done")

@@ -18,12 +18,12 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from automation.due import due_events_process
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.webhooks.sender import deliver_one, dispatch_due_deliveries
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.runner import (
     automation_tick,
-    events_evaluate,
     workflow_run_advance,
 )
 from automation.workflows.services import workflow_delete, workflow_set_active
@@ -150,7 +150,7 @@ def waiting_webhook(
         )
         event = ingest()
         with django_capture_on_commit_callbacks(execute=False):
-            for run_id in events_evaluate(event_ids=[event.pk]):
+            for run_id in due_events_process(event_ids=[event.pk]).run_ids:
                 workflow_run_advance(run_id=run_id)
         for workflow in workflows:
             assert statuses(WorkflowRun, workflow) == ["waiting"]
@@ -241,7 +241,7 @@ def test_reactivating_starts_afresh_cancelled_runs_stay_cancelled(
     workflow_set_active(workflow=stopped, active=True)
     event = ingest()
     with django_capture_on_commit_callbacks(execute=False):
-        for run_id in events_evaluate(event_ids=[event.pk]):
+        for run_id in due_events_process(event_ids=[event.pk]).run_ids:
             workflow_run_advance(run_id=run_id)
 
     assert statuses(WorkflowRun, stopped) == ["cancelled", "waiting"]
@@ -258,7 +258,7 @@ def test_a_run_created_from_a_stale_copy_after_deactivation_is_cancelled_not_run
     workflow = make_workflow(actions=[{"type": "add_tags", "tags": ["late"]}])
     event = ingest()
     with django_capture_on_commit_callbacks(execute=False):
-        (run_id,) = events_evaluate(event_ids=[event.pk])
+        (run_id,) = due_events_process(event_ids=[event.pk]).run_ids
     # Another process deactivated it between the evaluation and the run's first step.
     Workflow.objects.filter(pk=workflow.pk).update(active=False)
 

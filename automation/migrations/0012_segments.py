@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("automation", "0010_clamp_schedule_end_dates"),
+        ("automation", "0011_metrics_indexes"),
         ("customers", "0001_initial"),
     ]
 
