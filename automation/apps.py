@@ -17,9 +17,14 @@ class AutomationConfig(AppConfig):
         from automation.metrics import metrics_register
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
+        from automation.segments.services import (
+            segments_refresh_customers_on_commit,
+            segments_sweep_due,
+        )
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
+        from customers.hooks import customer_change_hook_register
         from events_app.ingest_hooks import ingest_hook_register
         from project.background import periodic_job_register
 
@@ -43,3 +48,12 @@ class AutomationConfig(AppConfig):
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
         # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
         metrics_register()
+        # Segments: a customer's fields changed (customers.hooks), and the sweep of
+        # answers that change with time alone (windows running out) and lost builds.
+        customer_change_hook_register(
+            "segments",
+            lambda customer_ids, fields: segments_refresh_customers_on_commit(
+                customer_ids=customer_ids, fields=fields
+            ),
+        )
+        periodic_job_register(name="segments.sweep", interval_seconds=5.0, func=segments_sweep_due)

@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from automation.segments.services import segments_refresh_for_events
 from automation.webhooks.deliveries import deliveries_fan_out
 from automation.workflows.evaluation import events_evaluate_claimed
 from automation.workflows.runner import runs_hand_on
@@ -144,6 +145,9 @@ def due_events_process(
         events, problems = due_events_claim(limit=limit, event_ids=event_ids)
         if not events:
             return DueOutcome()
+        # Segments first, in the claim's transaction: a workflow's segment leaf sees the
+        # entries and exits these events caused, and a rollback repeats both.
+        segments_refresh_for_events(events=events)
         run_ids = events_evaluate_claimed(events=events, problems=problems, now=now)
         # Only events still waiting for their deliveries: one marked delivered (PATCH)
         # before the claim wants none.

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from automation.due import CLAIM_TASK
+from automation.segments.selectors import SegmentStamp, loaded_segments
+from automation.segments.selectors import stamp_sql_parts as segment_stamp_sql_parts
 from automation.webhooks.deliveries import event_deliveries_cancel
 from automation.webhooks.models import Endpoint
 from automation.workflows.selectors import active_workflows
@@ -40,6 +42,7 @@ from project.sql import fetch_all
 logger = logging.getLogger(__name__)
 
 STAMP = "workflows"
+SEGMENTS = "segments"
 SUBSCRIPTION = "subscription"
 
 
@@ -51,24 +54,29 @@ class IngestFacts:
     # Active subscription endpoint id -> its event type ids (empty = every type).
     subscriptions: dict[str, set[str]]
     workflow_stamp: WorkflowStamp
+    segment_stamp: SegmentStamp = ("0", None)
 
     @classmethod
     def of_rows(cls, rows: Iterable[tuple[Any, ...]]) -> IngestFacts:
         """From the rows of `facts_sql` (only their first three columns are read)."""
         subscriptions: dict[str, set[str]] = {}
         stamp: WorkflowStamp = ("0", None)
+        segment_stamp: SegmentStamp = ("0", None)
         for kind, first, second, *_ in rows:
             if kind == STAMP:
                 stamp = (first, second)
                 continue
+            if kind == SEGMENTS:
+                segment_stamp = (first, second)
+                continue
             types = subscriptions.setdefault(first, set())
             if second is not None:
                 types.add(second)
-        return cls(subscriptions, stamp)
+        return cls(subscriptions, stamp, segment_stamp)
 
 
 @functools.cache
-def _parts() -> tuple[tuple[str, str], tuple[str, str]]:
+def _parts() -> tuple[tuple[str, str], ...]:
     """The stamp and the subscriptions as (select list of 3 columns, the rest), built
     from the models."""
     through = Endpoint.event_types.through._meta
@@ -83,7 +91,8 @@ def _parts() -> tuple[tuple[str, str], tuple[str, str]]:
         f"LEFT JOIN {through.db_table} t ON t.{endpoint_column} = e.id "
         f"WHERE e.kind = '{Endpoint.Kind.SUBSCRIPTION.value}' AND e.active",
     )
-    return stamp, subscriptions
+    segment_columns, segment_rest = segment_stamp_sql_parts()
+    return stamp, subscriptions, (f"SELECT '{SEGMENTS}', {segment_columns}", segment_rest)
 
 
 @functools.cache
@@ -126,6 +135,14 @@ def events_plan(*, events: Sequence[PreparedEvent], facts: IngestFacts) -> dict[
                 plans[event.id] = EventPlan(automation_pending=True)
     for event_id in events_subscribed(events=events, subscriptions=facts.subscriptions):
         plans[event_id] = EventPlan(automation_pending=True, is_delivered=False)
+    # Segments: events whose type a segment reads, or whose customer is new, are
+    # evaluated too (automation.segments.services.segments_refresh_for_events).
+    segments = loaded_segments(stamp=facts.segment_stamp)
+    for event in events:
+        if segments.ordered and (
+            event.new_customer is not None or event.event_type_id in segments.event_type_ids
+        ):
+            plans.setdefault(event.id, EventPlan()).automation_pending = True
     return plans
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 
 __all__ = [
     "Delivery",
@@ -18,6 +19,9 @@ __all__ = [
     "Endpoint",
     "Schedule",
     "ScheduleRun",
+    "Segment",
+    "SegmentCheck",
+    "SegmentMembership",
     "Workflow",
     "WorkflowEndpoint",
     "WorkflowRun",

@@ -6,10 +6,20 @@ from __future__ import annotations
 from celery import shared_task
 
 from automation.due import CLAIM_TASK, due_events_drain
+from automation.segments.tasks import (
+    segment_build_task,
+    segments_refresh_customers_task,
+)
 from automation.webhooks.tasks import deliver_one_task
 from automation.workflows.tasks import advance_workflow_run_task
 
-__all__ = ["advance_workflow_run_task", "claim_due_task", "deliver_one_task"]
+__all__ = [
+    "advance_workflow_run_task",
+    "claim_due_task",
+    "deliver_one_task",
+    "segment_build_task",
+    "segments_refresh_customers_task",
+]
 
 # Served before actions on a shared queue (automation.workflows.tasks).
 CLAIM_PRIORITY = 0

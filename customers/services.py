@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from customers.hooks import customers_changed
 from customers.models import Customer
 from project.audit.services import audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
@@ -36,6 +37,7 @@ def customer_create(
                 obj_id=customer.pk,
                 after=audit_snapshot(customer),
             )
+            customers_changed(customer_ids=[customer.pk], fields=None)
             return customer
     except IntegrityError:
         existing = Customer.objects.filter(external_id=external_id).values_list("id", flat=True)
@@ -71,6 +73,7 @@ def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
                 before=before,
                 after=audit_snapshot(customer),
             )
+            customers_changed(customer_ids=[customer.pk], fields=sorted(fields))
     except IntegrityError:
         customer.refresh_from_db()
         existing = Customer.objects.filter(external_id=fields.get("external_id"))

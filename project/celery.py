@@ -35,11 +35,14 @@ TASK_QUEUES: dict[str, str] = {
     "automation.deliver_one": DELIVERIES,
     "automation.claim_due": EVALUATION,
     "automation.advance_workflow_run": EVALUATION,
+    "automation.segment_build": EVALUATION,
+    "automation.segments_refresh_customers": EVALUATION,
 }
 # Periodic job name (project.background) -> queue, for `automation.run_periodic`.
 PERIODIC_JOB_QUEUES: dict[str, str] = {
     "schedules.dispatch": SCHEDULES,
     "due.claim": EVALUATION,
+    "segments.sweep": EVALUATION,
 }
 RUN_PERIODIC = "automation.run_periodic"
 

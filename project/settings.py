@@ -463,6 +463,12 @@ HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_
 HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
 HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
 
+# ---------------------------------------------------------------- Segments
+# (docs/automation.md, "Segments"): customers evaluated per transaction (refresh and
+# build), and due time-based checks the sweep takes per tick.
+HERALD_SEGMENT_BATCH_SIZE = int(os.environ.get("HERALD_SEGMENT_BATCH_SIZE", "1000"))
+HERALD_SEGMENT_SWEEP_CHUNK = int(os.environ.get("HERALD_SEGMENT_SWEEP_CHUNK", "5000"))
+
 # ---------------------------------------------------------------- Admin login throttling
 # (docs/operations.md, "Admin logins"; django-axes records every attempt and lockout)
 # After this many failed logins for one username from one address, that pair is locked

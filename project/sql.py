@@ -120,6 +120,16 @@ def insert_parts(
 # ---------------------------------------------------------------- reading rows
 
 
+def table_stamp_parts(model: type[Model]) -> tuple[str, str]:
+    """A small table's stamp, (number of rows, latest updated_at) as text: (select list
+    of its 2 columns, the rest of the statement). Any create, update or delete changes
+    it, so a process compares it with the one its cached copy was read at."""
+    return (
+        "CAST(count(*) AS TEXT), CAST(max(updated_at) AS TEXT)",
+        f"FROM {model._meta.db_table}",
+    )
+
+
 def model_columns(model: type[Model], alias: str) -> str:
     """`alias."column", …` of every concrete column of `model`, in field order (the
     order model_instance reads them in)."""

@@ -159,6 +159,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("schedule-detail", "patch"): {"schedule": {"tags": ["changed"]}},
     ("workflows", "post"): WORKFLOW,
     ("workflow-detail", "patch"): {"workflow": {**WORKFLOW["workflow"], "name": "Renamed"}},
+    ("segments", "post"): {"segment": {"key": "new_segment", "name": "New", "condition": {}}},
+    ("segment-detail", "patch"): {"segment": {"name": "Renamed"}},
+    ("segments-preview", "post"): {"condition": {}},
 }
 
 
@@ -205,6 +208,8 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     ]
     assert api.post(f"{API}/schedules/{schedules[1]}/pause").status_code == 200
     workflow_id = _created(api.post(f"{API}/workflows", WORKFLOW, format="json"), "workflow_id")
+    segment = {"segment": {"key": "buyers", "name": "Buyers", "condition": {}}}
+    segment_id = _created(api.post(f"{API}/segments", segment, format="json"), "segment_id")
     return World(
         api=contract_api,
         ids={
@@ -215,6 +220,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "delivery_id": delivery[0]["delivery_id"],
             "schedule_id": schedules[0],
             "workflow_id": workflow_id,
+            "segment_id": segment_id,
         },
         paused_schedule_id=schedules[1],
         bodies={**BODIES, ("workflow-test", "post"): {"event_id": event_id}},

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from automation.schedules.api.urls import urlpatterns as schedule_urls
+from automation.segments.api.urls import urlpatterns as segment_urls
 from automation.webhooks.api.urls import urlpatterns as delivery_urls
 from automation.workflows.api.urls import urlpatterns as workflow_urls
 
-urlpatterns = [*delivery_urls, *schedule_urls, *workflow_urls]
+urlpatterns = [*delivery_urls, *schedule_urls, *workflow_urls, *segment_urls]

@@ -64,6 +64,8 @@ def _leaf_text(leaf: dict[str, Any]) -> str:
     if subject == "first":
         first = leaf.get("value", True)
         return f"this is {'' if first else 'not '}the customer's first '{target}' event"
+    if subject == "segment":
+        return f"a member of segment '{target}'"
     if subject == "count" and isinstance(target, dict):
         what = f"number of '{target.get('event_type')}' events within {target.get('within')}"
     else:

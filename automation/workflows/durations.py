@@ -21,6 +21,8 @@ def parse_duration(text: Any) -> timedelta:
         parsed = isodate.parse_duration(text)
     except (isodate.ISO8601Error, ValueError):
         raise ValueError(f"'{text}' is not an ISO 8601 duration (e.g. 'P7D', 'PT2H')") from None
+    except OverflowError:
+        raise ValueError(f"'{text}' is longer than any date range") from None
     if not isinstance(parsed, timedelta):
         raise ValueError(f"'{text}': use weeks, days, hours, minutes or seconds, not months/years")
     if parsed <= timedelta(0):

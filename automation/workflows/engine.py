@@ -44,6 +44,9 @@ class EventContext:
     property_types: dict[str, str] = field(default_factory=dict)  # property_id → value type
     counts: dict[CountKey, int] = field(default_factory=dict)
     first_of_type: dict[str, bool] = field(default_factory=dict)  # event_type_id → is first
+    # The ids and keys of the segments the customer is in (read when a tree has a
+    # segment leaf: automation.workflows.selectors).
+    segments: frozenset[str] = frozenset()
     now: datetime | None = None
     # Typed property values, parsed once per event however many leaves read them.
     parsed: dict[str, Any] = field(default_factory=dict)
@@ -171,11 +174,15 @@ class Leaf(Node):
     def __init__(self, path: str, node: dict[str, Any], type_ids: dict[str, str]) -> None:
         self.path = path
         self.subject = next(
-            key for key in ("property", "event", "customer", "count", "first") if key in node
+            key
+            for key in ("property", "event", "customer", "count", "first", "segment")
+            if key in node
         )
         self.target = node[self.subject]
         self.op_name: str = node.get("op", "eq")
-        self.expected: Any = node.get("value", True if self.subject == "first" else None)
+        self.expected: Any = node.get(
+            "value", True if self.subject in {"first", "segment"} else None
+        )
         self.operator: Operator = REGISTRY[self.op_name]
         self.prepared = self.operator.prepare(self.expected) if self.operator.takes_value else None
         self.segments: tuple[str, ...] = ()
@@ -204,6 +211,8 @@ class Leaf(Node):
         if self.subject == "count":
             assert self.count_key is not None
             return ctx.counts.get(self.count_key, MISSING)
+        if self.subject == "segment":
+            return self.target in ctx.segments
         assert self.type_id is not None
         return ctx.first_of_type.get(self.type_id, MISSING)
 
@@ -274,6 +283,7 @@ class CompiledWorkflow:
         leaves = leaves_of(self.root)
         self.count_keys = {leaf.count_key for leaf in leaves if leaf.count_key is not None}
         self.first_types = {leaf.type_id for leaf in leaves if leaf.type_id is not None}
+        self.reads_segments = any(leaf.subject == "segment" for leaf in leaves)
 
 
 def evaluate(workflow: CompiledWorkflow, context: EventContext) -> Explanation:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
+from automation.segments.selectors import current_segment_refs
 from automation.workflows.engine import CompiledWorkflow, CountKey, EventContext
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.stamp import WorkflowStamp, workflow_stamp_read
@@ -294,6 +295,12 @@ def batch_contexts(
         type_id: first_event_ids(event_type_id=type_id, customer_ids=ids)
         for type_id, ids in first_customers.items()
     }
+    segment_customers = {
+        event.customer_id
+        for event in events
+        if any(w.compiled.reads_segments for w in workflows_by_type.get(event.event_type_id, ()))
+    }
+    segments = current_segment_refs(customer_ids=segment_customers) if segment_customers else {}
 
     contexts: dict[str, EventContext] = {}
     for event in events:
@@ -310,6 +317,7 @@ def batch_contexts(
                 type_id: first.get(event.customer_id) == event.id
                 for type_id, first in firsts.items()
             },
+            segments=segments.get(event.customer_id, frozenset()),
             now=now,
         )
     return contexts

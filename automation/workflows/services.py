@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from automation.segments.selectors import segments_existing
 from automation.webhooks.deliveries import deliveries_cancel_pending
 from automation.webhooks.services import endpoint_delete, endpoint_rotate_secret
 from automation.workflows.actions import validate_actions
@@ -84,13 +85,19 @@ def _check_reentry(value: str, errors: dict[str, list[str]]) -> None:
 
 
 def _check_tree_types(tree: dict[str, Any], errors: dict[str, list[str]]) -> None:
-    """count / first leaves must name event types that exist."""
+    """count / first leaves must name event types that exist, segment leaves segments."""
     refs = set()
+    segments = set()
     for leaf in condition_trees.iter_leaves(tree):
         if "count" in leaf:
             refs.add(leaf["count"]["event_type"])
         elif "first" in leaf:
             refs.add(leaf["first"])
+        elif "segment" in leaf:
+            segments.add(leaf["segment"])
+    unknown = sorted(segments - segments_existing(refs=segments)) if segments else []
+    if unknown:
+        errors.setdefault("conditions", []).append(f"Unknown segment(s): {', '.join(unknown)}.")
     if not refs:
         return
     known = set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from automation.workflows.models import Workflow
-from project.sql import fetch_all
+from project.sql import fetch_all, table_stamp_parts
 
 WorkflowStamp = tuple[str, str | None]
 
@@ -20,10 +20,7 @@ WorkflowStamp = tuple[str, str | None]
 @functools.cache
 def stamp_sql_parts() -> tuple[str, str]:
     """(select list of its 2 columns, the rest of the statement), built from the model."""
-    return (
-        "CAST(count(*) AS TEXT), CAST(max(updated_at) AS TEXT)",
-        f"FROM {Workflow._meta.db_table}",
-    )
+    return table_stamp_parts(Workflow)
 
 
 def workflow_stamp_read() -> WorkflowStamp:

@@ -114,6 +114,19 @@ def query_params(*parameters: OpenApiParameter) -> Callable[[F], F]:
     return decorate
 
 
+def bool_query_param(request: Request, name: str) -> bool | None:
+    """A true/false query parameter; None when absent or empty."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in {"true", "false"}:
+        raise ApiError(
+            f"Query parameter '{name}' must be true or false.",
+            details={name: [f"'{raw}' is not true or false."]},
+        )
+    return raw.lower() == "true"
+
+
 def reject_unknown_query_params(query: Collection[str], accepted: Collection[str]) -> None:
     """400 naming the parameters not in `accepted`, with the accepted ones in `details`."""
     unknown = sorted(set(query) - set(accepted))

@@ -174,6 +174,8 @@ def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
         "3 deliveries",
         "3 delivery attempts",
         "3 workflow runs",
+        "0 segment memberships",
+        "0 segment checks",
     ]
     assert response.status_code == 302
     assert list(Customer.objects.values_list("external_id", flat=True)) == ["bob"]

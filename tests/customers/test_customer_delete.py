@@ -20,10 +20,10 @@ from tests.factories import EventFactory, EventTypeFactory
 pytestmark = pytest.mark.django_db
 
 MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
-# Reading the customer's key, SAVEPOINT, 7 DELETEs and 1 UPDATE, RELEASE: one per
+# Reading the customer's key, SAVEPOINT, 9 DELETEs and 1 UPDATE, RELEASE: one per
 # table the delete reaches, whatever the number of rows; around them the audit entry's
 # INSERT and the SAVEPOINT / RELEASE of the transaction that holds both.
-DELETE_QUERIES = 14
+DELETE_QUERIES = 16
 
 
 def table_rows() -> dict[str, int]:
@@ -153,4 +153,6 @@ def test_the_delete_follows_every_relation_into_customers_read_from_the_models()
             ],
         ),
         ("automation.WorkflowRun.customer", "cascade", []),
+        ("automation.SegmentMembership.customer", "cascade", []),
+        ("automation.SegmentCheck.customer", "cascade", []),
     ]

@@ -43,6 +43,8 @@ automation/due.py                 one UPDATE ... WHERE id IN (SELECT ... LIMIT) 
 automation/workflows/evaluation.py bulk_create(ignore_conflicts) + SELECT of the       workflows
   runs_insert                     pending ids (INSERT ... json_to_recordset ... ON
                                   CONFLICT ... RETURNING)
+automation/segments/membership.py nothing: SQLite serializes write transactions       segments
+  _lock_customers                 (FOR NO KEY UPDATE of the customers' rows)
 events_app/selectors.py           COUNT(*) always (sums the trigger-maintained        lists_and_
   event_count                     EventCount rows: all events, or one type)           counts,
                                                                                       deletes,

@@ -20,6 +20,8 @@ def queue_of(name: str, args: tuple[object, ...] = ()) -> str:
         ("automation.deliver_one", "deliveries"),
         ("automation.claim_due", "evaluation"),
         ("automation.advance_workflow_run", "evaluation"),
+        ("automation.segment_build", "evaluation"),
+        ("automation.segments_refresh_customers", "evaluation"),
     ],
 )
 def test_each_kind_of_task_goes_to_its_queue(task: str, queue: str) -> None:
@@ -31,6 +33,7 @@ def test_ticks_and_due_claims_go_to_their_queues_other_periodic_jobs_to_the_defa
     queues = {job.name: queue_of(RUN_PERIODIC, (job.name,)) for job in periodic_jobs()}
     assert queues.pop("schedules.dispatch") == "schedules"
     assert queues.pop("due.claim") == "evaluation"
+    assert queues.pop("segments.sweep") == "evaluation"
     assert queues, "no other periodic job registered"
     assert set(queues.values()) == {default}
 

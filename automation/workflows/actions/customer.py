@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from automation.workflows.actions.base import Action, ActionContext, ActionResult
+from customers.hooks import customers_changed
 from customers.models import Customer
 
 MAX_TAGS = 100
@@ -41,6 +42,7 @@ class UpdateCustomer(Action):
                 attributes[key] = value
         customer.attributes = attributes
         customer.save(update_fields=["attributes", "updated_at"])
+        customers_changed(customer_ids=[customer.pk], fields=["attributes"])
         return ActionResult({"attributes": sorted(spec["attributes"])})
 
 
@@ -71,6 +73,7 @@ class _Tags(Action):
         if updated != current:
             customer.tags = updated
             customer.save(update_fields=["tags", "updated_at"])
+            customers_changed(customer_ids=[customer.pk], fields=["tags"])
         return ActionResult({"tags": updated})
 
 

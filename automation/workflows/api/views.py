@@ -24,7 +24,7 @@ from project.api.errors import ApiError
 from project.api.listing import filtered_list
 from project.api.schema import LIST_PARAMETERS, envelope, errors, msgspec_body
 from project.api.schema import list_envelope as list_schema
-from project.api.strict import StrictAPIView, query_params
+from project.api.strict import StrictAPIView, bool_query_param, query_params
 from project.idempotency.views import idempotent
 
 RUN_STATUSES = [choice.value for choice in WorkflowRun.Status]
@@ -40,18 +40,6 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         active=w.active,
         reentry=w.reentry,
     )
-
-
-def _bool_param(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if raw.lower() not in {"true", "false"}:
-        raise ApiError(
-            f"Query parameter '{name}' must be true or false.",
-            details={name: [f"'{raw}' is not true or false."]},
-        )
-    return raw.lower() == "true"
 
 
 def _secrets(workflow: Workflow, secrets: dict[str, str] | None = None) -> dict[str, Any]:
@@ -72,7 +60,7 @@ class WorkflowCollectionView(StrictAPIView):
     def get(self, request: Request) -> Response:
         def workflows() -> QuerySet[Workflow]:
             queryset = selectors.workflow_list()
-            active = _bool_param(request, "active")
+            active = bool_query_param(request, "active")
             return queryset if active is None else queryset.filter(active=active)
 
         return Response(

@@ -2,7 +2,7 @@
 
 A tree is a group `{"all": [...]}`, `{"any": [...]}`, `{"not": {...}}` or a
 leaf with exactly one subject (`property`, `event`, `customer`, `count`,
-`first`), an `op` and (for most operators) a `value`. The wire format is
+`first`, `segment`), an `op` and (for most operators) a `value`. The wire format is
 documented in docs/automation.md (## Workflows).
 
 `validate` runs when a workflow is saved; each leaf's operator checks its own
@@ -12,7 +12,7 @@ automation.workflows.engine's job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from automation.workflows.conditions.operators import NUMERIC_OPS, REGISTRY
@@ -21,7 +21,7 @@ from automation.workflows.durations import parse_duration
 MAX_DEPTH = 10
 MAX_LEAVES = 200
 
-SUBJECTS = ("property", "event", "customer", "count", "first")
+SUBJECTS = ("property", "event", "customer", "count", "first", "segment")
 EVENT_FIELDS = frozenset(
     {
         "event_id",
@@ -52,15 +52,23 @@ class ConditionError(ValueError):
 # ---------------------------------------------------------------- validation
 
 
-def validate(tree: Any, *, root: str = "conditions") -> None:
+LeafValidator = Callable[[dict[str, Any], str, dict[str, list[str]]], None]
+"""Checks one leaf (`node`, its `path`) and adds its problems to `errors` by path."""
+
+
+def validate(
+    tree: Any, *, root: str = "conditions", kinds: Mapping[str, LeafValidator] | None = None
+) -> None:
     """Raise ConditionError listing every faulty node by path (`conditions.all[2].op`).
 
-    An empty object `{}` is the tree that always matches.
+    An empty object `{}` is the tree that always matches. `kinds`: the leaf kinds
+    this tree may use, by subject key (default `WORKFLOW_LEAVES`); another tree
+    (segments) passes its own registry, sharing the groups and the built-in leaves.
     """
     errors: dict[str, list[str]] = {}
     leaves = [0]
     if tree != {}:
-        _validate_node(tree, root, 0, errors, leaves)
+        _validate_node(tree, root, 0, errors, leaves, kinds or WORKFLOW_LEAVES)
     if leaves[0] > MAX_LEAVES:
         errors.setdefault(root, []).append(f"A tree may have at most {MAX_LEAVES} leaves.")
     if errors:
@@ -72,7 +80,12 @@ def _add(errors: dict[str, list[str]], path: str, message: str) -> None:
 
 
 def _validate_node(
-    node: Any, path: str, depth: int, errors: dict[str, list[str]], leaves: list[int]
+    node: Any,
+    path: str,
+    depth: int,
+    errors: dict[str, list[str]],
+    leaves: list[int],
+    kinds: Mapping[str, LeafValidator],
 ) -> None:
     if depth > MAX_DEPTH:
         _add(errors, path, f"Groups may nest at most {MAX_DEPTH} levels deep.")
@@ -88,31 +101,42 @@ def _validate_node(
         key = groups[0]
         child_path = f"{path}.{key}"
         if key == "not":
-            _validate_node(node["not"], child_path, depth + 1, errors, leaves)
+            _validate_node(node["not"], child_path, depth + 1, errors, leaves, kinds)
             return
         children = node[key]
         if not isinstance(children, list) or not children:
             _add(errors, child_path, "Must be a non-empty list of conditions.")
             return
         for index, child in enumerate(children):
-            _validate_node(child, f"{child_path}[{index}]", depth + 1, errors, leaves)
+            _validate_node(child, f"{child_path}[{index}]", depth + 1, errors, leaves, kinds)
         return
     leaves[0] += 1
-    _validate_leaf(node, path, errors)
-
-
-def _validate_leaf(node: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
-    subjects = [key for key in SUBJECTS if key in node]
+    subjects = [key for key in (*SUBJECTS, *kinds) if key in node]
+    subjects = list(dict.fromkeys(subjects))
     if len(subjects) != 1:
         found = f"got {', '.join(subjects)}" if subjects else "got none"
         _add(
             errors,
             path,
-            "A leaf has exactly one subject (property, event, customer, count or first); "
+            f"A leaf has exactly one subject ({', '.join(kinds)}); "
             f"{found}. Groups are all / any / not.",
         )
         return
-    subject = subjects[0]
+    validator = kinds.get(subjects[0])
+    if validator is None:
+        _add(errors, path, f"'{subjects[0]}' is not a leaf here; one of: {', '.join(kinds)}.")
+        return
+    validator(node, path, errors)
+
+
+def leaf_subject(node: dict[str, Any], kinds: Mapping[str, Any]) -> str:
+    """The subject key of a validated leaf."""
+    return next(key for key in kinds if key in node)
+
+
+def validate_workflow_leaf(node: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
+    """A built-in leaf (property, event, customer, count, first): subject, op and value."""
+    subject = leaf_subject(node, WORKFLOW_LEAVES)
     unknown = sorted(set(node) - {subject, "op", "value"})
     if unknown:
         _add(errors, path, f"Unknown key(s): {', '.join(unknown)}.")
@@ -142,12 +166,28 @@ def _validate_leaf(node: dict[str, Any], path: str, errors: dict[str, list[str]]
         return
     problem = operator.check(node["value"])
     if problem is None and subject == "count":
-        problem = _count_value_error(node["value"])
+        problem = count_value_error(node["value"])
     if problem:
         _add(errors, f"{path}.value", f"{problem[0].upper()}{problem[1:]}.")
 
 
-def _count_value_error(value: Any) -> str | None:
+def validate_segment_leaf(node: dict[str, Any], path: str, errors: dict[str, list[str]]) -> None:
+    """`{"segment": "vip"}`: the customer is a member of that segment now."""
+    unknown = sorted(set(node) - {"segment"})
+    if unknown:
+        _add(errors, path, f"Unknown key(s): {', '.join(unknown)}.")
+    ref = node["segment"]
+    if not isinstance(ref, str) or not ref or len(ref) > 64:
+        _add(errors, f"{path}.segment", "Must be a segment key or id.")
+
+
+WORKFLOW_LEAVES: dict[str, LeafValidator] = {
+    **dict.fromkeys(SUBJECTS, validate_workflow_leaf),
+    "segment": validate_segment_leaf,
+}
+
+
+def count_value_error(value: Any) -> str | None:
     values = value if isinstance(value, list) else [value]
     for item in values:
         if isinstance(item, bool) or not isinstance(item, int) or item < 0:

@@ -389,3 +389,13 @@ def test_validator_rejects_a_tree_with_any_malformed_node(
 def test_hypothesis_contexts_are_evaluated_at_a_fixed_now() -> None:
     # Guard for the properties above: they rely on the helper's frozen `now`.
     assert context().now == NOW
+
+
+@pytest.mark.parametrize("duration", ["P9999999999W", "PT99999999999999H"])
+def test_a_duration_longer_than_any_date_range_is_refused_at_its_path(duration: str) -> None:
+    errors = errors_of(
+        {"count": {"event_type": "purchase", "within": duration}, "op": "gte", "value": 1}
+    )
+    assert errors == {
+        "conditions.count.within": [f"Within '{duration}' is longer than any date range."]
+    }

@@ -1,0 +1,97 @@
+"""Request bodies (msgspec) and output shapes of the segments API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from rest_framework import serializers
+
+from automation.segments.models import Segment, SegmentMembership
+
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=10000)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class SegmentIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A segment; on PATCH every field is optional and absent fields keep their value."""
+
+    key: Key | None = None
+    name: Name | None = None
+    description: Description | None = None
+    condition: dict[str, Any] | None = None
+
+
+class SegmentBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /segments and PATCH /segments/{id}: `{"segment": {...}}`."""
+
+    segment: SegmentIn
+
+
+class SegmentPreviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /segments/preview: a condition, and a customer to explain it for."""
+
+    condition: dict[str, Any]
+    customer_id: Id | None = None
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    segment_id = serializers.CharField(source="id")
+    condition = serializers.JSONField()
+    member_count = serializers.IntegerField(help_text="Current members.")
+
+    class Meta:
+        model = Segment
+        fields = [
+            "segment_id",
+            "key",
+            "name",
+            "description",
+            "condition",
+            "status",
+            "member_count",
+            "version",
+            "built_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SegmentMemberSerializer(serializers.ModelSerializer):
+    customer_id = serializers.CharField()
+    external_id = serializers.CharField(source="customer.external_id")
+    email = serializers.CharField(source="customer.email")
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["customer_id", "external_id", "email", "entered_at"]
+        read_only_fields = fields
+
+
+class CustomerSegmentSerializer(serializers.ModelSerializer):
+    segment_id = serializers.CharField()
+    key = serializers.CharField(source="segment.key")
+    name = serializers.CharField(source="segment.name")
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["segment_id", "key", "name", "entered_at", "exited_at"]
+        read_only_fields = fields
+
+
+class PreviewCustomerSerializer(serializers.Serializer):
+    customer_id = serializers.CharField()
+    external_id = serializers.CharField()
+    email = serializers.CharField()
+
+
+class SegmentPreviewSerializer(serializers.Serializer):
+    member_count = serializers.IntegerField()
+    sample = PreviewCustomerSerializer(many=True, help_text="Up to 20 members, by id.")
+    explanation = serializers.DictField(
+        allow_null=True,
+        help_text="For customer_id: matched, and every leaf's value (docs/automation.md).",
+    )
