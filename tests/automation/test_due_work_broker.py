@@ -19,7 +19,7 @@ from automation.workflows.models import WorkflowRun
 from automation.workflows.services import WorkflowInput, workflow_create
 from events_app.models import Event
 from project import background
-from project.celery import app
+from project.celery import all_queues, app
 from tests.celery_worker import _reset_pool, celery_broker, celery_worker, wait_until
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventTypeFactory
@@ -84,9 +84,12 @@ def broker_down() -> Iterator[None]:
 
 
 def queued(broker_queue: str) -> int:
-    """Messages waiting on the queue (taken off it: they are counted once)."""
+    """Messages waiting on any of Herald's queues, `broker_queue` the default one (taken
+    off them: they are counted once)."""
     with app.connection_for_write() as conn:
-        return int(conn.default_channel.queue_purge(broker_queue) or 0)
+        return sum(
+            int(conn.default_channel.queue_purge(queue) or 0) for queue in all_queues(broker_queue)
+        )
 
 
 def test_with_the_broker_down_posts_are_fast_and_the_work_runs_once_it_is_back(
