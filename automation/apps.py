@@ -17,6 +17,8 @@ class AutomationConfig(AppConfig):
         from automation.metrics import metrics_register
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
+        from automation.segments.hooks import transition_hook_register
+        from automation.segments.retention import segments_events_dropped
         from automation.segments.services import (
             segments_refresh_customers_on_commit,
             segments_sweep_due,
@@ -24,8 +26,10 @@ class AutomationConfig(AppConfig):
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
+        from automation.workflows.segment_triggers import segment_transitions_start
         from customers.hooks import customer_change_hook_register
         from events_app.ingest_hooks import ingest_hook_register
+        from events_app.retention_hooks import retention_hook_register
         from project.background import periodic_job_register
 
         # Events ingested are flagged with their due work (deliveries, evaluation).
@@ -57,3 +61,13 @@ class AutomationConfig(AppConfig):
             ),
         )
         periodic_job_register(name="segments.sweep", interval_seconds=5.0, func=segments_sweep_due)
+        # Workflows triggered by entering / exiting a segment: a run per transition, made
+        # in the transaction that made the transition.
+        transition_hook_register("workflows", segment_transitions_start)
+        # Retention dropped a month of events: rebuild the segments that read that far.
+        retention_hook_register(
+            "segments",
+            lambda created_from, created_to: segments_events_dropped(
+                created_from=created_from, created_to=created_to
+            ),
+        )

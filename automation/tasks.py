@@ -7,6 +7,7 @@ from celery import shared_task
 
 from automation.due import CLAIM_TASK, due_events_drain
 from automation.segments.tasks import (
+    segment_broadcast_task,
     segment_build_task,
     segments_refresh_customers_task,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "advance_workflow_run_task",
     "claim_due_task",
     "deliver_one_task",
+    "segment_broadcast_task",
     "segment_build_task",
     "segments_refresh_customers_task",
 ]

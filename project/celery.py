@@ -37,6 +37,7 @@ TASK_QUEUES: dict[str, str] = {
     "automation.advance_workflow_run": EVALUATION,
     "automation.segment_build": EVALUATION,
     "automation.segments_refresh_customers": EVALUATION,
+    "automation.segment_broadcast": EVALUATION,
 }
 # Periodic job name (project.background) -> queue, for `automation.run_periodic`.
 PERIODIC_JOB_QUEUES: dict[str, str] = {

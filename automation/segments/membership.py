@@ -16,6 +16,9 @@ build). Per batch of customers, in one transaction:
    another sees its new memberships): an entry inserts a row, an exit sets
    `exited_at`; the next instant each answer can change alone is stored
    (`SegmentCheck`) for the sweep.
+4. Tell the transition hooks (automation.segments.hooks: the workflows' segment
+   triggers) in the same transaction, so what they write (a run per transition)
+   exists exactly when the transition does.
 
 Because a refresh decides from what is committed when it holds the lock, and every
 change (an event stored, a customer saved) is followed by a refresh after its commit,
@@ -25,7 +28,6 @@ the last refresh of a customer leaves exactly what a recomputation from scratch 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -34,20 +36,12 @@ from django.utils import timezone
 
 from automation.segments.engine import Decision
 from automation.segments.facts import CustomerFacts, FactKey, MemberKey, customer_rows, facts_fetch
+from automation.segments.hooks import ENTERED, EXITED, Transition, transitions_made
 from automation.segments.models import SegmentCheck, SegmentMembership
 from automation.segments.selectors import LoadedSegment
 from customers.models import Customer
 
-ENTERED = "entered"
-EXITED = "exited"
-
-
-@dataclass(frozen=True)
-class Transition:
-    segment_id: str
-    customer_id: str
-    on: str  # ENTERED or EXITED
-    at: datetime
+__all__ = ["ENTERED", "EXITED", "Transition", "memberships_refresh"]
 
 
 def _lock_customers(customer_ids: list[str]) -> list[str]:
@@ -63,13 +57,14 @@ def _apply(
 ) -> list[Transition]:
     """Step 3 for one segment: insert entries, stamp exits, store the next checks."""
     customer_ids = list(decisions)
-    current = set(
+    current: dict[str, int] = dict(
         SegmentMembership.objects.filter(
             segment_id=segment.id, customer_id__in=customer_ids, exited_at__isnull=True
-        ).values_list("customer_id", flat=True)
+        ).values_list("customer_id", "id")
     )
     entering = [c for c, d in decisions.items() if d.member and c not in current]
-    leaving = [c for c in current if not decisions[c].member]
+    leaving = sorted(c for c in current if not decisions[c].member)
+    entered: dict[str, int] = {}
     if entering:
         # The partial unique index keeps one current row per pair whatever happens.
         SegmentMembership.objects.bulk_create(
@@ -78,6 +73,13 @@ def _apply(
                 for c in entering
             ],
             ignore_conflicts=True,
+        )
+        # The stays just opened (ignore_conflicts gives no ids back); the customers are
+        # locked, so these are the rows this transaction inserted.
+        entered = dict(
+            SegmentMembership.objects.filter(
+                segment_id=segment.id, customer_id__in=entering, exited_at__isnull=True
+            ).values_list("customer_id", "id")
         )
     if leaving:
         SegmentMembership.objects.filter(
@@ -91,12 +93,16 @@ def _apply(
             if d.next_check_at is not None
         ]
     )
-    return [Transition(segment.id, c, ENTERED, now) for c in entering] + [
-        Transition(segment.id, c, EXITED, now) for c in sorted(leaving)
-    ]
+    return [
+        Transition(segment.id, segment.key, c, entered[c], ENTERED, now)
+        for c in entering
+        if c in entered
+    ] + [Transition(segment.id, segment.key, c, current[c], EXITED, now) for c in leaving]
 
 
-def _refresh_batch(segments: Sequence[LoadedSegment], customer_ids: list[str]) -> list[Transition]:
+def _refresh_batch(
+    segments: Sequence[LoadedSegment], customer_ids: list[str], *, quiet: bool
+) -> list[Transition]:
     with transaction.atomic():
         locked = _lock_customers(customer_ids)
         if not locked:
@@ -122,19 +128,22 @@ def _refresh_batch(segments: Sequence[LoadedSegment], customer_ids: list[str]) -
                 }
             decisions = {c: segment.compiled.decide(facts[c], now) for c in customers}
             transitions += _apply(segment, decisions, now)
+        if not quiet:
+            transitions_made(transitions)
         return transitions
 
 
 def memberships_refresh(
-    *, segments: Sequence[LoadedSegment], customer_ids: Iterable[str]
+    *, segments: Sequence[LoadedSegment], customer_ids: Iterable[str], quiet: bool = False
 ) -> list[Transition]:
     """Evaluate `segments` (in dependency order) for the customers and apply the
-    difference, a batch of customers per transaction; returns the transitions."""
+    difference, a batch of customers per transaction; returns the transitions.
+    `quiet`: tell no transition hook (a segment's first build)."""
     if not segments:
         return []
     ids = sorted(set(customer_ids))
     size = settings.HERALD_SEGMENT_BATCH_SIZE
     transitions: list[Transition] = []
     for start in range(0, len(ids), size):
-        transitions += _refresh_batch(segments, ids[start : start + size])
+        transitions += _refresh_batch(segments, ids[start : start + size], quiet=quiet)
     return transitions

@@ -5,6 +5,8 @@ every entry is a `SegmentMembership` row and its exit sets `exited_at`, so the r
 are the history. `SegmentCheck` holds, per (segment, customer), the next instant at
 which the answer can change by time passing alone (a window running out, a
 datetime coming of age): the sweep re-evaluates those that are due.
+`SegmentBroadcast` is one run of a workflow's actions for every member of a segment
+at a moment: the row and its cursor are the source of truth of its progress.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from django.db.models import Q
 from customers.models import Customer
 from project.ids import PUBLIC_ID_LENGTH, new_public_id
 
-__all__ = ["Segment", "SegmentCheck", "SegmentMembership"]
+__all__ = ["Segment", "SegmentBroadcast", "SegmentCheck", "SegmentMembership"]
 
 
 class Segment(models.Model):
@@ -54,7 +56,10 @@ class Segment(models.Model):
 class SegmentMembership(models.Model):
     """One stay of a customer in a segment: entered, and exited (NULL while current)."""
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    # db_index=False: segmentmembership_segment_idx leads with the segment.
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, related_name="segment_memberships", db_index=False
     )
@@ -81,6 +86,10 @@ class SegmentMembership(models.Model):
             ),
             # GET /customers/{id}/segments (with history) and deleting a customer.
             models.Index(fields=["customer", "segment"], name="segmentmembership_customer_idx"),
+            # A broadcast's walk through the members at its moment, by customer id (past
+            # stays included: a member who exits meanwhile still gets the broadcast), and
+            # deleting a segment.
+            models.Index(fields=["segment", "customer"], name="segmentmembership_segment_idx"),
         ]
 
     def __str__(self) -> str:
@@ -109,3 +118,53 @@ class SegmentCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id}/{self.customer_id} @ {self.next_check_at}"
+
+
+class SegmentBroadcast(models.Model):
+    """A workflow's actions run once for every customer who was a member at `as_of`.
+
+    `broadcast_key` is the client's: unique, so a repeated request finds this row
+    instead of starting another. The walk goes through the members in customer id
+    order; `cursor` is the last customer whose run exists (committed with the runs,
+    so a crash repeats nothing and skips nothing).
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running"  # runs are being created, a batch at a time
+        DONE = "done"  # every member has a run
+        CANCELLED = "cancelled"  # the workflow was deactivated or deleted meanwhile
+
+    id = models.CharField(
+        primary_key=True, max_length=PUBLIC_ID_LENGTH, default=new_public_id, editable=False
+    )
+    broadcast_key = models.CharField(max_length=128, unique=True)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="broadcasts")
+    # A string reference: workflows import segments, not the other way round.
+    workflow = models.ForeignKey(
+        "automation.Workflow", on_delete=models.CASCADE, related_name="broadcasts"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    # The moment whose members get the broadcast.
+    as_of = models.DateTimeField()
+    cursor = models.CharField(max_length=PUBLIC_ID_LENGTH, blank=True, default="")
+    members_total = models.PositiveIntegerField(default=0)
+    members_done = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Touched by every batch: a running broadcast untouched for the grace period lost its
+    # worker, and the sweep hands it on again.
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweep: running broadcasts whose worker went quiet.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status="running"),
+                name="segmentbroadcast_running_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.broadcast_key

@@ -26,6 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from automation.segments import conditions
+from automation.segments.broadcasts import broadcasts_resume_stale
 from automation.segments.membership import Transition, memberships_refresh
 from automation.segments.models import Segment, SegmentCheck
 from automation.segments.selectors import (
@@ -223,8 +224,8 @@ def segment_update(*, segment: Segment, data: SegmentInput) -> Segment:
 
 
 def _readers(segment: Segment, refs: set[str]) -> dict[str, list[str]]:
-    """The other segments (keys) and the workflows (ids) whose condition names `segment`
-    by one of `refs`; only the kinds that have any."""
+    """The other segments (keys) and the workflows (ids) whose condition or segment
+    triggers name `segment` by one of `refs`; only the kinds that have any."""
     found = {
         "segments": sorted(
             s.key
@@ -233,8 +234,11 @@ def _readers(segment: Segment, refs: set[str]) -> dict[str, list[str]]:
         ),
         "workflows": sorted(
             pk
-            for pk, tree in Workflow.objects.values_list("pk", "conditions")
+            for pk, tree, triggers in Workflow.objects.values_list(
+                "pk", "conditions", "trigger_segments"
+            )
             if any(leaf.get("segment") in refs for leaf in iter_leaves(tree))
+            or any(isinstance(t, dict) and t.get("segment") in refs for t in triggers or [])
         ),
     }
     return {kind: names for kind, names in found.items() if names}
@@ -268,11 +272,14 @@ def segment_build(*, segment_id: str, version: int) -> int:
 
     Stops (leaving the status to the newer build) when the segment was changed or
     deleted meanwhile. Then marks it ready and rebuilds the segments that read it.
+    The first build of a segment finds its initial members: they entered nothing, so
+    its transitions start no segment trigger (a broadcast reaches them).
     """
     cache = loaded_segments()
     loaded = cache.by_id.get(segment_id)
     if loaded is None or loaded.version != version:
         return 0
+    first = not Segment.objects.filter(pk=segment_id, built_at__isnull=False).exists()
     size = settings.HERALD_SEGMENT_BATCH_SIZE
     made, after = 0, ""
     while True:
@@ -283,7 +290,7 @@ def segment_build(*, segment_id: str, version: int) -> int:
             break
         if not Segment.objects.filter(pk=segment_id, version=version).exists():
             return made
-        made += len(memberships_refresh(segments=[loaded], customer_ids=chunk))
+        made += len(memberships_refresh(segments=[loaded], customer_ids=chunk, quiet=first))
         after = chunk[-1]
     ready = Segment.objects.filter(pk=segment_id, version=version).update(
         status=Segment.Status.READY, built_at=timezone.now()
@@ -382,7 +389,8 @@ def segments_refresh_customers_on_commit(
 
 def segments_sweep_due(now: datetime | None = None) -> int:
     """Periodic: re-evaluate the (segment, customer) pairs whose answer may have changed
-    with time, and restart lost builds; returns how many pairs were due."""
+    with time, restart lost builds and hand on broadcasts that lost their worker;
+    returns how many pairs were due."""
     now = now or timezone.now()
     due: dict[str, list[str]] = defaultdict(list)
     for segment_id, customer_id in (
@@ -399,4 +407,5 @@ def segments_sweep_due(now: datetime | None = None) -> int:
     ).values_list("pk", "version"):
         Segment.objects.filter(pk=segment_id).update(updated_at=now)
         background.enqueue(BUILD_TASK, segment_id, version)
+    broadcasts_resume_stale(now=now)
     return sum(len(c) for c in due.values())

@@ -1,9 +1,10 @@
-"""The segments' Celery tasks: a build, and the incremental refreshes."""
+"""The segments' Celery tasks: a build, the incremental refreshes, a broadcast's batches."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from automation.segments.broadcasts import BROADCAST_TASK, broadcast_run
 from automation.segments.services import (
     BUILD_TASK,
     REFRESH_CUSTOMERS_TASK,
@@ -22,3 +23,9 @@ def segment_build_task(segment_id: str, version: int) -> int:
 def segments_refresh_customers_task(customer_ids: list[str], fields: list[str] | None) -> int:
     """Re-evaluate the segments reading the changed fields, for these customers."""
     return len(segments_refresh_for_customers(customer_ids=customer_ids, fields=fields))
+
+
+@shared_task(name=BROADCAST_TASK, acks_late=True, reject_on_worker_lost=True)
+def segment_broadcast_task(broadcast_id: str) -> int:
+    """Batches of a broadcast (a lost one is handed on again by the sweep)."""
+    return broadcast_run(broadcast_id=broadcast_id)

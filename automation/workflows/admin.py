@@ -89,14 +89,30 @@ def render_tree(tree: Any) -> SafeString:
 
 
 class WorkflowAdminForm(forms.ModelForm):
-    trigger_event_types = forms.ModelMultipleChoiceField(queryset=EventType.objects.all())
+    # Not required here: a workflow may have segment triggers only (the service says
+    # when neither is given).
+    trigger_event_types = forms.ModelMultipleChoiceField(
+        queryset=EventType.objects.all(), required=False
+    )
     # Indented JSON; the services validate the content (messages point at the node).
+    trigger_segments = PrettyJSONFormField(
+        required=False,
+        help_text='e.g. [{"segment": "at_risk", "on": "entered"}] ("on": entered or exited).',
+    )
     conditions = PrettyJSONFormField(required=False)
     actions = PrettyJSONFormField(required=False)
 
     class Meta:
         model = Workflow
-        fields = ["name", "trigger_event_types", "conditions", "actions", "active", "reentry"]
+        fields = [
+            "name",
+            "trigger_event_types",
+            "trigger_segments",
+            "conditions",
+            "actions",
+            "active",
+            "reentry",
+        ]
         help_texts = {
             "reentry": "every_event, once_per_customer or once_per_customer_per:P7D",
         }
@@ -105,6 +121,7 @@ class WorkflowAdminForm(forms.ModelForm):
         "conditions": "conditions",
         "actions": "actions",
         "trigger_event_types": "trigger_event_types",
+        "trigger_segments": "trigger_segments",
         "reentry": "reentry",
         "name": "name",
     }
@@ -116,6 +133,7 @@ class WorkflowAdminForm(forms.ModelForm):
         data = WorkflowInput(
             name=cleaned.get("name"),
             trigger_event_types=[t.pk for t in cleaned.get("trigger_event_types") or []],
+            trigger_segments=cleaned.get("trigger_segments") or [],
             conditions=cleaned.get("conditions") or {},
             actions=cleaned.get("actions") or [],
             active=cleaned.get("active"),
@@ -144,13 +162,29 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     actions = ["activate", "deactivate"]
     readonly_fields = ["id", "readable_conditions", "version", "recent_runs", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["id", "name", "trigger_event_types", "active", "reentry", "version"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "name",
+                    "trigger_event_types",
+                    "trigger_segments",
+                    "active",
+                    "reentry",
+                    "version",
+                ]
+            },
+        ),
         ("Conditions", {"fields": ["readable_conditions", "conditions"]}),
         ("Actions", {"fields": ["actions"]}),
         ("Run history", {"fields": ["recent_runs", "updated_at"]}),
     ]
     add_fieldsets = [
-        (None, {"fields": ["name", "trigger_event_types", "active", "reentry"]}),
+        (
+            None,
+            {"fields": ["name", "trigger_event_types", "trigger_segments", "active", "reentry"]},
+        ),
         ("Conditions", {"fields": ["conditions"]}),
         ("Actions", {"fields": ["actions"]}),
     ]
@@ -222,8 +256,10 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                 (
                     reverse("admin:automation_workflowrun_change", args=[run.pk]),
                     run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    reverse("admin:events_app_event_change", args=[run.event_id]),
-                    run.event_id,
+                    reverse("admin:events_app_event_change", args=[run.event_id])
+                    if run.event_id
+                    else "#",
+                    run.event_id or json.dumps(run.trigger),
                     run.status,
                     run.position,
                     run.error,
@@ -347,6 +383,8 @@ class WorkflowRunAdmin(RecordAdmin, BigTableAdmin):
 
     @admin.display(description="Event")
     def event_link(self, obj: WorkflowRun) -> SafeString:
+        if obj.event_id is None:  # a segment trigger or a broadcast started it
+            return format_html("{}", json.dumps(obj.trigger))
         return format_html(
             '<a href="{}">{}</a> (<a href="{}">its runs</a>)',
             reverse("admin:events_app_event_change", args=[obj.event_id]),

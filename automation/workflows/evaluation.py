@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from django.conf import settings
@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 _encode_json = msgspec.json.Encoder().encode
 
 Status = WorkflowRun.Status
+T = TypeVar("T")
 # The explanation's key on a run that records why its event was not evaluated.
 EVALUATION_ERROR = "evaluation_error"
 
@@ -79,10 +80,15 @@ def _advisory_locks(keys: list[tuple[str, str]]) -> None:
         )
 
 
-def _reentry_allows(
-    candidates: list[tuple[LoadedWorkflow, Any, dict[str, Any]]], now: datetime
-) -> list[tuple[LoadedWorkflow, Any, dict[str, Any]]]:
-    """Drop candidates that the workflow's re-entry policy forbids (race-free)."""
+def reentry_allows(
+    candidates: list[tuple[LoadedWorkflow, Any, T]], now: datetime
+) -> list[tuple[LoadedWorkflow, Any, T]]:
+    """Drop candidates that the workflow's re-entry policy forbids (race-free).
+
+    A candidate is (workflow, what started it: anything with a `customer_id`, payload).
+    Runs of broadcasts neither obey the policy nor count for it: a broadcast is an
+    explicit send to everyone in a segment.
+    """
     limited = [(w, e) for w, e, _ in candidates if w.reentry != Workflow.EVERY_EVENT]
     if not limited:
         return candidates
@@ -91,7 +97,9 @@ def _reentry_allows(
     last_run: dict[tuple[str, str], datetime] = {
         (row["workflow_id"], row["customer_id"]): row["last"]
         for row in WorkflowRun.objects.filter(
-            workflow_id__in={k[0] for k in keys}, customer_id__in={k[1] for k in keys}
+            workflow_id__in={k[0] for k in keys},
+            customer_id__in={k[1] for k in keys},
+            broadcast__isnull=True,
         )
         .exclude(explanation__has_key=EVALUATION_ERROR)  # not evaluated: never entered
         .order_by()
@@ -99,9 +107,9 @@ def _reentry_allows(
         .annotate(last=Max("created_at"))
     }
     allowed = []
-    for workflow, event, explanation in candidates:
+    for workflow, started_by, payload in candidates:
         if workflow.reentry != Workflow.EVERY_EVENT:
-            key = (workflow.id, event.customer_id)
+            key = (workflow.id, started_by.customer_id)
             previous = last_run.get(key)
             if previous is not None and (
                 workflow.period_seconds is None
@@ -109,33 +117,67 @@ def _reentry_allows(
             ):
                 continue
             last_run[key] = now
-        allowed.append((workflow, event, explanation))
+        allowed.append((workflow, started_by, payload))
     return allowed
 
 
-def _run(
-    workflow: LoadedWorkflow, event: Any, now: datetime, explanation: dict[str, Any]
+class Runnable(Protocol):
+    """What a run is made from: a loaded workflow, or a Workflow row (broadcasts)."""
+
+    id: str
+    version: int
+    actions: Any
+
+
+def run_row(
+    workflow: Runnable,
+    *,
+    customer_id: str,
+    now: datetime,
+    explanation: dict[str, Any],
+    actions: list[dict[str, Any]] | None = None,
+    **started_by: Any,
 ) -> dict[str, Any]:
-    """A matched run's row (WorkflowRun's columns as plain values: one per match)."""
+    """A new run's row (WorkflowRun's columns as plain values). `started_by`: `event_id`,
+    or the segment transition's or broadcast's columns and `trigger`."""
+    actions = workflow.actions if actions is None else actions
     return {
         "id": new_public_id(),
         "workflow_id": workflow.id,
-        "event_id": event.id,
-        "customer_id": event.customer_id,
+        "event_id": None,
+        "segment_membership_id": None,
+        "segment_on": "",
+        "broadcast_id": None,
+        "trigger": None,
+        **started_by,
+        "customer_id": customer_id,
         "workflow_version": workflow.version,
-        "actions": workflow.actions,
+        "actions": actions,
         # A workflow without actions only records that it matched.
-        "status": Status.PENDING if workflow.actions else Status.SUCCEEDED,
+        "status": Status.PENDING if actions else Status.SUCCEEDED,
         "position": 0,
         "outcomes": [],
         "error": "",
         "explanation": explanation,
         # A live worker advances the run right after commit; if it
         # dies, the dispatcher takes over once this passes.
-        "resume_at": now + grace_period() if workflow.actions else None,
+        "resume_at": now + grace_period() if actions else None,
         "created_at": now,
-        "finished_at": None if workflow.actions else now,
+        "finished_at": None if actions else now,
     }
+
+
+def _run(
+    workflow: LoadedWorkflow, event: Any, now: datetime, explanation: dict[str, Any]
+) -> dict[str, Any]:
+    """A matched run's row for an event (one per match)."""
+    return run_row(
+        workflow,
+        customer_id=event.customer_id,
+        now=now,
+        explanation=explanation,
+        event_id=event.id,
+    )
 
 
 def _not_evaluated(
@@ -216,7 +258,7 @@ def events_evaluate_claimed(
                 refused.append(_not_evaluated(workflow, event, now, _crash(exc)))
     runs = [
         _run(workflow, event, now, explanation)
-        for workflow, event, explanation in _reentry_allows(candidates, now)
+        for workflow, event, explanation in reentry_allows(candidates, now)
     ]
     # A run that exists already (the unique (event, workflow) pair) is skipped by
     # the database; only the inserted runs that have actions to run come back.
@@ -224,9 +266,10 @@ def events_evaluate_claimed(
 
 
 def runs_insert(runs: list[dict[str, Any]]) -> list[str]:
-    """Insert `runs` (dicts of every WorkflowRun column by attname), skipping any whose
-    (event, workflow) pair exists; returns the ids, in id order, of the inserted runs
-    that are pending (have actions to run).
+    """Insert `runs` (dicts of every WorkflowRun column by attname), skipping any that
+    one of the run's unique keys has already (an event, a segment transition, a
+    broadcast's customer, per workflow); returns the ids, in id order, of the inserted
+    runs that are pending (have actions to run).
 
     On PostgreSQL one INSERT … SELECT from a JSON recordset with ON CONFLICT DO NOTHING
     RETURNING (as ingestion does, events_app.ingest_pg): bulk_create plus a SELECT of
@@ -253,5 +296,5 @@ def _insert_runs_sql() -> str:
         f"INSERT INTO {connection.ops.quote_name(WorkflowRun._meta.db_table)} "  # noqa: S608
         f"({parts.columns}) SELECT {parts.values} "
         f"FROM json_to_recordset(%s::json) AS r({parts.recordset}) "
-        'ON CONFLICT ("event_id", "workflow_id") DO NOTHING RETURNING "id", "status"'
+        'ON CONFLICT DO NOTHING RETURNING "id", "status"'
     )

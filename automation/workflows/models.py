@@ -15,7 +15,8 @@ __all__ = ["Workflow", "WorkflowEndpoint", "WorkflowRun"]
 
 
 class Workflow(models.Model):
-    """A rule: when an event of a trigger type arrives and the tree matches, run the actions."""
+    """A rule: when an event of a trigger type arrives (or a customer enters or exits a
+    trigger segment) and the tree matches, run the actions."""
 
     EVERY_EVENT = "every_event"
     ONCE_PER_CUSTOMER = "once_per_customer"
@@ -26,6 +27,9 @@ class Workflow(models.Model):
     )
     name = models.CharField(max_length=200)
     trigger_event_types = models.ManyToManyField(EventType, related_name="workflows")
+    # [{"segment": key or id, "on": "entered" | "exited"}], as the client named them
+    # (like a condition's segment leaf): a named segment cannot be deleted or re-keyed.
+    trigger_segments = models.JSONField(default=list, blank=True)
     conditions = models.JSONField(default=dict, blank=True)
     actions = models.JSONField(default=list, blank=True)
     active = models.BooleanField(default=True)
@@ -57,7 +61,12 @@ class Workflow(models.Model):
 
 
 class WorkflowRun(models.Model):
-    """One matched evaluation of a workflow for an event, and its actions' progress.
+    """One matched evaluation of a workflow, and its actions' progress.
+
+    What started it is one of: an event (`event`), a segment transition
+    (`segment_membership` and `segment_on`: the stay entered or exited), or a broadcast
+    (`broadcast`); `trigger` records the latter two as the API shows them. Each has a
+    unique constraint, so no retry or concurrent worker makes a second run of one.
 
     The row is the source of truth for background work: `position` is the
     next action to run, `resume_at` when the dispatcher may (re)start it.
@@ -85,7 +94,35 @@ class WorkflowRun(models.Model):
         related_name="workflow_runs",
         db_index=False,
         db_constraint=False,
+        null=True,
+        blank=True,
     )
+    # The segment stay whose entry or exit started the run. No database constraint and
+    # DO_NOTHING: the run outlives the history row (a deleted segment), and deleting
+    # memberships never has to look at runs. The unique constraint below is the key.
+    segment_membership = models.ForeignKey(
+        "automation.SegmentMembership",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        null=True,
+        blank=True,
+    )
+    segment_on = models.CharField(max_length=8, blank=True, default="")  # entered | exited
+    # The broadcast that started the run (same reasons for DO_NOTHING).
+    broadcast = models.ForeignKey(
+        "automation.SegmentBroadcast",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        null=True,
+        blank=True,
+    )
+    # {"segment": key, "on": "entered" | "exited"} or {"broadcast": key, "segment": key};
+    # null for a run an event started.
+    trigger = models.JSONField(null=True, blank=True)
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
     )
@@ -110,6 +147,18 @@ class WorkflowRun(models.Model):
             models.UniqueConstraint(
                 fields=["event", "workflow"], name="workflowrun_once_per_event"
             ),
+            # A segment transition runs a workflow at most once, whichever worker made it.
+            models.UniqueConstraint(
+                fields=["workflow", "segment_membership", "segment_on"],
+                condition=Q(segment_membership__isnull=False),
+                name="workflowrun_once_per_transition",
+            ),
+            # A broadcast runs once per customer, whatever is retried or resumed.
+            models.UniqueConstraint(
+                fields=["broadcast", "customer"],
+                condition=Q(broadcast__isnull=False),
+                name="workflowrun_once_per_broadcast",
+            ),
         ]
         indexes = [
             # GET /workflows/{id}/runs and the admin's run history per workflow.
@@ -133,7 +182,7 @@ class WorkflowRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.workflow_id}/{self.event_id}: {self.status}"
+        return f"{self.workflow_id}/{self.event_id or self.customer_id}: {self.status}"
 
     def cancel(self, now: datetime) -> None:
         """Stop this unfinished run for good: its workflow was deactivated."""

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
+from automation.segments.models import Segment
 from automation.segments.selectors import current_segment_refs
 from automation.workflows.engine import CompiledWorkflow, CountKey, EventContext
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
@@ -99,6 +100,8 @@ class LoadedWorkflow:
 class ActiveWorkflows:
     stamp: WorkflowStamp
     by_type: dict[str, list[LoadedWorkflow]] = field(default_factory=dict)
+    # (segment id, "entered" | "exited") -> the workflows that transition starts.
+    by_segment: dict[tuple[str, str], list[LoadedWorkflow]] = field(default_factory=dict)
 
     @property
     def trigger_type_ids(self) -> frozenset[str]:
@@ -112,10 +115,23 @@ _cache: ActiveWorkflows | None = None
 def _load(stamp: WorkflowStamp) -> ActiveWorkflows:
     type_ids = dict(EventType.objects.values_list("key", "id"))
     loaded = ActiveWorkflows(stamp=stamp)
-    for workflow in Workflow.objects.filter(active=True).prefetch_related("trigger_event_types"):
+    workflows = list(Workflow.objects.filter(active=True).prefetch_related("trigger_event_types"))
+    # Segment triggers name segments by key or id (validated at save; a named segment
+    # cannot be deleted or re-keyed, so the key stays valid while the workflow names it).
+    segment_ids = (
+        dict(Segment.objects.values_list("key", "id"))
+        if any(w.trigger_segments for w in workflows)
+        else {}
+    )
+    for workflow in workflows:
         item = LoadedWorkflow.of(workflow, type_ids=type_ids)
         for event_type in workflow.trigger_event_types.all():
             loaded.by_type.setdefault(event_type.id, []).append(item)
+        for trigger in workflow.trigger_segments or []:
+            key = (segment_ids.get(trigger["segment"], trigger["segment"]), trigger["on"])
+            started = loaded.by_segment.setdefault(key, [])
+            if not any(other is item for other in started):
+                started.append(item)
     return loaded
 
 
@@ -198,6 +214,23 @@ def customer_dict(customer: Customer) -> dict[str, Any]:
     }
 
 
+def _customer_rows(customer_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """customer_dict's dicts as plain rows, one query (no model instance per customer)."""
+    customers = {
+        row["id"]: row
+        for row in Customer.objects.filter(pk__in=customer_ids).values(*_CUSTOMER_FIELDS.values())
+    }
+    for row in customers.values():
+        for name, column in _CUSTOMER_FIELDS.items():
+            if name != column:
+                row[name] = row.pop(column)
+        if not isinstance(row["attributes"], dict):
+            row["attributes"] = {}
+        if not isinstance(row["tags"], list):
+            row["tags"] = []
+    return customers
+
+
 def frequency_counts(*, key: CountKey, customer_ids: set[str], now: datetime) -> dict[str, int]:
     """How many events of key.event_type each customer has in (now - within, now].
 
@@ -262,21 +295,7 @@ def batch_contexts(
         "event_id", "property_id", "property_value"
     ):
         properties[event_id][prop] = value
-    # Plain rows into the same dict customer_dict builds (no model instance per customer).
-    customers = {
-        row["id"]: row
-        for row in Customer.objects.filter(pk__in={e.customer_id for e in events}).values(
-            *_CUSTOMER_FIELDS.values()
-        )
-    }
-    for row in customers.values():
-        for name, column in _CUSTOMER_FIELDS.items():
-            if name != column:
-                row[name] = row.pop(column)
-        if not isinstance(row["attributes"], dict):
-            row["attributes"] = {}
-        if not isinstance(row["tags"], list):
-            row["tags"] = []
+    customers = _customer_rows({e.customer_id for e in events})
 
     # Which facts each customer needs: only those of workflows its events trigger.
     count_customers: dict[CountKey, set[str]] = defaultdict(set)
@@ -321,3 +340,30 @@ def batch_contexts(
             now=now,
         )
     return contexts
+
+
+def customer_contexts(
+    *, customer_ids: set[str], workflows: Sequence[LoadedWorkflow], now: datetime
+) -> dict[str, EventContext]:
+    """The evaluator's input for runs that no event started (segment triggers): the
+    customer, their frequency facts as of `now` and their segments, a fixed number of
+    queries. There is no event: `event`, `property` and `first` leaves read nothing
+    (missing), so they never match (and `not` of one does)."""
+    customers = _customer_rows(customer_ids)
+    keys = {key for workflow in workflows for key in workflow.compiled.count_keys}
+    counts = {key: frequency_counts(key=key, customer_ids=customer_ids, now=now) for key in keys}
+    segments = (
+        current_segment_refs(customer_ids=customer_ids)
+        if any(w.compiled.reads_segments for w in workflows)
+        else {}
+    )
+    return {
+        customer_id: EventContext(
+            event={},
+            customer=customers.get(customer_id, {"customer_id": customer_id}),
+            counts={key: per_customer.get(customer_id, 0) for key, per_customer in counts.items()},
+            segments=segments.get(customer_id, frozenset()),
+            now=now,
+        )
+        for customer_id in customer_ids
+    }

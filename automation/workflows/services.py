@@ -1,7 +1,7 @@
 """Writes for workflows: create, update, delete, (de)activate, rotate webhook secrets.
 
-Every write validates the whole workflow (trigger types, condition tree,
-actions, re-entry policy) and reports each problem at its path
+Every write validates the whole workflow (trigger types and segments, condition
+tree, actions, re-entry policy) and reports each problem at its path
 (`conditions.all[2].op`, `actions[1].duration`), then bumps `version` and
 `updated_at`, which is how every worker process notices its cached copy of
 the active workflows is stale (automation.workflows.selectors).
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from automation.segments.hooks import TRANSITIONS
 from automation.segments.selectors import segments_existing
 from automation.webhooks.deliveries import deliveries_cancel_pending
 from automation.webhooks.services import endpoint_delete, endpoint_rotate_secret
@@ -37,7 +38,16 @@ from project.cascade import cascade_delete_object
 from project.errors import ValidationFailed
 
 AUDIT_TYPE = "workflow"
-WRITABLE = ("name", "trigger_event_types", "conditions", "actions", "active", "reentry")
+WRITABLE = (
+    "name",
+    "trigger_event_types",
+    "trigger_segments",
+    "conditions",
+    "actions",
+    "active",
+    "reentry",
+)
+TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
 
 @dataclass
@@ -46,15 +56,21 @@ class WorkflowInput:
 
     name: str | None = None
     trigger_event_types: list[str] | None = None
+    trigger_segments: list[Any] | None = None
     conditions: dict[str, Any] | None = None
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
 
 
-def _resolve_types(refs: list[str], errors: dict[str, list[str]]) -> list[EventType]:
+def _resolve_types(
+    refs: list[str], errors: dict[str, list[str]], *, required: bool
+) -> list[EventType]:
     if not refs:
-        errors.setdefault("trigger_event_types", []).append("Give at least one event type.")
+        if required:
+            errors.setdefault("trigger_event_types", []).append(
+                "Give at least one event type (or a segment in trigger_segments)."
+            )
         return []
     found = {t for t in EventType.objects.filter(Q(key__in=refs) | Q(pk__in=refs))}
     by_ref = {**{t.key: t for t in found}, **{t.pk: t for t in found}}
@@ -67,6 +83,40 @@ def _resolve_types(refs: list[str], errors: dict[str, list[str]]) -> list[EventT
         elif by_ref[ref] not in types:
             types.append(by_ref[ref])
     return types
+
+
+def _check_trigger_segments(items: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Each item names a segment that exists and entered / exited; the valid ones,
+    without repeats."""
+    if not isinstance(items, list):
+        message = f"Must be a list of {TRIGGER_SEGMENT_SHAPE}."
+        errors.setdefault("trigger_segments", []).append(message)
+        return []
+    refs = {
+        item["segment"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("segment"), str)
+    }
+    known = segments_existing(refs=refs) if refs else set()
+    kept: list[dict[str, str]] = []
+    for index, item in enumerate(items):
+        path = f"trigger_segments[{index}]"
+        if not isinstance(item, dict) or set(item) != {"segment", "on"}:
+            errors.setdefault(path, []).append(f"Must be {TRIGGER_SEGMENT_SHAPE}.")
+            continue
+        valid = True
+        if not isinstance(item["segment"], str) or item["segment"] not in known:
+            errors.setdefault(f"{path}.segment", []).append(
+                f"Unknown segment {item['segment']!r} (give a key or an id)."
+            )
+            valid = False
+        if item["on"] not in TRANSITIONS:
+            errors.setdefault(f"{path}.on", []).append("Must be entered or exited.")
+            valid = False
+        entry = {"segment": item["segment"], "on": item["on"]}
+        if valid and entry not in kept:
+            kept.append(entry)
+    return kept
 
 
 def _check_reentry(value: str, errors: dict[str, list[str]]) -> None:
@@ -119,7 +169,12 @@ def workflow_validate(data: WorkflowInput) -> tuple[dict[str, list[str]], list[E
         errors.setdefault("name", []).append("Must not be blank.")
     elif len(data.name) > 200:
         errors.setdefault("name", []).append("Must be at most 200 characters.")
-    types = _resolve_types(data.trigger_event_types or [], errors)
+    types = _resolve_types(
+        data.trigger_event_types or [], errors, required=not data.trigger_segments
+    )
+    _check_trigger_segments(
+        data.trigger_segments if data.trigger_segments is not None else [], errors
+    )
     try:
         condition_trees.validate(data.conditions if data.conditions is not None else {})
     except condition_trees.ConditionError as exc:
@@ -154,6 +209,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
     with transaction.atomic():
         workflow = Workflow.objects.create(
             name=data.name.strip() if data.name else "",
+            trigger_segments=_check_trigger_segments(data.trigger_segments or [], {}),
             conditions=data.conditions or {},
             actions=data.actions or [],
             active=True if data.active is None else data.active,
@@ -185,6 +241,9 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
             if data.trigger_event_types is None
             else data.trigger_event_types
         ),
+        trigger_segments=(
+            workflow.trigger_segments if data.trigger_segments is None else data.trigger_segments
+        ),
         conditions=workflow.conditions if data.conditions is None else data.conditions,
         actions=workflow.actions if data.actions is None else data.actions,
         active=workflow.active if data.active is None else data.active,
@@ -195,6 +254,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
     with transaction.atomic():
         before = _state(workflow)
         workflow.name = (merged.name or "").strip()
+        workflow.trigger_segments = _check_trigger_segments(merged.trigger_segments or [], {})
         workflow.conditions = merged.conditions or {}
         workflow.actions = merged.actions or []
         workflow.active = bool(merged.active)

@@ -33,6 +33,7 @@ from events_app.partitions.months import (
     default_partition,
     months_between,
 )
+from events_app.retention_hooks import events_dropped
 
 # Months past the current one whose partitions exist ahead of time: the job may
 # stop for that long before an event lands in the default partition.
@@ -186,6 +187,8 @@ def retention_apply(*, now: datetime, retention: Any) -> list[ExpiredMonth]:
             if month not in month_partitions():
                 continue  # another run dropped it meanwhile
             dropped.append(_month_drop(cursor, month))
+            # What was computed from these events (segments) is re-evaluated after commit.
+            events_dropped(created_from=month.start, created_to=month.end)
     return dropped
 
 

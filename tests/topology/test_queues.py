@@ -22,6 +22,7 @@ def queue_of(name: str, args: tuple[object, ...] = ()) -> str:
         ("automation.advance_workflow_run", "evaluation"),
         ("automation.segment_build", "evaluation"),
         ("automation.segments_refresh_customers", "evaluation"),
+        ("automation.segment_broadcast", "evaluation"),
     ],
 )
 def test_each_kind_of_task_goes_to_its_queue(task: str, queue: str) -> None:

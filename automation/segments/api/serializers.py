@@ -7,12 +7,17 @@ from typing import Annotated, Any
 import msgspec
 from rest_framework import serializers
 
-from automation.segments.models import Segment, SegmentMembership
+from automation.segments.models import Segment, SegmentBroadcast, SegmentMembership
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10000)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Also a path segment (GET /segments/{id}/broadcasts/{broadcast_key}): URL-safe.
+BROADCAST_KEY_PATTERN = r"^[A-Za-z0-9._:-]+$"
+BroadcastKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=BROADCAST_KEY_PATTERN)
+]
 
 
 class SegmentIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,6 +40,14 @@ class SegmentPreviewIn(msgspec.Struct, forbid_unknown_fields=True):
 
     condition: dict[str, Any]
     customer_id: Id | None = None
+
+
+class SegmentBroadcastIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /segments/{id}/broadcast: the workflow to run, and the client's key
+    (the same key again finds this broadcast and starts nothing)."""
+
+    workflow_id: Id
+    broadcast_key: BroadcastKey
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -95,3 +108,28 @@ class SegmentPreviewSerializer(serializers.Serializer):
         allow_null=True,
         help_text="For customer_id: matched, and every leaf's value (docs/automation.md).",
     )
+
+
+class SegmentBroadcastSerializer(serializers.ModelSerializer):
+    segment_id = serializers.CharField()
+    workflow_id = serializers.CharField()
+    members_total = serializers.IntegerField(
+        help_text="Members at as_of; when done, the runs made (members deleted meanwhile "
+        "are not counted)."
+    )
+    members_done = serializers.IntegerField(help_text="Members whose run has been made.")
+
+    class Meta:
+        model = SegmentBroadcast
+        fields = [
+            "broadcast_key",
+            "segment_id",
+            "workflow_id",
+            "status",
+            "as_of",
+            "members_total",
+            "members_done",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

@@ -15,6 +15,16 @@ urlpatterns = [
         name="segment-members",
     ),
     path(
+        "segments/<str:segment_id>/broadcast",
+        views.SegmentBroadcastView.as_view(),
+        name="segment-broadcast",
+    ),
+    path(
+        "segments/<str:segment_id>/broadcasts/<str:broadcast_key>",
+        views.SegmentBroadcastDetailView.as_view(),
+        name="segment-broadcast-detail",
+    ),
+    path(
         "customers/<str:customer_id>/segments",
         views.CustomerSegmentsView.as_view(),
         name="customer-segments",

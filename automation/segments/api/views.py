@@ -8,10 +8,12 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from automation.segments import selectors, services
+from automation.segments import broadcasts, selectors, services
 from automation.segments.api.serializers import (
     CustomerSegmentSerializer,
     SegmentBody,
+    SegmentBroadcastIn,
+    SegmentBroadcastSerializer,
     SegmentMemberSerializer,
     SegmentPreviewIn,
     SegmentPreviewSerializer,
@@ -174,3 +176,46 @@ class SegmentPreviewView(StrictAPIView):
         body = parse_body(request, SegmentPreviewIn)
         result = segment_preview(condition=body.condition, customer_id=body.customer_id)
         return Response({"data": result})
+
+
+class SegmentBroadcastView(StrictAPIView):
+    @extend_schema(
+        operation_id="segments_broadcast",
+        description="Runs the workflow's actions (without its conditions) once for every "
+        "customer who is a member now. 202 with the broadcast; the same broadcast_key again "
+        "answers 200 with the existing broadcast and starts nothing (409 if it was used for "
+        "another segment or workflow, or the workflow is inactive, or the segment is being "
+        "built).",
+        request=msgspec_body(SegmentBroadcastIn),
+        responses={
+            202: envelope("SegmentBroadcastStarted", SegmentBroadcastSerializer()),
+            200: envelope("SegmentBroadcastExisting", SegmentBroadcastSerializer()),
+            **errors(400, 404, 409),
+        },
+    )
+    def post(self, request: Request, segment_id: str) -> Response:
+        segment = selectors.segment_get(segment_id=segment_id)
+        body = parse_body(request, SegmentBroadcastIn)
+        broadcast, started = broadcasts.broadcast_start(
+            segment=segment, workflow_id=body.workflow_id, broadcast_key=body.broadcast_key
+        )
+        return Response(
+            {"data": SegmentBroadcastSerializer(broadcast).data},
+            status=status.HTTP_202_ACCEPTED if started else status.HTTP_200_OK,
+        )
+
+
+class SegmentBroadcastDetailView(StrictAPIView):
+    @extend_schema(
+        operation_id="segments_broadcast_retrieve",
+        description="A broadcast's progress: status (running, done, cancelled), "
+        "members_total, members_done.",
+        responses={
+            200: envelope("SegmentBroadcastDetail", SegmentBroadcastSerializer()),
+            **errors(404),
+        },
+    )
+    def get(self, request: Request, segment_id: str, broadcast_key: str) -> Response:
+        segment = selectors.segment_get(segment_id=segment_id)
+        broadcast = broadcasts.broadcast_get(segment=segment, broadcast_key=broadcast_key)
+        return Response({"data": SegmentBroadcastSerializer(broadcast).data})

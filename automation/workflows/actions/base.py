@@ -19,7 +19,8 @@ class ActionFailed(Exception):
 
 
 class ActionContext:
-    """What an action may act on: the run's workflow, event and customer, and the time.
+    """What an action may act on: the run's workflow, event (if an event started it) and
+    customer, and the time.
 
     The related rows are read on first use, by primary key: an action that
     needs only the customer does not pay for the event, and the run's locking
@@ -35,7 +36,10 @@ class ActionContext:
         return self.run.workflow
 
     @cached_property
-    def event(self) -> Event:
+    def event(self) -> Event | None:
+        """The event that started the run; None for a segment trigger or a broadcast."""
+        if self.run.event_id is None:
+            return None
         return Event.objects.get(pk=self.run.event_id)
 
     @cached_property

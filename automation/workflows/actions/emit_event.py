@@ -45,7 +45,8 @@ class EmitEvent(Action):
         from events_app.ingestion import events_prepare, events_store
         from events_app.schemas import EventCreateIn
 
-        depth = ctx.event.depth + 1
+        # A run no event started (a segment trigger, a broadcast) begins a chain.
+        depth = (ctx.event.depth if ctx.event is not None else 0) + 1
         limit = settings.HERALD_AUTOMATION_MAX_DEPTH
         if depth > limit:
             raise ActionFailed(

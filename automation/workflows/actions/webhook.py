@@ -71,7 +71,9 @@ def webhook_payload(ctx: ActionContext) -> dict[str, Any]:
     """The body a webhook action POSTs: what a receiver needs without calling back.
 
     `event` is the event as GET /events/{id} shows it; `event_type` (its key) and
-    `property_records` (its property values, as stored) come beside it.
+    `property_records` (its property values, as stored) come beside it. A run no
+    event started (a segment trigger, a broadcast) has `event` and `event_type` null,
+    no property records, and says what started it in `trigger` (null otherwise).
     """
     customer = customer_dict(ctx.customer)
     customer["created_at"] = ctx.customer.created_at.isoformat().replace("+00:00", "Z")
@@ -85,16 +87,19 @@ def webhook_payload(ctx: ActionContext) -> dict[str, Any]:
         },
         "workflow_run_id": ctx.run.pk,
         "action_index": ctx.run.position,
-        "event_type": EventType.objects.filter(pk=event.event_type_id)
-        .values_list("key", flat=True)
-        .first(),
-        "event": event_payload(event),
-        "property_records": list(
+        "event_type": None
+        if event is None
+        else EventType.objects.filter(pk=event.event_type_id).values_list("key", flat=True).first(),
+        "event": None if event is None else event_payload(event),
+        "property_records": []
+        if event is None
+        else list(
             event_property_records(event=event)
             .order_by("property_id")
             .values("property_id", "property_value")
         ),
         "customer": customer,
+        "trigger": ctx.run.trigger,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from rest_framework import serializers
@@ -12,6 +12,14 @@ from events_app.schemas import EventIn, PropertyRecordIn
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TypeRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+SegmentRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Run the workflow for a customer when they enter (or exit) the segment."""
+
+    segment: SegmentRef
+    on: Literal["entered", "exited"]
 
 
 class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -19,6 +27,7 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name | None = None
     trigger_event_types: list[TypeRef] | None = None
+    trigger_segments: Annotated[list[SegmentTriggerIn], msgspec.Meta(max_length=100)] | None = None
     conditions: dict[str, Any] | None = None
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
@@ -39,10 +48,19 @@ class WorkflowTestIn(msgspec.Struct, forbid_unknown_fields=True):
     property_records: list[PropertyRecordIn] = msgspec.field(default_factory=list)
 
 
+class SegmentTriggerSerializer(serializers.Serializer):
+    segment = serializers.CharField(help_text="The segment's key or id, as given.")
+    on = serializers.ChoiceField(choices=["entered", "exited"])
+
+
 class WorkflowSerializer(serializers.ModelSerializer):
     workflow_id = serializers.CharField(source="id")
     trigger_event_types = serializers.SerializerMethodField(help_text="Event type keys.")
     trigger_event_type_ids = serializers.SerializerMethodField()
+    trigger_segments = SegmentTriggerSerializer(
+        many=True,
+        help_text="Segment entries / exits that run the workflow for the customer.",
+    )
     conditions = serializers.JSONField()
     actions = serializers.JSONField()
 
@@ -53,6 +71,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "name",
             "trigger_event_types",
             "trigger_event_type_ids",
+            "trigger_segments",
             "conditions",
             "actions",
             "active",
@@ -85,10 +104,27 @@ class WorkflowSecretsSerializer(serializers.Serializer):
     )
 
 
+class RunTriggerSerializer(serializers.Serializer):
+    """What started a run that no event started: a segment transition or a broadcast."""
+
+    segment = serializers.CharField(help_text="The segment's key.")
+    on = serializers.ChoiceField(
+        choices=["entered", "exited"], required=False, help_text="A segment trigger's transition."
+    )
+    broadcast = serializers.CharField(required=False, help_text="A broadcast's broadcast_key.")
+
+
 class WorkflowRunSerializer(serializers.ModelSerializer):
     workflow_run_id = serializers.CharField(source="id")
     workflow_id = serializers.CharField()
-    event_id = serializers.CharField()
+    event_id = serializers.CharField(
+        allow_null=True, help_text="The event that started the run (null: see trigger)."
+    )
+    trigger = RunTriggerSerializer(
+        allow_null=True,
+        help_text='{"segment", "on"} for a segment trigger, {"broadcast", "segment"} for a '
+        "broadcast; null for a run an event started.",
+    )
     customer_id = serializers.CharField()
     outcomes = serializers.JSONField()
     explanation = serializers.JSONField()
@@ -99,6 +135,7 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "workflow_run_id",
             "workflow_id",
             "event_id",
+            "trigger",
             "customer_id",
             "workflow_version",
             "status",

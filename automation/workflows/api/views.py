@@ -35,6 +35,11 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
     return services.WorkflowInput(
         name=w.name,
         trigger_event_types=w.trigger_event_types,
+        trigger_segments=(
+            None
+            if w.trigger_segments is None
+            else [{"segment": t.segment, "on": t.on} for t in w.trigger_segments]
+        ),
         conditions=w.conditions,
         actions=w.actions,
         active=w.active,

@@ -11,6 +11,7 @@ from automation.due import due_events_process_and_run
 from automation.segments.models import Segment
 from automation.segments.selectors import loaded_segments_forget
 from automation.segments.services import SegmentInput, segment_create
+from automation.workflows.selectors import active_workflows_forget
 from events_app.ingestion import events_prepare, events_store
 from events_app.models import Event, EventType, PropertyDefinition
 from events_app.schemas import EventCreateIn
@@ -20,8 +21,10 @@ from events_app.schemas import EventCreateIn
 def _fresh_segment_cache() -> Iterator[None]:
     # Each test starts as a new process would: nothing cached.
     loaded_segments_forget()
+    active_workflows_forget()
     yield
     loaded_segments_forget()
+    active_workflows_forget()
 
 
 @pytest.fixture

@@ -141,12 +141,14 @@ def test_the_delivered_body_carries_the_event_type_key_and_the_property_values(
     assert body["event"]["event_id"] == run.event_id
     assert body["event"]["event_type_id"] == purchase.pk
     assert body["customer"]["external_id"] == "alice"
+    assert body["trigger"] is None  # an event started the run
     assert sorted(body) == [
         "action_index",
         "customer",
         "event",
         "event_type",
         "property_records",
+        "trigger",
         "type",
         "workflow",
         "workflow_run_id",
