@@ -103,3 +103,32 @@ def test_run_history_per_workflow_per_event_and_by_outcome(
     detail = staff.get(f"/admin/automation/workflowrun/{run.pk}/change/").content.decode()
     assert "<td>conditions</td>" not in detail  # empty tree: no leaves listed
     assert run.status == "succeeded"
+
+
+def test_admin_saves_segment_triggers_and_refuses_an_unknown_segment_on_the_field(
+    staff: Client, purchase: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from automation.segments.services import SegmentInput, segment_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        segment_create(data=SegmentInput(key="vip", name="VIP", condition={}))
+    triggers = [{"segment": "vip", "on": "entered"}]
+    response = staff.post(
+        "/admin/automation/workflow/add/",
+        form_data(purchase, trigger_event_types=[], trigger_segments=json.dumps(triggers)),
+    )
+    assert response.status_code == 302, response.content[:2000]
+    workflow = Workflow.objects.get()
+    assert workflow.trigger_segments == triggers
+    assert list(workflow.trigger_event_types.all()) == []
+
+    bad = json.dumps([{"segment": "nope", "on": "entered"}])
+    response = staff.post(
+        "/admin/automation/workflow/add/",
+        form_data(purchase, name="Other", trigger_event_types=[], trigger_segments=bad),
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["trigger_segments"]
+    assert errors["trigger_segments"][0].startswith("trigger_segments[0].segment: Unknown segment")
+    assert Workflow.objects.count() == 1
