@@ -1,24 +1,41 @@
-"""Admin for segments: the list with member counts, the condition edited as JSON with
-the problems shown on the field at their node's path, and the memberships (current and
-past) per segment or per customer.
+"""Admin for segments: the list with member counts, a segment's members over time (a
+chart with its numbers in a table), the condition edited as JSON with the problems shown
+on the field at their node's path, a preview of a condition's members before saving,
+and the memberships (current and past) per segment or per customer, searchable and
+exported as CSV.
 
-Every change goes through automation.segments.services (the same as the API).
+Every change goes through automation.segments.services (the same as the API); the
+preview is automation.segments.preview's, the reads are the segments' selectors.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 from automation.segments import selectors
+from automation.segments.member_lists import members_csv_lines, memberships_search
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
+from automation.segments.preview import segment_preview
 from automation.segments.services import (
     SegmentInput,
     segment_create,
@@ -26,16 +43,26 @@ from automation.segments.services import (
     segment_update,
     segment_validate,
 )
+from automation.segments.trends import TREND_DAYS, segment_member_trend
 from automation.workflows.admin import render_tree
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import PrettyJSONFormField
 from project.admin.forms import RecordAdmin
 from project.admin.lists import BigTableAdmin, ParameterFilter
+from project.errors import HeraldError
+
+CONDITION_HELP = (
+    'A tree of {"all": […]}, {"any": […]}, {"not": {…}} and leaves such as '
+    '{"count": {"event_type": "purchase", "within": "P30D"}, "op": "gte", "value": 3}; '
+    "see docs/automation.md (Segments)."
+)
 
 
 class SegmentAdminForm(forms.ModelForm):
-    # Indented JSON; the services validate the content (messages point at the node).
-    condition = PrettyJSONFormField(required=False)
+    # The condition's editor: JSON until the admin's rule builder takes this one line
+    # (any field whose cleaned value is the tree; the preview reads the form's
+    # "condition" value, a textarea's or a hidden input's).
+    condition = PrettyJSONFormField(required=False, help_text=CONDITION_HELP)
 
     class Meta:
         model = Segment
@@ -52,11 +79,11 @@ class SegmentAdminForm(forms.ModelForm):
             condition=cleaned.get("condition") or {},
         )
         segment_id = None if self.instance._state.adding else self.instance.pk
-        for path, messages in segment_validate(data, segment_id=segment_id).items():
-            field = path.split(".", 1)[0].split("[", 1)[0]
+        for path_, messages in segment_validate(data, segment_id=segment_id).items():
+            field = path_.split(".", 1)[0].split("[", 1)[0]
             for message in messages:
                 # Shown in place: on the field, with the faulty node's path.
-                self.add_error(field, f"{path}: {message}" if field != path else message)
+                self.add_error(field, f"{path_}: {message}" if field != path_ else message)
         self.segment_input = data
         return cleaned
 
@@ -66,9 +93,15 @@ def members_url(segment_id: str, *, current: bool = True) -> str:
     return url + ("&stay=current" if current else "")
 
 
+def export_url(segment_id: str, term: str = "") -> str:
+    url = reverse("admin:automation_segment_export", args=[segment_id])
+    return url + ("?" + urlencode({"q": term}) if term else "")
+
+
 @admin.register(Segment)
 class SegmentAdmin(CascadeDeleteAdmin):
     form = SegmentAdminForm
+    change_form_template = "admin/automation/segment/change_form.html"
     uncounted_models = (SegmentCheck,)
     list_display = ["key", "name", "status", "members", "built_at", "updated_at"]
     list_filter = ["status"]
@@ -85,38 +118,100 @@ class SegmentAdmin(CascadeDeleteAdmin):
         ("Condition", {"fields": ["condition"]}),
     ]
 
+    class Media:
+        css = {"all": ("automation/admin.css", "automation/segments/admin.css")}
+        js = ("herald/vendor/chart.js/chart.umd.min.js", "automation/segments/admin.js")
+
     def get_fieldsets(self, request: HttpRequest, obj: Segment | None = None) -> Any:
         return self.add_fieldsets if obj is None else self.fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Segment]:
+        # The API's list: member_count annotated in the list's one statement.
         return selectors.segment_list()
 
-    def get_form(
-        self, request: HttpRequest, obj: Segment | None = None, change: bool = False, **kwargs: Any
-    ) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, change, **kwargs)
-        form.base_fields["condition"].help_text = (
-            'A tree of {"all": […]}, {"any": […]}, {"not": {…}} and leaves such as '
-            '{"count": {"event_type": "purchase", "within": "P30D"}, "op": "gte", "value": 3}; '
-            "see docs/automation.md (Segments)."
-        )
-        return form
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "preview/",
+                wrap(require_POST(self.preview_view)),
+                name="automation_segment_preview",
+            ),
+            path(
+                "<path:object_id>/members.csv",
+                wrap(self.export_view),
+                name="automation_segment_export",
+            ),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="Members", ordering="member_count")
     def members(self, obj: Segment) -> SafeString:
-        count = getattr(obj, "member_count", None)
-        if count is None:
-            count = obj.memberships.filter(exited_at__isnull=True).count()
         return format_html(
             '<a href="{}">{}</a> (<a href="{}">history</a>)',
             members_url(obj.pk),
-            count,
+            obj.member_count,  # type: ignore[attr-defined]
             members_url(obj.pk, current=False),
         )
 
     @admin.display(description="Condition (readable)")
     def readable_condition(self, obj: Segment) -> SafeString:
         return format_html('<div class="herald-tree">{}</div>', render_tree(obj.condition))
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Segment | None = None,
+    ) -> HttpResponse:
+        context["preview_url"] = reverse("admin:automation_segment_preview")
+        if obj is not None:
+            context["trend"] = segment_member_trend(segment_id=obj.pk, now=timezone.now())
+            context["trend_days"] = TREND_DAYS
+            context["members_url"] = members_url(obj.pk)
+            context["export_url"] = export_url(obj.pk)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """POST {"condition": {…}, "customer_id"?}: the preview service's answer as JSON,
+        or its problems by path (400). Stores nothing."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return _problem("The body is not JSON.", None)
+        if not isinstance(body, dict):
+            body = {}
+        condition, customer_id = body.get("condition"), body.get("customer_id") or None
+        if not isinstance(condition, dict):
+            return _problem("condition: Must be a JSON object.", None)
+        if customer_id is not None and not isinstance(customer_id, str):
+            return _problem("customer_id: Must be a customer id.", None)
+        try:
+            result = segment_preview(condition=condition, customer_id=customer_id)
+        except HeraldError as exc:
+            return _problem(exc.message, exc.details)
+        return JsonResponse({"data": result})
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        """The current members as CSV (customer_id, external_id, email, entered_at),
+        streamed; `q` narrows them as the members list's search does."""
+        segment = get_object_or_404(Segment, pk=object_id)
+        if not self.has_view_permission(request, segment):
+            raise PermissionDenied
+        term = request.GET.get("q", "")
+        response = StreamingHttpResponse(
+            members_csv_lines(segment_id=segment.pk, term=term), content_type="text/csv"
+        )
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = (
+            f'attachment; filename="segment-{segment.key}-members-{stamp}.csv"'
+        )
+        return response
 
     def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
         data: SegmentInput = form.segment_input
@@ -129,6 +224,10 @@ class SegmentAdmin(CascadeDeleteAdmin):
 
     def delete_one(self, obj: Segment) -> None:
         segment_delete(segment=obj)
+
+
+def _problem(message: str, details: Any) -> JsonResponse:
+    return JsonResponse({"error": {"message": message, "details": details}}, status=400)
 
 
 class SegmentFilter(ParameterFilter):
@@ -157,20 +256,30 @@ class StayFilter(admin.SimpleListFilter):
 
 @admin.register(SegmentMembership)
 class SegmentMembershipAdmin(RecordAdmin, BigTableAdmin):
-    """Memberships: per segment (from the segment list) or per customer (search by the
-    customer's id or external id), current or past."""
+    """Memberships: per segment (from the segment list) or per customer, current or
+    past; searched by the customer's id, or the start of their external id or email.
+    Filtered to one segment's current members, the list offers them as CSV."""
 
-    list_display = ["segment_key", "customer_link", "entered_at", "exited_at"]
+    change_list_template = "admin/automation/segmentmembership/change_list.html"
+    list_display = ["segment_key", "customer_link", "email", "entered_at", "exited_at"]
     list_filter = [SegmentFilter, StayFilter]
     search_fields = ["customer__external_id"]
-    search_help_text = "A customer's id or external id (exact)."
+    search_help_text = "A customer's id, or the start of their external id or email."
     sortable_by = ["entered_at"]
     ordering = ["-entered_at", "-id"]
     list_select_related = ["segment", "customer"]
 
     def search_exact(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
-        by_id = queryset.filter(customer_id=term)
-        return by_id | queryset.filter(customer__external_id=term)
+        return memberships_search(queryset, term)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        segment_id = request.GET.get("segment")
+        context = dict(extra_context or {})
+        if segment_id and request.GET.get("stay") == "current":
+            context["export_url"] = export_url(segment_id, request.GET.get("q", "").strip())
+        return super().changelist_view(request, context)
 
     @admin.display(description="Segment")
     def segment_key(self, obj: SegmentMembership) -> str:
@@ -183,3 +292,7 @@ class SegmentMembershipAdmin(RecordAdmin, BigTableAdmin):
             reverse("admin:customers_customer_change", args=[obj.customer_id]),
             obj.customer.external_id,
         )
+
+    @admin.display(description="Email")
+    def email(self, obj: SegmentMembership) -> str:
+        return obj.customer.email
