@@ -87,7 +87,9 @@ class ScheduleForm(forms.ModelForm):
         help_text="IANA zone the expression is read in (e.g. Europe/Paris); empty = UTC.",
         widget=forms.TextInput(attrs={"size": 30, "class": "herald-cron-zone"}),
     )
-    context = PrettyJSONFormField(required=False, help_text="The JSON body of each callback.")
+    context = PrettyJSONFormField(
+        required=False, initial=dict, help_text="The JSON body of each callback (an object)."
+    )
     tag_text = forms.CharField(
         required=False, label="Tags", help_text="Comma-separated, e.g. newsletter, weekly."
     )

@@ -662,7 +662,7 @@
     const textarea = box.querySelector("textarea");
     const cat = readJson(box.dataset.catalogue);
     const builder = BUILDERS[box.dataset.builder](box, textarea, cat, readJson(box.dataset.errors));
-    const problem = h("p", { class: "errorlist hb-json-problem" });
+    const problem = h("p", { class: "hb-json-problem hb-echo-bad" });
     let advanced = false;
     const toggle = button("Advanced: edit as JSON", function () { setAdvanced(!advanced); }, "hb-toggle");
 

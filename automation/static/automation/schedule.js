@@ -14,7 +14,9 @@
     box.className = "herald-cron-preview";
     box.id = "cron-preview";
     box.setAttribute("aria-live", "polite");
-    input.after(box);
+    // Below the field's help text, not beside the input (the admin lays a row out in flex).
+    const row = input.closest(".form-row") || input.parentElement;
+    row.append(box);
     let timer = null;
     let asked = 0;
 
