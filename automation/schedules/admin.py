@@ -26,8 +26,9 @@ from automation.schedules import selectors, services
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.webhooks.models import Endpoint
 from automation.webhooks.services import endpoint_check_url
+from automation.workflows.admin.builder import StorableJSONField
 from project.admin.deletion import CascadeDeleteAdmin
-from project.admin.display import PrettyJSONFormField, pretty_json
+from project.admin.display import pretty_json
 from project.admin.forms import RecordAdmin, adopt_row
 from project.admin.lists import BigTableAdmin, ParameterFilter
 from project.errors import HeraldError
@@ -36,6 +37,8 @@ RECENT_RUNS = 10
 # Tag choices come from the newest schedules only, so the filter costs one bounded query;
 # any ?tag=… value still filters (through the GIN index on PostgreSQL).
 TAG_SAMPLE = 1000
+# The preview answers while typing: longer input than a form field takes is refused at once.
+MAX_TYPED = 200
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -87,7 +90,7 @@ class ScheduleForm(forms.ModelForm):
         help_text="IANA zone the expression is read in (e.g. Europe/Paris); empty = UTC.",
         widget=forms.TextInput(attrs={"size": 30, "class": "herald-cron-zone"}),
     )
-    context = PrettyJSONFormField(
+    context = StorableJSONField(
         required=False, initial=dict, help_text="The JSON body of each callback (an object)."
     )
     tag_text = forms.CharField(
@@ -240,10 +243,14 @@ class ScheduleAdmin(CascadeDeleteAdmin, BigTableAdmin):
         """The human description and next runs of ?interval=…&timezone=… (as typed)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        interval = request.GET.get("interval", "")
+        zone = request.GET.get("timezone", "").strip()
+        if len(interval) > MAX_TYPED or len(zone) > MAX_TYPED or "\x00" in interval + zone:
+            return JsonResponse({"error": "Not a cron expression."}, status=400)
         try:
             preview = services.schedule_preview(
-                interval=request.GET.get("interval", ""),
-                tz_name=request.GET.get("timezone", "").strip(),
+                interval=interval,
+                tz_name=zone,
             )
         except HeraldError as exc:
             return JsonResponse({"error": exc.message}, status=400)

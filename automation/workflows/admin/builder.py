@@ -17,6 +17,7 @@ properties, segments), never kept as a second list in the JavaScript.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -210,7 +211,48 @@ class BuilderWidget(forms.Textarea):
         )
 
 
-class ConditionTreeField(PrettyJSONFormField):
+class StorableJSONField(PrettyJSONFormField):
+    """JSON that PostgreSQL can store as jsonb: no NUL character, no lone surrogate,
+    nesting Python can parse; anything else is a form error, never a server error."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("The JSON is nested too deeply.") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
+
+    def prepare_value(self, value: Any) -> Any:
+        text = super().prepare_value(value)
+        try:
+            str(text).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, shown back escaped
+            return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True)
+        return text
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return super().has_changed(initial, data)
+        except RecursionError:
+            return True
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+            text.encode("utf-8")
+        except (UnicodeEncodeError, RecursionError, ValueError):
+            raise forms.ValidationError("The JSON holds text that cannot be stored.") from None
+        if "\x00" in text or "\\u0000" in text:
+            raise forms.ValidationError("The JSON may not contain NUL characters.")
+
+
+class ConditionTreeField(StorableJSONField):
     """A condition tree edited with the builder (`flavour`: "workflow" or "segment")."""
 
     def __init__(
@@ -233,7 +275,7 @@ class ConditionTreeField(PrettyJSONFormField):
         super().__init__(**kwargs)
 
 
-class ActionListField(PrettyJSONFormField):
+class ActionListField(StorableJSONField):
     """A workflow's action list edited with one editor per registered action type."""
 
     def __init__(self, *, root: str = "actions", **kwargs: Any) -> None:

@@ -8,6 +8,7 @@ node's path. The condition tree is also shown as readable nested text.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -51,6 +52,7 @@ from project.admin.deletion import CascadeDeleteAdmin
 from project.errors import HeraldError
 
 RECENT_RUNS = 20
+EVENT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # Secrets belong to endpoints: whoever may change endpoints may see and rotate them.
 SECRETS_PERMISSION = "automation.change_endpoint"
 
@@ -170,12 +172,18 @@ class WorkflowAdmin(CascadeDeleteAdmin):
 
     # ------------------------------------------------------------ why (not)
 
+    @staticmethod
+    def _event_id(request: HttpRequest) -> str:
+        """The ?event= id as typed, or "" when it cannot be an id at all (NUL, too long)."""
+        event_id = request.GET.get("event", "").strip()
+        return event_id if EVENT_ID.fullmatch(event_id) else ("?" if event_id else "")
+
     def why_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One workflow against the event given (?event=…), or a choice of recent events."""
         workflow = get_object_or_404(Workflow, pk=object_id)
         if not self.has_view_permission(request, workflow):
             raise PermissionDenied
-        event_id = request.GET.get("event", "").strip()
+        event_id = self._event_id(request)
         answers, problem = [], ""
         if event_id:
             try:
@@ -198,7 +206,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
         """Every workflow its type triggers, tested against one event (?event=…)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        event_id = request.GET.get("event", "").strip()
+        event_id = self._event_id(request)
         try:
             event = event_get(event_id=event_id)
         except HeraldError:

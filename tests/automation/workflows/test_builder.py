@@ -371,3 +371,31 @@ def test_schedule_added_in_the_admin_is_created_by_the_service(
     assert refused.status_code == 200
     assert "minimum interval" in str(refused.context["adminform"].form.errors["interval"])
     assert Schedule.objects.count() == 1
+
+
+def test_hostile_input_to_the_builder_and_previews_is_refused_without_writing(
+    staff: Client, purchase: Any
+) -> None:
+    nul = json.dumps({"property": "sku", "op": "eq", "value": "a\u0000b"})
+    deep = "[" * 100_000 + "]" * 100_000
+    for conditions in (nul, deep, '{"property": "sku", "op": "eq", "value": "\\ud800"}'):
+        response = staff.post(
+            "/admin/automation/workflow/add/",
+            {
+                "name": "Hostile",
+                "trigger_event_types": [purchase.pk],
+                "conditions": conditions,
+                "actions": "[]",
+                "reentry": "every_event",
+            },
+        )
+        assert response.status_code == 200
+        assert "conditions" in response.context["adminform"].form.errors
+    assert Workflow.objects.count() == 0
+    for interval in ("0 9 * * *\u0000", "1" * 10_000):
+        answer = staff.get("/admin/automation/schedule/preview/", {"interval": interval})
+        assert answer.status_code == 400
+    for event_id in ("a\u0000b", "x" * 500):
+        page = staff.get("/admin/automation/workflow/why/", {"event": event_id})
+        assert page.status_code == 200
+        assert "No event" in page.content.decode()
