@@ -192,6 +192,13 @@ class BuilderWidget(forms.Textarea):
         js = ("automation/builder.js",)
         css = {"all": ("automation/builder.css",)}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> BuilderWidget:
+        # Each form gets its own copy of the field's widget; Django's copies only `attrs`,
+        # so without this one request's node errors would show on the next form.
+        copied = super().__deepcopy__(memo)
+        copied.node_errors = {}
+        return copied
+
     def render(
         self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
     ) -> SafeString:

@@ -55,6 +55,7 @@ RECENT_RUNS = 20
 EVENT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # Secrets belong to endpoints: whoever may change endpoints may see and rotate them.
 SECRETS_PERMISSION = "automation.change_endpoint"
+VIEW_EVENTS = "events_app.view_event"
 
 
 class WorkflowAdminForm(forms.ModelForm):
@@ -191,6 +192,8 @@ class WorkflowAdmin(CascadeDeleteAdmin):
             except HeraldError:
                 problem = f"No event with id '{event_id}'."
             else:
+                if not request.user.has_perm(VIEW_EVENTS):
+                    raise PermissionDenied
                 answers = why(event=event, workflows=[workflow])
         return self._why_page(
             request,
@@ -204,7 +207,8 @@ class WorkflowAdmin(CascadeDeleteAdmin):
 
     def why_event_view(self, request: HttpRequest) -> HttpResponse:
         """Every workflow its type triggers, tested against one event (?event=…)."""
-        if not self.has_view_permission(request):
+        # The page shows the event's values and its customer: both must be viewable.
+        if not (self.has_view_permission(request) and request.user.has_perm(VIEW_EVENTS)):
             raise PermissionDenied
         event_id = self._event_id(request)
         try:

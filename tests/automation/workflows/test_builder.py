@@ -3,8 +3,8 @@ Schema agrees with the validator, the form round-trips a tree and an action list
 re-entry choice, errors at their node, and the admin's secret and schedule endpoints.
 
 The JavaScript half of the round trip (every operator, every action type, through the
-widget in Chromium) is test_builder_roundtrip.py; SAMPLE_TREE and SAMPLE_ACTIONS below
-are shared with it.
+widget in Chromium) is tests/e2e/test_rule_builder_roundtrip_browser.py; SAMPLE_TREE and
+SAMPLE_ACTIONS below are shared with it.
 """
 
 from __future__ import annotations
@@ -236,6 +236,9 @@ def test_errors_are_handed_to_the_builder_by_node_path(staff: Client, purchase: 
     assert node_errors == {
         "conditions.all[1].value": ["Must be a list of exactly 2 values."],
     }
+    # The next form starts clean: node errors belong to one request's form.
+    fresh = staff.get("/admin/automation/workflow/add/").content.decode()
+    assert '<script id="conditions-builder-errors" type="application/json">{}</script>' in fresh
     errors = response.context["adminform"].form.errors
     assert errors["actions"] == [
         "actions[0].duration: Duration 'P1M': use weeks, days, hours, minutes or seconds, "

@@ -1,8 +1,8 @@
 """The builder's JSON round trip in the browser: every operator and every action type.
 
 The widget (automation/static/automation/builder.js) is rendered by its form field,
-loaded into Chromium without a server, and (1) loads a tree or action list and writes
-back exactly the same JSON, each node in its own picker rather than a raw fallback,
+loaded into the session's Chromium without a server, and (1) loads a tree or action
+list and writes back exactly the same JSON, each node in its own picker rather than a raw fallback,
 and (2) makes each operator's leaf and each action type's spec from clicks and typed
 values alone.
 """
@@ -20,17 +20,17 @@ from playwright.sync_api import Browser, Page
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.admin.builder import ActionListField, ConditionTreeField
 from automation.workflows.conditions.operators import REGISTRY
+from events_app.models import EventType, PropertyDefinition
 from tests.automation.workflows.test_builder import (
     OPERATOR_LEAVES,
     SAMPLE_ACTIONS,
     SAMPLE_TREE,
     operator_leaf,
 )
-from tests.e2e.conftest import browser  # noqa: F401 - the session's Chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
-SCRIPT = Path(__file__).resolve().parents[3] / "automation/static/automation/builder.js"
+SCRIPT = Path(__file__).resolve().parents[2] / "automation/static/automation/builder.js"
 SEGMENT_TREE = {
     "any": [
         {
@@ -57,7 +57,17 @@ SEGMENT_TREE = {
 
 
 @pytest.fixture
-def widget_page(browser: Browser, purchase: Any) -> Iterator[Any]:  # noqa: F811
+def purchase(db: None) -> EventType:
+    event_type = EventType.objects.create(key="purchase", name="Purchase")
+    for prop, value_type in [("amount", "number"), ("paid_at", "datetime"), ("sku", "string")]:
+        PropertyDefinition.objects.create(
+            event_type=event_type, property_id=prop, value_type=value_type
+        )
+    return event_type
+
+
+@pytest.fixture
+def widget_page(browser: Browser, purchase: EventType) -> Iterator[Any]:
     """Render builder widgets (by their form fields) into a blank Chromium page."""
     page = browser.new_page()
 
