@@ -277,11 +277,15 @@ class EventAdmin(RecordAdmin, BigTableAdmin):
         # Both lists are searched by event id through an index (automation/admin).
         runs = reverse("admin:automation_workflowrun_changelist") + f"?q={obj.pk}"
         deliveries = reverse("admin:automation_delivery_changelist") + f"?q={obj.pk}"
+        # Why (not): its type's workflows tested against it (the automation admin's page).
+        why = reverse("admin:automation_workflow_why_event") + f"?event={obj.pk}"
         return format_html(
             '<a href="{}">workflow runs of this event</a> · '
-            '<a href="{}">its webhook deliveries</a>',
+            '<a href="{}">its webhook deliveries</a> · '
+            '<a href="{}" class="herald-why-link">why (not)? test its workflows</a>',
             runs,
             deliveries,
+            why,
         )
 
     @admin.display(description="data")

@@ -15,15 +15,18 @@ from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.views.decorators.http import require_POST
 
 from automation.webhooks.deliveries import delivery_redeliver
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
@@ -34,6 +37,7 @@ from automation.webhooks.services import (
     endpoint_delete,
     endpoint_disable,
     endpoint_ping,
+    endpoint_reveal_secret,
     endpoint_rotate_secret,
     endpoint_update,
 )
@@ -99,6 +103,8 @@ class EndpointAdmin(CascadeDeleteAdmin, BigTableAdmin):
     """
 
     form = EndpointForm
+    # Reveal and rotate buttons under the form (their own POST forms).
+    change_form_template = "admin/automation/endpoint/change_form.html"
     list_display = ("url_short", "kind", "active", "health", "last_success_at", "deliveries")
     list_filter = ("kind", HealthFilter)
     ordering = ("-id",)
@@ -127,6 +133,43 @@ class EndpointAdmin(CascadeDeleteAdmin, BigTableAdmin):
         # A new endpoint's secret travels from save_model to response_add of the same
         # request only; it is never stored anywhere else.
         self._new_secrets: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()
+
+    class Media:
+        js = ("automation/secrets.js",)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<str:object_id>/secret/reveal/",
+                wrap(require_POST(self.reveal_secret_view)),
+                name="automation_endpoint_reveal_secret",
+            ),
+            path(
+                "<str:object_id>/secret/rotate/",
+                wrap(require_POST(self.rotate_secret_view)),
+                name="automation_endpoint_rotate_secret",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _secret_endpoint(self, request: HttpRequest, object_id: str) -> Endpoint:
+        # Seeing or rotating a secret is changing the endpoint's trust: the change permission.
+        endpoint = get_object_or_404(Endpoint, pk=object_id)
+        if not self.has_change_permission(request, endpoint):
+            raise PermissionDenied
+        return endpoint
+
+    def reveal_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The signing secret in full, on an explicit POST; recorded in the audit log."""
+        endpoint = self._secret_endpoint(request, object_id)
+        secret = endpoint_reveal_secret(endpoint=endpoint)
+        return self._secrets_page(request, [(endpoint, secret)], rotated=False, revealed=True)
+
+    def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        endpoint = self._secret_endpoint(request, object_id)
+        secret = endpoint_rotate_secret(endpoint=endpoint)
+        return self._secrets_page(request, [(endpoint, secret)], rotated=True)
 
     def search_exact(self, queryset: QuerySet[Endpoint], term: str) -> QuerySet[Endpoint]:
         # The id arm is the primary key; URLs have no index (a URL may be longer than a
@@ -212,15 +255,22 @@ class EndpointAdmin(CascadeDeleteAdmin, BigTableAdmin):
         return self._secrets_page(request, [(obj, self._new_secrets.pop(request))], rotated=False)
 
     def _secrets_page(
-        self, request: HttpRequest, secrets: list[tuple[Endpoint, str]], *, rotated: bool
+        self,
+        request: HttpRequest,
+        secrets: list[tuple[Endpoint, str]],
+        *,
+        rotated: bool,
+        revealed: bool = False,
     ) -> HttpResponse:
         """The one page that shows secrets: the answer to the POST, never cached."""
+        title = "Secret rotated" if rotated else "Endpoint created"
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Secret rotated" if rotated else "Endpoint created",
+            "title": "Signing secret" if revealed else title,
             "secrets": secrets,
             "rotated": rotated,
+            "revealed": revealed,
             "overlap_until": timezone.now() + SECRET_ROTATION_OVERLAP,
             "changelist_url": reverse("admin:automation_endpoint_changelist"),
         }

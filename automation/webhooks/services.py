@@ -161,6 +161,18 @@ def endpoint_rotate_secret(*, endpoint: Endpoint) -> str:
     return endpoint.secret
 
 
+def endpoint_reveal_secret(*, endpoint: Endpoint) -> str:
+    """The endpoint's signing secret, shown on purpose: recorded in the audit trail
+    (which names the endpoint, never the secret), whatever the endpoint's kind."""
+    audit_record(
+        action="secret_shown",
+        obj_type=AUDIT_TYPE,
+        obj_id=endpoint.pk,
+        after={"kind": endpoint.kind},
+    )
+    return endpoint.secret
+
+
 def endpoint_disable(*, endpoint: Endpoint, reason: str) -> None:
     """Stop sending to an endpoint: mark it inactive with a reason, fail its pending work."""
     now = timezone.now()

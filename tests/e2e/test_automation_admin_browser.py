@@ -90,6 +90,9 @@ def test_workflow_made_in_the_admin_shows_errors_in_place_then_its_runs(
     page.goto("/admin/automation/workflow/add/")
     page.fill("#id_name", "Big spenders")
     page.select_option("#id_trigger_event_types", label=str(purchase))
+    # The raw JSON is the builder's "advanced" view (the builder itself: test_rule_builder_browser).
+    page.click(".field-conditions button.hb-toggle")
+    page.click(".field-actions button.hb-toggle")
     page.fill(
         "#id_conditions",
         json.dumps({"all": [{"property": "amount", "op": "bigger", "value": 100}]}),
@@ -97,11 +100,15 @@ def test_workflow_made_in_the_admin_shows_errors_in_place_then_its_runs(
     page.fill("#id_actions", json.dumps([{"type": "add_tags", "tags": ["big"]}]))
     page.click("input[name=_save]")
 
-    error = page.locator(".field-conditions .errorlist")
+    error = page.locator("#id_conditions_error")
     expect(error).to_contain_text("conditions.all[0].op: Unknown operator 'bigger'")
+    # ... and at the node itself, in the builder.
+    node = page.locator('.hb-leaf[data-path="conditions.all[0]"] .hb-errors')
+    expect(node).to_contain_text("op: Unknown operator 'bigger'")
     screenshot(page, "workflow-invalid")
     assert Workflow.objects.count() == 0
 
+    page.click(".field-conditions button.hb-toggle")
     page.fill(
         "#id_conditions", json.dumps({"all": [{"property": "amount", "op": "gte", "value": 100}]})
     )

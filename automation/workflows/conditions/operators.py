@@ -42,6 +42,13 @@ class Operator:
 
     name: ClassVar[str]
     takes_value: ClassVar[bool] = True
+    # For the admin's rule builder (automation.workflows.conditions.schema): the words
+    # it shows, the value types of subject it is offered for ("any" = untyped paths
+    # such as attributes.x) and the shape of its value (scalar, pair, list, duration,
+    # regex, none).
+    label: ClassVar[str]
+    types: ClassVar[frozenset[str]] = frozenset({"string", "number", "boolean", "datetime", "any"})
+    shape: ClassVar[str] = "scalar"
 
     def check(self, value: Any) -> str | None:
         return _scalar_error(value)
@@ -102,6 +109,7 @@ class _Compare(Operator):
 
 class Eq(_Compare):
     name = "eq"
+    label = "="
 
     def compare(self, actual: Any, expected: Any) -> bool:
         return bool(actual == expected)
@@ -109,6 +117,7 @@ class Eq(_Compare):
 
 class Ne(Operator):
     name = "ne"
+    label = "≠"
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         # A missing value is not "different from x": missing values never match.
@@ -119,6 +128,8 @@ class Ne(Operator):
 
 class Gt(_Compare):
     name = "gt"
+    label = ">"
+    types = frozenset({"number", "datetime", "any"})
 
     def compare(self, actual: Any, expected: Any) -> bool:
         return bool(actual > expected)
@@ -126,6 +137,8 @@ class Gt(_Compare):
 
 class Gte(_Compare):
     name = "gte"
+    label = "≥"
+    types = frozenset({"number", "datetime", "any"})
 
     def compare(self, actual: Any, expected: Any) -> bool:
         return bool(actual >= expected)
@@ -133,6 +146,8 @@ class Gte(_Compare):
 
 class Lt(_Compare):
     name = "lt"
+    label = "<"
+    types = frozenset({"number", "datetime", "any"})
 
     def compare(self, actual: Any, expected: Any) -> bool:
         return bool(actual < expected)
@@ -140,6 +155,8 @@ class Lt(_Compare):
 
 class Lte(_Compare):
     name = "lte"
+    label = "≤"
+    types = frozenset({"number", "datetime", "any"})
 
     def compare(self, actual: Any, expected: Any) -> bool:
         return bool(actual <= expected)
@@ -149,6 +166,9 @@ class Between(Operator):
     """Inclusive range: `"value": [low, high]`."""
 
     name = "between"
+    label = "between"
+    types = frozenset({"number", "datetime", "any"})
+    shape = "pair"
 
     def check(self, value: Any) -> str | None:
         return _list_error(value, exact=2)
@@ -170,6 +190,9 @@ class Between(Operator):
 
 class In(Operator):
     name = "in"
+    label = "is one of"
+    types = frozenset({"string", "number", "any"})
+    shape = "list"
 
     def check(self, value: Any) -> str | None:
         return _list_error(value)
@@ -183,6 +206,7 @@ class In(Operator):
 
 class NotIn(In):
     name = "not_in"
+    label = "is none of"
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         if actual is MISSING or actual is None:
@@ -194,6 +218,8 @@ class Contains(Operator):
     """Substring of a string, item of a list (tags), or key of an object."""
 
     name = "contains"
+    label = "contains"
+    types = frozenset({"string", "list", "object", "any"})
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         if isinstance(actual, str):
@@ -208,6 +234,8 @@ class Contains(Operator):
 
 class StartsWith(Operator):
     name = "starts_with"
+    label = "starts with"
+    types = frozenset({"string", "any"})
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         return isinstance(actual, str) and actual.startswith(str(coerce_like(actual, prepared)))
@@ -215,6 +243,8 @@ class StartsWith(Operator):
 
 class EndsWith(Operator):
     name = "ends_with"
+    label = "ends with"
+    types = frozenset({"string", "any"})
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         return isinstance(actual, str) and actual.endswith(str(coerce_like(actual, prepared)))
@@ -222,6 +252,9 @@ class EndsWith(Operator):
 
 class Exists(Operator):
     name = "exists"
+    label = "exists"
+    types = frozenset({"string", "number", "boolean", "datetime", "list", "object", "any"})
+    shape = "none"
     takes_value = False
 
     def check(self, value: Any) -> str | None:
@@ -233,6 +266,7 @@ class Exists(Operator):
 
 class NotExists(Exists):
     name = "not_exists"
+    label = "does not exist"
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         return not super().test(actual, prepared, now)
@@ -246,6 +280,9 @@ class Matches(Operator):
     """
 
     name = "matches"
+    label = "matches"
+    types = frozenset({"string", "any"})
+    shape = "regex"
     OPTIONS = re2.Options()
     OPTIONS.max_mem = 8 << 20
     OPTIONS.log_errors = False
@@ -277,6 +314,9 @@ class WithinLast(Operator):
     """The datetime lies in [now - duration, now]."""
 
     name = "within_last"
+    label = "within the last"
+    types = frozenset({"datetime", "any"})
+    shape = "duration"
 
     def check(self, value: Any) -> str | None:
         try:
@@ -297,6 +337,7 @@ class MoreThanAgo(WithinLast):
     """The datetime lies strictly before now - duration."""
 
     name = "more_than_ago"
+    label = "more than … ago:"
 
     def test(self, actual: Any, prepared: Any, now: datetime) -> bool:
         moment = to_datetime(actual)
