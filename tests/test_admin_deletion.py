@@ -91,7 +91,13 @@ CASES: dict[
         a_workflow,
         "/admin/automation/workflow/",
         # The endpoints of its webhook actions and their log go with it (workflow_delete).
-        lambda n: [f"{n} workflow runs", "0 endpoints", "0 deliveries", "0 delivery attempts"],
+        lambda n: [
+            f"{n} workflow runs",
+            "0 segment broadcasts",
+            "0 endpoints",
+            "0 deliveries",
+            "0 delivery attempts",
+        ],
         {"events_app.EventType": 1},  # the trigger: a workflow's delete keeps its types
     ),
     "schedule": (

@@ -26,6 +26,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from automation.due import due_events_process
+from automation.segments.models import Segment
 from events_app.models import ApiClient
 from project.api.strict import StrictAPIView
 from tests.conftest import API
@@ -210,6 +211,11 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     workflow_id = _created(api.post(f"{API}/workflows", WORKFLOW, format="json"), "workflow_id")
     segment = {"segment": {"key": "buyers", "name": "Buyers", "condition": {}}}
     segment_id = _created(api.post(f"{API}/segments", segment, format="json"), "segment_id")
+    # Its build runs after commit (never in this test): ready, so that it can broadcast.
+    Segment.objects.filter(pk=segment_id).update(status=Segment.Status.READY)
+    broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
+    response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
+    assert response.status_code == 202, response.json()
     return World(
         api=contract_api,
         ids={
@@ -221,9 +227,15 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "schedule_id": schedules[0],
             "workflow_id": workflow_id,
             "segment_id": segment_id,
+            "broadcast_key": "world",
         },
         paused_schedule_id=schedules[1],
-        bodies={**BODIES, ("workflow-test", "post"): {"event_id": event_id}},
+        bodies={
+            **BODIES,
+            ("workflow-test", "post"): {"event_id": event_id},
+            # The same key again: 200 with the broadcast, nothing started.
+            ("segment-broadcast", "post"): broadcast,
+        },
     )
 
 

@@ -115,7 +115,11 @@ def broadcast_start(
         broadcast = SegmentBroadcast.objects.get(broadcast_key=broadcast_key)
         if broadcast.pk != candidate.pk:
             return _same_or_conflict(broadcast, segment, workflow_id), False
-        broadcast.members_total = broadcast_members(broadcast).count()
+        # The current stays entered by now: the same members as broadcast_members at this
+        # moment, counted on the partial index of current members (index only).
+        broadcast.members_total = SegmentMembership.objects.filter(
+            segment=segment, exited_at__isnull=True, entered_at__lte=broadcast.as_of
+        ).count()
         broadcast.save(update_fields=["members_total"])
         audit_record(
             action="created",
