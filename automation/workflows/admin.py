@@ -33,6 +33,7 @@ from automation.workflows.services import (
 from events_app.models import EventType
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import PrettyJSONFormField, pretty_json
+from project.admin.export import CsvExportMixin
 from project.admin.forms import RecordAdmin
 from project.admin.lists import BigTableAdmin, CreatedWithinByIdFilter
 
@@ -286,7 +287,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(RecordAdmin, BigTableAdmin):
+class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
     """Run history: per workflow (filter) and per event (search by event id).
 
     Runs are one per matched (workflow, event): millions. Unfiltered and by

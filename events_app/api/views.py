@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from customers.selectors import customer_get
 from events_app import ingestion, selectors
+from events_app.activity import batch_rejections_record
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer, PropertyRecordSerializer
@@ -114,6 +115,7 @@ class EventBatchView(StrictAPIView):
         for problem in result.invalid:
             problem.index = positions[problem.index]
         invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
+        batch_rejections_record(api_client=request.user, invalid=invalid, sent=batch.events)
         return json_response(
             {
                 "data": {

@@ -1,0 +1,191 @@
+"""The dashboard's trends: events per type, workflow runs, deliveries and rejected batch
+items over the last 24 hours (by the hour) or 7 / 30 days (by the day), in UTC.
+
+Each series is one aggregate query that stays cheap however many events there are:
+events and rejections from their hourly counters (events_app.activity), workflow runs
+and deliveries from the window's rows only, found by their time-ordered primary keys
+(project.ids.public_id_floor: an id range, not a created_at scan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Case, CharField, Count, Q, Value, When
+from django.db.models.functions import Trunc
+
+from automation.webhooks.models import Delivery
+from automation.workflows.models import WorkflowRun
+from events_app.activity import event_hour_counts, hour_of, rejection_hour_counts
+from events_app.models import EventType
+from project.ids import public_id_floor
+
+# name -> (buckets, bucket unit)
+RANGES: dict[str, tuple[int, str]] = {"24h": (24, "hour"), "7d": (7, "day"), "30d": (30, "day")}
+DEFAULT_RANGE = "24h"
+# Types drawn on their own in the events chart; the rest add up to "other types".
+TYPES_DRAWN = 8
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.values)
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str  # the element ids' stem
+    title: str
+    series: list[Series]
+    stacked: bool = False
+
+    def table(self, labels: list[str]) -> list[tuple[str, list[int]]]:
+        """The text fallback: one row per bucket, one column per series."""
+        return [(label, [s.values[i] for s in self.series]) for i, label in enumerate(labels)]
+
+
+@dataclass(frozen=True)
+class Trends:
+    range: str
+    labels: list[str]
+    charts: list[Chart] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[tuple[Chart, list[tuple[str, list[int]]]]]:
+        return [(chart, chart.table(self.labels)) for chart in self.charts]
+
+    def as_json(self) -> dict[str, Any]:
+        """What herald/dashboard.js draws (the page carries it as a JSON script tag)."""
+        return {
+            "labels": self.labels,
+            "charts": [
+                {
+                    "key": c.key,
+                    "title": c.title,
+                    "stacked": c.stacked,
+                    "series": [{"label": s.label, "values": s.values} for s in c.series],
+                }
+                for c in self.charts
+            ],
+        }
+
+
+def _buckets(now: datetime, count: int, unit: str) -> list[datetime]:
+    last = hour_of(now)
+    if unit == "day":
+        last = last.replace(hour=0)
+        return [last - timedelta(days=count - 1 - i) for i in range(count)]
+    return [last - timedelta(hours=count - 1 - i) for i in range(count)]
+
+
+def _label(moment: datetime, unit: str) -> str:
+    return moment.strftime("%H:00" if unit == "hour" else "%b %d")
+
+
+def _spread(rows: dict[Any, dict[datetime, int]], buckets: list[datetime]) -> dict[Any, list[int]]:
+    return {key: [by_bucket.get(b, 0) for b in buckets] for key, by_bucket in rows.items()}
+
+
+def _grouped(queryset: Any, unit: str, key: Any) -> dict[Any, dict[datetime, int]]:
+    """{key: {bucket: count}} of `queryset` grouped by its created_at's bucket and `key`."""
+    rows = (
+        queryset.annotate(bucket=Trunc("created_at", unit, tzinfo=UTC), key=key)
+        .values_list("bucket", "key")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    out: dict[Any, dict[datetime, int]] = {}
+    for bucket, name, n in rows:
+        out.setdefault(name, {})[bucket] = n
+    return out
+
+
+def _event_chart(since: datetime, until: datetime, unit: str, buckets: list[datetime]) -> Chart:
+    per_type: dict[str, dict[datetime, int]] = {}
+    for bucket, type_id, n in event_hour_counts(since=since, until=until, bucket=unit):
+        per_type.setdefault(type_id, {})[bucket] = n
+    spread = _spread(per_type, buckets)
+    ranked = sorted(spread, key=lambda t: -sum(spread[t]))
+    keys = dict(EventType.objects.filter(pk__in=ranked[:TYPES_DRAWN]).values_list("pk", "key"))
+    series = [Series(keys.get(t, t), spread[t]) for t in ranked[:TYPES_DRAWN]]
+    rest = ranked[TYPES_DRAWN:]
+    if rest:
+        series.append(
+            Series("other types", [sum(spread[t][i] for t in rest) for i in range(len(buckets))])
+        )
+    if not series:
+        series = [Series("events", [0] * len(buckets))]
+    return Chart("events", "Events by type", series, stacked=True)
+
+
+def _runs_chart(since: datetime, unit: str, buckets: list[datetime]) -> Chart:
+    failed = Case(
+        When(status=WorkflowRun.Status.FAILED, then=Value("failed")),
+        default=Value("other"),
+        output_field=CharField(),
+    )
+    # workflowrun primary key: the window's runs by their time-ordered ids.
+    grouped = _spread(
+        _grouped(WorkflowRun.objects.filter(pk__gte=public_id_floor(since)), unit, failed),
+        buckets,
+    )
+    zero = [0] * len(buckets)
+    other, failures = grouped.get("other", zero), grouped.get("failed", zero)
+    started = [a + b for a, b in zip(other, failures, strict=True)]
+    return Chart(
+        "runs", "Workflow runs", [Series("runs started", started), Series("failed", failures)]
+    )
+
+
+def _deliveries_chart(since: datetime, unit: str, buckets: list[datetime]) -> Chart:
+    outcome = Case(
+        When(status=Delivery.Status.SUCCEEDED, then=Value("succeeded")),
+        When(status=Delivery.Status.FAILED, then=Value("failed")),
+        When(Q(status=Delivery.Status.PENDING) & Q(attempt_count__gt=0), then=Value("retrying")),
+        default=Value("pending"),
+        output_field=CharField(),
+    )
+    # delivery primary key: the window's deliveries by their time-ordered ids.
+    grouped = _spread(
+        _grouped(Delivery.objects.filter(pk__gte=public_id_floor(since)), unit, outcome), buckets
+    )
+    zero = [0] * len(buckets)
+    return Chart(
+        "deliveries",
+        "Webhook deliveries (by the time they were created)",
+        [Series(name, grouped.get(name, zero)) for name in ("succeeded", "failed", "retrying")],
+        stacked=True,
+    )
+
+
+def _rejections_chart(
+    since: datetime, until: datetime, unit: str, buckets: list[datetime]
+) -> Chart:
+    counted = dict(rejection_hour_counts(since=since, until=until, bucket=unit))
+    return Chart(
+        "rejections",
+        "Batch items rejected",
+        [Series("items rejected", [counted.get(b, 0) for b in buckets])],
+    )
+
+
+def trends(*, now: datetime, range_name: str, automation: bool) -> Trends:
+    """The dashboard's charts over `range_name` (a key of RANGES) ending now; the
+    automation charts (runs, deliveries) only with `automation`."""
+    count, unit = RANGES.get(range_name, RANGES[DEFAULT_RANGE])
+    buckets = _buckets(now, count, unit)
+    since = buckets[0]
+    until = hour_of(now) + timedelta(hours=1)
+    charts = [_event_chart(since, until, unit, buckets)]
+    if automation:
+        charts += [_runs_chart(since, unit, buckets), _deliveries_chart(since, unit, buckets)]
+    charts.append(_rejections_chart(since, until, unit, buckets))
+    name = range_name if range_name in RANGES else DEFAULT_RANGE
+    return Trends(name, [_label(b, unit) for b in buckets], charts)
