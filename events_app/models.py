@@ -104,6 +104,18 @@ class Event(models.Model):
     automation_pending = models.BooleanField(default=False)
     # Follow-up events emitted by workflows carry their chain depth (loop guard).
     depth = models.PositiveSmallIntegerField(default=0)
+    # The API client that sent the event (the live page's filter); NULL for events
+    # written otherwise (workflows, the admin, generated data). No constraint and no
+    # index: events are partitioned, and the filter reads only the last few minutes.
+    api_client = models.ForeignKey(
+        "ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -88,7 +88,7 @@ class EventCollectionView(StrictAPIView):
     )
     def post(self, request: Request) -> HttpResponse:
         body = parse_body(request, EventCreateIn)
-        event_id = ingestion.event_ingest(item=body)
+        event_id = ingestion.event_ingest(item=body, api_client_id=request.user.pk)
         return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
 
 
@@ -111,7 +111,7 @@ class EventBatchView(StrictAPIView):
         check_json_content_type(request)
         batch = decode_json(read_body_limited(request, MAX_BATCH_BYTES), EventBatchIn)
         items, positions, invalid = _decode_items(batch.events)
-        result = ingestion.events_ingest_batch(items=items)
+        result = ingestion.events_ingest_batch(items=items, api_client_id=request.user.pk)
         for problem in result.invalid:
             problem.index = positions[problem.index]
         invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)

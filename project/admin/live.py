@@ -66,10 +66,14 @@ def live_feed(request: HttpRequest) -> HttpResponse:
     events = Event.objects.filter(created_at__gte=now - FEED_WINDOW)
     if events_after:
         events = events.filter(pk__gt=events_after)
+    if client is not None:
+        events = events.filter(api_client_id=client)
     if event_type:
         events = events.filter(event_type__key=event_type)
     event_rows = list(
-        events.select_related("event_type", "customer").order_by("-created_at", "-id")[:FEED_ROWS]
+        events.select_related("event_type", "customer", "api_client").order_by(
+            "-created_at", "-id"
+        )[:FEED_ROWS]
     )
 
     rejected = RejectedItem.objects.filter(id__gt=rejections_after)
@@ -90,6 +94,7 @@ def live_feed(request: HttpRequest) -> HttpResponse:
                     "url": reverse("admin:events_app_event_change", args=[e.id]),
                     "event_type": e.event_type.key,
                     "customer": e.customer.external_id,
+                    "api_client": e.api_client.name if e.api_client else "",
                     "created_at": e.created_at.isoformat(),
                 }
                 for e in event_rows

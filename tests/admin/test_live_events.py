@@ -112,9 +112,15 @@ def test_the_feed_shows_new_events_and_rejections_after_its_cursors_filtered(api
     again = marketer.get("/admin/live/feed/", {"event_type": "purchase", **first["cursor"]}).json()
     assert again["events"] == []
     assert again["rejections"] == []
+    sender = ApiClient.objects.get()
+    assert [e["api_client"] for e in first["events"]] == [sender.name]
+    by_sender = marketer.get("/admin/live/feed/", {"api_client": sender.pk}).json()
+    assert len(by_sender["events"]) == 2
+    assert len(by_sender["rejections"]) == 1
     other_client = ApiClientFactory()
-    by_client = marketer.get("/admin/live/feed/", {"api_client": other_client.pk}).json()
-    assert by_client["rejections"] == []
+    by_other = marketer.get("/admin/live/feed/", {"api_client": other_client.pk}).json()
+    assert by_other["events"] == []
+    assert by_other["rejections"] == []
 
 
 def test_the_live_page_and_feed_need_the_view_event_permission():

@@ -69,6 +69,7 @@
             var tr = document.createElement("tr");
             tr.setAttribute("data-id", e.id);
             cell(tr, time(e.created_at));
+            cell(tr, e.api_client);
             cell(tr, e.event_type);
             cell(tr, e.customer);
             cell(tr, e.id, e.url);
