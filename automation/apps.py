@@ -12,6 +12,7 @@ class AutomationConfig(AppConfig):
         hook (events_app.ingest_hooks), the periodic jobs (project.background) and the
         Celery tasks of every process."""
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
+        from automation.activity import activity_hour_counts_fold
         from automation.due import due_events_drain
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
@@ -57,3 +58,9 @@ class AutomationConfig(AppConfig):
             ),
         )
         periodic_job_register(name="segments.sweep", interval_seconds=5.0, func=segments_sweep_due)
+        # The dashboard's hourly counts of runs and deliveries: past hours into one row.
+        periodic_job_register(
+            name="automation.hour_counts_fold",
+            interval_seconds=900.0,
+            func=activity_hour_counts_fold,
+        )

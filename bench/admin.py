@@ -15,6 +15,15 @@ and memory.
    second and sampling the process's resident memory every 50,000 rows (flat means
    the export holds a chunk, not the file); the peak of Python's own allocations
    (tracemalloc) is measured on a second, shorter export.
+
+    .venv/bin/python bench/admin.py --ingest-cost [--rounds 12]
+
+measures instead what the dashboard's hourly counters cost batch ingestion: 1000-event
+batches (3 property records each, new customers and refs) through the batch service
+(events_app.ingestion.events_ingest_batch, what POST /events/batch calls; no HTTP) on
+its own database (herald_bench_admin_ingest), in rounds that alternate the counters'
+trigger functions with and without the hourly upsert (events_app migration 0012), so
+both variants share the machine's load; prints the median events/s of each.
 Figures are noisy when other work shares the CPUs: report them with `uptime`.
 """
 
@@ -175,6 +184,66 @@ def export(client: Any, url: str, *, trace: bool) -> tuple[int, float, float, fl
     return rows, seconds, max(peak_rss, rss_mb()), traced
 
 
+def ingest_cost(rounds: int, batches: int) -> None:
+    """Median events/s of batch ingestion with and without the hourly counters."""
+    import importlib
+    import uuid
+
+    import msgspec
+    from django.db import connection
+
+    from events_app.ingestion import events_ingest_batch
+    from events_app.models import EventType, PropertyDefinition
+    from events_app.schemas import EventCreateIn
+
+    triggers = importlib.import_module("events_app.migrations.0012_event_hour_count_triggers")
+    event_type, _ = EventType.objects.get_or_create(key="buy", defaults={"name": "Bench"})
+    for property_id, value_type in (("amt", "number"), ("paid", "boolean"), ("sku", "string")):
+        PropertyDefinition.objects.get_or_create(
+            event_type=event_type, property_id=property_id, defaults={"value_type": value_type}
+        )
+
+    def batch() -> list[EventCreateIn]:
+        prefix = uuid.uuid4().hex[:10]
+        return [
+            msgspec.convert(
+                {
+                    "event": {
+                        "event_type": "buy",
+                        "customer_external_id": f"c-{prefix}-{n % 100}",
+                        "external_id": f"{prefix}-{n}",
+                    },
+                    "property_records": [
+                        {"property_id": "amt", "property_value": n},
+                        {"property_id": "paid", "property_value": True},
+                        {"property_id": "sku", "property_value": f"s{n % 50}"},
+                    ],
+                },
+                EventCreateIn,
+            )
+            for n in range(1000)
+        ]
+
+    results: dict[bool, list[float]] = {True: [], False: []}
+    for round_ in range(rounds):
+        for with_hours in (True, False) if round_ % 2 else (False, True):
+            with connection.cursor() as cursor:
+                cursor.execute(triggers._functions(with_hours=with_hours))
+            bodies = [batch() for _ in range(batches)]
+            began = time.perf_counter()
+            for body in bodies:
+                events_ingest_batch(items=body, api_client_id=None)
+            results[with_hours].append(batches * 1000 / (time.perf_counter() - began))
+    with connection.cursor() as cursor:
+        cursor.execute(triggers._functions(with_hours=True))
+    without, with_ = statistics.median(results[False]), statistics.median(results[True])
+    print(f"batch ingest, 1000-event batches, {rounds} rounds x {batches} batches each")
+    print(f"  without hourly counters: {without:,.0f} events/s (median)")
+    print(f"  with hourly counters:    {with_:,.0f} events/s (median), {with_ / without:.1%}")
+    print(f"  all rounds without: {[round(x) for x in results[False]]}")
+    print(f"  all rounds with:    {[round(x) for x in results[True]]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -182,9 +251,12 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--ingest-cost", action="store_true", help="the counters' ingest cost")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
 
-    scratch_database("herald_bench_admin")
+    scratch_database("herald_bench_admin_ingest" if args.ingest_cost else "herald_bench_admin")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
 
@@ -197,6 +269,9 @@ def main() -> None:
     from events_app.models import Event, EventType
 
     call_command("migrate", verbosity=0)
+    if args.ingest_cost:
+        ingest_cost(args.rounds, args.batches)
+        return
     load(args.events, args.customers, args.busy)
 
     user_model = get_user_model()

@@ -1,10 +1,11 @@
 """The dashboard's trends: events per type, workflow runs, deliveries and rejected batch
 items over the last 24 hours (by the hour) or 7 / 30 days (by the day), in UTC.
 
-Each series is one aggregate query that stays cheap however many events there are:
-events and rejections from their hourly counters (events_app.activity), workflow runs
-and deliveries from the window's rows only, found by their time-ordered primary keys
-(project.ids.public_id_floor: an id range, not a created_at scan).
+Each series is one aggregate query that stays cheap however many rows there are:
+events and rejections from their hourly counters (events_app.activity), runs started
+and deliveries created from theirs (automation.activity); the outcomes that are not a
+success (failed runs, failed, retrying and cancelled deliveries: few) from the window's
+rows through their (status, id) indexes (project.ids.public_id_floor: an id range).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, CharField, Count, Q, Value, When
+from django.db.models import Case, CharField, Count, F, Q, Value, When
 from django.db.models.functions import Trunc
 
+from automation.activity import DELIVERIES, RUNS, created_per_bucket
 from automation.webhooks.models import Delivery
 from automation.workflows.models import WorkflowRun
 from events_app.activity import event_hour_counts, hour_of, rejection_hour_counts
@@ -125,42 +127,71 @@ def _event_chart(since: datetime, until: datetime, unit: str, buckets: list[date
     return Chart("events", "Events by type", series, stacked=True)
 
 
-def _runs_chart(since: datetime, unit: str, buckets: list[datetime]) -> Chart:
-    failed = Case(
-        When(status=WorkflowRun.Status.FAILED, then=Value("failed")),
-        default=Value("other"),
-        output_field=CharField(),
+def _by_bucket(queryset: Any, unit: str) -> dict[datetime, int]:
+    rows = (
+        queryset.annotate(bucket=Trunc("created_at", unit, tzinfo=UTC))
+        .values_list("bucket")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
-    # workflowrun primary key: the window's runs by their time-ordered ids.
-    grouped = _spread(
-        _grouped(WorkflowRun.objects.filter(pk__gte=public_id_floor(since)), unit, failed),
-        buckets,
+    return {bucket: n for bucket, n in rows}
+
+
+def _runs_chart(since: datetime, until: datetime, unit: str, buckets: list[datetime]) -> Chart:
+    started = created_per_bucket(
+        kind=RUNS, model=WorkflowRun, since=since, until=until, bucket=unit
     )
-    zero = [0] * len(buckets)
-    other, failures = grouped.get("other", zero), grouped.get("failed", zero)
-    started = [a + b for a, b in zip(other, failures, strict=True)]
+    # workflowrun_status_idx (status, id): the window's failed runs, few next to all.
+    failed = _by_bucket(
+        WorkflowRun.objects.filter(
+            status=WorkflowRun.Status.FAILED, pk__gte=public_id_floor(since)
+        ),
+        unit,
+    )
     return Chart(
-        "runs", "Workflow runs", [Series("runs started", started), Series("failed", failures)]
+        "runs",
+        "Workflow runs",
+        [
+            Series("runs started", [started.get(b, 0) for b in buckets]),
+            Series("failed", [failed.get(b, 0) for b in buckets]),
+        ],
     )
 
 
-def _deliveries_chart(since: datetime, unit: str, buckets: list[datetime]) -> Chart:
-    outcome = Case(
-        When(status=Delivery.Status.SUCCEEDED, then=Value("succeeded")),
-        When(status=Delivery.Status.FAILED, then=Value("failed")),
-        When(Q(status=Delivery.Status.PENDING) & Q(attempt_count__gt=0), then=Value("retrying")),
-        default=Value("pending"),
-        output_field=CharField(),
+def _deliveries_chart(
+    since: datetime, until: datetime, unit: str, buckets: list[datetime]
+) -> Chart:
+    created = created_per_bucket(
+        kind=DELIVERIES, model=Delivery, since=since, until=until, bucket=unit
     )
-    # delivery primary key: the window's deliveries by their time-ordered ids.
-    grouped = _spread(
-        _grouped(Delivery.objects.filter(pk__gte=public_id_floor(since)), unit, outcome), buckets
+    # delivery_status_idx (status, id): the window's deliveries that have not succeeded
+    # (failed, waiting for an attempt, cancelled) are read; the rest succeeded.
+    unfinished = _grouped(
+        Delivery.objects.filter(
+            status__in=[s for s in Delivery.Status if s != Delivery.Status.SUCCEEDED],
+            pk__gte=public_id_floor(since),
+        ),
+        unit,
+        Case(
+            When(
+                Q(status=Delivery.Status.PENDING) & Q(attempt_count__gt=0), then=Value("retrying")
+            ),
+            default=F("status"),
+            output_field=CharField(),
+        ),
     )
+    spread = _spread(unfinished, buckets)
     zero = [0] * len(buckets)
+    others = [sum(values[i] for values in spread.values()) for i in range(len(buckets))]
+    succeeded = [max(created.get(b, 0) - others[i], 0) for i, b in enumerate(buckets)]
     return Chart(
         "deliveries",
         "Webhook deliveries (by the time they were created)",
-        [Series(name, grouped.get(name, zero)) for name in ("succeeded", "failed", "retrying")],
+        [
+            Series("succeeded", succeeded),
+            Series("failed", spread.get("failed", zero)),
+            Series("retrying", spread.get("retrying", zero)),
+        ],
         stacked=True,
     )
 
@@ -185,7 +216,10 @@ def trends(*, now: datetime, range_name: str, automation: bool) -> Trends:
     until = hour_of(now) + timedelta(hours=1)
     charts = [_event_chart(since, until, unit, buckets)]
     if automation:
-        charts += [_runs_chart(since, unit, buckets), _deliveries_chart(since, unit, buckets)]
+        charts += [
+            _runs_chart(since, until, unit, buckets),
+            _deliveries_chart(since, until, unit, buckets),
+        ]
     charts.append(_rejections_chart(since, until, unit, buckets))
     name = range_name if range_name in RANGES else DEFAULT_RANGE
     return Trends(name, [_label(b, unit) for b in buckets], charts)

@@ -150,3 +150,40 @@ def test_the_dashboard_reads_days_from_the_hourly_counts(types):
     assert sorted(rows) == sorted(
         [(today, purchase.pk, 2), (today - timedelta(days=2), login.pk, 1)]
     )
+
+
+def test_runs_and_deliveries_are_counted_by_the_hour_they_were_created_until_deleted():
+    from automation.activity import ActivityHourCount, activity_hour_counts_fold
+    from automation.webhooks.models import Delivery, Endpoint
+    from automation.workflows.models import Workflow, WorkflowRun
+
+    def created() -> dict[tuple[str, datetime], int]:
+        rows = ActivityHourCount.objects.values_list("kind", "hour").annotate(n=Sum("created"))
+        return {(kind, hour): n for kind, hour, n in rows if n}
+
+    customer = CustomerFactory()
+    events = [EventFactory(customer=customer, created_at=NOW - timedelta(hours=h)) for h in (0, 3)]
+    workflow = Workflow.objects.create(name="w")
+    endpoint = Endpoint.objects.create(url="https://example.com/h", secret="s" * 32)
+    for event in events:
+        WorkflowRun.objects.create(
+            workflow=workflow, event=event, customer=customer, created_at=event.created_at
+        )
+        Delivery.objects.create(
+            endpoint=endpoint,
+            event=event,
+            payload={},
+            message_id=f"m-{event.id}",
+            created_at=event.created_at,
+        )
+    hour = Trunc("created_at", "hour", tzinfo=UTC)
+    expected = {
+        ("run", h): 1 for h in WorkflowRun.objects.annotate(h=hour).values_list("h", flat=True)
+    } | {("delivery", h): 1 for h in Delivery.objects.annotate(h=hour).values_list("h", flat=True)}
+    assert created() == expected
+
+    activity_hour_counts_fold(NOW)
+    assert created() == expected
+
+    customer_delete(customer=customer)
+    assert created() == {}
