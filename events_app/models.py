@@ -238,8 +238,14 @@ class EventHourCount(models.Model):
     """
 
     hour = models.DateTimeField()
+    # No constraint, nothing cascades: deleting a type deletes its events first, and
+    # the triggers bring its hours to zero (the fold job removes them).
     event_type = models.ForeignKey(
-        EventType, on_delete=models.CASCADE, related_name="+", db_index=False
+        EventType,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     slot = models.PositiveSmallIntegerField()
     events = models.BigIntegerField(default=0)

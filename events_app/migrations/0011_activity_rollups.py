@@ -25,8 +25,9 @@ class Migration(migrations.Migration):
                 (
                     "event_type",
                     models.ForeignKey(
+                        db_constraint=False,
                         db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
                         related_name="+",
                         to="events_app.eventtype",
                     ),
