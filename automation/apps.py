@@ -12,6 +12,7 @@ class AutomationConfig(AppConfig):
         hook (events_app.ingest_hooks), the periodic jobs (project.background) and the
         Celery tasks of every process."""
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
+        from automation.activity import activity_hour_counts_fold
         from automation.due import due_events_drain
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
@@ -70,4 +71,10 @@ class AutomationConfig(AppConfig):
             lambda created_from, created_to: segments_events_dropped(
                 created_from=created_from, created_to=created_to
             ),
+        )
+        # The dashboard's hourly counts of runs and deliveries: past hours into one row.
+        periodic_job_register(
+            name="automation.hour_counts_fold",
+            interval_seconds=900.0,
+            func=activity_hour_counts_fold,
         )

@@ -12,8 +12,10 @@ from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
+from automation.activity import ActivityHourCount
 
 __all__ = [
+    "ActivityHourCount",
     "Delivery",
     "DeliveryAttempt",
     "Endpoint",

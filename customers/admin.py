@@ -22,6 +22,7 @@ from customers.models import Customer
 from customers.services import customer_create, customer_delete, customer_update
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import PrettyJSONFormField
+from project.admin.export import CsvExportMixin
 from project.admin.forms import adopt_row, changed_fields
 from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 
@@ -62,7 +63,7 @@ def events_url(customer: Customer) -> str:
 
 
 @admin.register(Customer)
-class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
+class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     form = CustomerForm
     list_display = ("external_id", "email", "created_at", "tag_list", "events_link")
     list_filter = (CreatedWithinFilter,)

@@ -52,6 +52,7 @@ from events_app.models import (
 )
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import pretty_json
+from project.admin.export import CsvExportMixin
 from project.admin.forms import RecordAdmin, adopt_row, changed_fields
 from project.admin.lists import BigTableAdmin, CreatedWithinFilter
 
@@ -202,7 +203,7 @@ def event_search(queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
 
 
 @admin.register(Event)
-class EventAdmin(RecordAdmin, BigTableAdmin):
+class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
     list_display = (
         "id",
         "event_type",

@@ -9,6 +9,7 @@ class EventsAppConfig(AppConfig):
     verbose_name = "Events"  # the admin's section title and breadcrumb
 
     def ready(self) -> None:
+        from events_app.activity import hour_counts_fold
         from events_app.api.auth import rate_limit_counters_prune
         from events_app.partitions.maintenance import partitions_maintain, retention_setting
         from project.background import periodic_job_register
@@ -19,5 +20,9 @@ class EventsAppConfig(AppConfig):
         # Month partitions ahead and retention (PostgreSQL; a no-op on SQLite).
         periodic_job_register(
             name="events.partitions", interval_seconds=3600.0, func=partitions_maintain
+        )
+        # The dashboard's hourly event counters: past hours' slots into one row each.
+        periodic_job_register(
+            name="events.hour_counts_fold", interval_seconds=900.0, func=hour_counts_fold
         )
         retention_setting()  # a bad HERALD_EVENT_RETENTION fails at start, not at night

@@ -40,6 +40,8 @@ PREPARED_COLUMNS = (
     "automation_pending",
     "is_delivered",
     "depth",
+    # The sending API client (the admin's live page filters by it).
+    "api_client_id",
 )
 
 
@@ -63,6 +65,8 @@ class PreparedEvent:
     automation_pending: bool = False
     is_delivered: bool = True
     depth: int = 0
+    # The API client that sent it; None when not sent through the API.
+    api_client_id: int | None = None
     # The external id of a customer that does not exist yet: the insert creates it
     # (with `customer_id`, allotted by ingestion) only if this event is stored.
     new_customer: str | None = None

@@ -113,7 +113,11 @@ def events_prepare(
 
 
 def _prepare(
-    items: list[EventCreateIn], received_at: datetime | None, *, with_facts: bool
+    items: list[EventCreateIn],
+    received_at: datetime | None,
+    *,
+    with_facts: bool,
+    api_client_id: int | None = None,
 ) -> tuple[list[PreparedEvent], list[InvalidEvent], Any]:
     """`events_prepare`, and with `with_facts` the ingest hook's facts for `events_store`
     read by the same statement (the API's path: one round trip fewer per request)."""
@@ -179,6 +183,7 @@ def _prepare(
             occurred_at=utc_instant(event_in.occurred_at or received_at),
             created_at=received_at,
             records=records,
+            api_client_id=api_client_id,
         )
         prepared.append(ready)
         if event_in.customer_external_id:
@@ -231,24 +236,26 @@ class BatchResult:
     invalid: list[InvalidEvent]  # sorted by index
 
 
-def events_ingest_batch(*, items: list[EventCreateIn]) -> BatchResult:
+def events_ingest_batch(
+    *, items: list[EventCreateIn], api_client_id: int | None = None
+) -> BatchResult:
     """Judge each event on its own and store the valid ones in one transaction.
 
     Indexes in the result are positions in `items`. Invalid events (bad input,
     unknown type or customer, a value the database refuses, ref already stored or
-    repeated) are not stored, and create no customer.
+    repeated) are not stored, and create no customer. `api_client_id`: who sent them.
     """
-    prepared, invalid, facts = _prepare(items, None, with_facts=True)
+    prepared, invalid, facts = _prepare(items, None, with_facts=True, api_client_id=api_client_id)
     result, refused = events_store_isolating(prepared=prepared, facts=facts)
     if result.duplicates or refused:
         invalid = sorted([*invalid, *result.duplicates, *refused], key=lambda i: i.index)
     return BatchResult(result.stored, invalid)
 
 
-def event_ingest(*, item: EventCreateIn) -> str:
+def event_ingest(*, item: EventCreateIn, api_client_id: int | None = None) -> str:
     """Store one event and return its id. Invalid input is a 400; a ref that exists is a
     409; neither writes anything (not even the customer it names)."""
-    prepared, invalid, facts = _prepare([item], None, with_facts=True)
+    prepared, invalid, facts = _prepare([item], None, with_facts=True, api_client_id=api_client_id)
     if not invalid:
         result, refused = events_store_isolating(prepared=prepared, facts=facts)
         if result.stored:

@@ -16,7 +16,14 @@ LAYERS = ("project", "customers", "events_app", "automation")  # lowest first
 # The composition root wires every app together; it may import anything and nothing
 # may import it.
 COMPOSITION_ROOT = frozenset(
-    {"project.urls", "project.wsgi", "project.admin.site", "project.admin.dashboard"}
+    {
+        "project.urls",
+        "project.wsgi",
+        "project.admin.site",
+        "project.admin.dashboard",
+        "project.admin.trends",
+        "project.admin.live",
+    }
 )
 
 

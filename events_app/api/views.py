@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from customers.selectors import customer_get
 from events_app import ingestion, selectors
+from events_app.activity import batch_rejections_record
 from events_app.api.event_patch import decode_event_patch, event_patch_apply, event_patch_schema
 from events_app.api.filters import EventFilter
 from events_app.api.serializers import EventSerializer, PropertyRecordSerializer
@@ -87,7 +88,7 @@ class EventCollectionView(StrictAPIView):
     )
     def post(self, request: Request) -> HttpResponse:
         body = parse_body(request, EventCreateIn)
-        event_id = ingestion.event_ingest(item=body)
+        event_id = ingestion.event_ingest(item=body, api_client_id=request.user.pk)
         return json_response({"data": {"event_id": event_id}}, status.HTTP_201_CREATED)
 
 
@@ -110,10 +111,11 @@ class EventBatchView(StrictAPIView):
         check_json_content_type(request)
         batch = decode_json(read_body_limited(request, MAX_BATCH_BYTES), EventBatchIn)
         items, positions, invalid = _decode_items(batch.events)
-        result = ingestion.events_ingest_batch(items=items)
+        result = ingestion.events_ingest_batch(items=items, api_client_id=request.user.pk)
         for problem in result.invalid:
             problem.index = positions[problem.index]
         invalid = sorted([*invalid, *result.invalid], key=lambda i: i.index)
+        batch_rejections_record(api_client=request.user, invalid=invalid, sent=batch.events)
         return json_response(
             {
                 "data": {

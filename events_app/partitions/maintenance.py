@@ -157,7 +157,8 @@ def _month_drop(cursor: Any, month: Month) -> ExpiredMonth:
     1. Lock both partitions against writes (a concurrent delete would be counted
        twice), reads go on.
     2. Subtract the month's events per type from the counters (into this
-       connection's slot, as the delete trigger does).
+       connection's slot, as the delete trigger does), and drop the month's hourly
+       counters.
     3. Detach and drop: no row trigger fires, so deliveries, workflow runs and refs
        of these events stay (docs/operations.md).
     """
@@ -170,6 +171,11 @@ def _month_drop(cursor: Any, month: Month) -> ExpiredMonth:
         FROM {events} GROUP BY event_type_id ORDER BY event_type_id
         ON CONFLICT (event_type_id, slot)
         DO UPDATE SET events = events_app_eventcount.events + EXCLUDED.events"""  # noqa: S608
+    )
+    # The hourly counters of the month held exactly this partition's events.
+    cursor.execute(
+        "DELETE FROM events_app_eventhourcount WHERE hour >= %s AND hour < %s",
+        [month.start, month.end],
     )
     cursor.execute(f"ALTER TABLE {EVENT_TABLE} DETACH PARTITION {events}")
     cursor.execute(f"ALTER TABLE {RECORD_TABLE} DETACH PARTITION {records}")

@@ -1,8 +1,8 @@
 """The figures on the admin home page, each one an index lookup or an estimate.
 
-Nothing here counts a whole big table: recent and pending events are capped
-counts over index ranges (event_created_idx, event_type_created_idx and the
-partial pending / undelivered indexes), table totals come from
+Nothing here counts a whole big table: the last 24 hours (in all and per type) are
+read from the hourly event counters, pending and undelivered events are capped
+counts over their partial indexes, table totals come from
 EstimatedCountPaginator (planner estimate on big tables). Automation figures
 read deliveries and workflow runs by time through their time-ordered primary
 keys (an id range, project.ids.public_id_floor) and by status through their
@@ -21,6 +21,7 @@ from automation.schedules.models import Schedule
 from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import Workflow, WorkflowRun
 from customers.models import Customer
+from events_app.activity import event_hour_counts, hour_of
 from events_app.models import ApiClient, Event, EventType
 from project.admin.lists import EstimatedCountPaginator, capped_count
 from project.ids import public_id_floor
@@ -28,8 +29,9 @@ from project.ids import public_id_floor
 RECENT = timedelta(hours=24)
 # Counts stop here and read "100000+": enough to tell a busy day from a quiet one.
 FIGURE_CAP = 100_000
-# Per type, a smaller cap: MAX_TYPES index range counts must stay cheap together.
-PER_TYPE_CAP = 50_000
+# Events nobody marked stay pending (the integration marks them), so this one is
+# usually large: a smaller cap keeps its index range count short.
+PENDING_CAP = 10_000
 # The dashboard lists the first types only; the event list has them all.
 MAX_TYPES = 12
 LATEST_EVENTS = 10
@@ -94,19 +96,28 @@ def _total(model: type[Model]) -> Figure:
 
 
 def dashboard_figures(*, now: datetime) -> Dashboard:
-    """Everything the admin home page shows, in a dozen cheap queries."""
-    since = now - RECENT
-    recent = Event.objects.filter(created_at__gte=since)
+    """Everything the admin home page shows, in a dozen cheap queries.
+
+    The last 24 hours per type come from the hourly event counters (the 24 hours
+    that began with the hour 23 hours ago; events_app.activity): exact, and as cheap
+    at ten million events as at ten.
+    """
+    hour = hour_of(now)
+    per_type: dict[str, int] = {}
+    for _, type_id, n in event_hour_counts(
+        since=hour - RECENT + timedelta(hours=1), until=hour + timedelta(hours=1), bucket="day"
+    ):
+        per_type[type_id] = per_type.get(type_id, 0) + n
     types = list(EventType.objects.order_by("key")[:MAX_TYPES])
     return Dashboard(
-        events_recent=_capped(recent, FIGURE_CAP),
-        events_pending=_capped(Event.objects.filter(state=Event.State.PENDING), FIGURE_CAP),
+        events_recent=Figure(sum(per_type.values())),
+        events_pending=_capped(Event.objects.filter(state=Event.State.PENDING), PENDING_CAP),
         events_undelivered=_capped(Event.objects.filter(is_delivered=False), FIGURE_CAP),
         events_total=_total(Event),
         customers_total=_total(Customer),
         event_types_total=EventType.objects.count(),
         api_clients_active=ApiClient.objects.filter(revoked_at__isnull=True).count(),
-        by_type=[TypeFigure(t, _capped(recent.filter(event_type=t), PER_TYPE_CAP)) for t in types],
+        by_type=[TypeFigure(t, Figure(per_type.get(t.pk, 0))) for t in types],
         latest_events=list(
             Event.objects.select_related("event_type", "customer").order_by("-created_at", "-id")[
                 :LATEST_EVENTS

@@ -58,6 +58,18 @@ events_app/management/commands/   batched INSERTs (COPY)                        
 events_app/migrations/0003, 0004  no counter triggers, no backfill (reads COUNT(*))   lists_and_
                                                                                       counts
 automation/migrations/0002        no GIN index on schedule tags                       schedules
+events_app/activity.py            GROUP BY over the events (sums the hourly counters  dashboard
+  event_hour_counts               the triggers keep, events_app 0012/0013)
+events_app/activity.py            bulk_create, UPDATE-or-INSERT the hour's count,     dashboard
+  rejections_record               prune, in a transaction (one statement of CTEs)
+events_app/activity.py            nothing: no slots to fold (one statement)           dashboard
+  hour_counts_fold
+automation/activity.py            GROUP BY over the rows (sums the hourly counts      dashboard
+  created_per_bucket              the triggers keep, automation 0015/0016)
+automation/activity.py            nothing: no slots to fold (one statement)           dashboard
+  activity_hour_counts_fold
+project/admin/trends.py           rows' ids bucketed in Python (the database buckets  dashboard
+  _count_ids                      the ids from the (status, id) index)
 
 Also different without a `vendor` test: `select_for_update(skip_locked=True)` (the
 scheduler's claim, the delivery dispatcher, a run's step) is dropped on SQLite, whose

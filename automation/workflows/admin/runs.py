@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 from automation.workflows.admin.render import explanation_table
 from automation.workflows.models import WorkflowRun
 from project.admin.display import pretty_json
+from project.admin.export import CsvExportMixin
 from project.admin.forms import RecordAdmin
 from project.admin.lists import BigTableAdmin, CreatedWithinByIdFilter
 
@@ -47,7 +48,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(RecordAdmin, BigTableAdmin):
+class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
     """Run history: per workflow (filter) and per event (search by event id).
 
     Runs are one per matched (workflow, event): millions. Unfiltered and by
