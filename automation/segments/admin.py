@@ -45,8 +45,8 @@ from automation.segments.services import (
 )
 from automation.segments.trends import TREND_DAYS, segment_member_trend
 from automation.workflows.admin import render_tree
+from automation.workflows.admin.builder import ConditionTreeField, place_node_errors
 from project.admin.deletion import CascadeDeleteAdmin
-from project.admin.display import PrettyJSONFormField
 from project.admin.forms import RecordAdmin
 from project.admin.lists import BigTableAdmin, ParameterFilter
 from project.errors import HeraldError
@@ -59,10 +59,11 @@ CONDITION_HELP = (
 
 
 class SegmentAdminForm(forms.ModelForm):
-    # The condition's editor: JSON until the admin's rule builder takes this one line
-    # (any field whose cleaned value is the tree; the preview reads the form's
-    # "condition" value, a textarea's or a hidden input's).
-    condition = PrettyJSONFormField(required=False, help_text=CONDITION_HELP)
+    # The admin's rule builder (segment leaves), with "Advanced" JSON; the preview reads
+    # the form's "condition" value, which the builder keeps in step.
+    condition = ConditionTreeField(
+        flavour="segment", root="condition", required=False, help_text=CONDITION_HELP
+    )
 
     class Meta:
         model = Segment
@@ -79,11 +80,7 @@ class SegmentAdminForm(forms.ModelForm):
             condition=cleaned.get("condition") or {},
         )
         segment_id = None if self.instance._state.adding else self.instance.pk
-        for path_, messages in segment_validate(data, segment_id=segment_id).items():
-            field = path_.split(".", 1)[0].split("[", 1)[0]
-            for message in messages:
-                # Shown in place: on the field, with the faulty node's path.
-                self.add_error(field, f"{path_}: {message}" if field != path_ else message)
+        place_node_errors(self, segment_validate(data, segment_id=segment_id))
         self.segment_input = data
         return cleaned
 

@@ -97,7 +97,9 @@ def test_marketer_reads_the_trend_previews_a_condition_and_exports_the_members(
         expect(cells).to_have_text([day(offset), *figures.split()])
     screenshot(page, "segment-trend")
 
-    # Preview a changed condition: a count and a sample, nothing saved.
+    # Preview a changed condition: a count and a sample, nothing saved. The raw JSON is
+    # the builder's "advanced" view (the builder itself: test_rule_builder_browser).
+    page.click(".field-condition button.hb-toggle")
     condition = page.locator("#id_condition")
     condition.fill(LOGGED_IN)
     page.click("#segment-preview-button")
