@@ -252,3 +252,22 @@ def paging_parameters(
 
 
 LIST_PARAMETERS = paging_parameters()
+
+
+def schema_extensions_load() -> None:
+    """Resolve every drf-spectacular extension's target class once, at start-up.
+
+    drf-spectacular resolves them lazily, on the first schema request, by assigning to
+    a class attribute it reads again in its error path; two threads of a threaded
+    server generating the first document at once race there and one answers 500
+    (`'NoneType' object has no attribute 'startswith'`). Resolved here, before any
+    request, the lazy path never runs.
+    """
+    import drf_spectacular.openapi  # noqa: F401 - imports drf_spectacular.contrib's extensions
+    from drf_spectacular.plumbing import OpenApiGeneratorExtension
+
+    # Each kind of extension (authentication, serializer, view, ...) keeps its own list.
+    kinds = OpenApiGeneratorExtension.__subclasses__()
+    for extension in [e for kind in kinds for e in kind._registry]:
+        if isinstance(extension.target_class, str):
+            extension._load_class()
