@@ -21,6 +21,7 @@ class AutomationConfig(AppConfig):
             segments_refresh_customers_on_commit,
             segments_sweep_due,
         )
+        from automation.timeline import timeline_register
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
@@ -57,3 +58,6 @@ class AutomationConfig(AppConfig):
             ),
         )
         periodic_job_register(name="segments.sweep", interval_seconds=5.0, func=segments_sweep_due)
+        # A customer's story in the admin (customers.timeline): segment stays, and the
+        # runs and deliveries under each event.
+        timeline_register()

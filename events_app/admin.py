@@ -18,15 +18,17 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.forms.formsets import BaseFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from customers.models import Customer
@@ -50,10 +52,16 @@ from events_app.models import (
     PropertyDefinition,
     PropertyRecord,
 )
+from events_app.selectors import event_key_properties, event_search
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import pretty_json
 from project.admin.forms import RecordAdmin, adopt_row, changed_fields
-from project.admin.lists import BigTableAdmin, CreatedWithinFilter
+from project.admin.lists import (
+    BigTableAdmin,
+    CreatedBetweenFilter,
+    CreatedWithinFilter,
+    KeysetChangeList,
+)
 
 # ---------------------------------------------------------------- event types
 
@@ -187,18 +195,42 @@ class CustomerFilter(admin.SimpleListFilter):
         return queryset.filter(customer_id=value) if value else queryset
 
 
-def event_search(queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
-    """Exact match on event id, external id or customer external id.
+class IntegrationStatusFilter(admin.SimpleListFilter):
+    """The event's processing status, which the integration sets (PATCH /events/{id}):
+    pending / completed / failed. The pending and failed choices are partial-index
+    scans (event_pending_idx, event_failed_idx)."""
 
-    Each arm hits a btree index (the primary key, event_external_idx and, via
-    the customer ids resolved first, event_customer_idx), so PostgreSQL can
-    combine them with a BitmapOr instead of scanning the table.
-    """
-    condition = Q(pk=term) | Q(external_id=term)
-    customer_ids = list(Customer.objects.filter(external_id=term).values_list("pk", flat=True))
-    if customer_ids:
-        condition |= Q(customer_id__in=customer_ids)
-    return queryset.filter(condition)
+    title = "status set by integration"
+    parameter_name = "state__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(value), label) for value, label in Event.State.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        value = self.value()
+        if value not in {str(state) for state in Event.State.values}:
+            return queryset
+        return queryset.filter(state=int(value))  # type: ignore[arg-type]
+
+
+class EventChangeList(KeysetChangeList):
+    """The events list, with each event's key property values read for the page in one
+    query (event_key_properties) rather than one per row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        facts = event_key_properties(events=list(self.result_list), limit=LIST_FACTS)
+        for event in self.result_list:
+            event.key_facts = facts.get(event.pk, [])
+
+
+# Property values shown per row of the events list (the event's page has them all).
+LIST_FACTS = 3
+INTEGRATION_STATUS_HELP = (
+    "Set by your integration (PATCH /events/{id}): pending until it marks the event "
+    "completed or failed. It says nothing about Herald's own work: see "
+    "“automation processed”."
+)
 
 
 @admin.register(Event)
@@ -208,34 +240,53 @@ class EventAdmin(RecordAdmin, BigTableAdmin):
         "event_type",
         "customer_external_id",
         "external_id",
-        "state",
+        "key_properties",
+        "integration_status",
         "is_delivered",
         "occurred_at",
         "created_at",
     )
-    list_filter = ("event_type", "state", CreatedWithinFilter, "is_delivered", CustomerFilter)
+    list_filter = (
+        "event_type",
+        IntegrationStatusFilter,
+        CreatedWithinFilter,
+        CreatedBetweenFilter,
+        "is_delivered",
+        CustomerFilter,
+    )
     list_select_related = ("event_type", "customer")
     # Only columns an index can sort (the primary key is time-ordered too).
     sortable_by = ("id", "created_at")
-    # Declared so the search box is drawn; search_exact does the work.
+    # Declared so the search box is drawn; search_indexed does the work.
     search_fields = ("=id", "=external_id", "=customer__external_id")
-    search_help_text = "Exact event id, external id (ref) or customer external id."
+    search_help_text = (
+        "An event id, or the start of a ref, a customer's external id or email, or an "
+        "event type (any case)."
+    )
     # Should events ever become editable here, customers are picked by
     # autocomplete, never from a <select> of every customer.
     autocomplete_fields = ("customer", "event_type")
     inlines = (PropertyRecordInline,)
     fieldsets = (
-        (None, {"fields": ("id", "event_type_link", "customer_link", "state", "is_delivered")}),
+        (None, {"fields": ("id", "event_type_link", "customer_link")}),
+        (
+            "Status",
+            {
+                "fields": ("integration_status", "is_delivered", "automation_processed"),
+                "description": INTEGRATION_STATUS_HELP,
+            },
+        ),
         ("References", {"fields": ("external_id", "secondary_external_id")}),
         ("Time", {"fields": ("occurred_at", "created_at", "completed_at", "failed_at")}),
         ("Data", {"fields": ("data_pretty",)}),
-        ("Automation", {"fields": ("automation_links", "automation_pending", "depth")}),
+        ("Automation", {"fields": ("automation_links", "depth")}),
     )
     readonly_fields = (
         "id",
         "event_type_link",
         "customer_link",
-        "state",
+        "integration_status",
+        "automation_processed",
         "is_delivered",
         "external_id",
         "secondary_external_id",
@@ -245,12 +296,35 @@ class EventAdmin(RecordAdmin, BigTableAdmin):
         "failed_at",
         "data_pretty",
         "automation_links",
-        "automation_pending",
         "depth",
     )
 
-    def search_exact(self, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
-        return event_search(queryset, term)
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return EventChangeList
+
+    def search_indexed(
+        self, request: HttpRequest, queryset: QuerySet[Event], term: str
+    ) -> QuerySet[Event]:
+        return event_search(queryset=queryset, term=term)
+
+    @admin.display(description="status set by integration", ordering="state")
+    def integration_status(self, obj: Event) -> str:
+        return obj.status
+
+    @admin.display(description="automation processed", boolean=True)
+    def automation_processed(self, obj: Event) -> bool:
+        return not obj.automation_pending
+
+    @admin.display(description="key properties")
+    def key_properties(self, obj: Event) -> SafeString:
+        facts = getattr(obj, "key_facts", [])
+        if not facts:
+            return format_html("{}", "—")
+        return format_html_join(
+            " ",
+            '<span class="herald-fact"><span class="herald-fact-name">{}</span> {}</span>',
+            ((name, Truncator(value).chars(40)) for name, value in facts),
+        )
 
     @admin.display(description="customer")
     def customer_external_id(self, obj: Event) -> str:
