@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
-from customers.timeline import TimelineCursor, customer_timeline
+from customers.timeline import TIMELINE_PAGE_SIZE, TimelineCursor, customer_timeline
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.forms import adopt_row, changed_fields
 from project.admin.keyvalue import KeyValueField
@@ -99,6 +99,7 @@ class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
     search_fields = ("=external_id", "=email")
     search_help_text = "A customer id, or the start of an external id or email (any case)."
     fields = ("external_id", "email", "attributes", "tags", "events_link", "id")
+    story_page_size = TIMELINE_PAGE_SIZE
     readonly_fields = (
         "events_link",
         "id",
@@ -171,7 +172,7 @@ class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
         """One page of the customer's story and the links to the newest and older pages."""
         token = request.GET.get(STORY_AFTER_VAR, "")
         after = TimelineCursor.decode(token) if token else None
-        page = customer_timeline(customer_id=customer.pk, after=after)
+        page = customer_timeline(customer_id=customer.pk, after=after, limit=self.story_page_size)
         here = reverse("admin:customers_customer_change", args=[customer.pk])
         older = None
         if page.next_cursor is not None:
