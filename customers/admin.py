@@ -52,7 +52,11 @@ class TagsField(forms.CharField):
 
 class CustomerForm(forms.ModelForm):
     attributes = KeyValueField(required=False)
-    tags = TagsField(required=False, help_text="Comma-separated, e.g. vip, newsletter.")
+    tags = TagsField(
+        required=False,
+        help_text="Comma-separated, e.g. vip, newsletter.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
     class Meta:
         model = Customer
@@ -94,6 +98,7 @@ class CustomerAdmin(CascadeDeleteAdmin, BigTableAdmin):
     list_display = ("external_id", "email", "created_at", "tag_list", "events_link")
     list_filter = (TagFilter, CreatedWithinFilter)
     sortable_by = ("external_id", "created_at")
+    wide_changelist = True
     # Declared so the search box and the autocomplete endpoint are enabled;
     # search_indexed does the work.
     search_fields = ("=external_id", "=email")

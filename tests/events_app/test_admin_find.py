@@ -109,9 +109,9 @@ def test_event_list_shows_key_property_values(marketer):
     response = marketer.get(EVENTS)
 
     row = unescape(response.text.split('class="field-key_properties"')[1].split("</td>")[0])
-    assert "amount</span> 42.5" in row
-    assert "currency</span> EUR" in row
-    assert "sku</span> A-1" in row
+    assert "amount</span> = 42.5" in row
+    assert "currency</span> = EUR" in row
+    assert "sku</span> = A-1" in row
     assert "z</span>" not in row  # three per row; the event's page has them all
 
 
