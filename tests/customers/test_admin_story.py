@@ -47,10 +47,9 @@ def test_story_shows_events_with_their_runs_deliveries_and_property_values(
 
     entries = response.context["story"]
     assert [entry.kind for entry in entries] == ["event", "event"]
-    newest = entries[0]
-    assert newest.key == run.event_id
-    assert newest.facts == [("amount", "1"), ("currency", "EUR")]
-    assert [(d.kind, d.status) for d in newest.details] == [
+    (entry,) = [entry for entry in entries if entry.key == run.event_id]
+    assert entry.facts == [("amount", "1"), ("currency", "EUR")]
+    assert [(d.kind, d.status) for d in entry.details] == [
         ("workflow run", run.status),
         ("webhook delivery", delivery.status),
     ]
