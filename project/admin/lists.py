@@ -356,8 +356,10 @@ class KeysetChangeList(IndexedSortChangeList):
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
         queryset = super().get_queryset(request, exclude_parameters)
+        if exclude_parameters is not None:  # a facet's count, not the page
+            return queryset
         self.after: list[Any] | None = None
-        if not self.after_token or exclude_parameters is not None:
+        if not self.after_token:
             return queryset
         self.queryset = queryset
         ordering = self.keyset_ordering()
