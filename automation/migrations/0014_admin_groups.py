@@ -50,10 +50,13 @@ def groups_create(apps: Any, schema_editor: Any) -> None:
     database = schema_editor.connection.alias
     for app_config in apps.get_app_configs():
         # The historical app configs carry no models module; create_permissions skips
-        # an app without one.
-        app_config.models_module = True
-        create_permissions(app_config, verbosity=0, using=database, apps=apps)
-        app_config.models_module = None
+        # an app without one. Restored after, whatever registry this was called with.
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = models_module or True
+        try:
+            create_permissions(app_config, verbosity=0, using=database, apps=apps)
+        finally:
+            app_config.models_module = models_module
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for name, grants in GROUPS.items():

@@ -7,15 +7,24 @@ import importlib
 from types import SimpleNamespace
 
 import pytest
-from django.apps import apps
+from django.apps import apps as global_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
 groups_migration = importlib.import_module("automation.migrations.0014_admin_groups")
+
+
+def migration_apps():
+    """The models as the migration sees them (the historical registry, as `migrate` passes)."""
+    state = MigrationExecutor(connection).loader.project_state(
+        ("automation", "0014_admin_groups"), at_end=True
+    )
+    return state.apps
 
 
 def member_of(group: str) -> Client:
@@ -93,10 +102,18 @@ def test_running_the_migration_again_keeps_added_permissions_and_adds_nothing_tw
     Group.objects.get(name="Operator").permissions.add(extra)
     before = {name: codenames(name) for name in ("Marketer", "Operator")}
 
-    groups_migration.groups_create(apps, editor)
+    groups_migration.groups_create(migration_apps(), editor)
 
     assert {name: codenames(name) for name in ("Marketer", "Operator")} == before
     assert Group.objects.filter(name__in=["Marketer", "Operator"]).count() == 2
+
+
+def test_the_migration_leaves_the_running_app_registry_alone():
+    before = {config.label: config.models_module for config in global_apps.get_app_configs()}
+
+    groups_migration.groups_create(global_apps, SimpleNamespace(connection=connection))
+
+    assert {c.label: c.models_module for c in global_apps.get_app_configs()} == before
 
 
 def test_reversing_the_migration_deletes_the_groups_and_forward_again_restores_them():
@@ -104,9 +121,9 @@ def test_reversing_the_migration_deletes_the_groups_and_forward_again_restores_t
     granted = codenames("Marketer")
     users = get_user_model().objects.count()
 
-    groups_migration.groups_delete(apps, editor)
+    groups_migration.groups_delete(migration_apps(), editor)
     gone = Group.objects.filter(name__in=["Marketer", "Operator"]).count()
-    groups_migration.groups_create(apps, editor)
+    groups_migration.groups_create(migration_apps(), editor)
 
     assert gone == 0
     assert codenames("Marketer") == granted
