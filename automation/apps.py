@@ -24,6 +24,7 @@ class AutomationConfig(AppConfig):
             segments_refresh_customers_on_commit,
             segments_sweep_due,
         )
+        from automation.timeline import timeline_register
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
@@ -78,3 +79,6 @@ class AutomationConfig(AppConfig):
             interval_seconds=900.0,
             func=activity_hour_counts_fold,
         )
+        # A customer's story in the admin (customers.timeline): segment stays, and the
+        # runs and deliveries under each event.
+        timeline_register()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from customers.models import Customer
 from project.errors import NotFoundError
@@ -25,3 +27,40 @@ def customer_get(*, customer_id: str) -> Customer:
         return Customer.objects.get(pk=customer_id)
     except Customer.DoesNotExist:
         raise NotFoundError(f"Customer '{customer_id}' not found.") from None
+
+
+# A search term that starts more customers' ids than this finds the events of these
+# first ones only (events_app.selectors.event_search): an IN list of every match
+# would be a scan in disguise.
+CUSTOMER_MATCH_LIMIT = 200
+
+
+def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
+    """Customers whose id is `term`, or whose external id or email starts with it, in
+    any case. On PostgreSQL each arm is an index range (the primary key,
+    customer_external_upper_idx, customer_email_upper_idx: `istartswith` is
+    `UPPER(col) LIKE UPPER('term%')`), combined with a BitmapOr."""
+    return queryset.filter(
+        Q(pk=term) | Q(external_id__istartswith=term) | Q(email__istartswith=term)
+    )
+
+
+def customer_ids_matching(*, term: str, limit: int = CUSTOMER_MATCH_LIMIT) -> list[str]:
+    """Ids of at most `limit` customers `customer_search` finds for `term`."""
+    found = customer_search(queryset=Customer.objects.all(), term=term)
+    return list(found.order_by().values_list("pk", flat=True)[:limit])
+
+
+def customers_with_tag(*, queryset: QuerySet[Customer], tag: str) -> QuerySet[Customer]:
+    """Customers carrying `tag` (exactly, case included, as workflows test tags)."""
+    if connection.vendor == "postgresql":
+        # tags @> '["vip"]': served by the GIN index customer_tags_gin_idx.
+        return queryset.filter(tags__contains=[tag])
+    # SQLite has no JSON containment: an EXISTS over json_each.
+    return queryset.filter(
+        RawSQL(
+            "EXISTS (SELECT 1 FROM json_each(customers_customer.tags) WHERE value = %s)",
+            [tag],
+            output_field=BooleanField(),
+        )
+    )

@@ -1,41 +1,33 @@
 """Admin for event types and events: what marketers browse every day.
 
 Events are written by the API (events_app.ingestion.event_ingest); here they are
-read-only. The event list stays fast at millions of rows: no full COUNT(*)
-(project.admin.lists), filters that map onto the (event_type, created_at, id),
-(created_at, id) and partial state indexes, and a search that compares exact
-values so PostgreSQL can use btree indexes (Django's `=field` is `iexact`,
-i.e. `UPPER(col) = UPPER(term)`, which no plain index serves).
+read-only. The event list stays fast at millions of rows: no full COUNT(*) and a
+keyset "next page" (project.admin.lists), filters that map onto the
+(event_type, created_at, id), (created_at, id) and partial state indexes, key
+property values read for the page in one query, and a prefix search whose every arm
+is an index range on PostgreSQL (events_app.selectors.event_search).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from django import forms
-from django.conf import settings
-from django.contrib import admin, messages
-from django.contrib.admin.utils import construct_change_message, unquote
-from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.contrib import admin
+from django.contrib.admin.utils import construct_change_message
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Count, QuerySet
 from django.forms.formsets import BaseFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
-from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_POST
+from django.utils.text import Truncator
 
 from customers.models import Customer
-from events_app.api_clients import (
-    RATE_LIMIT_FIELDS,
-    api_client_create,
-    api_client_revoke,
-    api_client_set_rate_limits,
-)
+from events_app import admin_api_clients  # noqa: F401 - registers the API clients' admin
 from events_app.event_types import (
     PropertyDefinitionInput,
     event_type_create,
@@ -43,18 +35,23 @@ from events_app.event_types import (
     event_type_update,
 )
 from events_app.models import (
-    ApiClient,
     Event,
     EventCount,
     EventType,
     PropertyDefinition,
     PropertyRecord,
 )
+from events_app.selectors import event_key_properties, event_search
 from project.admin.deletion import CascadeDeleteAdmin
 from project.admin.display import pretty_json
 from project.admin.export import CsvExportMixin
 from project.admin.forms import RecordAdmin, adopt_row, changed_fields
-from project.admin.lists import BigTableAdmin, CreatedWithinFilter
+from project.admin.lists import (
+    BigTableAdmin,
+    CreatedBetweenFilter,
+    CreatedWithinFilter,
+    KeysetChangeList,
+)
 
 # ---------------------------------------------------------------- event types
 
@@ -188,18 +185,51 @@ class CustomerFilter(admin.SimpleListFilter):
         return queryset.filter(customer_id=value) if value else queryset
 
 
-def event_search(queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
-    """Exact match on event id, external id or customer external id.
+class IntegrationStatusFilter(admin.SimpleListFilter):
+    """The event's processing status, which the integration sets (PATCH /events/{id}):
+    pending / completed / failed. The pending and failed choices are partial-index
+    scans (event_pending_idx, event_failed_idx)."""
 
-    Each arm hits a btree index (the primary key, event_external_idx and, via
-    the customer ids resolved first, event_customer_idx), so PostgreSQL can
-    combine them with a BitmapOr instead of scanning the table.
-    """
-    condition = Q(pk=term) | Q(external_id=term)
-    customer_ids = list(Customer.objects.filter(external_id=term).values_list("pk", flat=True))
-    if customer_ids:
-        condition |= Q(customer_id__in=customer_ids)
-    return queryset.filter(condition)
+    title = "status set by integration"
+    parameter_name = "state__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(value), label) for value, label in Event.State.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
+        value = self.value()
+        if value not in {str(state) for state in Event.State.values}:
+            return queryset
+        return queryset.filter(state=int(value))  # type: ignore[arg-type]
+
+
+class DeliveredFilter(admin.BooleanFieldListFilter):
+    """Whether every webhook delivery of the event succeeded ("No" is a partial-index
+    scan, event_undelivered_idx)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "delivered"
+
+
+class EventChangeList(KeysetChangeList):
+    """The events list, with each event's key property values read for the page in one
+    query (event_key_properties) rather than one per row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        facts = event_key_properties(events=list(self.result_list), limit=LIST_FACTS)
+        for event in self.result_list:
+            event.key_facts = facts.get(event.pk, [])
+
+
+# Property values shown per row of the events list (the event's page has them all).
+LIST_FACTS = 3
+INTEGRATION_STATUS_HELP = (
+    "Set by your integration (PATCH /events/{id}): pending until it marks the event "
+    "completed or failed. It says nothing about Herald's own work: see "
+    "“automation processed”."
+)
 
 
 @admin.register(Event)
@@ -209,34 +239,53 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "event_type",
         "customer_external_id",
         "external_id",
-        "state",
-        "is_delivered",
-        "occurred_at",
-        "created_at",
+        "key_properties",
+        "integration_status",
+        "delivered",
+        "created_when",
     )
-    list_filter = ("event_type", "state", CreatedWithinFilter, "is_delivered", CustomerFilter)
+    list_filter = (
+        "event_type",
+        IntegrationStatusFilter,
+        CreatedWithinFilter,
+        CreatedBetweenFilter,
+        ("is_delivered", DeliveredFilter),
+        CustomerFilter,
+    )
     list_select_related = ("event_type", "customer")
+    wide_changelist = True
     # Only columns an index can sort (the primary key is time-ordered too).
-    sortable_by = ("id", "created_at")
-    # Declared so the search box is drawn; search_exact does the work.
+    sortable_by = ("id", "created_when")
+    # Declared so the search box is drawn; search_indexed does the work.
     search_fields = ("=id", "=external_id", "=customer__external_id")
-    search_help_text = "Exact event id, external id (ref) or customer external id."
+    search_help_text = (
+        "An event id, or the start of a ref, a customer's external id or email, or an "
+        "event type (any case)."
+    )
     # Should events ever become editable here, customers are picked by
     # autocomplete, never from a <select> of every customer.
     autocomplete_fields = ("customer", "event_type")
     inlines = (PropertyRecordInline,)
     fieldsets = (
-        (None, {"fields": ("id", "event_type_link", "customer_link", "state", "is_delivered")}),
+        (None, {"fields": ("id", "event_type_link", "customer_link")}),
+        (
+            "Status",
+            {
+                "fields": ("integration_status", "is_delivered", "automation_processed"),
+                "description": INTEGRATION_STATUS_HELP,
+            },
+        ),
         ("References", {"fields": ("external_id", "secondary_external_id")}),
         ("Time", {"fields": ("occurred_at", "created_at", "completed_at", "failed_at")}),
         ("Data", {"fields": ("data_pretty",)}),
-        ("Automation", {"fields": ("automation_links", "automation_pending", "depth")}),
+        ("Automation", {"fields": ("automation_links", "depth")}),
     )
     readonly_fields = (
         "id",
         "event_type_link",
         "customer_link",
-        "state",
+        "integration_status",
+        "automation_processed",
         "is_delivered",
         "external_id",
         "secondary_external_id",
@@ -246,12 +295,45 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "failed_at",
         "data_pretty",
         "automation_links",
-        "automation_pending",
         "depth",
     )
 
-    def search_exact(self, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
-        return event_search(queryset, term)
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return EventChangeList
+
+    def search_indexed(
+        self, request: HttpRequest, queryset: QuerySet[Event], term: str
+    ) -> QuerySet[Event]:
+        return event_search(queryset=queryset, term=term)
+
+    @admin.display(description="status set by integration", ordering="state")
+    def integration_status(self, obj: Event) -> str:
+        return obj.status
+
+    # Short headers and a compact time: the list fits a 1280 px window with the
+    # sidebars open. When it occurred is on the event's page.
+    @admin.display(description="delivered", boolean=True, ordering="is_delivered")
+    def delivered(self, obj: Event) -> bool:
+        return obj.is_delivered
+
+    @admin.display(description="created", ordering="created_at")
+    def created_when(self, obj: Event) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="automation processed", boolean=True)
+    def automation_processed(self, obj: Event) -> bool:
+        return not obj.automation_pending
+
+    @admin.display(description="key properties")
+    def key_properties(self, obj: Event) -> SafeString:
+        facts = getattr(obj, "key_facts", [])
+        if not facts:
+            return format_html("{}", "—")
+        return format_html_join(
+            " ",
+            '<span class="herald-fact"><span class="herald-fact-name">{}</span> = {}</span>',
+            ((name, Truncator(value).chars(40)) for name, value in facts),
+        )
 
     @admin.display(description="customer")
     def customer_external_id(self, obj: Event) -> str:
@@ -292,160 +374,3 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
     @admin.display(description="data")
     def data_pretty(self, obj: Event) -> SafeString:
         return pretty_json(obj.data)
-
-
-# ---------------------------------------------------------------- API clients
-
-
-class ApiClientCreateForm(forms.ModelForm):
-    """Name and scopes; the secret is made by api_client_create and shown once."""
-
-    scope_choices = forms.MultipleChoiceField(
-        label="Scopes",
-        choices=[(scope, scope) for scope in ApiClient.ALL_SCOPES],
-        initial=list(ApiClient.ALL_SCOPES),
-        widget=forms.CheckboxSelectMultiple,
-        help_text="read: GET requests; write: POST / PATCH / DELETE.",
-    )
-
-    class Meta:
-        model = ApiClient
-        fields = ("name",)
-
-
-class ActiveFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> QuerySet[ApiClient]:
-        if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        return queryset
-
-
-def _refused_when() -> str:
-    """Worker processes trust a key they looked up for API_KEY_CACHE_SECONDS."""
-    ttl = settings.API_KEY_CACHE_SECONDS
-    return "now get 401" if ttl <= 0 else f"get 401 within {ttl:g} second{'' if ttl == 1 else 's'}"
-
-
-@admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
-    """API keys: created with api_client_create, revoked with api_client_revoke.
-
-    Of an existing key only its rate budgets can be changed (a key's secret cannot
-    be shown again and its hash is never displayed); keys are kept after
-    revocation as a record.
-    """
-
-    list_display = ("name", "scopes", "secret_prefix", "created_at", "last_used_at", "is_active")
-    list_filter = (ActiveFilter,)
-    search_fields = ("name",)
-    actions = ("revoke",)
-    change_form_template = "admin/events_app/apiclient/change_form.html"
-    readonly_fields = (
-        "name",
-        "scopes",
-        "secret_prefix",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The plain secret travels from save_model to response_add of the same
-        # request only; it is never stored, not even in the session.
-        self._new_secrets: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()
-
-    @admin.display(description="active", boolean=True)
-    def is_active(self, obj: ApiClient) -> bool:
-        return obj.revoked_at is None
-
-    def get_form(
-        self,
-        request: HttpRequest,
-        obj: ApiClient | None = None,
-        change: bool = False,
-        **kwargs: Any,
-    ) -> type[forms.ModelForm]:
-        if obj is None:
-            kwargs["form"] = ApiClientCreateForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> Any:
-        if obj is None:
-            return ["name", "scope_choices"]
-        return [*self.readonly_fields, *RATE_LIMIT_FIELDS]
-
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: ApiClient | None = None
-    ) -> tuple[str, ...]:
-        return () if obj is None else self.readonly_fields
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
-        if change:  # only the rate budgets are editable once created
-            api_client_set_rate_limits(
-                client=obj, **{name: form.cleaned_data[name] for name in RATE_LIMIT_FIELDS}
-            )
-            return
-        client, secret = api_client_create(
-            name=form.cleaned_data["name"], scopes=form.cleaned_data["scope_choices"]
-        )
-        adopt_row(obj, client)
-        self._new_secrets[request] = secret
-
-    def response_add(
-        self, request: HttpRequest, obj: ApiClient, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        """Show the secret on the page answering the POST, once, uncached."""
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "API key created",
-            "client": obj,
-            "secret": self._new_secrets.pop(request),
-            "changelist_url": reverse("admin:events_app_apiclient_changelist"),
-        }
-        response = TemplateResponse(request, "admin/events_app/apiclient/secret_once.html", context)
-        add_never_cache_headers(response)
-        return response
-
-    @admin.action(description="Revoke selected API keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
-        active = list(queryset.filter(revoked_at__isnull=True))
-        for client in active:
-            api_client_revoke(client=client)
-        self.message_user(
-            request, f"Revoked {len(active)} API key(s); requests with them {_refused_when()}."
-        )
-
-    def get_urls(self) -> list[URLPattern]:
-        revoke_one = self.admin_site.admin_view(require_POST(self.revoke_view))
-        return [
-            path("<path:object_id>/revoke/", revoke_one, name="events_app_apiclient_revoke"),
-            *super().get_urls(),
-        ]
-
-    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The change page's "Revoke this key" button."""
-        client = self.get_object(request, unquote(object_id))
-        if client is None:
-            raise Http404("No such API client.")
-        if not self.has_change_permission(request, client):
-            raise PermissionDenied
-        api_client_revoke(client=client)
-        self.message_user(
-            request,
-            f"API key '{client.name}' revoked; requests with it {_refused_when()}.",
-            messages.SUCCESS,
-        )
-        return HttpResponseRedirect(reverse("admin:events_app_apiclient_change", args=[client.pk]))

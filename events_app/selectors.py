@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import connection, connections
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.expressions import Col
 from django.db.models.lookups import Exact
 
 from customers.models import Customer
+from customers.selectors import customer_ids_matching
 from events_app.models import Event, EventCount, EventType, PropertyRecord
 from events_app.partitions.months import id_created_window
 from project.errors import NotFoundError
@@ -26,6 +29,54 @@ EVENT_TYPE_SORT_FIELDS = {
     "event_type_id": "pk",
 }
 PROPERTY_RECORD_SORT_FIELDS = {"property_id": "property_id"}
+
+
+def event_search(*, queryset: QuerySet[Event], term: str) -> QuerySet[Event]:
+    """What a marketer means by `term` in the events list: the event with that id, events
+    whose ref starts with it, events of customers whose external id or email starts with
+    it, and events of types whose key or name starts with it -- in any case.
+
+    Every arm is an index range on PostgreSQL (the primary key, event_external_upper_idx,
+    and through the customer and type ids resolved first, event_customer_idx and
+    event_type_created_idx), so the planner can combine them instead of scanning.
+    """
+    condition = Q(pk=term) | Q(external_id__istartswith=term)
+    customer_ids = customer_ids_matching(term=term)
+    if customer_ids:
+        condition |= Q(customer_id__in=customer_ids)
+    type_ids = list(
+        EventType.objects.filter(Q(key__istartswith=term) | Q(name__istartswith=term))
+        .order_by()
+        .values_list("pk", flat=True)
+    )
+    if type_ids:
+        condition |= Q(event_type_id__in=type_ids)
+    return queryset.filter(condition)
+
+
+def event_key_properties(
+    *, events: Sequence[Event], limit: int
+) -> dict[str, list[tuple[str, str]]]:
+    """Event id -> its first `limit` property values (by property id), for a page of
+    events in one query: the unique (event, property_id) index, and the page's
+    created_at range keeps PostgreSQL to the month partitions the page spans."""
+    if not events:
+        return {}
+    found: dict[str, list[tuple[str, str]]] = {}
+    rows = (
+        PropertyRecord.objects.filter(
+            event_id__in=[event.pk for event in events],
+            created_at__gte=min(event.created_at for event in events),
+            created_at__lte=max(event.created_at for event in events),
+        )
+        .order_by("event_id", "property_id")
+        .values_list("event_id", "property_id", "property_value")
+    )
+    for event_id, property_id, value in rows:
+        shown = found.setdefault(event_id, [])
+        if len(shown) < limit:
+            shown.append((property_id, value))
+    return found
 
 
 def event_list() -> QuerySet[Event]:

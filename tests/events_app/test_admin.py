@@ -173,20 +173,6 @@ def test_event_search_finds_exact_value_of_each_indexed_column(marketer, field):
     assert result_ids(response) == [target.pk]
 
 
-def test_event_search_compares_exactly_so_btree_indexes_apply(marketer):
-    EventFactory(external_id="REF-upper")
-
-    with CaptureQueriesContext(connection) as queries:
-        partial = marketer.get(EVENTS, {"q": "REF"})
-        other_case = marketer.get(EVENTS, {"q": "ref-upper"})
-
-    assert result_ids(partial) == []
-    assert result_ids(other_case) == []
-    event_queries = [q["sql"] for q in queries if '"events_app_event"' in q["sql"]]
-    assert event_queries
-    assert not [sql for sql in event_queries if "UPPER(" in sql or "LIKE" in sql]
-
-
 def test_event_page_shows_property_records_and_readable_data(marketer):
     event = EventFactory(data={"cart": {"items": 2}, "coupon": "XMAS"})
     PropertyRecordFactory(event=event, property_id="amount", property_value="12.5")
@@ -244,16 +230,17 @@ def test_event_list_query_count_does_not_grow_with_rows(marketer, django_assert_
     for _ in range(30):
         PropertyRecordFactory()
 
-    # session, user, permissions, count, page, filters: no query per row.
-    with django_assert_max_num_queries(8):
+    # session, user, permissions, count, page, the page's property values, filters:
+    # no query per row.
+    with django_assert_max_num_queries(9):
         response = marketer.get(EVENTS)
 
     assert len(result_ids(response)) == 30
 
 
-def test_customer_autocomplete_matches_exact_external_id(marketer):
+def test_customer_autocomplete_matches_the_start_of_an_external_id(marketer):
     wanted = CustomerFactory(external_id="alice")
-    CustomerFactory(external_id="alice-2")
+    CustomerFactory(external_id="bob-alice")
 
     response = marketer.get(
         "/admin/autocomplete/",
@@ -547,7 +534,7 @@ def test_big_event_list_offers_no_page_past_the_cap(marketer, monkeypatch):
     assert last.status_code == 200
     assert len(last.context["cl"].result_list) == 2
     assert "about 12 events" in last.text
-    assert "pages reach the first 4; filter or search to reach the rest" in last.text
+    assert "numbered pages reach the first 4; “next page” goes on from any page" in last.text
     # Django's answer to a page that does not exist: back to the list with ?e=1.
     assert (beyond.status_code, beyond["Location"]) == (302, f"{EVENTS}?e=1")
 

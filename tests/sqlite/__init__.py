@@ -49,6 +49,10 @@ events_app/selectors.py           COUNT(*) always (sums the trigger-maintained  
   event_count                     EventCount rows: all events, or one type)           counts,
                                                                                       deletes,
                                                                                       metrics
+customers/selectors.py            EXISTS over json_each(tags) (tags @> [tag], served   admin_find
+  customers_with_tag              by the GIN index customer_tags_gin_idx)
+customers/migrations/0002,        no indexes: SQLite's LIKE is case-insensitive        admin_find
+events_app/migrations/0011        (upper(col) text_pattern_ops prefix indexes)
 project/admin/lists.py            None, so the admin counts (pg_class.reltuples)      lists_and_
   table_row_estimate                                                                  counts
 events_app/api_clients.py         the raw read's naive last_used_at is made UTC       lists_and_
