@@ -4,8 +4,8 @@ each event the workflow runs it started and the webhook deliveries it caused.
 
 Runs and deliveries are read for the events of one page (the unique (event, workflow)
 constraint's index and delivery_event_idx), so a busy customer's page costs what a
-quiet one's does. Every run and every delivery concerning a customer has an event, so
-nothing is left off by hanging them under it.
+quiet one's does. Runs that no event started (a segment entry or exit, a broadcast)
+are entries of their own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from events_app.timeline import EVENT_SOURCE
 
 SEGMENT_ENTERED = "segment_entered"
 SEGMENT_EXITED = "segment_exited"
+TRIGGERED_RUN = "triggered_run"
 
 
 def _membership_key(pk: int) -> str:
@@ -74,6 +75,41 @@ def segment_exited_entries(
     return _segment_entries(SEGMENT_EXITED, customer_id, after, limit)
 
 
+def triggered_run_entries(
+    customer_id: str, after: TimelineCursor | None, limit: int
+) -> Sequence[TimelineEntry]:
+    """Runs a segment transition or a broadcast started (no event), newest first.
+
+    Read through workflowrun_customer_idx (customer first).
+    """
+    queryset = WorkflowRun.objects.filter(customer_id=customer_id, event__isnull=True)
+    if after is not None:
+        queryset = queryset.filter(
+            after.before(source=TRIGGERED_RUN, at_field="created_at", key_field="id")
+        )
+    runs = queryset.select_related("workflow").order_by("-created_at", "-id")[:limit]
+    return [
+        TimelineEntry(
+            at=run.created_at,
+            source=TRIGGERED_RUN,
+            key=run.pk,
+            kind="workflow run",
+            title=_run_text(run) + _trigger_text(run.trigger),
+            url=reverse("admin:automation_workflowrun_change", args=[run.pk]),
+            status=run.status,
+        )
+        for run in runs
+    ]
+
+
+def _trigger_text(trigger: dict[str, str] | None) -> str:
+    if not trigger:
+        return ""
+    if "broadcast" in trigger:
+        return f" (broadcast “{trigger['broadcast']}” to segment “{trigger.get('segment')}”)"
+    return f" ({trigger.get('on')} segment “{trigger.get('segment')}”)"
+
+
 def _run_text(run: WorkflowRun) -> str:
     if run.error:
         return f"workflow “{run.workflow.name}”: {run.error}"
@@ -100,6 +136,7 @@ def event_details(entries: Sequence[TimelineEntry]) -> None:
         .order_by("created_at", "id")
     )
     for run in runs:
+        assert run.event_id is not None  # filtered on it
         events[run.event_id].details.append(
             TimelineDetail(
                 kind="workflow run",
@@ -128,4 +165,5 @@ def event_details(entries: Sequence[TimelineEntry]) -> None:
 def timeline_register() -> None:
     timeline_source_register(SEGMENT_ENTERED, segment_entered_entries)
     timeline_source_register(SEGMENT_EXITED, segment_exited_entries)
+    timeline_source_register(TRIGGERED_RUN, triggered_run_entries)
     timeline_detail_register("automation", event_details)

@@ -255,6 +255,12 @@ def segment_delete(*, segment: Segment) -> None:
     if readers:
         raise _readers_conflict(f"Segment '{segment.key}' is read by others", readers)
     with transaction.atomic():
+        # The row lock first: a build or refresh writing this segment's memberships holds
+        # a key-share lock on it, so this waits for them to commit (and their rows are
+        # deleted below), and any later one waits for this delete and then finds no
+        # segment, instead of a membership landing between the two deletes.
+        if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
+            return
         audit_record(
             action="deleted", obj_type=AUDIT_TYPE, obj_id=segment.pk, before=audit_snapshot(segment)
         )

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from automation.segments.models import Segment, SegmentMembership
 from automation.webhooks.models import Delivery
-from automation.workflows.models import WorkflowRun
+from automation.workflows.models import Workflow, WorkflowRun
 from customers.admin import CustomerAdmin
 from customers.models import Customer
 from customers.timeline import TimelineCursor, customer_timeline
@@ -156,3 +156,30 @@ def test_cursor_round_trips_and_refuses_what_it_did_not_make():
     assert TimelineCursor.decode(cursor.encode()) == cursor
     assert TimelineCursor.decode("") is None
     assert customer_timeline(customer_id="nobody", after=cursor).entries == []
+
+
+def test_story_shows_runs_a_segment_entry_started_as_entries_of_their_own(marketer):
+    customer = CustomerFactory()
+    now = timezone.now()
+    vip = Segment.objects.create(key="vip", name="VIPs", status=Segment.Status.READY)
+    stay = SegmentMembership.objects.create(
+        segment=vip, customer=customer, entered_at=now - timedelta(hours=2)
+    )
+    workflow = Workflow.objects.create(name="welcome vips", trigger_segments=[])
+    run = WorkflowRun.objects.create(
+        workflow=workflow,
+        customer=customer,
+        segment_membership=stay,
+        segment_on="entered",
+        trigger={"segment": "vip", "on": "entered"},
+        status=WorkflowRun.Status.SUCCEEDED,
+        created_at=now - timedelta(hours=1),
+    )
+
+    response = story_page(marketer, customer)
+
+    assert [(e.kind, e.title, e.status) for e in response.context["story"]] == [
+        ("workflow run", "workflow “welcome vips” (entered segment “vip”)", run.status),
+        ("entered segment", "VIPs", ""),
+    ]
+    assert f'href="/admin/automation/workflowrun/{run.pk}/change/"' in response.text
