@@ -7,17 +7,23 @@ Each worker process is the Procfile's `deliveries` or `evaluation` line (a threa
 DELIVERY_THREADS, EVALUATION_THREADS), started as the topology test starts them
 (tests/topology/processes.py). Per worker count:
   1. deliveries/s: a backlog of --deliveries signed POSTs to 8 endpoints of a loopback
-     receiver (in this process), created in one transaction and enqueued at its commit;
+     receiver (in this process), created in one transaction and handed on at its commit
+     as the fan-out of new events does (a send task for as many of each endpoint as its
+     concurrency limit; the follow-on loops and the dispatcher take the rest);
   2. evaluations/s: a backlog of --events events ingested (events_store, as the API
      does, 1000 per call) with 100 active workflows (10 on the event type, one of them
      matching every event: "evaluated" = it has its run).
-The backlog is made in one transaction once every worker is ready; the rate counts the
+Beside the workers run beat and one `schedules` worker (the periodic jobs: the delivery
+dispatcher, `due.claim`), as in a deployment. The backlog is made in one transaction once
+every process is ready; the rate counts the
 items done from its commit to 90 % of the backlog (the workers' start-up skew and the
 last stragglers left out; the publishing at the commit, in this process, counts).
 Beside each rate: the CPU the worker processes, PostgreSQL's backends and this process
 (receiver, polling) used, and how busy the whole machine was (/proc/stat, every
-process, other people's too). When the machine was nearly saturated the line says so:
-then the machine, not Herald, is the limit, and more processes cannot help.
+process, other people's too). Each row ends with its verdict: the machine is the limit
+(it was at least 90 % busy: more processes could not help) or Herald is (CPU was left).
+Below a row: how the runs of the tasks ended, from the workers' logs (send tasks: sent
+their delivery, or found it sent by a follow-on; claimer runs: events each claimed).
 Goal: 2 workers >= 1.7 x one, where the CPUs allow it.
 
 `--part partitions` runs bench/partitions.py (10 M events, partitioned or not) instead,
@@ -202,7 +208,7 @@ def task_outcomes(group: ProcessGroup, task: str) -> str:
     outcomes: Counter[str] = Counter()
     for process in group.processes:
         outcomes.update(pattern.findall(process.log()))
-    return ", ".join(f"{word} {count:,}" for word, count in outcomes.most_common())
+    return ", ".join(f"{count:,} x {word}" for word, count in outcomes.most_common())
 
 
 def measure_deliveries(group: ProcessGroup, n: int, receiver: Receiver) -> tuple[float, str, float]:
@@ -249,7 +255,7 @@ def measure_evaluations(group: ProcessGroup, n: int) -> tuple[float, str, float]
         fill,
         lambda: WorkflowRun.objects.filter(workflow__name="probe").count(),
     )
-    usage += f"\n      claimer runs: {task_outcomes(group, CLAIM_TASK)} (events each)"
+    usage += f"\n      claimer runs (x events claimed): {task_outcomes(group, CLAIM_TASK)}"
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE automation_workflowrun, events_app_propertyrecord, events_app_event CASCADE"
