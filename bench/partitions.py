@@ -98,6 +98,51 @@ def deep_page_plan(url: str) -> str:
     return f"default partition: {'yes' if default else 'no'}; deep page by created_at: {how}"
 
 
+DEEP_PAGES = {
+    "offset=100000 sort=created_at": "ORDER BY created_at DESC, id DESC OFFSET 100000",
+    "offset=100000 sort=external_id": "ORDER BY external_id DESC, id DESC OFFSET 100000",
+}
+
+
+def default_partition_effect(url: str, rounds: int = 5) -> list[str]:
+    """The deep pages' query (the page's ids, as the list's deferred join reads them)
+    timed by EXPLAIN ANALYZE without and with a default partition, alternating: the
+    default is created under a savepoint and rolled back each round (nothing is kept).
+    Shows what dropping it (migration events_app 0011) did, on this data, in one run."""
+    lines = []
+    with psycopg.connect(url) as conn:
+        if not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table "
+            "WHERE partrelid = 'events_app_event'::regclass AND partdefid = 0)"
+        ).fetchone()[0]:
+            return ["(not measured: the table is unpartitioned or has a default partition)"]
+        for label, order in DEEP_PAGES.items():
+            sql = (
+                f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM events_app_event {order} LIMIT 100"
+            )
+            times: dict[bool, list[float]] = {False: [], True: []}
+            nodes: dict[bool, str] = {}
+            for _ in range(rounds):
+                for default in (False, True):
+                    conn.execute("SAVEPOINT probe")
+                    if default:
+                        conn.execute(
+                            "CREATE TABLE events_app_event_probe_default "
+                            "PARTITION OF events_app_event DEFAULT"
+                        )
+                    plan = conn.execute(sql).fetchone()[0][0]
+                    conn.execute("ROLLBACK TO SAVEPOINT probe")
+                    times[default].append(plan["Execution Time"])
+                    nodes[default] = plan["Plan"]["Plans"][0]["Node Type"]
+            lines.append(
+                f"  {label:<32} without: {statistics.median(times[False]):6.1f} ms "
+                f"({nodes[False]}); with a default partition: "
+                f"{statistics.median(times[True]):6.1f} ms ({nodes[True]})"
+            )
+        conn.rollback()
+    return lines
+
+
 def compare(figures: dict[str, float], path: str) -> None:
     """Each figure beside the same figure of a saved run (at 1 M): ratio, within goal?"""
     with open(path) as file:
@@ -160,6 +205,9 @@ def main() -> None:
     auth = ingest_setup(env)
     print(f"{counts[None]:,} events, {layout(args.database_url)}")
     print(deep_page_plan(args.database_url))
+    print("deep pages' id query, EXPLAIN ANALYZE medians, without / with a default partition:")
+    for line in default_partition_effect(args.database_url):
+        print(line)
 
     server = start_server(env, args.port, args.workers, (name, secret))
     rows: list[tuple[str, float, float]] = []
