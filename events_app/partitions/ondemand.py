@@ -95,6 +95,11 @@ def _months_ensure(months: set[Month]) -> list[Month]:
     2. Create the others under the partitions' advisory lock (concurrent callers take
        turns; the second finds them made), in the caller's transaction or a new one.
     3. Remember those when that transaction commits."""
+    if not connection.in_atomic_block:
+        # Outside a transaction every creation of this thread has ended: committed
+        # ones were remembered, the rest rolled back. Forget them, or a month made
+        # in a rolled-back transaction would be looked up on every insert.
+        _uncommitted().clear()
     with connection.cursor() as cursor:
         if not is_partitioned(cursor):
             return []
