@@ -62,7 +62,11 @@ def months_created(months: Iterable[Month]) -> None:
 
     def committed() -> None:
         uncommitted.difference_update(made)
-        _remember(made)
+        # Run after a real commit, outside any transaction; a caller replaying the
+        # hooks inside one (a test's capture of on_commit callbacks) proves nothing,
+        # and a month remembered wrongly would fail every insert naming it.
+        if not connection.in_atomic_block:
+            _remember(made)
 
     transaction.on_commit(committed)
 
