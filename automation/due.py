@@ -25,6 +25,11 @@ lost when a message is):
    that requests meanwhile publish nothing: the task a wake-up runs (`CLAIM_TASK`) and
    the periodic job `due.claim` (every second), which covers a lost wake-up, a broker
    that was down, a worker killed mid-claim.
+5. A claim that came back full means a backlog: the claimer asks for one more run of
+   itself as a helper (`project.background.wake_helper`, at most
+   HERALD_AUTOMATION_CLAIMERS runs in all), which claims the next batches beside it
+   (SKIP LOCKED keeps the batches disjoint) until a claim is not full. So a backlog
+   is drained by as many workers as there are slots, and a trickle by one.
 """
 
 from __future__ import annotations
@@ -165,19 +170,23 @@ def due_events_process_and_run(
     return outcome
 
 
-def due_events_drain(now: datetime | None = None) -> int:
+def due_events_drain(now: datetime | None = None, *, slot: int = 0) -> int:
     """Claim until nothing is due (step 4); returns how many events were claimed. `now`
-    is the periodic job's tick, unused: each claim reads the clock.
+    is the periodic job's tick, unused: each claim reads the clock. `slot`: a helper's
+    slot (step 5), 0 for the run a wake-up or the periodic job started.
 
     1. Claim while claims find work, pausing CLAIM_LINGER_SECONDS after a claim that
        was not full, so a trickle of requests gathers into batches. The wake-up stays
        taken meanwhile: requests under load publish nothing.
-    2. When a claim finds nothing: give the wake-up back (`wake_taken`), then claim once
+    2. After a full claim, ask for a helper (step 5 of the module's protocol).
+    3. When a claim finds nothing: give the wake-up back (`wake_taken`), then claim once
        more. That claim sees every request that found the wake-up still taken (each
        committed before trying to take it); stop when it finds nothing too.
-    3. After DRAIN_SECONDS: give the wake-up back and ask for a fresh run (any worker
+    4. After DRAIN_SECONDS: give the wake-up back and ask for a fresh run (any worker
        may take it), so one task never holds a worker through a whole backlog.
     """
+    if slot:
+        return _helper_drain(slot)
     batch = int(settings.HERALD_AUTOMATION_BATCH_SIZE)
     deadline = time.monotonic() + DRAIN_SECONDS
     total = 0
@@ -198,3 +207,32 @@ def due_events_drain(now: datetime | None = None) -> int:
             return total
         if claimed < batch:
             time.sleep(CLAIM_LINGER_SECONDS)
+        else:
+            _helper_ask()
+
+
+def _helper_ask() -> None:
+    background.wake_helper(
+        CLAIM_TASK,
+        limit=int(settings.HERALD_AUTOMATION_CLAIMERS),
+        hold_seconds=2 * DRAIN_SECONDS,
+    )
+
+
+def _helper_drain(slot: int) -> int:
+    """A helper's run: claim full batches beside the others until a claim is not full
+    (the backlog is gone: the run holding the wake-up takes the trickle) or
+    DRAIN_SECONDS pass; then give the slot back. Asks for the next helper itself, so a
+    deep backlog fills every slot without waiting for the first claimer."""
+    batch = int(settings.HERALD_AUTOMATION_BATCH_SIZE)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    total = 0
+    try:
+        while True:
+            claimed = due_events_process_and_run(limit=batch).claimed
+            total += claimed
+            if claimed < batch or time.monotonic() > deadline:
+                return total
+            _helper_ask()
+    finally:
+        background.wake_release(CLAIM_TASK, slot)

@@ -28,6 +28,7 @@ CLAIM_PRIORITY = 0
 
 
 @shared_task(name=CLAIM_TASK, acks_late=True, reject_on_worker_lost=True, priority=CLAIM_PRIORITY)
-def claim_due_task() -> int:
-    """Claim due events until none is left: evaluation and delivery fan-out (a wake-up)."""
-    return due_events_drain()
+def claim_due_task(slot: int = 0) -> int:
+    """Claim due events until none is left: evaluation and delivery fan-out (a wake-up;
+    `slot`: a helper asked for by a claimer that found a backlog, automation.due)."""
+    return due_events_drain(slot=slot)

@@ -14,7 +14,17 @@ events table partitioned by month or not?
      without event_type_id, sorted by created_at / external_id), median and p95;
    * batch ingestion: --runs runs of --batches 1000-event batches (3 property records
      each, new refs) from --senders concurrent senders, events/s, median of the runs.
-4. Prints one summary line per figure, to set beside a run at another size or layout.
+4. Prints one summary line per figure, to set beside a run at another size or layout;
+   --save FILE writes the figures as JSON, and --against FILE (a run at 1 M saved so)
+   prints each figure at this size beside that one, its ratio and whether it is within
+   the goal (15 %).
+
+It prints the machine's load and CPU count before and after (figures taken while other
+work shares the CPUs are noisy) and how the deep page by created_at is planned (an
+ordered Append reads the months newest first; a Merge Append merges every month). The
+load is resumable: a run interrupted while loading goes on where the data ends. On a
+quiet 2-core machine, loading 10 M takes about 15 minutes (much longer on a busy one),
+the measurements about 3 minutes.
 
 The code measured is this checkout's: for the unpartitioned figures, run the copy of this
 file in a checkout from before the partitioning (bench/README.md says how the recorded
@@ -26,10 +36,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import statistics
 import sys
+import time
 import uuid
+from typing import Any
 
 import psycopg
 import requests
@@ -56,6 +69,94 @@ def layout(url: str) -> str:
             ).fetchone()[0]
     kind = f"partitioned ({parts} partitions)" if parts else "unpartitioned"
     return f"{kind}, about {records:,} property records"
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"CPUs {os.cpu_count()}, load average {load} (1, 5, 15 min)"
+
+
+def deep_page_plan(url: str) -> str:
+    """How PostgreSQL reads GET /events?offset=100000 sorted by created_at."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "EXPLAIN SELECT id FROM events_app_event ORDER BY created_at DESC, id DESC "
+            "OFFSET 100000 LIMIT 100"
+        ).fetchall()
+        default = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table "
+            "WHERE partrelid = 'events_app_event'::regclass AND partdefid <> 0)"
+        ).fetchone()[0]
+    plan = "\n".join(r[0] for r in rows)
+    how = (
+        "Merge Append (every month's index merged)"
+        if "Merge Append" in plan
+        else "ordered Append (months read newest first)"
+        if "Append" in plan
+        else "one index"
+    )
+    return f"default partition: {'yes' if default else 'no'}; deep page by created_at: {how}"
+
+
+DEEP_PAGES = {
+    "offset=100000 sort=created_at": "ORDER BY created_at DESC, id DESC OFFSET 100000",
+    "offset=100000 sort=external_id": "ORDER BY external_id DESC, id DESC OFFSET 100000",
+}
+
+
+def default_partition_effect(url: str, rounds: int = 5) -> list[str]:
+    """The deep pages' query (the page's ids, as the list's deferred join reads them)
+    timed by EXPLAIN ANALYZE without and with a default partition, alternating: the
+    default is created under a savepoint and rolled back each round (nothing is kept).
+    Shows what dropping it (migration events_app 0011) did, on this data, in one run."""
+    lines = []
+    with psycopg.connect(url) as conn:
+        if not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table "
+            "WHERE partrelid = 'events_app_event'::regclass AND partdefid = 0)"
+        ).fetchone()[0]:
+            return ["(not measured: the table is unpartitioned or has a default partition)"]
+        for label, order in DEEP_PAGES.items():
+            sql = (
+                f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM events_app_event {order} LIMIT 100"
+            )
+            times: dict[bool, list[float]] = {False: [], True: []}
+            nodes: dict[bool, str] = {}
+            for _ in range(rounds):
+                for default in (False, True):
+                    conn.execute("SAVEPOINT probe")
+                    if default:
+                        conn.execute(
+                            "CREATE TABLE events_app_event_probe_default "
+                            "PARTITION OF events_app_event DEFAULT"
+                        )
+                    plan = conn.execute(sql).fetchone()[0][0]
+                    conn.execute("ROLLBACK TO SAVEPOINT probe")
+                    times[default].append(plan["Execution Time"])
+                    nodes[default] = plan["Plan"]["Plans"][0]["Node Type"]
+            lines.append(
+                f"  {label:<32} without: {statistics.median(times[False]):6.1f} ms "
+                f"({nodes[False]}); with a default partition: "
+                f"{statistics.median(times[True]):6.1f} ms ({nodes[True]})"
+            )
+        conn.rollback()
+    return lines
+
+
+def compare(figures: dict[str, float], path: str) -> None:
+    """Each figure beside the same figure of a saved run (at 1 M): ratio, within goal?"""
+    with open(path) as file:
+        base = json.load(file)
+    print(f"\nagainst {path} ({base.get('_events', '?'):,} events, {base.get('_machine', '')}):")
+    print(f"{'figure':<58} {'there':>9} {'here':>9} {'ratio':>7}  goal")
+    for name, here in figures.items():
+        if name.startswith("_") or name not in base:
+            continue
+        there = base[name]
+        # Lists: time, lower is better; ingest: a rate, higher is better.
+        ratio = here / there if there else float("inf")
+        ok = ratio >= GOAL_RATIO if name.startswith("batch") else ratio <= 1 / GOAL_RATIO
+        print(f"{name:<58} {there:>9.1f} {here:>9.1f} {ratio:>7.2f}  {'ok' if ok else 'MISSED'}")
 
 
 def ingest_setup(env: dict[str, str]) -> str:
@@ -95,10 +196,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="Batch runs (median reported).")
     parser.add_argument("--batches", type=int, default=10, help="1000-event batches per run.")
     parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--save", help="write the figures to this JSON file")
+    parser.add_argument("--against", help="a JSON file --save wrote at 1 M: print ratios")
     args = parser.parse_args()
+    print(f"start {time.strftime('%H:%M:%S')}: {machine()}")
+    began = time.monotonic()
     env, (name, secret), type_id, counts = prepare(args.database_url, args.events)
     auth = ingest_setup(env)
     print(f"{counts[None]:,} events, {layout(args.database_url)}")
+    print(deep_page_plan(args.database_url))
+    print("deep pages' id query, EXPLAIN ANALYZE medians, without / with a default partition:")
+    for line in default_partition_effect(args.database_url):
+        print(line)
 
     server = start_server(env, args.port, args.workers, (name, secret))
     rows: list[tuple[str, float, float]] = []
@@ -138,6 +247,15 @@ def main() -> None:
         f"{args.senders} senders: median {statistics.median(rates):,.0f} events/s "
         f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
     )
+    figures: dict[str, Any] = {label: median for label, median, _ in rows}
+    figures["batch ingest events/s"] = statistics.median(rates)
+    figures.update(_events=counts[None], _machine=machine())
+    print(f"end {time.strftime('%H:%M:%S')} ({time.monotonic() - began:,.0f} s): {machine()}")
+    if args.save:
+        with open(args.save, "w") as file:
+            json.dump(figures, file, indent=1)
+    if args.against:
+        compare(figures, args.against)
     print(
         f"summary: events={counts[None]} slowest_list_median_ms="
         f"{max(m for _, m, _ in rows):.1f} mean_list_median_ms="

@@ -28,6 +28,7 @@ from events_app.ingest_hooks import (
 )
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import Event, EventRef, PropertyRecord
+from events_app.partitions.ondemand import partitions_cover
 
 REF_EXISTS = "Event ref already exists."
 # A new customer's external id taken by a concurrent request between the reference
@@ -102,6 +103,7 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
     """
     if not prepared:
         return StoreResult([], [])
+    partitions_cover(p.created_at for p in prepared)  # a month without one: made first
     for attempt in range(1, _CUSTOMER_ATTEMPTS + 1):
         # The hook's flags and companion rows are written by the insert itself: no
         # UPDATE follows it, and nothing is read back. Planned again on a retry: the

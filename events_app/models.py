@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from customers.models import Customer
+from events_app.partitions.ondemand import PartitionedManager, partitions_cover
 from project.ids import PUBLIC_ID_LENGTH, new_public_id
 
 
@@ -117,6 +119,9 @@ class Event(models.Model):
         db_index=False,
     )
 
+    # Creates the month partition a bulk insert names, if it has none (PostgreSQL).
+    objects = PartitionedManager["Event"]()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -186,6 +191,11 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Its month's partition, if it has none yet (events_app.partitions.ondemand).
+        partitions_cover([self.created_at])
+        super().save(*args, **kwargs)
 
     @property
     def status(self) -> str:
@@ -359,6 +369,8 @@ class PropertyRecord(models.Model):
     # month partition of their event and are dropped with it).
     created_at = models.DateTimeField()
 
+    objects = PartitionedManager["PropertyRecord"]()
+
     class Meta:
         ordering = ["event", "property_id"]
         constraints = [
@@ -370,6 +382,11 @@ class PropertyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.property_id}={self.property_value}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Its month's partition, if it has none yet (events_app.partitions.ondemand).
+        partitions_cover([self.created_at])
+        super().save(*args, **kwargs)
 
 
 class ApiClient(models.Model):

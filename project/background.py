@@ -13,7 +13,9 @@ Two things every subsystem needs and none should own:
   set with NX says a run is already asked for and not yet started, so most callers
   under load publish nothing; the claimer calls `wake_taken` before each claim. The
   rows are the source of truth: a lost wake-up only delays the work until the
-  periodic job that runs the same claimer.
+  periodic job that runs the same claimer. `wake_helper` / `wake_release`: a claimer
+  that finds a backlog asks for more runs of itself, each holding one of a bounded
+  number of helper slots (one key each), so several workers drain it at once.
 - A circuit breaker: after a publish failed, nothing is published for
   HERALD_BROKER_RETRY_SECONDS (logged once), so an API request never waits for a
   broker that is down; the periodic jobs send what the missed messages would have.
@@ -27,6 +29,7 @@ Two things every subsystem needs and none should own:
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -357,4 +360,58 @@ def wake_taken(task_name: str) -> None:
             client, prefix = shared
             _published(lambda: client.delete(prefix + task_name))
     except Exception:  # noqa: S110 - the key expires; the claim goes on regardless
+        pass
+
+
+def _slot_key(task_name: str, slot: int) -> tuple[redis.Redis, str] | None:
+    shared = _wake_redis()
+    if shared is None:
+        return None
+    client, prefix = shared
+    return client, f"{prefix}{task_name}:helper:{slot}"
+
+
+def wake_helper(task_name: str, *, limit: int, hold_seconds: float) -> int:
+    """Ask for one more run of the claimer `task_name` beside those running, as
+    `task_name(slot)`; return the slot asked for, or 0 when none was.
+
+    Slots 1 .. limit-1 (slot 0 is the run `wake` asks for): SET NX of each slot's key
+    until one is set, then one publish; a slot is held until its run calls
+    `wake_release` or `hold_seconds` pass (a lost message or a killed worker frees
+    it then). Only with a Redis broker: the embedded default drains with one claimer
+    (SQLite takes one writer at a time), and without a shared key the runs could not
+    be bounded. Never raises: a helper is an optimisation, the asking run goes on.
+    """
+    if app.conf.task_always_eager or limit < 2:
+        return 0
+    task = app.tasks[task_name]
+    ttl = max(int(hold_seconds), 1)
+    try:
+        for slot in range(1, limit):
+            shared = _slot_key(task_name, slot)
+            if shared is None:
+                return 0
+            client, key = shared
+
+            def take(client: redis.Redis = client, key: str = key) -> Any:
+                return client.set(key, 1, nx=True, ex=ttl)
+
+            if _published(take):
+                _published(functools.partial(task.apply_async, (slot,), retry=False))
+                return slot
+    except Exception:  # noqa: S110 - the breaker logged it; the asking run drains alone
+        pass
+    return 0
+
+
+def wake_release(task_name: str, slot: int) -> None:
+    """Give a helper slot back (its run found the backlog drained, or ran its time)."""
+    if app.conf.task_always_eager or slot < 1:
+        return
+    try:
+        shared = _slot_key(task_name, slot)
+        if shared is not None:
+            client, key = shared
+            _published(lambda: client.delete(key))
+    except Exception:  # noqa: S110 - the key expires
         pass

@@ -462,6 +462,9 @@ HERALD_AUTOMATION_GRACE_SECONDS = float(os.environ.get("HERALD_AUTOMATION_GRACE_
 # and rows the periodic job hands on per tick.
 HERALD_AUTOMATION_BATCH_SIZE = int(os.environ.get("HERALD_AUTOMATION_BATCH_SIZE", "500"))
 HERALD_AUTOMATION_DISPATCH_CHUNK = int(os.environ.get("HERALD_AUTOMATION_DISPATCH_CHUNK", "1000"))
+# At most this many claimers drain a backlog of due events at once (automation.due: a
+# full claim asks for a helper); 1 = one claimer at a time.
+HERALD_AUTOMATION_CLAIMERS = int(os.environ.get("HERALD_AUTOMATION_CLAIMERS", "4"))
 
 # ---------------------------------------------------------------- Segments
 # (docs/automation.md, "Segments"): customers evaluated per transaction (refresh and

@@ -62,6 +62,8 @@ RESPONSE_EXCERPT_CHARS = 2000
 MAX_DISPATCH_CHUNKS = 20  # bound one dispatcher call; the next tick continues
 SUCCESS_RECORD_RESOLUTION = timedelta(minutes=1)
 USER_AGENT = "Herald-Webhooks/1.0"
+# _claim's answer for a delivery another worker's follow-on sent (then its endpoint id).
+SENT_BY_ANOTHER = "sent:"
 
 # Endpoint kind -> a hook called with the endpoint's id after an attempt reached the
 # network. The subsystem owning that kind of endpoint registers it at start-up
@@ -120,13 +122,27 @@ def _claim(delivery_id: str, now: datetime) -> Delivery | str:
     by another worker and its endpoint is below its concurrency limit (PostgreSQL
     re-checks the WHERE after waiting for a concurrent claimer's row lock, so exactly one
     caller wins). Autocommit: no lock outlives the statement. Returns the claimed
-    delivery, or "not-due" / "endpoint-busy" / a final outcome."""
+    delivery, or "not-due" / "endpoint-busy" / "sent:<endpoint id>" (another worker's
+    follow-on sent it) / a final outcome."""
     claimed = sender_sql.claim_update(now, delivery_id=delivery_id)
     if claimed is None:
-        due = Delivery.objects.filter(
-            pk=delivery_id, status=PENDING, next_attempt_at__lte=now
-        ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        return "endpoint-busy" if due.exists() else "not-due"
+        row = (
+            Delivery.objects.filter(pk=delivery_id)
+            .values_list("status", "next_attempt_at", "locked_until", "endpoint_id")
+            .first()
+        )
+        if row is None:
+            return "not-due"
+        status, next_at, locked_until, endpoint_id = row
+        if status == Delivery.Status.SUCCEEDED:
+            return f"{SENT_BY_ANOTHER}{endpoint_id}"
+        due = (
+            status == PENDING
+            and next_at is not None
+            and next_at <= now
+            and (locked_until is None or locked_until < now)
+        )
+        return "endpoint-busy" if due else "not-due"
     return _claimed(claimed, now)
 
 
@@ -171,12 +187,22 @@ def deliver_one(delivery_id: str, *, resolver: outbound.Resolver | None = None) 
     4. After a success, keep the endpoint's slot: claim and send its next due delivery
        (steps 1-3) until none is left or FOLLOW_ON_SECONDS pass. An endpoint's backlog
        thus flows at its concurrency limit without bouncing tasks off a busy endpoint.
+       A task whose delivery such a follow-on sent already does the same with the
+       endpoint's next due delivery (returning that one's outcome), so the tasks of a
+       backlog (the dispatcher's, a task per delivery) all help send it.
     An endpoint at its limit leaves the delivery due and unqueued: a slot holder
     (step 4) or a later dispatcher tick takes it. Returns a short outcome word.
     """
     claimed = _claim(delivery_id, timezone.now())
     if claimed == "endpoint-busy":
         Delivery.objects.filter(pk=delivery_id, status=PENDING).update(queued_until=None)
+    if isinstance(claimed, str) and claimed.startswith(SENT_BY_ANOTHER):
+        # A follow-on sent this one: take the endpoint's next due delivery instead, so
+        # the task helps with the backlog rather than ending idle.
+        following = _claim_next(claimed[len(SENT_BY_ANOTHER) :], timezone.now())
+        if following is None:
+            return "not-due"
+        claimed = following
     if isinstance(claimed, str):
         return claimed
     outcome = _attempt(claimed, resolver)

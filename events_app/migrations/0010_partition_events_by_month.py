@@ -1,8 +1,8 @@
 """Partition events and their property records by month of created_at (PostgreSQL).
 
 PostgreSQL: each table is rebuilt as a partitioned table (events_app.partitions.ddl:
-one partition per month that holds rows, the current month and two ahead, and a
-default partition as a safety net), its rows copied over -- the records with their
+one partition per month that holds rows, the current month and two ahead; no default
+partition since 0011), its rows copied over -- the records with their
 event's created_at -- and its constraints, indexes and triggers created again. The
 database's primary keys become (id, created_at), unique constraints gain created_at,
 and the refs move to EventRef (filled here; the ingest statement and triggers keep

@@ -135,7 +135,13 @@ def _quote(moment: Any) -> str:
 
 
 def partition_exists(cursor: Any, name: str) -> bool:
-    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+    # pg_class read with the statement's snapshot, not to_regclass: its cached lookup
+    # may still miss a table another session created while this one waited for the lock.
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = %s "
+        "AND relnamespace = current_schema()::regnamespace)",
+        [name],
+    )
     return bool(cursor.fetchone()[0])
 
 
@@ -151,10 +157,16 @@ def is_partitioned(cursor: Any) -> bool:
 def month_partition_create(cursor: Any, month: Month) -> bool:
     """Create `month`'s partition of each partitioned table; False if they exist.
 
-    Rows of that month waiting in a default partition (the safety net) move into the
-    new partition in the same transaction: PostgreSQL refuses to attach a range that
-    the default partition holds rows of. Moved within the table, they keep their
-    counts and refs (the triggers of the parent table do not fire).
+    Created as a table of the parent's shape, then attached: ATTACH PARTITION takes a
+    SHARE UPDATE EXCLUSIVE lock of the parent, which reads and inserts do not wait
+    for (CREATE TABLE … PARTITION OF would take an ACCESS EXCLUSIVE one). The
+    attaching creates the parent's indexes and constraints on the new table.
+
+    A database converted before the default partition was dropped may still have one
+    (until migration events_app 0011): its rows of that month move into the new
+    partition in the same transaction, as PostgreSQL refuses to attach a range the
+    default partition holds rows of. Moved within the table, they keep their counts
+    and refs (the triggers of the parent table do not fire).
     """
     if partition_exists(cursor, month.partition(EVENT_TABLE)):
         return False
@@ -163,24 +175,42 @@ def month_partition_create(cursor: Any, month: Month) -> bool:
         name = month.partition(table)
         default = default_partition(table)
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {default} WHERE created_at >= %s AND created_at < %s)",  # noqa: S608
-            [month.start, month.end],
-        )
-        if not cursor.fetchone()[0]:
-            cursor.execute(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES {bounds}")
-            continue
-        cursor.execute(f"LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(
             f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
         )
-        cursor.execute(
-            f"""WITH moved AS (
-                DELETE FROM {default} WHERE created_at >= %s AND created_at < %s RETURNING *
-            ) INSERT INTO {name} SELECT * FROM moved""",  # noqa: S608
-            [month.start, month.end],
-        )
+        if partition_exists(cursor, default):
+            cursor.execute(f"LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE")
+            cursor.execute(
+                f"""WITH moved AS (
+                    DELETE FROM {default} WHERE created_at >= %s AND created_at < %s RETURNING *
+                ) INSERT INTO {name} SELECT * FROM moved""",  # noqa: S608
+                [month.start, month.end],
+            )
         cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds}")
     return True
+
+
+def default_partition_drop(cursor: Any) -> None:
+    """Detach and drop the default partitions (migration events_app 0011), after
+    creating the months of the rows they hold (which moves those rows)."""
+    if not partition_exists(cursor, default_partition(EVENT_TABLE)):
+        return
+    for table in PARTITIONED_TABLES:
+        cursor.execute(
+            f"SELECT DISTINCT date_trunc('month', created_at, 'UTC') FROM "  # noqa: S608
+            f"{default_partition(table)}"
+        )
+        for (start,) in cursor.fetchall():
+            month_partition_create(cursor, Month.of(start))
+    for table in PARTITIONED_TABLES:
+        cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {default_partition(table)}")
+        cursor.execute(f"DROP TABLE {default_partition(table)}")
+
+
+def default_partition_restore(cursor: Any) -> None:
+    """The reverse of `default_partition_drop`: empty default partitions again."""
+    for table in PARTITIONED_TABLES:
+        if not partition_exists(cursor, default_partition(table)):
+            cursor.execute(f"CREATE TABLE {default_partition(table)} PARTITION OF {table} DEFAULT")
 
 
 def _definitions(cursor: Any, table: str) -> tuple[list[tuple[str, str, str]], list[str]]:
@@ -204,8 +234,9 @@ def _definitions(cursor: Any, table: str) -> tuple[list[tuple[str, str, str]], l
 
 def table_rebuild(cursor: Any, table: str, *, months: list[Month] | None, rows: str) -> None:
     """Rebuild `table` from `rows` (an INSERT's column list and query), partitioned
-    by month of created_at with `months`' partitions and a default one, or unpartitioned
-    when `months` is None; with the same column defaults, constraints and indexes.
+    by month of created_at with `months`' partitions (which must cover every row: there
+    is no default partition), or unpartitioned when `months` is None; with the same
+    column defaults, constraints and indexes.
 
     On a partitioned table the primary key and unique constraints gain created_at; the
     unique ref index goes (EventRef replaces it) and comes back when unpartitioning.
@@ -222,7 +253,6 @@ def table_rebuild(cursor: Any, table: str, *, months: list[Month] | None, rows: 
                 f"CREATE TABLE {month.partition(table)} PARTITION OF {new} "
                 f"FOR VALUES FROM ({_quote(month.start)}) TO ({_quote(month.end)})"
             )
-        cursor.execute(f"CREATE TABLE {default_partition(table)} PARTITION OF {new} DEFAULT")
     cursor.execute(f"INSERT INTO {new} {rows}")
     cursor.execute(f"DROP TABLE {table}")
     cursor.execute(f"ALTER TABLE {new} RENAME TO {table}")

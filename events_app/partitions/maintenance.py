@@ -6,10 +6,9 @@ needs them, and -- when HERALD_EVENT_RETENTION is set -- drops the months entire
 older than it. Several schedulers may run it at once: each run takes one advisory
 lock for its transaction, so they take turns and the second finds nothing to do.
 
-Rows that found no month partition are kept by the default partition (a safety net:
-an insert never fails for want of a partition). Creating the partition of their
-month moves them into it (events_app.partitions.ddl), so a run also creates the
-months the default partition holds rows of; it is empty when the job runs.
+There is no default partition (it would keep PostgreSQL from reading the months in
+order): a writer that names a month without partitions creates them first
+(events_app.partitions.ondemand), so an insert never fails for want of one.
 
 Nothing here runs on SQLite: one table, nothing to keep.
 """
@@ -26,21 +25,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 
 from events_app.partitions.ddl import is_partitioned, month_partition_create
-from events_app.partitions.months import (
-    EVENT_TABLE,
-    RECORD_TABLE,
-    Month,
-    default_partition,
-    months_between,
-)
+from events_app.partitions.months import EVENT_TABLE, RECORD_TABLE, Month, months_between
+from events_app.partitions.ondemand import LOCK as _LOCK
+from events_app.partitions.ondemand import months_created, months_forget
 from events_app.retention_hooks import events_dropped
 
 # Months past the current one whose partitions exist ahead of time: the job may
-# stop for that long before an event lands in the default partition.
+# stop for that long before a writer has to create a month on demand.
 AHEAD_MONTHS = 2
-# The advisory lock that serialises runs of this maintenance (any two-int key
-# unique to it in Herald).
-_LOCK = (0x4845524C, 0x50415254)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,24 +94,19 @@ def month_partitions() -> list[Month]:
 
 
 def partitions_ensure(*, now: datetime, since: datetime | None = None) -> list[Month]:
-    """Create the partitions of the current month, the AHEAD_MONTHS after it, of every
-    month the default partition holds rows of, and of the months from `since` (a bulk
-    load of past events); return the months created."""
+    """Create the partitions of the current month, the AHEAD_MONTHS after it, and of
+    the months from `since` (a bulk load of past events); return the months created."""
     if not _active():
         return []
     created: list[Month] = []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(_LOCK))
-        cursor.execute(
-            f"SELECT DISTINCT date_trunc('month', created_at, 'UTC') FROM "  # noqa: S608
-            f"{default_partition(EVENT_TABLE)}"
-        )
-        waiting = {Month.of(row[0]) for row in cursor.fetchall()}
         current = Month.of(now)
         first = Month.of(since) if since is not None else current
-        for month in sorted(waiting | set(months_between(first, current.plus(AHEAD_MONTHS)))):
+        for month in months_between(first, current.plus(AHEAD_MONTHS)):
             if month_partition_create(cursor, month):
                 created.append(month)
+        months_created(created)
     return created
 
 
@@ -195,6 +182,7 @@ def retention_apply(*, now: datetime, retention: Any) -> list[ExpiredMonth]:
             dropped.append(_month_drop(cursor, month))
             # What was computed from these events (segments) is re-evaluated after commit.
             events_dropped(created_from=month.start, created_to=month.end)
+        months_forget([month])
     return dropped
 
 

@@ -57,6 +57,9 @@ project/admin/lists.py            None, so the admin counts (pg_class.reltuples)
   table_row_estimate                                                                  counts
 events_app/api_clients.py         the raw read's naive last_used_at is made UTC       lists_and_
   api_client_authenticate         (aware already)                                     counts
+events_app/partitions/ondemand.py nothing: one table (the months of the rows inserted   ingestion,
+  partitions_cover                get partitions first if they have none)              generate_
+                                                                                      events
 events_app/management/commands/   batched INSERTs (COPY)                              generate_
   generate_events.py handle                                                           events
 events_app/migrations/0003, 0004  no counter triggers, no backfill (reads COUNT(*))   lists_and_

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from events_app.partitions.maintenance import month_partitions, partitions_ensure
-from events_app.partitions.months import EVENT_TABLE, default_partition
+from events_app.partitions.months import EVENT_TABLE
 
 
 class Command(BaseCommand):
@@ -25,7 +25,6 @@ class Command(BaseCommand):
         for month in created:
             self.stdout.write(f"Created the partitions of {month}.")
         names = [m.partition(EVENT_TABLE) for m in month_partitions()]
-        names.append(default_partition(EVENT_TABLE))
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class "
