@@ -98,10 +98,6 @@ def parse_args() -> argparse.Namespace:
     # Every request is still counted (one Redis script, as in production), but a run
     # sends more than the default ingest budget per minute: it must never answer 429.
     os.environ.setdefault("HERALD_RATE_LIMIT_INGEST", "1000000000")
-    # Server CPU is read from /proc per process: a PostgreSQL backend that exits during a
-    # phase takes its CPU with it, and with the default 60 s a slow phase outlived its
-    # connections (the figures said "postgres 80 µs"). Held for the whole run instead.
-    os.environ.setdefault("DB_CONN_MAX_AGE", "3600")
     return args
 
 
@@ -123,14 +119,9 @@ def setup_database(args: argparse.Namespace) -> str:
     from events_app.models import EventType, PropertyDefinition
 
     with connection.cursor() as cursor:
-        # The refs too: the events' truncate trigger empties them with a DELETE, whose dead
-        # rows would slow every run's ref claims. The counters' dead row versions go with
-        # a VACUUM: every run starts from the same tables.
         cursor.execute(
-            "TRUNCATE events_app_propertyrecord, events_app_event, events_app_eventref, "
-            "customers_customer CASCADE"
+            "TRUNCATE events_app_propertyrecord, events_app_event, customers_customer CASCADE"
         )
-        cursor.execute("VACUUM ANALYZE events_app_eventcount")
     event_type, _ = EventType.objects.get_or_create(key=TYPE_KEY, defaults={"name": "Bench"})
     for property_id, value_type in PROPERTIES:
         PropertyDefinition.objects.update_or_create(
