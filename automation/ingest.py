@@ -34,7 +34,7 @@ from automation.webhooks.deliveries import event_deliveries_cancel
 from automation.webhooks.models import Endpoint
 from automation.workflows.selectors import active_workflows
 from automation.workflows.stamp import WorkflowStamp, stamp_sql_parts
-from events_app.ingest_hooks import Companion, EventPlan, PreparedEvent
+from events_app.ingest_hooks import EventPlan, PreparedEvent
 from events_app.models import Event
 from project import background
 from project.sql import fetch_all
@@ -159,9 +159,6 @@ def events_handover(*, events: Sequence[PreparedEvent]) -> None:
 
 class AutomationIngest:
     """automation's implementation of events_app.ingest_hooks.IngestHook."""
-
-    # Nothing but the event row: its due work is its flag (automation.due).
-    companions: tuple[Companion, ...] = ()
 
     def facts_sql(self, width: int) -> str:
         return facts_sql(width)

@@ -6,7 +6,8 @@ bounded by the cap, so a scrape costs the same at a thousand rows or a hundred m
 - pending work per queue: the rows the claimers take, through the partial indexes
   they use (deliveries: the dispatcher's due rows; evaluation: events still flagged
   for automation and workflow runs due to resume; schedules: due ticks);
-- events ingested: the trigger-kept event counters (events_app.selectors.event_count);
+- events ingested: the trigger-kept, never decremented `ingested` column of the event
+  counters (events_app.selectors.events_ingested_total);
 - delivery outcomes: pending deliveries, and the deliveries that reached a final
   status within HERALD_METRICS_WINDOW_SECONDS (an index on the completion time, so
   the scrape reads a minute of completions, not the table);
@@ -27,7 +28,7 @@ from automation.schedules.models import Schedule
 from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import WorkflowRun
 from events_app.models import Event
-from events_app.selectors import event_count
+from events_app.selectors import events_ingested_total
 from project.metrics import (
     backlog_of,
     capped_count,
@@ -66,9 +67,9 @@ def schedules_due(now: datetime) -> QuerySet[Schedule]:
 def events_metrics(now: datetime, cap: int) -> Iterator[Metric]:
     ingested = CounterMetricFamily(
         "herald_events_ingested",
-        "Events stored (deleted events, e.g. past retention, are subtracted).",
+        "Events stored since the database was created (deleting events does not lower it).",
     )
-    ingested.add_metric([], event_count(queryset=Event.objects.all()))
+    ingested.add_metric([], events_ingested_total())
     yield ingested
     lag = GaugeMetricFamily(
         "herald_evaluation_lag_seconds",

@@ -9,8 +9,7 @@ fixed points of the path of an event:
    the hook's facts (`facts_read` reads them alone when events are stored
    without that read).
 2. `plan(events, facts)`: before the insert, per event the flags the event row is
-   written with and the companion rows (other tables, `Companion`) the same
-   INSERT statement writes for it -- only if the event itself is stored.
+   written with (its due work: the hook writes no rows of its own at ingest).
 3. `handover(events)`: after the insert, with the events stored (on commit of the
    caller's transaction if there is one: the hook defers its own side effects).
 4. `event_marked_delivered(event)`: PATCH is_delivered=true, inside its transaction.
@@ -20,12 +19,10 @@ With no hook registered, events are stored with their defaults and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-
-from django.db.models import Model
 
 from events_app.models import Event
 from events_app.payloads import EVENT_INPUT_COLUMNS
@@ -70,44 +67,11 @@ class PreparedEvent:
     # The external id of a customer that does not exist yet: the insert creates it
     # (with `customer_id`, allotted by ingestion) only if this event is stored.
     new_customer: str | None = None
-    # From the hook's plan: companion rows by Companion.name, and the values they
-    # take from their event (Companion.from_event).
-    companions: dict[str, list[Any]] | None = None
-    values: dict[str, Any] | None = None
 
     def as_event(self) -> Event:
         """The row the insert writes, as an unsaved instance (for the portable insert
         and for payloads, which are then built without reading the row back)."""
         return Event(**{column: getattr(self, column) for column in PREPARED_COLUMNS})
-
-
-@dataclass(frozen=True, eq=False)
-class Companion:
-    """Rows of another table that the event's own INSERT statement writes for each
-    stored event (events_app.ingest_pg; the portable path builds model instances).
-
-    Built from `model`'s metadata: `per_row` columns come from each planned row (an
-    object with attributes of those names, encoded by msgspec); `from_event` columns
-    come from the event -- one of its inserted columns (`id`, `customer_id`, ...)
-    or a value of `PreparedEvent.values` (typed as the column is); `same_as` columns
-    copy another column of the same row; every other column takes its field default.
-    """
-
-    name: str  # an SQL identifier: the rows' key in PreparedEvent.companions
-    model: type[Model]
-    per_row: tuple[str, ...]
-    from_event: Mapping[str, str]
-    same_as: Mapping[str, str] = field(default_factory=dict)
-
-    def build(self, row: Any, event: PreparedEvent) -> Model:
-        """The unsaved instance of one planned row (the portable insert)."""
-        values = event.values or {}
-        fields: dict[str, Any] = {column: getattr(row, column) for column in self.per_row}
-        for column, source in self.from_event.items():
-            fields[column] = values[source] if source in values else getattr(event, source)
-        for column, source in self.same_as.items():
-            fields[column] = fields[source]
-        return self.model(**fields)
 
 
 @dataclass(slots=True)
@@ -116,14 +80,10 @@ class EventPlan:
 
     automation_pending: bool = False
     is_delivered: bool = True
-    rows: dict[str, list[Any]] = field(default_factory=dict)  # by Companion.name
-    values: dict[str, Any] = field(default_factory=dict)  # for Companion.from_event
 
 
 class IngestHook(Protocol):
     """The interface; automation.ingest implements it."""
-
-    companions: tuple[Companion, ...]
 
     def facts_sql(self, width: int) -> str:
         """SQL rows of `width` columns to UNION ALL with the reference read; the first
@@ -171,11 +131,3 @@ def ingest_plan_apply(prepared: Sequence[PreparedEvent], facts: Any) -> None:
         event = by_id[event_id]
         event.automation_pending = plan.automation_pending
         event.is_delivered = plan.is_delivered
-        if plan.rows:
-            event.companions = plan.rows
-            event.values = plan.values
-
-
-def ingest_companions() -> tuple[Companion, ...]:
-    hook = ingest_hook()
-    return hook.companions if hook is not None else ()

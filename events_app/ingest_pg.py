@@ -6,16 +6,14 @@ unique per type forever) with `ON CONFLICT … DO NOTHING`, and only the events
 without a ref or whose ref was claimed are inserted (so a concurrent writer of the
 same ref never causes an IntegrityError or a half-written batch: the loser waits
 for the winner's commit and then skips the row), and data-modifying CTEs insert the
-property records and the companion rows the ingest hook planned (events_app.
-ingest_hooks: automation's webhook deliveries) of exactly the events that were
-stored, and the customers that stored events name by a new external id. A single
-statement is atomic on its own, so events, records, customers and companions commit
-together without a transaction around them. It is much faster than `bulk_create`,
-which sends one parameter per cell and builds model instances (bench/README.md).
+property records of exactly the events that were stored, and the customers that
+stored events name by a new external id. A single statement is atomic on its own, so
+events, records and customers commit together without a transaction around them. It
+is much faster than `bulk_create`, which sends one parameter per cell and builds model
+instances (bench/README.md).
 
-The statement is built from the models, so a column added to Event (or to a
-companion's model) later is filled with its field default unless it is listed in
-PER_EVENT_COLUMNS (a Companion's columns; then PreparedEvent or the planned row
+The statement is built from the models, so a column added to Event later is filled
+with its field default unless it is listed in PER_EVENT_COLUMNS (then PreparedEvent
 must carry it).
 """
 
@@ -29,12 +27,7 @@ from django.db import connection
 from django.db.models import Field
 
 from customers.models import Customer
-from events_app.ingest_hooks import (
-    PREPARED_COLUMNS,
-    Companion,
-    PreparedEvent,
-    ingest_companions,
-)
+from events_app.ingest_hooks import PREPARED_COLUMNS, PreparedEvent
 from events_app.models import Event, EventRef, PropertyRecord
 from project.sql import fetch_all, insert_parts
 
@@ -45,41 +38,6 @@ PER_EVENT_COLUMNS = PREPARED_COLUMNS
 # binding one array per column made psycopg quote every value in Python (a large part
 # of a batch's time).
 _encode = msgspec.json.Encoder().encode
-
-
-def _companion_cte(companion: Companion) -> tuple[str, list[Field[Any, Any]]]:
-    """The CTE inserting `companion`'s planned rows of the stored events, and its
-    fields that take their default."""
-    quote = connection.ops.quote_name
-    by_attname = {f.attname: f for f in companion.model._meta.concrete_fields}
-    given: dict[str, str] = {}
-    taken: list[str] = []  # PreparedEvent.values the rows take
-    for column, source in companion.from_event.items():
-        if source in PER_EVENT_COLUMNS:
-            given[column] = f"input.{quote(source)}"
-        else:
-            given[column] = f"v.{quote(source)}"
-            taken.append(f"{quote(source)} {by_attname[column].db_type(connection)}")
-    for column, source in companion.same_as.items():
-        given[column] = f"c.{quote(source)}"
-    columns, values, recordset, defaulted = insert_parts(
-        companion.model, per_row=companion.per_row, alias="c", given=given
-    )
-    # The event's values are read once per event, before its rows are expanded.
-    event_values = (
-        f'CROSS JOIN LATERAL json_to_record(input."values") AS v({", ".join(taken)})'
-        if taken
-        else ""
-    )
-    # Only identifiers from the model's metadata are formatted in; values are parameters.
-    cte = f"""stored_{companion.name} AS (
-    INSERT INTO {quote(companion.model._meta.db_table)} ({columns})
-    SELECT {values}
-    FROM input JOIN stored ON stored."id" = input."id"
-    {event_values}
-    CROSS JOIN LATERAL json_to_recordset(input.companions -> '{companion.name}') AS c({recordset})
-)"""  # noqa: S608
-    return cte, defaulted
 
 
 def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
@@ -116,7 +74,7 @@ def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
 
 
 @functools.cache
-def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]:
+def _statement() -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call)."""
     quote = connection.ops.quote_name
     # The recordset's columns are PreparedEvent's attribute names.
@@ -125,11 +83,6 @@ def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]
     )
     customers_cte, customer_defaulted = _customers_cte()
     defaulted = [*event_defaulted, *customer_defaulted]
-    companion_ctes = ""
-    for companion in companions:
-        cte, companion_defaulted = _companion_cte(companion)
-        companion_ctes += f", {cte}"
-        defaulted += companion_defaulted
     records = PropertyRecord._meta
     refs = EventRef._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
@@ -137,8 +90,7 @@ def _statement(companions: tuple[Companion, ...]) -> tuple[str, tuple[Any, ...]]
 WITH input AS (
     SELECT u.*, u.records AS property_records
     FROM json_to_recordset(%s::json)
-        AS u({event_recordset}, "records" json, "companions" json, "values" json,
-            "new_customer" text)
+        AS u({event_recordset}, "records" json, "new_customer" text)
 ), claimed AS (
     INSERT INTO {quote(refs.db_table)} ("event_type_id", "ref", "event_id")
     SELECT input."event_type_id", input."external_id", input."id"
@@ -157,7 +109,7 @@ WITH input AS (
     SELECT stored."id", r.pair ->> 0, r.pair ->> 1, input."created_at"
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
-), {customers_cte}{companion_ctes}
+), {customers_cte}
 SELECT "id", true, NULL FROM stored
 UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
@@ -190,10 +142,10 @@ def _default_params(defaulted: tuple[Any, ...]) -> list[Any]:
 
 
 @functools.cache
-def _constant_defaults(companions: tuple[Companion, ...]) -> list[Any] | None:
+def _constant_defaults() -> list[Any] | None:
     """The defaulted columns' parameters, built once when none of their defaults is
     computed per call (a callable): they are most of the statement's per-call setup."""
-    _, defaulted = _statement(companions)
+    _, defaulted = _statement()
     # `dict` and `list` (a JSONField's empty default) give the same parameter every time.
     if any(
         f.has_default() and callable(f.default) and f.default not in (dict, list) for f in defaulted
@@ -213,11 +165,10 @@ class PgInsertResult(NamedTuple):
 
 
 def pg_insert_events(prepared: list[PreparedEvent]) -> PgInsertResult:
-    """Insert `prepared`, their property records, the new customers they name (only
-    for the events stored) and their companion rows, in one statement."""
-    companions = ingest_companions()
-    sql, defaulted = _statement(companions)
-    defaults = _constant_defaults(companions)
+    """Insert `prepared`, their property records and the new customers they name (only
+    for the events stored), in one statement."""
+    sql, defaulted = _statement()
+    defaults = _constant_defaults()
     params = [_encode(prepared).decode(), *(defaults or _default_params(defaulted))]
     # Prepared on the connection (project.sql): PostgreSQL stops re-planning the CTE on
     # every request -- most of its CPU for a single event.

@@ -1,7 +1,7 @@
 """Storing judged events (events_app.ingestion): one statement, and what it refuses.
 
-`events_store` writes a batch atomically: its events, their property records, the
-customers they name by a new external id and what the ingest hook planned -- one
+`events_store` writes a batch atomically: its events (with the flags the ingest hook
+planned), their property records and the customers they name by a new external id -- one
 statement on PostgreSQL (events_app.ingest_pg), one transaction elsewhere. Either
 all of it is written or, when it raises, nothing.
 
@@ -20,12 +20,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 
 from customers.models import Customer
-from events_app.ingest_hooks import (
-    PreparedEvent,
-    ingest_companions,
-    ingest_hook,
-    ingest_plan_apply,
-)
+from events_app.ingest_hooks import PreparedEvent, ingest_hook, ingest_plan_apply
 from events_app.ingest_pg import pg_insert_events
 from events_app.models import Event, EventRef, PropertyRecord
 from events_app.partitions.ondemand import partitions_cover
@@ -105,9 +100,9 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
         return StoreResult([], [])
     partitions_cover(p.created_at for p in prepared)  # a month without one: made first
     for attempt in range(1, _CUSTOMER_ATTEMPTS + 1):
-        # The hook's flags and companion rows are written by the insert itself: no
-        # UPDATE follows it, and nothing is read back. Planned again on a retry: the
-        # payloads name the customer.
+        # The hook's flags are written by the insert itself: no UPDATE follows it, and
+        # nothing is read back. Planned again on a retry: a customer found existing
+        # after all is no longer new.
         ingest_plan_apply(prepared, facts)
         try:
             stored_ids, holders = _insert(prepared)
@@ -198,14 +193,6 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
             for pid, value in p.records
         ]
     )
-    for companion in ingest_companions():
-        rows = [
-            companion.build(row, p)
-            for p in fresh
-            if p.companions
-            for row in p.companions.get(companion.name, ())
-        ]
-        companion.model._default_manager.bulk_create(rows)
     return {p.id for p in fresh}
 
 

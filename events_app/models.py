@@ -217,14 +217,26 @@ class EventCount(models.Model):
     the type changes, AFTER TRUNCATE), so every write path — ORM saves,
     bulk_create, COPY, raw SQL, cascaded customer deletes — keeps it exact in
     the writer's own transaction. A type's count is the sum of its slots.
-    Never written by application code; unused (and empty) on SQLite.
+    Never written by application code; `events` unused on SQLite.
+
+    `ingested` counts every event ever stored and is never decremented (deletes,
+    retention and type changes leave it alone): the monotonic source of
+    `herald_events_ingested_total`. On SQLite a row trigger keeps it (migration
+    0011). The rows of a deleted event type stay (no database constraint, nothing
+    cascades), so the total never goes down. A figure added per type and slot is
+    another column here, written by the same trigger functions.
     """
 
     event_type = models.ForeignKey(
-        EventType, on_delete=models.CASCADE, related_name="+", db_index=False
+        EventType,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     slot = models.PositiveSmallIntegerField()
     events = models.BigIntegerField(default=0)
+    ingested = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [

@@ -132,6 +132,12 @@ def event_count(*, queryset: QuerySet[Event]) -> int:
     return int(counters.aggregate(total=Sum("events"))["total"] or 0)
 
 
+def events_ingested_total() -> int:
+    """Every event ever stored, deleted ones included: never goes down (EventCount.ingested,
+    kept by the insert triggers on both databases)."""
+    return int(EventCount.objects.aggregate(total=Sum("ingested"))["total"] or 0)
+
+
 def event_get(*, event_id: str) -> Event:
     """The event with this id; on PostgreSQL looked up first in the month partitions
     around the time its id carries (events_app.partitions), then everywhere."""

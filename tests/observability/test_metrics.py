@@ -14,6 +14,7 @@ from automation.schedules.models import Schedule
 from automation.webhooks.deliveries import message_id_new
 from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import Workflow, WorkflowRun
+from events_app.models import Event
 from tests.conftest import API
 from tests.factories import CustomerFactory, EventFactory, EventTypeFactory
 
@@ -88,6 +89,30 @@ def test_events_ingested_counts_every_event_stored_through_the_api(api, client):
     single = {"event": {"event_type_id": purchase.id, "customer_external_id": "c-9"}}
     assert api.post(f"{API}/events", single, format="json").status_code in (200, 201)
 
+    assert scrape(client)[("herald_events_ingested_total", ())] == 4
+
+
+def test_events_ingested_never_goes_down_when_events_and_their_type_are_deleted(api, client):
+    purchase = EventTypeFactory(key="purchase")
+    other = EventTypeFactory(key="other")
+    body = {
+        "events": [
+            {"event": {"event_type": key, "customer_external_id": f"c-{n}"}}
+            for n, key in enumerate(["purchase", "purchase", "other"])
+        ]
+    }
+    assert api.post(f"{API}/events/batch", body, format="json").status_code == 200
+    assert scrape(client)[("herald_events_ingested_total", ())] == 3
+
+    # Deleted one by one (row paths), then a whole type's events and the type itself.
+    Event.objects.filter(event_type=purchase).first().delete()  # type: ignore[union-attr]
+    Event.objects.filter(event_type=other).delete()
+    other.delete()
+
+    assert Event.objects.count() == 1
+    assert scrape(client)[("herald_events_ingested_total", ())] == 3
+    single = {"event": {"event_type_id": purchase.id, "customer_external_id": "c-9"}}
+    assert api.post(f"{API}/events", single, format="json").status_code == 201
     assert scrape(client)[("herald_events_ingested_total", ())] == 4
 
 
