@@ -88,7 +88,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("customers", "0001_initial"),
-        ("events_app", "0016_drop_default_partitions"),
+        ("events_app", "0018_backfill_event_count_ingested"),
         ("automation", "0017_backfill_activity_hour_counts"),
     ]
 

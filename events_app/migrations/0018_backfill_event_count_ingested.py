@@ -13,7 +13,7 @@ LOCK TABLE events_app_event IN SHARE MODE;
 UPDATE events_app_eventcount SET ingested = events;
 """
 
-# SQLite: each type's events counted from the table (what 0011's trigger counted since
+# SQLite: each type's events counted from the table (what 0017's trigger counted since
 # is in the table too).
 SQLITE = """
 INSERT INTO events_app_eventcount (event_type_id, slot, events, ingested)
@@ -35,7 +35,7 @@ def clear(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("events_app", "0011_event_count_ingested"),
+        ("events_app", "0017_event_count_ingested"),
     ]
 
     operations = [migrations.RunPython(backfill, clear)]

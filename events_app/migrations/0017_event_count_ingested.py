@@ -2,7 +2,8 @@
 
 `herald_events_ingested_total` is a Prometheus counter, so it may only go up; the
 exact `events` column goes down with deletes and retention. PostgreSQL: the insert
-trigger's function (migration 0003) now adds into both columns; the delete, retype
+trigger's function (migration 0003, with the hourly counts of 0012) now adds into both
+columns; the delete, retype
 and retention paths write `events` only (the column's database default fills
 `ingested` with 0 in the rows they create). SQLite (no counter triggers): a row
 trigger adds into `ingested` alone. The counters lose their foreign key's database
@@ -22,6 +23,12 @@ BEGIN
     ON CONFLICT (event_type_id, slot)
     DO UPDATE SET events = events_app_eventcount.events + EXCLUDED.events,
         ingested = events_app_eventcount.ingested + EXCLUDED.ingested;
+    INSERT INTO events_app_eventhourcount (hour, event_type_id, slot, events)
+    SELECT date_trunc('hour', created_at, 'UTC'), event_type_id, mod(pg_backend_pid(), 32),
+        count(*)
+    FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (hour, event_type_id, slot)
+    DO UPDATE SET events = events_app_eventhourcount.events + EXCLUDED.events;
     RETURN NULL;
 END $$;
 """
@@ -35,6 +42,12 @@ BEGIN
     FROM new_rows GROUP BY event_type_id ORDER BY event_type_id
     ON CONFLICT (event_type_id, slot)
     DO UPDATE SET events = events_app_eventcount.events + EXCLUDED.events;
+    INSERT INTO events_app_eventhourcount (hour, event_type_id, slot, events)
+    SELECT date_trunc('hour', created_at, 'UTC'), event_type_id, mod(pg_backend_pid(), 32),
+        count(*)
+    FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (hour, event_type_id, slot)
+    DO UPDATE SET events = events_app_eventhourcount.events + EXCLUDED.events;
     RETURN NULL;
 END $$;
 """
@@ -65,7 +78,7 @@ def drop_counting(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("events_app", "0010_partition_events_by_month"),
+        ("events_app", "0016_drop_default_partitions"),
     ]
 
     operations = [
