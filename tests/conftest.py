@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from events_app.api_clients import api_client_create
 from events_app.models import ApiClient
+from events_app.partitions.ondemand import months_known_clear
 from tests.celery_worker import sweep_redis_keys
 from tests.openapi_contract import ContractAPIClient
 from tests.receiver import Receiver, local_receiver
@@ -23,6 +24,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pytest-django itself (unless --reuse-db)."""
     if not hasattr(session.config, "workerinput"):
         sweep_redis_keys()
+
+
+@pytest.fixture(autouse=True)
+def _partition_months_looked_up_again() -> None:
+    """Tests drop and rebuild partitions (retention, the partition migration, flushed
+    databases), which a running server never sees: each test starts with no month
+    remembered as existing (events_app.partitions.ondemand)."""
+    months_known_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -164,6 +164,9 @@ def _month_drop(cursor: Any, month: Month) -> ExpiredMonth:
         "DELETE FROM events_app_eventhourcount WHERE hour >= %s AND hour < %s",
         [month.start, month.end],
     )
+    # PostgreSQL refuses to drop a table with deferred checks still pending on it: run
+    # them now (the job's own transaction has none; a caller's may have written rows).
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cursor.execute(f"ALTER TABLE {EVENT_TABLE} DETACH PARTITION {events}")
     cursor.execute(f"ALTER TABLE {RECORD_TABLE} DETACH PARTITION {records}")
     cursor.execute(f"DROP TABLE {events}, {records}")

@@ -77,6 +77,14 @@ def months_forget(months: Iterable[Month]) -> None:
         _known.difference_update(months)
 
 
+def months_known_clear() -> None:
+    """Forget every month (the next insert looks them up): for whatever dropped or
+    rebuilt partitions behind this process's back, such as a test's migrations."""
+    with _lock:
+        _known.clear()
+    _uncommitted().clear()
+
+
 def _uncommitted() -> set[Month]:
     if not hasattr(_local, "uncommitted"):
         _local.uncommitted = set()
