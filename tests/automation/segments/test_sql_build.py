@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 import time_machine
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from automation.segments import sql_build
@@ -166,6 +166,37 @@ def _build_both(in_sql: Segment, in_python: Segment, *, quiet: bool) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(condition=conditions, history=events, vips=st.sets(st.sampled_from([*CUSTOMERS, "dee"])))
+# Cases named by the semantics they pin: an empty sum is 0, never done is "more than".
+@example(
+    condition={
+        "any": [
+            {
+                "aggregate": {"event_type": "purchase", "property": "amount", "fn": "sum"},
+                "op": "eq",
+                "value": 0,
+            },
+            {"last": "login", "op": "more_than", "value": "P1D"},
+        ]
+    },
+    history=[("ann", "purchase", "abc", 2), ("ben", "login", "", 30)],
+    vips=set(),
+)
+@example(
+    condition={
+        "not": {
+            "aggregate": {
+                "event_type": "purchase",
+                "property": "amount",
+                "fn": "avg",
+                "within": "P1D",
+            },
+            "op": "ne",
+            "value": 0.1,
+        }
+    },
+    history=[("ann", "purchase", "0.1", 2), ("ben", "purchase", "abc", 2)],
+    vips={"cy"},
+)
 def test_the_sql_build_decides_as_the_python_engine(
     twins: Callable[[dict[str, Any]], tuple[Segment, Segment]],
     monkeypatch: pytest.MonkeyPatch,
