@@ -96,6 +96,15 @@ def parse_args() -> argparse.Namespace:
         default=600.0,
         help="stop the build after this long (the rate so far is extrapolated)",
     )
+    parser.add_argument(
+        "--compare-customers",
+        type=int,
+        default=20_000,
+        help="after the build, build this many customers by the general path and in SQL",
+    )
+    parser.add_argument(
+        "--build-range", type=int, default=0, help="customers per SQL build statement"
+    )
     parser.add_argument("--skip", default="", help="comma-separated phases to skip: build,…")
     args = parser.parse_args()
     args.worker_class, args.threads = "sync", 1  # what bench/ingest.start_gunicorn reads
@@ -196,6 +205,10 @@ def phase_build(args: argparse.Namespace) -> None:
     from automation.segments.selectors import loaded_segments_forget
     from customers.models import Customer
 
+    if args.build_range:
+        from automation.segments import sql_build as module
+
+        module.RANGE_SIZE = args.build_range
     segment = make_segment("bench_build", BUILD_CONDITION)
     loaded_segments_forget()
     total = Customer.objects.count()
@@ -208,6 +221,16 @@ def phase_build(args: argparse.Namespace) -> None:
         return result
 
     services.memberships_refresh = counted  # type: ignore[assignment]
+    from automation.segments import sql_build
+
+    real_range = sql_build.build_range
+
+    def counted_range(build: Any, **kwargs: Any) -> Any:  # the SQL build's ranges, likewise
+        result = real_range(build, **kwargs)
+        done[0] += result[1]
+        return result
+
+    sql_build.build_range = counted_range  # type: ignore[assignment]
     outcome: dict[str, Any] = {}
 
     def build() -> None:
@@ -235,6 +258,7 @@ def phase_build(args: argparse.Namespace) -> None:
         )
     elapsed = time.perf_counter() - started
     services.memberships_refresh = real  # type: ignore[assignment]
+    sql_build.build_range = real_range  # type: ignore[assignment]
     segment.refresh_from_db()
     members = segment.memberships.filter(exited_at__isnull=True).count()
     rate = done[0] / elapsed
@@ -254,6 +278,66 @@ def phase_build(args: argparse.Namespace) -> None:
 
     counts = list(segment_list().values_list("key", "member_count"))
     print(f"   the segment list's member counts ({counts}): {time.perf_counter() - started:.3f} s")
+    if args.compare_customers:
+        compare_paths(args.compare_customers)
+
+
+def compare_paths(n: int) -> None:
+    """The same build of the first `n` customers by the general path (facts per batch of
+    ids, decided in Python, written through the ORM) and in SQL, back to back: a ratio
+    that holds whatever the machine's load."""
+    from automation.segments import sql_build
+    from automation.segments.membership import memberships_refresh
+    from automation.segments.selectors import loaded_segments, loaded_segments_forget
+    from customers.models import Customer
+
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:n])
+    python_segment = make_segment("bench_compare_python", BUILD_CONDITION)
+    sql_segment = make_segment("bench_compare_sql", BUILD_CONDITION)
+    loaded_segments_forget()
+    loaded = loaded_segments().by_id
+    size = settings_batch_size()
+    started = time.perf_counter()
+    for start in range(0, len(ids), size):
+        memberships_refresh(
+            segments=[loaded[python_segment.pk]], customer_ids=ids[start : start + size], quiet=True
+        )
+    general = time.perf_counter() - started
+    build = sql_build.compile_segment(loaded[sql_segment.pk], time_now())
+    assert build is not None
+    started, after, done = time.perf_counter(), "", 0
+    saved, sql_build.RANGE_SIZE = sql_build.RANGE_SIZE, min(sql_build.RANGE_SIZE, n)
+    while done < n:
+        upto, count, _ = sql_build.build_range(build, after=after, quiet=True)
+        if upto is None:
+            break
+        after, done = upto, done + count
+    sql_build.RANGE_SIZE = saved
+    in_sql = time.perf_counter() - started
+    same = set(
+        python_segment.memberships.filter(exited_at__isnull=True).values_list("customer_id")
+    ) == set(sql_segment.memberships.filter(exited_at__isnull=True).values_list("customer_id"))
+    print(
+        f"   same run, first {len(ids):,} customers: general path {general:.1f} s "
+        f"({len(ids) / general:,.0f}/s), in SQL {in_sql:.1f} s ({done / in_sql:,.0f}/s): "
+        f"{general / in_sql:.1f}x; same members: {same}"
+    )
+    from automation.segments.services import segment_delete
+
+    segment_delete(segment=python_segment)
+    segment_delete(segment=sql_segment)
+
+
+def settings_batch_size() -> int:
+    from django.conf import settings
+
+    return int(settings.HERALD_SEGMENT_BATCH_SIZE)
+
+
+def time_now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
 
 
 # ---------------------------------------------------------------- 3. ingest
@@ -648,6 +732,9 @@ def main() -> None:
     if "build" not in skip:
         phase_build(args)
         segment_delete(segment=Segment.objects.get(key="bench_build"))
+    if {"ingest", "lag", "exits"} <= skip:
+        print(f"whole run {time.perf_counter() - began:,.0f} s")
+        return
     auth = api_auth()
     from django.db import connection
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Func, Max, Min, Q, Sum
+from django.db.models import Avg, Count, F, Func, Max, Min, Q, Sum
 from django.db.models.expressions import Case, When
 from django.db.models.fields import DecimalField
 
@@ -152,6 +152,9 @@ def _aggregate_facts(
             event__customer_id__in=customer_ids,
             event__event_type_id=type_id,
             property_id=property_id,
+            # A record carries its event's created_at, the partition key of both tables
+            # on PostgreSQL: joined on it too, each event meets only its month's records.
+            created_at=F("event__created_at"),
         )
         .order_by()
         .values("event__customer_id")

@@ -89,3 +89,27 @@ def test_segments_are_built_kept_by_events_and_by_time(
         1,
         ["alice"],
     )
+
+
+def test_a_new_segment_is_built_with_the_members_it_already_has(
+    api: APIClient, purchase: str, after_commit: AfterCommit
+) -> None:
+    loaded_segments_forget()
+    with time_machine.travel(T0, tick=False):
+        ingest(api, after_commit, "alice", "5", T0 - timedelta(days=1))
+        ingest(api, after_commit, "alice", "9", T0 - timedelta(days=2))
+        ingest(api, after_commit, "bob", "7", T0 - timedelta(days=30))
+        condition = {
+            "all": [
+                {"count": {"event_type": "purchase", "within": "P7D"}, "op": "gte", "value": 2},
+                {"last": "purchase", "op": "within", "value": "P3D"},
+            ]
+        }
+        with after_commit():
+            segment = {"key": "regulars", "name": "Regulars", "condition": condition}
+            ok(post(api, "/segments", {"segment": segment}), 201)
+        assert members(api, "regulars") == ["alice"]
+    # Two days later her purchase of T0 - 1 day is no longer within three days.
+    with time_machine.travel(T0 + timedelta(days=2, minutes=1), tick=False):
+        run_job("segments.sweep")
+        assert members(api, "regulars") == []
