@@ -10,21 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from project.hooks import Hooks
+
 # (customer_ids, the fields changed; None: new customers, every field).
 CustomerChangeHook = Callable[[list[str], list[str] | None], None]
 
-_hooks: dict[str, CustomerChangeHook] = {}
-
-
-def customer_change_hook_register(name: str, hook: CustomerChangeHook | None) -> None:
-    """Register (or with None remove) the hook called `name`."""
-    if hook is None:
-        _hooks.pop(name, None)
-    else:
-        _hooks[name] = hook
+_hooks: Hooks[CustomerChangeHook] = Hooks()
+customer_change_hook_register = _hooks.register
 
 
 def customers_changed(*, customer_ids: list[str], fields: list[str] | None) -> None:
     """Tell every registered hook; call it inside the transaction that wrote them."""
-    for hook in list(_hooks.values()):
+    for _name, hook in _hooks.all():
         hook(customer_ids, fields)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 
 from django.db.models import Q
 
+from project.hooks import Hooks
+
 # The entries of one page.
 TIMELINE_PAGE_SIZE = 50
 
@@ -119,24 +121,11 @@ TimelineSource = Callable[[str, TimelineCursor | None, int], Sequence[TimelineEn
 # Adds details to the entries of a page (in place), one query per kind of detail.
 TimelineDetailHook = Callable[[Sequence[TimelineEntry]], None]
 
-_sources: dict[str, TimelineSource] = {}
-_detail_hooks: dict[str, TimelineDetailHook] = {}
-
-
-def timeline_source_register(name: str, source: TimelineSource | None) -> None:
-    """Register (or with None remove) the source whose entries carry `source=name`."""
-    if source is None:
-        _sources.pop(name, None)
-    else:
-        _sources[name] = source
-
-
-def timeline_detail_register(name: str, hook: TimelineDetailHook | None) -> None:
-    """Register (or with None remove) a hook that adds details to a page's entries."""
-    if hook is None:
-        _detail_hooks.pop(name, None)
-    else:
-        _detail_hooks[name] = hook
+# Sources by the name their entries carry (`source=name`); hooks adding details.
+_sources: Hooks[TimelineSource] = Hooks()
+_detail_hooks: Hooks[TimelineDetailHook] = Hooks()
+timeline_source_register = _sources.register
+timeline_detail_register = _detail_hooks.register
 
 
 def customer_timeline(
@@ -148,10 +137,10 @@ def customer_timeline(
     knows from the extra one whether an older page exists.
     """
     entries: list[TimelineEntry] = []
-    for _name, source in sorted(_sources.items()):
+    for _name, source in _sources.all():
         entries.extend(source(customer_id, after, limit + 1))
     entries.sort(key=lambda entry: entry.position, reverse=True)
     page, rest = entries[:limit], entries[limit:]
-    for hook in list(_detail_hooks.values()):
+    for _name, hook in _detail_hooks.all():
         hook(page)
     return TimelinePage(page, page[-1].cursor if rest and page else None)

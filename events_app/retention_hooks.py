@@ -13,21 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from project.hooks import Hooks
+
 # (the start and the end of the created_at range dropped: [start, end)).
 RetentionHook = Callable[[datetime, datetime], object]
 
-_hooks: dict[str, RetentionHook] = {}
-
-
-def retention_hook_register(name: str, hook: RetentionHook | None) -> None:
-    """Register (or with None remove) the hook called `name`."""
-    if hook is None:
-        _hooks.pop(name, None)
-    else:
-        _hooks[name] = hook
+_hooks: Hooks[RetentionHook] = Hooks()
+retention_hook_register = _hooks.register
 
 
 def events_dropped(*, created_from: datetime, created_to: datetime) -> None:
     """Tell every registered hook; call it inside the transaction that dropped them."""
-    for hook in list(_hooks.values()):
+    for _name, hook in _hooks.all():
         hook(created_from, created_to)

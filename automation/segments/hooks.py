@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from project.hooks import Hooks
+
 ENTERED = "entered"
 EXITED = "exited"
 TRANSITIONS = (ENTERED, EXITED)
@@ -31,20 +33,13 @@ class Transition:
 
 TransitionHook = Callable[[list[Transition]], object]
 
-_hooks: dict[str, TransitionHook] = {}
-
-
-def transition_hook_register(name: str, hook: TransitionHook | None) -> None:
-    """Register (or with None remove) the hook called `name`."""
-    if hook is None:
-        _hooks.pop(name, None)
-    else:
-        _hooks[name] = hook
+_hooks: Hooks[TransitionHook] = Hooks()
+transition_hook_register = _hooks.register
 
 
 def transitions_made(transitions: list[Transition]) -> None:
     """Tell every registered hook; called inside the transaction that wrote them."""
     if not transitions:
         return
-    for hook in list(_hooks.values()):
+    for _name, hook in _hooks.all():
         hook(transitions)
