@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from django.db import models
 
-from events_app.models import EventType
-
 # Concurrent writers add into different slots of a type's counter (the
 # triggers pick pg_backend_pid() % EVENT_COUNT_SLOTS), so ingestion from many
 # connections does not queue on one hot row. Changing it needs a migration
@@ -34,7 +32,7 @@ class EventCount(models.Model):
     """
 
     event_type = models.ForeignKey(
-        EventType,
+        "events_app.EventType",
         on_delete=models.DO_NOTHING,
         related_name="+",
         db_index=False,
@@ -69,7 +67,7 @@ class EventHourCount(models.Model):
     # No constraint, nothing cascades: deleting a type deletes its events first, and
     # the triggers bring its hours to zero (the fold job removes them).
     event_type = models.ForeignKey(
-        EventType,
+        "events_app.EventType",
         on_delete=models.DO_NOTHING,
         related_name="+",
         db_index=False,
