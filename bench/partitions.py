@@ -108,7 +108,7 @@ def default_partition_effect(url: str, rounds: int = 5) -> list[str]:
     """The deep pages' query (the page's ids, as the list's deferred join reads them)
     timed by EXPLAIN ANALYZE without and with a default partition, alternating: the
     default is created under a savepoint and rolled back each round (nothing is kept).
-    Shows what dropping it (migration events_app 0011) did, on this data, in one run."""
+    Shows what dropping it (migration events_app 0016) did, on this data, in one run."""
     lines = []
     with psycopg.connect(url) as conn:
         if not conn.execute(

@@ -26,7 +26,7 @@ class EventCount(models.Model):
     `ingested` counts every event ever stored and is never decremented (deletes,
     retention and type changes leave it alone): the monotonic source of
     `herald_events_ingested_total`. On SQLite a row trigger keeps it (migration
-    0011). The rows of a deleted event type stay (no database constraint, nothing
+    0017). The rows of a deleted event type stay (no database constraint, nothing
     cascades), so the total never goes down. A figure added per type and slot is
     another column here, written by the same trigger functions.
     """

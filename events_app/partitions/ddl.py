@@ -163,7 +163,7 @@ def month_partition_create(cursor: Any, month: Month) -> bool:
     attaching creates the parent's indexes and constraints on the new table.
 
     A database converted before the default partition was dropped may still have one
-    (until migration events_app 0011): its rows of that month move into the new
+    (until migration events_app 0016): its rows of that month move into the new
     partition in the same transaction, as PostgreSQL refuses to attach a range the
     default partition holds rows of. Moved within the table, they keep their counts
     and refs (the triggers of the parent table do not fire).
@@ -190,7 +190,7 @@ def month_partition_create(cursor: Any, month: Month) -> bool:
 
 
 def default_partition_drop(cursor: Any) -> None:
-    """Detach and drop the default partitions (migration events_app 0011), after
+    """Detach and drop the default partitions (migration events_app 0016), after
     creating the months of the rows they hold (which moves those rows)."""
     if not partition_exists(cursor, default_partition(EVENT_TABLE)):
         return
