@@ -120,10 +120,10 @@ def _load_extras(cursor: Any, busy: int) -> None:
     cursor.execute(
         f"""INSERT INTO automation_workflowrun (id, workflow_id, event_id, customer_id,
             workflow_version, actions, status, position, outcomes, error, explanation,
-            created_at)
+            segment_on, created_at)
         SELECT {public_id.format(t="created_at")}, %s, id, customer_id, 1, '[]',
             CASE WHEN random() < 0.05 THEN 'failed' ELSE 'succeeded' END, 0, '[]', '',
-            '{{}}', created_at
+            '{{}}', '', created_at
         FROM events_app_event WHERE random() < 0.2""",
         [workflow.pk],
     )

@@ -26,6 +26,7 @@ from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
 from automation.segments.conditions import AGGREGATE_FNS, RECENCY_OPS
+from automation.segments.hooks import ENTERED, TRANSITIONS
 from automation.segments.models import Segment
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.conditions.operators import NUMERIC_OPS, REGISTRY
@@ -391,3 +392,41 @@ class ReentryField(forms.MultiValueField):
         if choice == "per":
             return f"{Workflow.PER_PREFIX}{(period or '').strip()}"
         return Workflow.EVERY_EVENT
+
+
+# ---------------------------------------------------------------- segment triggers
+
+
+class SegmentTriggersField(forms.MultipleChoiceField):
+    """`trigger_segments` picked from the segments ("Enters “At risk”", "Leaves
+    “VIPs”"), not typed as JSON: the cleaned value is the API's list of
+    {"segment": key, "on": "entered" | "exited"}."""
+
+    widget = forms.SelectMultiple(attrs={"size": 6})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=self._choices, **kwargs)
+
+    @staticmethod
+    def _choices() -> list[tuple[str, str]]:
+        segments = Segment.objects.order_by("name", "key").values_list("key", "name")
+        return [
+            (f"{key}:{on}", f"{'Enters' if on == ENTERED else 'Leaves'} “{name}” ({key})")
+            for key, name in segments
+            for on in TRANSITIONS
+        ]
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                f"{item.get('segment')}:{item.get('on')}" if isinstance(item, dict) else item
+                for item in value
+            ]
+        return value
+
+    def clean(self, value: Any) -> list[dict[str, str]]:
+        picked = super().clean(value)
+        return [
+            {"segment": key, "on": on}
+            for key, on in (str(choice).rsplit(":", 1) for choice in picked)
+        ]

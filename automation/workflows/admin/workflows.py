@@ -32,7 +32,7 @@ from automation.workflows.admin.builder import (
     ActionListField,
     ConditionTreeField,
     ReentryField,
-    StorableJSONField,
+    SegmentTriggersField,
     place_node_errors,
 )
 from automation.workflows.admin.render import render_tree
@@ -66,9 +66,9 @@ class WorkflowAdminForm(forms.ModelForm):
     trigger_event_types = forms.ModelMultipleChoiceField(
         queryset=EventType.objects.all(), required=False
     )
-    trigger_segments = StorableJSONField(
+    trigger_segments = SegmentTriggersField(
         required=False,
-        help_text='e.g. [{"segment": "at_risk", "on": "entered"}] ("on": entered or exited).',
+        help_text="Run for a customer each time they enter or leave one of these segments.",
     )
     # Edited with the rule builder; the JSON stays available as its "advanced" view.
     # The services validate the content (messages point at the node).

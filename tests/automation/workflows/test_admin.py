@@ -105,30 +105,36 @@ def test_run_history_per_workflow_per_event_and_by_outcome(
     assert run.status == "succeeded"
 
 
-def test_admin_saves_segment_triggers_and_refuses_an_unknown_segment_on_the_field(
+def test_admin_picks_segment_triggers_from_the_segments_and_refuses_an_unknown_one(
     staff: Client, purchase: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     from automation.segments.services import SegmentInput, segment_create
 
     with django_capture_on_commit_callbacks(execute=True):
         segment_create(data=SegmentInput(key="vip", name="VIP", condition={}))
-    triggers = [{"segment": "vip", "on": "entered"}]
+    page = staff.get("/admin/automation/workflow/add/").content.decode()
+    assert '<option value="vip:entered">Enters “VIP” (vip)</option>' in page
+    assert '<option value="vip:exited">Leaves “VIP” (vip)</option>' in page
+
     response = staff.post(
         "/admin/automation/workflow/add/",
-        form_data(purchase, trigger_event_types=[], trigger_segments=json.dumps(triggers)),
+        form_data(purchase, trigger_event_types=[], trigger_segments=["vip:entered"]),
     )
     assert response.status_code == 302, response.content[:2000]
     workflow = Workflow.objects.get()
-    assert workflow.trigger_segments == triggers
+    assert workflow.trigger_segments == [{"segment": "vip", "on": "entered"}]
     assert list(workflow.trigger_event_types.all()) == []
+    page = staff.get(f"/admin/automation/workflow/{workflow.pk}/change/").content.decode()
+    assert '<option value="vip:entered" selected>' in page
 
-    bad = json.dumps([{"segment": "nope", "on": "entered"}])
     response = staff.post(
         "/admin/automation/workflow/add/",
-        form_data(purchase, name="Other", trigger_event_types=[], trigger_segments=bad),
+        form_data(
+            purchase, name="Other", trigger_event_types=[], trigger_segments=["nope:entered"]
+        ),
     )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert list(errors) == ["trigger_segments"]
-    assert errors["trigger_segments"][0].startswith("trigger_segments[0].segment: Unknown segment")
+    assert "nope:entered is not one of the available choices" in errors["trigger_segments"][0]
     assert Workflow.objects.count() == 1
