@@ -109,7 +109,8 @@ class WorkflowRun(models.Model):
         null=True,
         blank=True,
     )
-    segment_on = models.CharField(max_length=8, blank=True, default="")  # entered | exited
+    # "entered" or "exited"; db_default: raw SQL writers of runs may leave it out.
+    segment_on = models.CharField(max_length=8, blank=True, default="", db_default="")
     # The broadcast that started the run (same reasons for DO_NOTHING).
     broadcast = models.ForeignKey(
         "automation.SegmentBroadcast",
