@@ -153,6 +153,12 @@ def test_workflow_built_without_json_runs_for_a_match_and_explains_the_miss(
     page.goto(f"/admin/automation/workflow/{workflow.pk}/why/?event={matching.pk}")
     expect(page.locator(".herald-why-verdict")).to_contain_text("It ran for this event")
 
+    # The run is on the matching customer's story, under the event that started it.
+    page.goto(f"/admin/customers/customer/{matching.customer_id}/change/")
+    entry = page.locator("#story tr.herald-timeline-event", has_text="purchase")
+    detail = entry.locator("li.herald-detail", has_text="workflow run")
+    expect(detail).to_contain_text(f"workflow “{workflow.name}”")
+
     # The webhook's signing secret, revealed on purpose (recorded) and copyable.
     page.goto(f"/admin/automation/workflow/{workflow.pk}/change/")
     page.click("#reveal-secrets")
