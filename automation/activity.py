@@ -17,9 +17,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import connection, models
 from django.db.models import Sum
 from django.db.models.functions import Trunc
+
+from project.postgresql.slots import slot_counters_fold
 
 RUNS = "run"
 DELIVERIES = "delivery"
@@ -79,22 +81,10 @@ def activity_hour_counts_fold(now: datetime) -> int:
     drop hours that count nothing (as events_app.activity.hour_counts_fold does)."""
     if connection.vendor != "postgresql":
         return 0
-    table = ActivityHourCount._meta.db_table
     before = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""WITH folded AS (
-                DELETE FROM {table} WHERE hour < %s AND slot <> 0
-                RETURNING kind, hour, created
-            ), added AS (
-                INSERT INTO {table} (kind, hour, slot, created)
-                SELECT kind, hour, 0, sum(created) FROM folded GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (kind, hour, slot)
-                DO UPDATE SET created = {table}.created + EXCLUDED.created
-            )
-            SELECT count(*) FROM folded""",  # noqa: S608
-            [before],
-        )
-        folded = int(cursor.fetchone()[0])
-        cursor.execute(f"DELETE FROM {table} WHERE hour < %s AND created = 0", [before])  # noqa: S608
-        return folded + cursor.rowcount
+    return slot_counters_fold(
+        table=ActivityHourCount._meta.db_table,
+        keys=("kind", "hour"),
+        value="created",
+        before=before,
+    )

@@ -24,6 +24,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from events_app.models import Event, EventHourCount, RejectedItem, RejectionHourCount
+from project.postgresql.slots import slot_counters_fold
 
 # Per API client; older rejections are pruned by the statement that records newer ones.
 REJECTIONS_KEPT = 1000
@@ -159,33 +160,16 @@ def hour_counts_fold(now: datetime) -> int:
 
     The slots spread concurrent writers of the current hour over several rows; past
     hours are rarely written (a delete of old events), so one row each is enough and
-    keeps the dashboard's read small. One statement: the rows it deletes are added to
-    slot 0 as one sum, so the totals never change; a concurrent writer of the same rows
-    waits.
+    keeps the dashboard's read small (project.postgresql.slots).
     """
     if connection.vendor != "postgresql":
         return 0
-    table = EventHourCount._meta.db_table
-    before = hour_of(now) - timedelta(hours=1)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""WITH folded AS (
-                DELETE FROM {table} WHERE hour < %s AND slot <> 0
-                RETURNING hour, event_type_id, events
-            ), added AS (
-                INSERT INTO {table} (hour, event_type_id, slot, events)
-                SELECT hour, event_type_id, 0, sum(events) FROM folded
-                GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (hour, event_type_id, slot)
-                DO UPDATE SET events = {table}.events + EXCLUDED.events
-            )
-            SELECT count(*) FROM folded""",  # noqa: S608
-            [before],
-        )
-        folded = int(cursor.fetchone()[0])
-        # Hours whose events were all deleted again.
-        cursor.execute(f"DELETE FROM {table} WHERE hour < %s AND events = 0", [before])  # noqa: S608
-        return folded + cursor.rowcount
+    return slot_counters_fold(
+        table=EventHourCount._meta.db_table,
+        keys=("hour", "event_type_id"),
+        value="events",
+        before=hour_of(now) - timedelta(hours=1),
+    )
 
 
 def event_hour_counts(
