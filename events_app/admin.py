@@ -178,7 +178,7 @@ class CustomerFilter(admin.SimpleListFilter):
         if not value:
             return []
         customer = Customer.objects.filter(pk=value).only("external_id").first()
-        return [(value, customer.external_id if customer else value)]
+        return [(value, str(customer) if customer else value)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         value = self.value()
@@ -337,7 +337,7 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
 
     @admin.display(description="customer")
     def customer_external_id(self, obj: Event) -> str:
-        return obj.customer.external_id
+        return str(obj.customer)
 
     @admin.display(description="event type")
     def event_type_link(self, obj: Event) -> SafeString:

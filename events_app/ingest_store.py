@@ -175,9 +175,13 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
     fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
     new = {p.new_customer: p for p in fresh if p.new_customer}
     if new:
-        taken = set(
-            Customer.objects.filter(external_id__in=new).values_list("external_id", flat=True)
-        )
+        taken = {
+            ext
+            for ext in Customer.objects.filter(external_id__in=new).values_list(
+                "external_id", flat=True
+            )
+            if ext is not None
+        }
         if taken:
             raise _CustomersTaken(taken)
         Customer.objects.bulk_create(

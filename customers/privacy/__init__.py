@@ -1,0 +1,1 @@
+"""Privacy requests: delete, suppress, unsuppress and export a person's data."""
