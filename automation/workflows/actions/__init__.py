@@ -11,6 +11,7 @@ from typing import Any
 from automation.workflows.actions.base import Action, ActionContext, ActionFailed, ActionResult
 from automation.workflows.actions.customer import AddTags, RemoveTags, UpdateCustomer
 from automation.workflows.actions.emit_event import EmitEvent
+from automation.workflows.actions.split import Split
 from automation.workflows.actions.wait import Wait
 from automation.workflows.actions.webhook import Webhook
 
@@ -29,7 +30,7 @@ MAX_ACTIONS = 50
 # Action type -> its handler class.
 REGISTRY: dict[str, type[Action]] = {
     handler.type: handler
-    for handler in (UpdateCustomer, AddTags, RemoveTags, EmitEvent, Wait, Webhook)
+    for handler in (UpdateCustomer, AddTags, RemoveTags, EmitEvent, Wait, Webhook, Split)
 }
 
 
@@ -40,11 +41,17 @@ def validate_actions(actions: Any, *, root: str = "actions") -> dict[str, list[s
     if len(actions) > MAX_ACTIONS:
         return {root: [f"At most {MAX_ACTIONS} actions."]}
     errors: dict[str, list[str]] = {}
+    splits = 0
     for index, spec in enumerate(actions):
         path = f"{root}[{index}]"
         if not isinstance(spec, dict):
             errors[path] = ["Must be an object with a 'type'."]
             continue
+        if spec.get("type") == Split.type:
+            splits += 1
+            if splits > 1:
+                # A run records one branch (WorkflowRun.branch).
+                errors.setdefault(path, []).append("At most one split per workflow.")
         kind = spec.get("type")
         handler = REGISTRY.get(kind) if isinstance(kind, str) else None
         if handler is None:

@@ -54,6 +54,8 @@ class ActionResult:
     detail: dict[str, Any] = field(default_factory=dict)
     # Set by wait: the run pauses until then.
     resume_at: datetime | None = None
+    # Set by split: the branch the run continues down (WorkflowRun.branch).
+    branch: int | None = None
 
 
 class Action:

@@ -22,6 +22,13 @@ class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
     on: Literal["entered", "exited"]
 
 
+class GoalIn(msgspec.Struct, forbid_unknown_fields=True):
+    """An event that ends the customer's unfinished runs as converted."""
+
+    event_type: TypeRef
+    conditions: dict[str, Any] | None = None
+
+
 class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     """A workflow; on PATCH every field is optional and absent fields keep their value."""
 
@@ -32,6 +39,8 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    # Absent: unchanged (none on create); null: no goal.
+    goal: GoalIn | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +72,11 @@ class WorkflowSerializer(serializers.ModelSerializer):
     )
     conditions = serializers.JSONField()
     actions = serializers.JSONField()
+    goal = serializers.JSONField(
+        allow_null=True,
+        help_text='{"event_type", "conditions"}: an event that ends the customer\'s '
+        "unfinished runs as converted; null: none.",
+    )
 
     class Meta:
         model = Workflow
@@ -76,6 +90,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "actions",
             "active",
             "reentry",
+            "goal",
             "version",
             "created_at",
             "updated_at",
@@ -140,6 +155,7 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "workflow_version",
             "status",
             "position",
+            "branch",
             "outcomes",
             "error",
             "explanation",

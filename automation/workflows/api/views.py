@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -44,6 +45,11 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         actions=w.actions,
         active=w.active,
         reentry=w.reentry,
+        goal=(
+            w.goal
+            if w.goal is None or w.goal is msgspec.UNSET
+            else {"event_type": w.goal.event_type, "conditions": w.goal.conditions or {}}
+        ),
     )
 
 
