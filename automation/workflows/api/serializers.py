@@ -164,3 +164,36 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+class ActionStatsSerializer(serializers.Serializer):
+    """How the runs' outcomes of one action came out."""
+
+    index = serializers.IntegerField(help_text="The action's index (within its branch).")
+    type = serializers.CharField(allow_null=True)
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    capped = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+
+
+class BranchStatsSerializer(serializers.Serializer):
+    branch = serializers.IntegerField(help_text="The branch's index in the split.")
+    weight = serializers.IntegerField()
+    runs_started = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(min_value=0, max_value=1)
+    actions = ActionStatsSerializer(many=True)
+
+
+class WorkflowStatsSerializer(serializers.Serializer):
+    """GET /workflows/{id}/stats (docs/automation.md, Stats)."""
+
+    runs_started = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(
+        min_value=0, max_value=1, help_text="converted / runs_started, 4 decimals."
+    )
+    actions = ActionStatsSerializer(many=True)
+    branches = BranchStatsSerializer(many=True)
