@@ -267,7 +267,7 @@ class WorkflowStatsView(StrictAPIView):
     @extend_schema(
         operation_id="workflows_stats",
         responses={
-            200: envelope("WorkflowStats", WorkflowStatsSerializer()),
+            200: envelope("WorkflowStatsDetail", WorkflowStatsSerializer()),
             **errors(404),
         },
     )
