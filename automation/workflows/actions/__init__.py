@@ -34,8 +34,12 @@ REGISTRY: dict[str, type[Action]] = {
 }
 
 
-def validate_actions(actions: Any, *, root: str = "actions") -> dict[str, list[str]]:
-    """{path: [messages]} for a list of action specs (empty when valid)."""
+def validate_actions(
+    actions: Any, *, root: str = "actions", top_level: bool = True
+) -> dict[str, list[str]]:
+    """{path: [messages]} for a list of action specs (empty when valid). The lists an
+    action holds (a split's branches) are validated one level down only: a split in a
+    branch is refused, so nothing deeper is looked at."""
     if not isinstance(actions, list):
         return {root: ["Must be a list of actions."]}
     if len(actions) > MAX_ACTIONS:
@@ -59,6 +63,11 @@ def validate_actions(actions: Any, *, root: str = "actions") -> dict[str, list[s
                 f"Unknown action type {spec.get('type')!r}; one of: {', '.join(REGISTRY)}."
             ]
             continue
-        for name, messages in handler().check(spec).items():
+        action = handler()
+        for name, messages in action.check(spec).items():
             errors.setdefault(f"{path}.{name}" if name else path, []).extend(messages)
+        for name, nested in action.nested(spec).items() if top_level else ():
+            inner_errors = validate_actions(nested, root=f"{path}.{name}", top_level=False)
+            for inner, messages in inner_errors.items():
+                errors.setdefault(inner, []).extend(messages)
     return errors

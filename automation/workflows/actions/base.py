@@ -96,5 +96,10 @@ class Action:
     def check_values(self, spec: dict[str, Any], errors: dict[str, list[str]]) -> None:
         return None
 
+    def nested(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The action lists this action holds (a split's branches), by path relative to
+        the action: the registry's validator checks them like the workflow's own."""
+        return {}
+
     def execute(self, ctx: ActionContext, spec: dict[str, Any]) -> ActionResult:
         raise NotImplementedError

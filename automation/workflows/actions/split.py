@@ -27,8 +27,7 @@ class Split(Action):
     required = frozenset({"branches"})
 
     def check_values(self, spec: dict[str, Any], errors: dict[str, list[str]]) -> None:
-        from automation.workflows.actions import validate_actions
-
+        # The branches' actions are validated by the registry's validator (`nested`).
         branches = spec["branches"]
         if not isinstance(branches, list) or not MIN_BRANCHES <= len(branches) <= MAX_BRANCHES:
             errors.setdefault("branches", []).append(
@@ -50,16 +49,22 @@ class Split(Action):
                 errors.setdefault(f"{path}.weight", []).append(
                     f"Must be a whole number from 1 to {MAX_WEIGHT}."
                 )
-            for name, messages in validate_actions(
-                branch["actions"], root=f"{path}.actions"
-            ).items():
-                errors.setdefault(name, []).extend(messages)
             if isinstance(branch["actions"], list):
                 for position, action in enumerate(branch["actions"]):
                     if isinstance(action, dict) and action.get("type") == SPLIT:
                         errors.setdefault(f"{path}.actions[{position}]", []).append(
                             "A split cannot contain another split."
                         )
+
+    def nested(self, spec: dict[str, Any]) -> dict[str, Any]:
+        branches = spec.get("branches")
+        if not isinstance(branches, list) or not MIN_BRANCHES <= len(branches) <= MAX_BRANCHES:
+            return {}
+        return {
+            f"branches[{index}].actions": branch["actions"]
+            for index, branch in enumerate(branches)
+            if isinstance(branch, dict) and "actions" in branch
+        }
 
     def execute(self, ctx: ActionContext, spec: dict[str, Any]) -> ActionResult:
         weights = [branch["weight"] for branch in spec["branches"]]
