@@ -44,6 +44,7 @@ from events_app.models import Event, EventType
 logger = logging.getLogger(__name__)
 
 Status = WorkflowRun.Status
+MAX_REF = 64  # an event type's key or id
 GOAL_SHAPE = '{"event_type": a key or id, "conditions": an optional condition tree}'
 
 
@@ -72,11 +73,20 @@ def goal_check(goal: Any, errors: dict[str, list[str]]) -> dict[str, Any] | None
         errors.setdefault("goal", []).append(f"Must be null or {GOAL_SHAPE}.")
         return None
     ref = goal["event_type"]
-    if not isinstance(ref, str) or not EventType.objects.filter(Q(key=ref) | Q(pk=ref)).exists():
+    if (
+        not isinstance(ref, str)
+        or len(ref) > MAX_REF
+        or not EventType.objects.filter(Q(key=ref) | Q(pk=ref)).exists()
+    ):
         errors.setdefault("goal.event_type", []).append(
             f"Unknown event type {ref!r} (give a key or an id)."
         )
-    conditions = goal.get("conditions") or {}
+    conditions = goal.get("conditions")
+    if conditions is None:
+        conditions = {}
+    if not isinstance(conditions, dict):
+        errors.setdefault("goal.conditions", []).append("Must be a condition tree (an object).")
+        return None
     try:
         condition_trees.validate(conditions, root="goal.conditions")
     except condition_trees.ConditionError as exc:

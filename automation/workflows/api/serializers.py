@@ -13,6 +13,13 @@ from events_app.schemas import EventIn, PropertyRecordIn
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TypeRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 SegmentRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Goal = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='{"event_type": a key or id, "conditions": an optional condition tree}: '
+        "such an event ends the customer's unfinished runs as converted; null: no goal."
+    ),
+]
 
 
 class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,13 +27,6 @@ class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
 
     segment: SegmentRef
     on: Literal["entered", "exited"]
-
-
-class GoalIn(msgspec.Struct, forbid_unknown_fields=True):
-    """An event that ends the customer's unfinished runs as converted."""
-
-    event_type: TypeRef
-    conditions: dict[str, Any] | None = None
 
 
 class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -39,8 +39,10 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
-    # Absent: unchanged (none on create); null: no goal.
-    goal: GoalIn | msgspec.UnsetType | None = msgspec.UNSET
+    # Absent: unchanged (none on create); null: no goal. An object rather than a Struct:
+    # OpenAPI 3.0 cannot say "a nullable $ref" in a way validators agree on; the shape
+    # is checked by the service (automation.workflows.goals.goal_check).
+    goal: Goal | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -46,11 +45,7 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         actions=w.actions,
         active=w.active,
         reentry=w.reentry,
-        goal=(
-            w.goal
-            if w.goal is None or w.goal is msgspec.UNSET
-            else {"event_type": w.goal.event_type, "conditions": w.goal.conditions or {}}
-        ),
+        goal=w.goal,
     )
 
 

@@ -117,6 +117,21 @@ def test_a_finished_run_is_not_converted(
 
 
 @pytest.mark.django_db
+def test_converted_runs_are_listed_with_their_skipped_outcomes(
+    api: APIClient, nurture: Workflow, ingest: Callable[..., Event]
+) -> None:
+    process(ingest("login"))
+    process(ingest("purchase", records={"amount": "50"}))
+    response = api.get(f"{API}/workflows/{nurture.pk}/runs", {"status": "converted"})
+    [run] = response.json()["data"]["workflow_runs"]
+    assert (run["status"], run["branch"], run["outcomes"][-1]["reason"]) == (
+        "converted",
+        None,
+        REASON,
+    )
+
+
+@pytest.mark.django_db
 def test_goal_event_types_are_flagged_for_the_claimer_only_while_a_goal_names_them(
     nurture: Workflow, ingest: Callable[..., Event]
 ) -> None:
@@ -143,8 +158,10 @@ def test_without_goals_reaching_goals_costs_no_query(
     ("goal", "path"),
     [
         ({"event_type": "refund"}, "goal.event_type"),
-        ({"event_type": "purchase", "colour": 1}, "workflow.goal"),
-        ({"conditions": {}}, "workflow.goal"),
+        ({"event_type": "purchase", "colour": 1}, "goal"),
+        ({"conditions": {}}, "goal"),
+        ({"event_type": 5}, "goal.event_type"),
+        ({"event_type": "purchase", "conditions": []}, "goal.conditions"),
         (
             {"event_type": "purchase", "conditions": {"property": "amount", "op": "bigger"}},
             "goal.conditions.op",
@@ -163,8 +180,9 @@ def test_invalid_goals_are_400_at_their_path_and_nothing_is_stored(
 
 @pytest.mark.django_db
 def test_goal_is_shown_kept_by_a_patch_without_it_and_removed_by_null(
-    api: APIClient, purchase: Any
+    contract_api: APIClient, purchase: Any
 ) -> None:
+    api = contract_api
     body = {"workflow": {"name": "x", "trigger_event_types": ["purchase"], "goal": GOAL}}
     workflow_id = api.post(f"{API}/workflows", body, format="json").json()["data"]["workflow_id"]
     url = f"{API}/workflows/{workflow_id}"
