@@ -377,3 +377,43 @@ def test_stats_of_a_workflow_without_runs_are_zero_and_unknown_workflow_is_404(
         "branches": [],
     }
     assert contract_api.get(f"{API}/workflows/nope/stats").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_run_not_started_yet_is_converted_with_every_action_skipped(
+    nurture: Workflow, ingest: Callable[..., Event]
+) -> None:
+    due_events_process(event_ids=[ingest("login").pk])  # the run exists, not advanced
+    process(ingest("purchase", records={"amount": "50"}))
+    run = WorkflowRun.objects.get()
+    assert (run.status, run.position) == ("converted", 0)
+    assert [o["status"] for o in run.outcomes] == ["skipped"] * len(NURTURE)
+    workflow_run_advance(run_id=run.pk)  # its task arrives late: nothing happens
+    assert Customer.objects.get().tags == []
+
+
+@pytest.mark.django_db
+def test_a_run_converted_before_its_split_enters_no_branch(
+    login: Any, purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
+) -> None:
+    split = {
+        "type": "split",
+        "branches": [
+            {"weight": 1, "actions": [{"type": "add_tags", "tags": ["a"]}]},
+            {"weight": 1, "actions": [{"type": "add_tags", "tags": ["b"]}]},
+        ],
+    }
+    make_workflow(
+        trigger_event_types=["login"],
+        actions=[{"type": "wait", "duration": "P1D"}, split, {"type": "add_tags", "tags": ["z"]}],
+        goal={"event_type": "purchase"},
+    )
+    process(ingest("login"))
+    process(ingest("purchase"))
+    run = WorkflowRun.objects.get()
+    assert (run.status, run.branch) == ("converted", None)
+    assert [(o["index"], o.get("branch"), o["status"]) for o in run.outcomes] == [
+        (0, None, "succeeded"),
+        (1, None, "skipped"),
+        (2, None, "skipped"),
+    ]
