@@ -39,6 +39,7 @@ class OutcomeFilter(admin.SimpleListFilter):
             ("waiting", "Waiting (in a wait action)"),
             ("pending", "Pending (being worked on)"),
             ("cancelled", "Cancelled (the workflow was deactivated)"),
+            ("converted", "Converted (the goal was reached; the rest skipped)"),
         ]
 
     def queryset(

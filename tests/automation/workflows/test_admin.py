@@ -173,6 +173,8 @@ def test_admin_saves_a_goal_and_shows_the_stats_on_the_workflow_page(
     html = page.content.decode()
     assert "<tr><th>All runs</th><td>1</td><td>1</td><td>100.0%</td></tr>" in html
     assert "<tr><th>1. wait</th><td>1</td><td>0</td><td>0</td><td>0</td><td>0</td></tr>" in html
+    converted = staff.get("/admin/automation/workflowrun/?status__exact=converted")
+    assert [r.workflow_id for r in converted.context["cl"].result_list] == [workflow.pk]
 
 
 def test_admin_shows_a_bad_goal_condition_on_its_field(staff: Client, purchase: Any) -> None:
