@@ -48,7 +48,9 @@ from django.utils import timezone
 from automation.segments.services import segments_refresh_for_events
 from automation.webhooks.deliveries import deliveries_fan_out
 from automation.workflows.evaluation import events_evaluate_claimed
+from automation.workflows.goals import goals_reach
 from automation.workflows.runner import runs_hand_on
+from automation.workflows.selectors import active_workflows
 from events_app.models import Event
 from project import background
 from project.sql import fetch_all, model_columns, model_instance
@@ -150,10 +152,16 @@ def due_events_process(
         events, problems = due_events_claim(limit=limit, event_ids=event_ids)
         if not events:
             return DueOutcome()
+        workflows = active_workflows()
+        # Goals before anything locks customers (automation.workflows.goals): runs these
+        # events convert are locked first, and never get the runs these events start.
+        goals_reach(events=events, problems=problems, workflows=workflows, now=now)
         # Segments first, in the claim's transaction: a workflow's segment leaf sees the
         # entries and exits these events caused, and a rollback repeats both.
         segments_refresh_for_events(events=events)
-        run_ids = events_evaluate_claimed(events=events, problems=problems, now=now)
+        run_ids = events_evaluate_claimed(
+            events=events, problems=problems, now=now, active=workflows
+        )
         # Only events still waiting for their deliveries: one marked delivered (PATCH)
         # before the claim wants none.
         waiting = [e for e in events if not e.is_delivered]

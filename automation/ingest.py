@@ -128,7 +128,8 @@ def events_subscribed(
 def events_plan(*, events: Sequence[PreparedEvent], facts: IngestFacts) -> dict[str, EventPlan]:
     """What automation writes with `events` (see the module's docstring)."""
     plans: dict[str, EventPlan] = {}
-    trigger_types = active_workflows(stamp=facts.workflow_stamp).trigger_type_ids
+    # Goal event types too: their events may end unfinished runs (workflows.goals).
+    trigger_types = active_workflows(stamp=facts.workflow_stamp).due_type_ids
     if trigger_types:
         for event in events:
             if event.event_type_id in trigger_types:

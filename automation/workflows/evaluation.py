@@ -35,6 +35,7 @@ from django.db.models import Max
 from automation.workflows.engine import evaluate, matches
 from automation.workflows.models import Workflow, WorkflowRun
 from automation.workflows.selectors import (
+    ActiveWorkflows,
     EventRow,
     LoadedWorkflow,
     active_workflows,
@@ -156,6 +157,7 @@ def run_row(
         # A workflow without actions only records that it matched.
         "status": Status.PENDING if actions else Status.SUCCEEDED,
         "position": 0,
+        "branch": None,
         "outcomes": [],
         "error": "",
         "explanation": explanation,
@@ -225,16 +227,21 @@ def _contexts(
 
 
 def events_evaluate_claimed(
-    *, events: Sequence[Event | EventRow], problems: dict[str, str], now: datetime
+    *,
+    events: Sequence[Event | EventRow],
+    problems: dict[str, str],
+    now: datetime,
+    active: ActiveWorkflows | None = None,
 ) -> list[str]:
     """Evaluate claimed events (automation.due: locked, flag cleared, in the caller's
     transaction) against every active workflow their type triggers; returns the ids of
-    the runs created that have actions to run.
+    the runs created that have actions to run. `active`: the active workflows, when
+    the caller has read them already.
 
     `problems`: event id -> why it cannot be evaluated (failed runs say so). An event
     whose evaluation crashes gets failed runs saying why; the others are evaluated.
     """
-    by_type = active_workflows().by_type
+    by_type = (active or active_workflows()).by_type
     triggered = [e for e in events if e.event_type_id in by_type]
     if not triggered:
         return []

@@ -35,6 +35,9 @@ class Workflow(models.Model):
     active = models.BooleanField(default=True)
     # every_event | once_per_customer | once_per_customer_per:<ISO 8601 duration>
     reentry = models.CharField(max_length=64, default=EVERY_EVENT)
+    # {"event_type": key or id, "conditions": tree}: such an event ends the customer's
+    # unfinished runs as converted (automation.workflows.goals); null: no goal.
+    goal = models.JSONField(null=True, blank=True, default=None)
     # Bumped on every change; workers compare (count, max(updated_at)) of the
     # table to know their cached copy of the active workflows is stale.
     version = models.PositiveIntegerField(default=1)
@@ -78,6 +81,7 @@ class WorkflowRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"  # its workflow was deactivated before the actions finished
+        CONVERTED = "converted"  # the workflow's goal event arrived before the actions finished
 
     DEACTIVATED = "Cancelled: the workflow was deactivated."
 
@@ -133,6 +137,9 @@ class WorkflowRun(models.Model):
     actions = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     position = models.PositiveSmallIntegerField(default=0)
+    # The branch of the workflow's split action the customer landed in (0-based), set
+    # when the run reaches the split; null before that or without a split.
+    branch = models.PositiveSmallIntegerField(null=True, blank=True)
     # [{"index", "type", "status", "error", "at", "detail"}], one per action run so far.
     outcomes = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")

@@ -36,6 +36,7 @@ from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
+from automation.workflows.splits import Step, run_steps, split_index
 from project import background
 
 logger = logging.getLogger(__name__)
@@ -61,16 +62,21 @@ def runs_hand_on(run_ids: list[str]) -> None:
 # ---------------------------------------------------------------- 3. running actions
 
 
-def _outcome(
-    index: int, spec: dict[str, Any], status: str, now: datetime, **extra: Any
-) -> dict[str, Any]:
+def _outcome(step: Step, status: str, now: datetime, **extra: Any) -> dict[str, Any]:
     return {
-        "index": index,
-        "type": spec.get("type"),
+        **step.location(),
+        "type": step.spec.get("type"),
         "status": status,
         "at": now.isoformat().replace("+00:00", "Z"),
         **extra,
     }
+
+
+def _path(step: Step, actions: list[dict[str, Any]]) -> str:
+    """Where the action lives, as the workflow's validation errors name it."""
+    if step.branch is None:
+        return f"actions[{step.index}]"
+    return f"actions[{split_index(actions)}].branches[{step.branch}].actions[{step.index}]"
 
 
 def _step(run_id: str, now: datetime) -> bool:
@@ -90,12 +96,14 @@ def _step(run_id: str, now: datetime) -> bool:
             # Created from a cached copy after workflow_set_active cancelled the rest.
             run.cancel(now)
             return False
-        if run.position >= len(run.actions):
+        steps = run_steps(run.actions, run.branch)
+        if run.position >= len(steps):
             run.status, run.finished_at, run.resume_at = Status.SUCCEEDED, now, None
             run.save(update_fields=["status", "finished_at", "resume_at"])
             return False
         index = run.position
-        spec = run.actions[index]
+        step = steps[index]
+        spec = step.spec
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
         try:
@@ -107,10 +115,10 @@ def _step(run_id: str, now: datetime) -> bool:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
             message = str(exc) or exc.__class__.__name__
-            run.outcomes = [*run.outcomes, _outcome(index, spec, "failed", now, error=message)]
+            run.outcomes = [*run.outcomes, _outcome(step, "failed", now, error=message)]
             run.status, run.error, run.finished_at, run.resume_at = (
                 Status.FAILED,
-                f"actions[{index}] ({spec.get('type')}): {message}",
+                f"{_path(step, run.actions)} ({spec.get('type')}): {message}",
                 now,
                 None,
             )
@@ -118,17 +126,22 @@ def _step(run_id: str, now: datetime) -> bool:
             return False
         run.outcomes = [
             *run.outcomes,
-            _outcome(index, spec, "succeeded", now, detail=result.detail),
+            _outcome(step, "succeeded", now, detail=result.detail),
         ]
         run.position = index + 1
+        if result.branch is not None:
+            run.branch = result.branch
+            steps = run_steps(run.actions, run.branch)
         if result.resume_at is not None:
             run.status, run.resume_at = Status.WAITING, result.resume_at
-        elif run.position >= len(run.actions):
+        elif run.position >= len(steps):
             # The last action: finish in the same transaction.
             run.status, run.resume_at, run.finished_at = Status.SUCCEEDED, None, now
         else:
             run.status, run.resume_at = Status.PENDING, now + grace_period()
-        run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
+        run.save(
+            update_fields=["outcomes", "position", "branch", "status", "resume_at", "finished_at"]
+        )
         return run.status == Status.PENDING
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
@@ -96,16 +96,55 @@ class LoadedWorkflow:
         )
 
 
+@dataclass(frozen=True)
+class LoadedGoal:
+    """An active workflow's goal as a worker holds it: its event type and compiled tree."""
+
+    workflow_id: str
+    event_type_id: str
+    label: str  # the event type's key: what a skipped action's reason names
+    compiled: CompiledWorkflow
+
+    @classmethod
+    def of(
+        cls, workflow: Workflow, *, type_ids: dict[str, str], type_keys: dict[str, str]
+    ) -> LoadedGoal | None:
+        goal: dict[str, Any] = workflow.goal if isinstance(workflow.goal, dict) else {}
+        ref = goal.get("event_type")
+        if not isinstance(ref, str):
+            return None
+        type_id = type_ids.get(ref, ref)
+        return cls(
+            workflow_id=workflow.pk,
+            event_type_id=type_id,
+            label=type_keys.get(type_id, ref),
+            compiled=CompiledWorkflow(
+                workflow_id=workflow.pk,
+                conditions=goal.get("conditions") or {},
+                type_ids=type_ids,
+            ),
+        )
+
+
 @dataclass
 class ActiveWorkflows:
     stamp: WorkflowStamp
     by_type: dict[str, list[LoadedWorkflow]] = field(default_factory=dict)
     # (segment id, "entered" | "exited") -> the workflows that transition starts.
     by_segment: dict[tuple[str, str], list[LoadedWorkflow]] = field(default_factory=dict)
+    # Goal event type id -> the goals of active workflows it may reach.
+    by_goal_type: dict[str, list[LoadedGoal]] = field(default_factory=dict)
 
     @property
     def trigger_type_ids(self) -> frozenset[str]:
         return frozenset(self.by_type)
+
+    @property
+    def due_type_ids(self) -> frozenset[str]:
+        """The event types whose events the claimer must see: triggers and goals."""
+        if not self.by_goal_type:
+            return self.trigger_type_ids
+        return frozenset(self.by_type) | frozenset(self.by_goal_type)
 
 
 _cache_lock = threading.Lock()
@@ -123,8 +162,12 @@ def _load(stamp: WorkflowStamp) -> ActiveWorkflows:
         if any(w.trigger_segments for w in workflows)
         else {}
     )
+    type_keys = {type_id: key for key, type_id in type_ids.items()}
     for workflow in workflows:
         item = LoadedWorkflow.of(workflow, type_ids=type_ids)
+        goal = LoadedGoal.of(workflow, type_ids=type_ids, type_keys=type_keys)
+        if goal is not None:
+            loaded.by_goal_type.setdefault(goal.event_type_id, []).append(goal)
         for event_type in workflow.trigger_event_types.all():
             loaded.by_type.setdefault(event_type.id, []).append(item)
         for trigger in workflow.trigger_segments or []:
@@ -159,6 +202,13 @@ def active_workflows_forget() -> None:
 
 
 # ---------------------------------------------------------------- batch facts
+
+
+class Evaluated(Protocol):
+    """What batch_contexts reads of a workflow (or a goal): its compiled tree."""
+
+    @property
+    def compiled(self) -> CompiledWorkflow: ...
 
 
 class EventRow(NamedTuple):
@@ -276,7 +326,7 @@ def first_event_ids(*, event_type_id: str, customer_ids: set[str]) -> dict[str, 
 def batch_contexts(
     *,
     events: Sequence[Event | EventRow],
-    workflows_by_type: dict[str, list[LoadedWorkflow]],
+    workflows_by_type: Mapping[str, Sequence[Evaluated]],
     now: datetime,
 ) -> dict[str, EventContext]:
     """The evaluator's input for every event of a batch, with a fixed number of queries."""

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -30,6 +31,7 @@ from automation.workflows.actions import validate_actions
 from automation.workflows.actions.webhook import webhook_endpoints_sync
 from automation.workflows.conditions import trees as condition_trees
 from automation.workflows.durations import parse_duration
+from automation.workflows.goals import goal_check
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.selectors import active_workflows_forget, workflow_webhook_secrets
 from events_app.models import EventType
@@ -46,6 +48,7 @@ WRITABLE = (
     "actions",
     "active",
     "reentry",
+    "goal",
 )
 TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
@@ -61,6 +64,11 @@ class WorkflowInput:
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    # A goal, null (none), or KEEP (unchanged on update; none on create).
+    goal: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+KEEP = msgspec.UNSET
 
 
 def _resolve_types(
@@ -185,6 +193,7 @@ def workflow_validate(data: WorkflowInput) -> tuple[dict[str, list[str]], list[E
     for path, messages in validate_actions(data.actions or []).items():
         errors.setdefault(path, []).extend(messages)
     _check_reentry(data.reentry or Workflow.EVERY_EVENT, errors)
+    goal_check(None if data.goal is KEEP else data.goal, errors)
     return errors, types
 
 
@@ -214,6 +223,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
             actions=data.actions or [],
             active=True if data.active is None else data.active,
             reentry=data.reentry or Workflow.EVERY_EVENT,
+            goal=goal_check(None if data.goal is KEEP else data.goal, {}),
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
@@ -248,6 +258,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         actions=workflow.actions if data.actions is None else data.actions,
         active=workflow.active if data.active is None else data.active,
         reentry=workflow.reentry if data.reentry is None else data.reentry,
+        goal=workflow.goal if data.goal is KEEP else data.goal,
     )
     errors, types = workflow_validate(merged)
     _raise_if(errors)
@@ -259,6 +270,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.actions = merged.actions or []
         workflow.active = bool(merged.active)
         workflow.reentry = merged.reentry or Workflow.EVERY_EVENT
+        workflow.goal = goal_check(merged.goal, {})
         workflow.version = F("version") + 1
         workflow.save()
         workflow.refresh_from_db(fields=["version"])

@@ -200,6 +200,15 @@ def test_each_action_type_is_built_by_picking_and_typing(widget_page: Any) -> No
     card.locator("input.hb-key").fill("amount")
     card.locator("input.hb-val").fill("5")
     add("wait").locator("input.hb-duration").fill("P1DT2H")
+    # A split's branches are edited as JSON (two even, empty branches to start from).
+    branches = add("split").locator("textarea.hb-json")
+    assert json.loads(branches.input_value()) == [
+        {"weight": 50, "actions": []},
+        {"weight": 50, "actions": []},
+    ]
+    split = next(spec for spec in SAMPLE_ACTIONS if spec["type"] == "split")
+    branches.fill(json.dumps(split["branches"]))
+    branches.dispatch_event("change")
     add("webhook").locator("input.hb-url").fill("http://127.0.0.1:8901/hook")
 
     expected = [{k: v for k, v in spec.items() if k != "endpoint_id"} for spec in SAMPLE_ACTIONS]

@@ -215,3 +215,54 @@ def test_workflow_test_explains_a_stored_event_without_running_it(api, purchase)
     assert [(leaf["actual"], leaf["matched"]) for leaf in data["leaves"]] == [(7, True)]
     assert runs(api, workflow) == []
     assert data["actions"] == []
+
+
+def test_goal_converts_a_waiting_run_and_stats_count_it_per_branch(api, purchase, after_commit):
+    """Goals, splits and the stats' outcome aggregate (json_each on SQLite,
+    jsonb_array_elements on PostgreSQL), through the API."""
+    body = {"event_type": {"key": "signup", "name": "Signup"}}
+    ok(post(api, "/event-types", body), 201)
+    split = {
+        "type": "split",
+        "branches": [
+            {"weight": 1, "actions": [{"type": "wait", "duration": "P1D"}]},
+            {"weight": 1, "actions": [{"type": "wait", "duration": "P2D"}]},
+        ],
+    }
+    workflow = create_workflow(
+        api,
+        trigger_event_types=["signup"],
+        actions=[split, {"type": "add_tags", "tags": ["reminded"]}],
+        goal={
+            "event_type": "purchase",
+            "conditions": {"property": "amount", "op": "gte", "value": 10},
+        },
+    )
+    signup = {"event": {"event_type": "signup", "customer_external_id": "alice"}}
+    with time_machine.travel(T0, tick=False), after_commit():
+        ok(post(api, "/events", signup), 201)
+    [waiting] = runs(api, workflow)
+    assert (waiting["status"], waiting["branch"] in (0, 1)) == ("waiting", True)
+
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False), after_commit():
+        ok(post(api, "/events", purchase_item("alice", amount=20)), 201)
+
+    [converted] = runs(api, workflow)
+    branch = waiting["branch"]
+    assert converted["status"] == "converted"
+    assert [(o["index"], o.get("branch"), o["status"]) for o in converted["outcomes"]] == [
+        (0, None, "succeeded"),
+        (0, branch, "succeeded"),
+        (1, None, "skipped"),
+    ]
+    assert converted["outcomes"][-1]["reason"] == "skipped: the customer converted (goal purchase)"
+    stats = ok(get(api, f"/workflows/{workflow}/stats"))
+    assert (stats["runs_started"], stats["converted"], stats["conversion_rate"]) == (1, 1, 1.0)
+    assert [(a["type"], a["succeeded"], a["skipped"]) for a in stats["actions"]] == [
+        ("split", 1, 0),
+        ("add_tags", 0, 1),
+    ]
+    assert [
+        (b["branch"], b["runs_started"], b["converted"], b["actions"][0]["succeeded"])
+        for b in stats["branches"]
+    ] == [(n, int(n == branch), int(n == branch), int(n == branch)) for n in (0, 1)]

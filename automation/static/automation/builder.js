@@ -528,6 +528,7 @@
     function blank(kind) {
       if (kind === "list") return [""];
       if (kind === "keyvalue" || kind === "json") return {};
+      if (kind === "branches") return [{ weight: 50, actions: [] }, { weight: 50, actions: [] }];
       if (kind === "records") return [];
       if (kind === "duration") return "P1D";
       if (kind === "event_type") return cat.event_types.length ? cat.event_types[0].key : "";

@@ -54,6 +54,8 @@ class ActionResult:
     detail: dict[str, Any] = field(default_factory=dict)
     # Set by wait: the run pauses until then.
     resume_at: datetime | None = None
+    # Set by split: the branch the run continues down (WorkflowRun.branch).
+    branch: int | None = None
 
 
 class Action:
@@ -93,6 +95,11 @@ class Action:
 
     def check_values(self, spec: dict[str, Any], errors: dict[str, list[str]]) -> None:
         return None
+
+    def nested(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The action lists this action holds (a split's branches), by path relative to
+        the action: the registry's validator checks them like the workflow's own."""
+        return {}
 
     def execute(self, ctx: ActionContext, spec: dict[str, Any]) -> ActionResult:
         raise NotImplementedError

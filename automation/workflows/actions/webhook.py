@@ -35,6 +35,17 @@ def url_error(url: Any) -> str | None:
     return None
 
 
+def _every_action(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workflow's actions, those inside a split's branches included."""
+    found = []
+    for action in actions:
+        found.append(action)
+        if action.get("type") == "split":
+            for branch in action["branches"]:
+                found += branch["actions"]
+    return found
+
+
 def webhook_endpoints_sync(*, workflow: Workflow) -> None:
     """Give every webhook action of a workflow an endpoint of its own for its URL.
 
@@ -42,7 +53,7 @@ def webhook_endpoints_sync(*, workflow: Workflow) -> None:
     keeps the signing secret); call inside the saving transaction. Endpoints of
     URLs no longer used stay: runs already under way carry the old actions.
     """
-    hooks = [a for a in workflow.actions if a.get("type") == "webhook"]
+    hooks = [a for a in _every_action(workflow.actions) if a.get("type") == "webhook"]
     if not hooks:
         return
     mine = {

@@ -99,6 +99,7 @@ ACTION_FIELD_KINDS = {
     "data": "json",
     "duration": "duration",
     "endpoint_id": "hidden",  # set when the workflow is saved; kept as it is
+    "branches": "branches",  # a split's weighted branches, edited as JSON
 }
 ACTION_FIELD_LABELS = {
     "url": "URL",
@@ -108,6 +109,7 @@ ACTION_FIELD_LABELS = {
     "property_records": "Property values",
     "data": "Data (JSON)",
     "duration": "Wait for",
+    "branches": 'Branches (JSON: [{"weight": 50, "actions": […]}, …])',
 }
 
 

@@ -88,3 +88,51 @@ def explanation_table(leaves: list[dict[str, Any]]) -> SafeString:
         "<th>Value seen</th><th>Matched</th></tr>{}</table>",
         rows,
     )
+
+
+def _counts_rows(actions: list[dict[str, Any]], label: str) -> list[tuple[Any, ...]]:
+    return [
+        (
+            f"{label}{a['index'] + 1}. {a['type']}",
+            a["succeeded"],
+            a["failed"],
+            a["skipped"],
+            a["capped"],
+            a["deferred"],
+        )
+        for a in actions
+    ]
+
+
+def stats_html(stats: dict[str, Any]) -> SafeString:
+    """A workflow's stats (automation.workflows.stats) as two small tables: runs and
+    conversions (in all and per branch), and each action's outcomes."""
+    runs = [("All runs", stats["runs_started"], stats["converted"], stats["conversion_rate"])]
+    runs += [
+        (
+            f"Branch {b['branch'] + 1} (weight {b['weight']})",
+            b["runs_started"],
+            b["converted"],
+            b["conversion_rate"],
+        )
+        for b in stats["branches"]
+    ]
+    actions = _counts_rows(stats["actions"], "")
+    for b in stats["branches"]:
+        actions += _counts_rows(b["actions"], f"Branch {b['branch'] + 1} · ")
+    return format_html(
+        '<table class="herald-stats"><tr><th></th><th>Runs</th><th>Converted</th>'
+        "<th>Conversion rate</th></tr>{}</table>"
+        '<table class="herald-stats"><tr><th>Action</th><th>Succeeded</th><th>Failed</th>'
+        "<th>Skipped</th><th>Capped</th><th>Deferred</th></tr>{}</table>",
+        format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((name, n, c, f"{rate:.1%}") for name, n, c, rate in runs),
+        ),
+        format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            actions,
+        ),
+    )

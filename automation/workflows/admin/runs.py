@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 
 from automation.workflows.admin.render import explanation_table
 from automation.workflows.models import WorkflowRun
+from automation.workflows.splits import run_steps
 from project.admin.display import pretty_json
 from project.admin.export import CsvExportMixin
 from project.admin.forms import RecordAdmin
@@ -38,6 +39,7 @@ class OutcomeFilter(admin.SimpleListFilter):
             ("waiting", "Waiting (in a wait action)"),
             ("pending", "Pending (being worked on)"),
             ("cancelled", "Cancelled (the workflow was deactivated)"),
+            ("converted", "Converted (the goal was reached; the rest skipped)"),
         ]
 
     def queryset(
@@ -100,8 +102,11 @@ class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
 
     @admin.display(description="actions done")
     def actions_done(self, obj: WorkflowRun) -> str:
-        # `position` is the next action to run: so many of the run's actions are done.
-        return f"{obj.position} of {len(obj.actions)}"
+        # `position` is the next step to run: so many of the run's steps are done (a
+        # split's steps include its branch's actions once the branch is known).
+        steps = run_steps(obj.actions, obj.branch) if isinstance(obj.actions, list) else []
+        branch = "" if obj.branch is None else f" (branch {obj.branch + 1})"
+        return f"{obj.position} of {len(steps)}{branch}"
 
     @admin.display(description="Action outcomes")
     def outcomes_pretty(self, obj: WorkflowRun) -> SafeString:

@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -35,7 +35,7 @@ from automation.workflows.admin.builder import (
     SegmentTriggersField,
     place_node_errors,
 )
-from automation.workflows.admin.render import render_tree
+from automation.workflows.admin.render import render_tree, stats_html
 from automation.workflows.admin.why import recent_events, why, workflows_triggered_by
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.services import (
@@ -48,6 +48,7 @@ from automation.workflows.services import (
     workflow_webhook_secrets_reveal,
     workflow_webhook_secrets_rotate,
 )
+from automation.workflows.stats import workflow_stats
 from events_app.models import EventType
 from events_app.selectors import event_get
 from project.admin.deletion import CascadeDeleteAdmin
@@ -78,6 +79,31 @@ class WorkflowAdminForm(forms.ModelForm):
         label="Re-entry",
         help_text="How often one customer may go through this workflow.",
     )
+    # The goal (Workflow.goal) as two inputs: its event type and optional conditions.
+    goal_event_type = forms.ModelChoiceField(
+        queryset=EventType.objects.order_by("key"),
+        to_field_name="key",
+        required=False,
+        label="Goal event",
+        help_text="When this event arrives, the customer's unfinished runs end as converted "
+        "(the remaining actions are skipped). Empty: no goal.",
+    )
+    goal_conditions = ConditionTreeField(
+        required=False,
+        root="goal.conditions",
+        label="Goal conditions",
+        help_text="Optional: only goal events matching these conditions count.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        goal = self.instance.goal if isinstance(self.instance.goal, dict) else None
+        if goal:
+            event_type = EventType.objects.filter(
+                Q(key=goal.get("event_type")) | Q(pk=goal.get("event_type"))
+            ).first()
+            self.initial.setdefault("goal_event_type", event_type.key if event_type else None)
+            self.initial.setdefault("goal_conditions", goal.get("conditions") or {})
 
     class Meta:
         model = Workflow
@@ -98,7 +124,13 @@ class WorkflowAdminForm(forms.ModelForm):
         "trigger_segments": "trigger_segments",
         "reentry": "reentry",
         "name": "name",
+        "goal": "goal_event_type",
     }
+
+    def field_of_path(self, path: str) -> str | None:
+        if path.startswith("goal.conditions"):
+            return "goal_conditions"
+        return self.FIELD_OF_PATH.get(path.split(".", 1)[0].split("[", 1)[0])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -112,11 +144,17 @@ class WorkflowAdminForm(forms.ModelForm):
             actions=cleaned.get("actions") or [],
             active=cleaned.get("active"),
             reentry=cleaned.get("reentry"),
+            goal=(
+                {
+                    "event_type": cleaned["goal_event_type"].key,
+                    "conditions": cleaned.get("goal_conditions") or {},
+                }
+                if cleaned.get("goal_event_type")
+                else None
+            ),
         )
         errors, _ = workflow_validate(data)
-        place_node_errors(
-            self, errors, lambda p: self.FIELD_OF_PATH.get(p.split(".", 1)[0].split("[", 1)[0])
-        )
+        place_node_errors(self, errors, self.field_of_path)
         self.workflow_input = data
         return cleaned
 
@@ -132,7 +170,14 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     search_fields = ["name"]  # workflows number in the hundreds: a substring search is fine
     ordering = ["-created_at"]
     actions = ["activate", "deactivate"]
-    readonly_fields = ["id", "readable_conditions", "version", "recent_runs", "updated_at"]
+    readonly_fields = [
+        "id",
+        "readable_conditions",
+        "version",
+        "stats_table",
+        "recent_runs",
+        "updated_at",
+    ]
     fieldsets = [
         (
             None,
@@ -150,6 +195,8 @@ class WorkflowAdmin(CascadeDeleteAdmin):
         ),
         ("Conditions", {"fields": ["readable_conditions", "conditions"]}),
         ("Actions", {"fields": ["actions"]}),
+        ("Goal", {"fields": ["goal_event_type", "goal_conditions"]}),
+        ("Stats", {"fields": ["stats_table"]}),
         ("Run history", {"fields": ["recent_runs", "updated_at"]}),
     ]
     add_fieldsets = [
@@ -159,6 +206,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
         ),
         ("Conditions", {"fields": ["conditions"]}),
         ("Actions", {"fields": ["actions"]}),
+        ("Goal", {"fields": ["goal_event_type", "goal_conditions"]}),
     ]
 
     class Media:
@@ -345,6 +393,12 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     @admin.display(description="Runs")
     def runs_link(self, obj: Workflow) -> SafeString:
         return format_html('<a href="{}">runs</a>', self.runs_url(obj))
+
+    @admin.display(description="Runs, conversions and outcomes")
+    def stats_table(self, obj: Workflow) -> SafeString:
+        if not obj.pk:
+            return mark_safe("—")
+        return stats_html(workflow_stats(workflow=obj))
 
     @admin.display(description=f"Latest {RECENT_RUNS} runs")
     def recent_runs(self, obj: Workflow) -> SafeString:

@@ -13,6 +13,13 @@ from events_app.schemas import EventIn, PropertyRecordIn
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TypeRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 SegmentRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Goal = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='{"event_type": a key or id, "conditions": an optional condition tree}: '
+        "such an event ends the customer's unfinished runs as converted; null: no goal."
+    ),
+]
 
 
 class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,6 +39,10 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    # Absent: unchanged (none on create); null: no goal. An object rather than a Struct:
+    # OpenAPI 3.0 cannot say "a nullable $ref" in a way validators agree on; the shape
+    # is checked by the service (automation.workflows.goals.goal_check).
+    goal: Goal | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +74,11 @@ class WorkflowSerializer(serializers.ModelSerializer):
     )
     conditions = serializers.JSONField()
     actions = serializers.JSONField()
+    goal = serializers.JSONField(
+        allow_null=True,
+        help_text='{"event_type", "conditions"}: an event that ends the customer\'s '
+        "unfinished runs as converted; null: none.",
+    )
 
     class Meta:
         model = Workflow
@@ -76,6 +92,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "actions",
             "active",
             "reentry",
+            "goal",
             "version",
             "created_at",
             "updated_at",
@@ -140,6 +157,7 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "workflow_version",
             "status",
             "position",
+            "branch",
             "outcomes",
             "error",
             "explanation",
@@ -148,3 +166,36 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+class ActionStatsSerializer(serializers.Serializer):
+    """How the runs' outcomes of one action came out."""
+
+    index = serializers.IntegerField(help_text="The action's index (within its branch).")
+    type = serializers.CharField(allow_null=True)
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    capped = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+
+
+class BranchStatsSerializer(serializers.Serializer):
+    branch = serializers.IntegerField(help_text="The branch's index in the split.")
+    weight = serializers.IntegerField()
+    runs_started = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(min_value=0, max_value=1)
+    actions = ActionStatsSerializer(many=True)
+
+
+class WorkflowStatsSerializer(serializers.Serializer):
+    """GET /workflows/{id}/stats (docs/automation.md, Stats)."""
+
+    runs_started = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(
+        min_value=0, max_value=1, help_text="converted / runs_started, 4 decimals."
+    )
+    actions = ActionStatsSerializer(many=True)
+    branches = BranchStatsSerializer(many=True)

@@ -31,6 +31,11 @@ urlpatterns = [
         "workflows/<str:workflow_id>/runs", views.WorkflowRunsView.as_view(), name="workflow-runs"
     ),
     path(
+        "workflows/<str:workflow_id>/stats",
+        views.WorkflowStatsView.as_view(),
+        name="workflow-stats",
+    ),
+    path(
         "workflows/<str:workflow_id>/test", views.WorkflowTestView.as_view(), name="workflow-test"
     ),
 ]

@@ -10,12 +10,13 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from automation.workflows import dry_run, selectors, services
+from automation.workflows import dry_run, selectors, services, stats
 from automation.workflows.api.serializers import (
     WorkflowBody,
     WorkflowRunSerializer,
     WorkflowSecretsSerializer,
     WorkflowSerializer,
+    WorkflowStatsSerializer,
     WorkflowTestIn,
 )
 from automation.workflows.models import Workflow, WorkflowRun
@@ -44,6 +45,7 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         actions=w.actions,
         active=w.active,
         reentry=w.reentry,
+        goal=w.goal,
     )
 
 
@@ -254,3 +256,16 @@ class WorkflowTestView(StrictAPIView):
             property_records=body.property_records,
         )
         return Response({"data": result})
+
+
+class WorkflowStatsView(StrictAPIView):
+    @extend_schema(
+        operation_id="workflows_stats",
+        responses={
+            200: envelope("WorkflowStatsDetail", WorkflowStatsSerializer()),
+            **errors(404),
+        },
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        workflow = selectors.workflow_get(workflow_id=workflow_id)
+        return Response({"data": stats.workflow_stats(workflow=workflow)})

@@ -138,3 +138,53 @@ def test_admin_picks_segment_triggers_from_the_segments_and_refuses_an_unknown_o
     assert list(errors) == ["trigger_segments"]
     assert "nope:entered is not one of the available choices" in errors["trigger_segments"][0]
     assert Workflow.objects.count() == 1
+
+
+def test_admin_saves_a_goal_and_shows_the_stats_on_the_workflow_page(
+    staff: Client,
+    purchase: Any,
+    login: Any,
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+) -> None:
+    goal_tree = {"property": "amount", "op": "gte", "value": 10}
+    response = staff.post(
+        "/admin/automation/workflow/add/",
+        form_data(
+            login,
+            conditions="{}",
+            actions=json.dumps([{"type": "wait", "duration": "P1D"}]),
+            goal_event_type="purchase",
+            goal_conditions=json.dumps(goal_tree),
+        ),
+    )
+    assert response.status_code == 302, response.content[:2000]
+    workflow = Workflow.objects.get()
+    assert workflow.goal == {"event_type": "purchase", "conditions": goal_tree}
+    due_events_process_and_run(event_ids=[ingest("login").pk])
+    due_events_process_and_run(event_ids=[ingest("purchase", records={"amount": "20"}).pk])
+
+    page = staff.get(f"/admin/automation/workflow/{workflow.pk}/change/")
+    form = page.context["adminform"].form
+    assert (form.initial["goal_event_type"], form.initial["goal_conditions"]) == (
+        "purchase",
+        goal_tree,
+    )
+    html = page.content.decode()
+    assert "<tr><th>All runs</th><td>1</td><td>1</td><td>100.0%</td></tr>" in html
+    assert "<tr><th>1. wait</th><td>1</td><td>0</td><td>0</td><td>0</td><td>0</td></tr>" in html
+    converted = staff.get("/admin/automation/workflowrun/?status__exact=converted")
+    assert [r.workflow_id for r in converted.context["cl"].result_list] == [workflow.pk]
+
+
+def test_admin_shows_a_bad_goal_condition_on_its_field(staff: Client, purchase: Any) -> None:
+    bad = json.dumps({"property": "amount", "op": "bigger", "value": 1})
+    response = staff.post(
+        "/admin/automation/workflow/add/",
+        form_data(purchase, goal_event_type="purchase", goal_conditions=bad),
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["goal_conditions"]
+    assert errors["goal_conditions"][0].startswith("goal.conditions.op: Unknown operator")
+    assert Workflow.objects.count() == 0

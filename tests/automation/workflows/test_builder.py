@@ -101,6 +101,13 @@ SAMPLE_ACTIONS: list[dict[str, Any]] = [
         "property_records": [{"property_id": "amount", "property_value": 5}],
     },
     {"type": "wait", "duration": "P1DT2H"},
+    {
+        "type": "split",
+        "branches": [
+            {"weight": 30, "actions": [{"type": "add_tags", "tags": ["a"]}]},
+            {"weight": 70, "actions": []},
+        ],
+    },
     {"type": "webhook", "url": "http://127.0.0.1:8901/hook", "endpoint_id": "01abc"},
 ]
 
