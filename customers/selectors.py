@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias
 from project.errors import NotFoundError
 
 CUSTOMER_SORT_FIELDS = {
@@ -18,8 +18,26 @@ CUSTOMER_SORT_FIELDS = {
 }
 
 
+# Where a prefetch leaves a customer's external-id aliases (the customer object).
+_EXTERNAL_ALIASES = "external_aliases"
+
+
+def _with_external_aliases(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+    """`queryset` with each customer's external-id aliases in one query for the page
+    (customeralias_customer_idx), sorted: the customer object's `aliases`."""
+    return queryset.prefetch_related(
+        Prefetch(
+            "aliases",
+            queryset=CustomerAlias.objects.filter(kind=CustomerAlias.Kind.EXTERNAL).order_by(
+                "value"
+            ),
+            to_attr=_EXTERNAL_ALIASES,
+        )
+    )
+
+
 def customer_list() -> QuerySet[Customer]:
-    return Customer.objects.all()
+    return _with_external_aliases(Customer.objects.all())
 
 
 def customer_get(*, customer_id: str) -> Customer:
@@ -27,6 +45,19 @@ def customer_get(*, customer_id: str) -> Customer:
         return Customer.objects.get(pk=customer_id)
     except Customer.DoesNotExist:
         raise NotFoundError(f"Customer '{customer_id}' not found.") from None
+
+
+def customer_external_aliases(*, customer: Customer) -> list[str]:
+    """The external ids besides its own that resolve to `customer`, sorted (read with
+    the page by `customer_list`, else here)."""
+    prefetched: list[CustomerAlias] | None = getattr(customer, _EXTERNAL_ALIASES, None)
+    if prefetched is not None:
+        return [alias.value for alias in prefetched]
+    return list(
+        CustomerAlias.objects.filter(customer=customer, kind=CustomerAlias.Kind.EXTERNAL)
+        .order_by("value")
+        .values_list("value", flat=True)
+    )
 
 
 # A search term that starts more customers' ids than this finds the events of these
