@@ -1,5 +1,7 @@
 """Admin for customers: found by the start of an id or email, filtered by tag, and
-each one's story (customers.timeline) on their page.
+each one's story (customers.timeline) on their page. Anonymous customers (known by an
+`anonymous_id` only) are listed as "anonymous <anonymous id>" and filtered apart; the
+aliases a customer gained by merges are shown, read-only, on their page.
 
 The customers table can hold millions of rows, so the list uses the estimated
 count paginator and keyset paging (project.admin.lists), a prefix search that
@@ -22,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
 from customers.timeline import TIMELINE_PAGE_SIZE, TimelineCursor, customer_timeline
@@ -63,6 +65,14 @@ class CustomerForm(forms.ModelForm):
         model = Customer
         fields = ("external_id", "email", "attributes", "tags")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        external_id = self.fields.get("external_id")
+        if external_id is not None:
+            # Required, as the API requires it, except on an anonymous customer's page
+            # (left empty it stays anonymous; given, it identifies them).
+            external_id.required = self.instance._state.adding or not self.instance.is_anonymous
+
 
 class TagFilter(admin.SimpleListFilter):
     """`?tag=vip`: customers carrying the tag. The tags in use are not listed (that
@@ -88,6 +98,52 @@ class TagFilter(admin.SimpleListFilter):
         return customers_with_tag(queryset=queryset, tag=value)
 
 
+class AnonymousFilter(admin.SimpleListFilter):
+    """Identified customers (with an external id) or anonymous ones (an anonymous id
+    only): `external_id IS NULL`, which the external id's unique index serves."""
+
+    title = "identity"
+    parameter_name = "anonymous"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "identified"), ("yes", "anonymous")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        value = self.value()
+        if value in ("yes", "no"):
+            return queryset.filter(external_id__isnull=value == "yes")
+        return queryset
+
+
+class CustomerAliasInline(admin.TabularInline):
+    """The identifiers that resolve to the customer besides their own (made by merges,
+    customers.identity): shown, never edited here."""
+
+    model = CustomerAlias
+    fields = ("kind", "value", "merge_id", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "alias"
+    verbose_name_plural = "aliases"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever may see the customer sees what resolves to them (no permission of
+        # its own to grant: aliases are only made by merges).
+        return request.user.has_perm("customers.view_customer") or request.user.has_perm(
+            "customers.change_customer"
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def events_url(customer: Customer) -> str:
     return reverse("admin:events_app_event_changelist") + f"?customer={customer.pk}"
 
@@ -96,15 +152,18 @@ def events_url(customer: Customer) -> str:
 class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     form = CustomerForm
     change_form_template = "admin/customers/customer/change_form.html"
-    list_display = ("external_id", "email", "created_at", "tag_list", "events_link")
-    list_filter = (TagFilter, CreatedWithinFilter)
+    list_display = ("name", "email", "created_at", "tag_list", "events_link")
+    list_filter = (TagFilter, AnonymousFilter, CreatedWithinFilter)
+    inlines = (CustomerAliasInline,)
     sortable_by = ("external_id", "created_at")
     wide_changelist = True
     # Declared so the search box and the autocomplete endpoint are enabled;
     # search_indexed does the work.
     search_fields = ("=external_id", "=email")
-    search_help_text = "A customer id, or the start of an external id or email (any case)."
-    fields = ("external_id", "email", "attributes", "tags", "events_link", "id")
+    search_help_text = (
+        "A customer id or anonymous id, or the start of an external id or email (any case)."
+    )
+    fields = ("external_id", "anonymous_id", "email", "attributes", "tags", "events_link", "id")
     story_page_size = TIMELINE_PAGE_SIZE
     readonly_fields = (
         "events_link",
@@ -113,6 +172,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         "updated_at",
         "attributes_table",
         "tag_chips",
+        "anonymous_id",
     )
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -121,13 +181,29 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
             return ["external_id", "email", "attributes"]
         if not self.has_change_permission(request, obj):
             # Read-only: a table of attributes and the tags as chips, not form fields.
-            return ["external_id", "email", "attributes_table", "tag_chips", "events_link", "id"]
+            return [
+                "external_id",
+                "anonymous_id",
+                "email",
+                "attributes_table",
+                "tag_chips",
+                "events_link",
+                "id",
+            ]
         return [*self.fields, "created_at", "updated_at"]
 
     def search_indexed(
         self, request: HttpRequest, queryset: QuerySet[Customer], term: str
     ) -> QuerySet[Customer]:
         return customer_search(queryset=queryset, term=term)
+
+    def get_inlines(self, request: HttpRequest, obj: Customer | None) -> Any:
+        return self.inlines if obj is not None else ()
+
+    @admin.display(description="customer", ordering="external_id")
+    def name(self, obj: Customer) -> str:
+        """The external id, or "anonymous <anonymous id>" (Customer.__str__)."""
+        return str(obj)
 
     @admin.display(description="tags")
     def tag_list(self, obj: Customer) -> SafeString:

@@ -67,12 +67,16 @@ CUSTOMER_MATCH_LIMIT = 200
 
 
 def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
-    """Customers whose id is `term`, or whose external id or email starts with it, in
-    any case. On PostgreSQL each arm is an index range (the primary key,
-    customer_external_upper_idx, customer_email_upper_idx: `istartswith` is
-    `UPPER(col) LIKE UPPER('term%')`), combined with a BitmapOr."""
+    """Customers whose id or anonymous id is `term`, or whose external id or email
+    starts with it, in any case. On PostgreSQL each arm is an index range (the primary
+    key, the anonymous id's unique index, customer_external_upper_idx,
+    customer_email_upper_idx: `istartswith` is `UPPER(col) LIKE UPPER('term%')`),
+    combined with a BitmapOr."""
     return queryset.filter(
-        Q(pk=term) | Q(external_id__istartswith=term) | Q(email__istartswith=term)
+        Q(pk=term)
+        | Q(anonymous_id=term)
+        | Q(external_id__istartswith=term)
+        | Q(email__istartswith=term)
     )
 
 

@@ -177,7 +177,7 @@ class CustomerFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return []
-        customer = Customer.objects.filter(pk=value).only("external_id").first()
+        customer = Customer.objects.filter(pk=value).only("external_id", "anonymous_id").first()
         return [(value, str(customer) if customer else value)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
@@ -351,7 +351,7 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         return format_html(
             '<a href="{}">{}</a> · <a href="{}">all events of this customer</a>',
             customer_url,
-            obj.customer.external_id,
+            str(obj.customer),
             events_url,
         )
 

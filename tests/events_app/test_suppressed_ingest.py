@@ -71,11 +71,11 @@ def counts() -> tuple[int, int, int, int]:
     ],
 )
 def test_single_post_naming_a_suppressed_identifier_is_403_and_writes_nothing(
-    api, visit, kind, customer, field
+    contract_api, visit, kind, customer, field
 ):
     suppress(kind, "gone")
 
-    response = post(api, item("r-1", **customer))
+    response = post(contract_api, item("r-1", **customer))
 
     assert response.status_code == 403
     assert response.json() == {
