@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
@@ -300,3 +301,40 @@ def test_fifty_concurrent_first_events_of_one_anonymous_id_create_one_customer(v
     assert (customer.external_id, customer.anonymous_id) == (None, "anon-race")
     assert Event.objects.filter(customer=customer).count() == THREADS
     assert Event.objects.count() == THREADS
+
+
+# transaction=True: outside a test transaction, as a request runs (inside one, creating a
+# customer takes a savepoint around the INSERT).
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("customer", "known"),
+    [
+        ({"anonymous_id": "anon-new"}, False),
+        ({"anonymous_id": "anon-1"}, True),
+        ({"customer_external_id": "ext-new"}, False),
+        ({"customer_external_id": "alice"}, True),
+    ],
+)
+def test_a_single_post_by_anonymous_or_external_id_is_still_two_statements(
+    api, visit, monkeypatch, customer, known
+):
+    # The aliases and the suppression list are parts of the one reference read; the
+    # customer a new identifier names is created by the INSERT statement itself.
+    CustomerFactory(external_id="alice", anonymous_id="anon-1")
+    post(api, item("warm", anonymous_id="anon-1"))  # authenticates (then cached)
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self: psycopg.Cursor, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    response = post(api, item(**customer))
+
+    assert response.status_code == 201, response.json()
+    assert len(sent) == 2
+    assert "customers_customeralias" in sent[0]
+    assert "customers_suppressedidentifier" in sent[0]
+    assert sent[1].lstrip().startswith("WITH input AS")
+    assert Customer.objects.count() == (1 if known else 2)
