@@ -298,6 +298,14 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "depth",
     )
 
+    def get_export_fields(self, request: HttpRequest) -> list[str]:
+        """The default columns, and an anonymous customer's anonymous id beside the
+        customer's external id (empty for them)."""
+        fields = super().get_export_fields(request)
+        if "customer__external_id" in fields:
+            fields.insert(fields.index("customer__external_id") + 1, "customer__anonymous_id")
+        return fields
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return EventChangeList
 

@@ -3,6 +3,9 @@ and the customer admin."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -11,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from customers.models import Customer, CustomerAlias
 from tests.admin_support import marketer_client
 from tests.conftest import API
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -242,3 +245,28 @@ def test_the_admin_add_page_still_requires_an_external_id(marketer):
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["external_id"] == ["This field is required."]
     assert Customer.objects.count() == 0
+
+
+def test_the_events_export_names_an_anonymous_customer_by_their_anonymous_id(anonymous):
+    EventFactory(customer=anonymous)
+    staff = marketer_client(["events_app.view_event"])
+
+    response = staff.get("/admin/events_app/event/export.csv")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [(r["customer__external_id"], r["customer__anonymous_id"]) for r in rows] == [
+        ("", "anon-1")
+    ]
+
+
+def test_the_event_list_names_an_anonymous_customer(anonymous):
+    event = EventFactory(customer=anonymous)
+    staff = marketer_client(["events_app.view_event", "customers.view_customer"])
+
+    listed = staff.get("/admin/events_app/event/")
+    page = staff.get(f"/admin/events_app/event/{event.pk}/change/")
+    filtered = staff.get("/admin/events_app/event/", {"customer": anonymous.pk})
+
+    assert "anonymous anon-1" in listed.text
+    assert "anonymous anon-1" in page.text
+    assert "anonymous anon-1" in filtered.text
