@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from customers.models import Customer, CustomerAlias
+from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
 from customers.timeline import TIMELINE_PAGE_SIZE, TimelineCursor, customer_timeline
@@ -115,35 +115,6 @@ class AnonymousFilter(admin.SimpleListFilter):
         return queryset
 
 
-class CustomerAliasInline(admin.TabularInline):
-    """The identifiers that resolve to the customer besides their own (made by merges,
-    customers.identity): shown, never edited here."""
-
-    model = CustomerAlias
-    fields = ("kind", "value", "merge_id", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name = "alias"
-    verbose_name_plural = "aliases"
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Whoever may see the customer sees what resolves to them (no permission of
-        # its own to grant: aliases are only made by merges).
-        return request.user.has_perm("customers.view_customer") or request.user.has_perm(
-            "customers.change_customer"
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 def events_url(customer: Customer) -> str:
     return reverse("admin:events_app_event_changelist") + f"?customer={customer.pk}"
 
@@ -154,8 +125,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     change_form_template = "admin/customers/customer/change_form.html"
     list_display = ("name", "email", "created_at", "tag_list", "events_link")
     list_filter = (TagFilter, AnonymousFilter, CreatedWithinFilter)
-    inlines = (CustomerAliasInline,)
-    sortable_by = ("external_id", "created_at")
+    sortable_by = ("name", "created_at")
     wide_changelist = True
     # Declared so the search box and the autocomplete endpoint are enabled;
     # search_indexed does the work.
@@ -163,7 +133,16 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     search_help_text = (
         "A customer id or anonymous id, or the start of an external id or email (any case)."
     )
-    fields = ("external_id", "anonymous_id", "email", "attributes", "tags", "events_link", "id")
+    fields = (
+        "external_id",
+        "anonymous_id",
+        "alias_table",
+        "email",
+        "attributes",
+        "tags",
+        "events_link",
+        "id",
+    )
     story_page_size = TIMELINE_PAGE_SIZE
     readonly_fields = (
         "events_link",
@@ -173,6 +152,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         "attributes_table",
         "tag_chips",
         "anonymous_id",
+        "alias_table",
     )
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -184,6 +164,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
             return [
                 "external_id",
                 "anonymous_id",
+                "alias_table",
                 "email",
                 "attributes_table",
                 "tag_chips",
@@ -196,9 +177,6 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         self, request: HttpRequest, queryset: QuerySet[Customer], term: str
     ) -> QuerySet[Customer]:
         return customer_search(queryset=queryset, term=term)
-
-    def get_inlines(self, request: HttpRequest, obj: Customer | None) -> Any:
-        return self.inlines if obj is not None else ()
 
     @admin.display(description="customer", ordering="external_id")
     def name(self, obj: Customer) -> str:
@@ -220,6 +198,27 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     @admin.display(description="tags")
     def tag_chips(self, obj: Customer) -> SafeString:
         return self.tag_list(obj)
+
+    @admin.display(description="aliases")
+    def alias_table(self, obj: Customer) -> SafeString:
+        """The identifiers that resolve to the customer besides their own (made by
+        merges, customers.identity): shown, never edited here."""
+        aliases = obj.aliases.order_by("kind", "value")
+        if not aliases:
+            return format_html("{}", "—")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (a.kind, a.value, a.merge_id or "—", a.created_at.strftime("%Y-%m-%d %H:%M"))
+                for a in aliases
+            ),
+        )
+        return format_html(
+            '<table class="herald-aliases"><thead><tr><th>kind</th><th>value</th>'
+            "<th>merge</th><th>since</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="attributes")
     def attributes_table(self, obj: Customer) -> SafeString:
