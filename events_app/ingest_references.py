@@ -115,13 +115,15 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     customer_ids = {i.customer_id for i in items if i.customer_id}
     external_ids = {i.customer_external_id for i in items if i.customer_external_id}
     anonymous_ids = {i.anonymous_id for i in items if i.anonymous_id}
-    # Suppression only concerns identifiers that could create a customer: external and
-    # anonymous ids the request names, hashed as the suppression list keeps them. An
-    # event naming its customer by id never creates one, so it needs no hash: and a
-    # suppressed person's customer was deleted when they were suppressed (with its
-    # aliases), so a suppressed identifier never resolves to a customer. Refusing the
-    # identifiers that would create one (see events_app.ingestion) is therefore
-    # complete: no path brings a suppressed person back.
+    # Suppression only concerns identifiers that could create a customer. Suppressing a
+    # person deletes their customer (with its aliases), so a suppressed identifier never
+    # resolves to a customer: it is by definition unknown, and refusing the unknown
+    # identifiers that would create a customer (events_app.ingestion) is complete -- no
+    # ingest path brings a suppressed person back. An event naming its customer by id
+    # never creates one, so customer ids are not hashed and a request naming customers
+    # only by id reads no suppression part. Which external and anonymous ids are unknown
+    # is only known after this read, so each one the request names is hashed, as the
+    # suppression list keeps it (customers.privacy.hashing), and looked up with it.
     external_digests = _digests("external_id", external_ids)
     anonymous_digests = _digests("anonymous_id", anonymous_ids)
     parts: list[str] = []
