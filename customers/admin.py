@@ -1,5 +1,7 @@
 """Admin for customers: found by the start of an id or email, filtered by tag, and
-each one's story (customers.timeline) on their page.
+each one's story (customers.timeline) on their page. Anonymous customers (known by an
+`anonymous_id` only) are listed as "anonymous <anonymous id>" and filtered apart; the
+aliases a customer gained by merges are shown, read-only, on their page.
 
 The customers table can hold millions of rows, so the list uses the estimated
 count paginator and keyset paging (project.admin.lists), a prefix search that
@@ -63,6 +65,14 @@ class CustomerForm(forms.ModelForm):
         model = Customer
         fields = ("external_id", "email", "attributes", "tags")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        external_id = self.fields.get("external_id")
+        if external_id is not None:
+            # Required, as the API requires it, except on an anonymous customer's page
+            # (left empty it stays anonymous; given, it identifies them).
+            external_id.required = self.instance._state.adding or not self.instance.is_anonymous
+
 
 class TagFilter(admin.SimpleListFilter):
     """`?tag=vip`: customers carrying the tag. The tags in use are not listed (that
@@ -88,6 +98,23 @@ class TagFilter(admin.SimpleListFilter):
         return customers_with_tag(queryset=queryset, tag=value)
 
 
+class AnonymousFilter(admin.SimpleListFilter):
+    """Identified customers (with an external id) or anonymous ones (an anonymous id
+    only): `external_id IS NULL`, which the external id's unique index serves."""
+
+    title = "identity"
+    parameter_name = "anonymous"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "identified"), ("yes", "anonymous")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        value = self.value()
+        if value in ("yes", "no"):
+            return queryset.filter(external_id__isnull=value == "yes")
+        return queryset
+
+
 def events_url(customer: Customer) -> str:
     return reverse("admin:events_app_event_changelist") + f"?customer={customer.pk}"
 
@@ -96,15 +123,26 @@ def events_url(customer: Customer) -> str:
 class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     form = CustomerForm
     change_form_template = "admin/customers/customer/change_form.html"
-    list_display = ("external_id", "email", "created_at", "tag_list", "events_link")
-    list_filter = (TagFilter, CreatedWithinFilter)
-    sortable_by = ("external_id", "created_at")
+    list_display = ("name", "email", "created_at", "tag_list", "events_link")
+    list_filter = (TagFilter, AnonymousFilter, CreatedWithinFilter)
+    sortable_by = ("name", "created_at")
     wide_changelist = True
     # Declared so the search box and the autocomplete endpoint are enabled;
     # search_indexed does the work.
     search_fields = ("=external_id", "=email")
-    search_help_text = "A customer id, or the start of an external id or email (any case)."
-    fields = ("external_id", "email", "attributes", "tags", "events_link", "id")
+    search_help_text = (
+        "A customer id or anonymous id, or the start of an external id or email (any case)."
+    )
+    fields = (
+        "external_id",
+        "anonymous_id",
+        "alias_table",
+        "email",
+        "attributes",
+        "tags",
+        "events_link",
+        "id",
+    )
     story_page_size = TIMELINE_PAGE_SIZE
     readonly_fields = (
         "events_link",
@@ -113,6 +151,8 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         "updated_at",
         "attributes_table",
         "tag_chips",
+        "anonymous_id",
+        "alias_table",
     )
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -121,13 +161,27 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
             return ["external_id", "email", "attributes"]
         if not self.has_change_permission(request, obj):
             # Read-only: a table of attributes and the tags as chips, not form fields.
-            return ["external_id", "email", "attributes_table", "tag_chips", "events_link", "id"]
+            return [
+                "external_id",
+                "anonymous_id",
+                "alias_table",
+                "email",
+                "attributes_table",
+                "tag_chips",
+                "events_link",
+                "id",
+            ]
         return [*self.fields, "created_at", "updated_at"]
 
     def search_indexed(
         self, request: HttpRequest, queryset: QuerySet[Customer], term: str
     ) -> QuerySet[Customer]:
         return customer_search(queryset=queryset, term=term)
+
+    @admin.display(description="customer", ordering="external_id")
+    def name(self, obj: Customer) -> str:
+        """The external id, or "anonymous <anonymous id>" (Customer.__str__)."""
+        return str(obj)
 
     @admin.display(description="tags")
     def tag_list(self, obj: Customer) -> SafeString:
@@ -144,6 +198,27 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     @admin.display(description="tags")
     def tag_chips(self, obj: Customer) -> SafeString:
         return self.tag_list(obj)
+
+    @admin.display(description="aliases")
+    def alias_table(self, obj: Customer) -> SafeString:
+        """The identifiers that resolve to the customer besides their own (made by
+        merges, customers.identity): shown, never edited here."""
+        aliases = obj.aliases.order_by("kind", "value")
+        if not aliases:
+            return format_html("{}", "—")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (a.kind, a.value, a.merge_id or "—", a.created_at.strftime("%Y-%m-%d %H:%M"))
+                for a in aliases
+            ),
+        )
+        return format_html(
+            '<table class="herald-aliases"><thead><tr><th>kind</th><th>value</th>'
+            "<th>merge</th><th>since</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="attributes")
     def attributes_table(self, obj: Customer) -> SafeString:

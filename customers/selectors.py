@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias
 from project.errors import NotFoundError
 
 CUSTOMER_SORT_FIELDS = {
@@ -18,8 +18,26 @@ CUSTOMER_SORT_FIELDS = {
 }
 
 
+# Where a prefetch leaves a customer's external-id aliases (the customer object).
+_EXTERNAL_ALIASES = "external_aliases"
+
+
+def _with_external_aliases(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+    """`queryset` with each customer's external-id aliases in one query for the page
+    (customeralias_customer_idx), sorted: the customer object's `aliases`."""
+    return queryset.prefetch_related(
+        Prefetch(
+            "aliases",
+            queryset=CustomerAlias.objects.filter(kind=CustomerAlias.Kind.EXTERNAL).order_by(
+                "value"
+            ),
+            to_attr=_EXTERNAL_ALIASES,
+        )
+    )
+
+
 def customer_list() -> QuerySet[Customer]:
-    return Customer.objects.all()
+    return _with_external_aliases(Customer.objects.all())
 
 
 def customer_get(*, customer_id: str) -> Customer:
@@ -29,6 +47,19 @@ def customer_get(*, customer_id: str) -> Customer:
         raise NotFoundError(f"Customer '{customer_id}' not found.") from None
 
 
+def customer_external_aliases(*, customer: Customer) -> list[str]:
+    """The external ids besides its own that resolve to `customer`, sorted (read with
+    the page by `customer_list`, else here)."""
+    prefetched: list[CustomerAlias] | None = getattr(customer, _EXTERNAL_ALIASES, None)
+    if prefetched is not None:
+        return [alias.value for alias in prefetched]
+    return list(
+        CustomerAlias.objects.filter(customer=customer, kind=CustomerAlias.Kind.EXTERNAL)
+        .order_by("value")
+        .values_list("value", flat=True)
+    )
+
+
 # A search term that starts more customers' ids than this finds the events of these
 # first ones only (events_app.selectors.event_search): an IN list of every match
 # would be a scan in disguise.
@@ -36,12 +67,16 @@ CUSTOMER_MATCH_LIMIT = 200
 
 
 def customer_search(*, queryset: QuerySet[Customer], term: str) -> QuerySet[Customer]:
-    """Customers whose id is `term`, or whose external id or email starts with it, in
-    any case. On PostgreSQL each arm is an index range (the primary key,
-    customer_external_upper_idx, customer_email_upper_idx: `istartswith` is
-    `UPPER(col) LIKE UPPER('term%')`), combined with a BitmapOr."""
+    """Customers whose id or anonymous id is `term`, or whose external id or email
+    starts with it, in any case. On PostgreSQL each arm is an index range (the primary
+    key, the anonymous id's unique index, customer_external_upper_idx,
+    customer_email_upper_idx: `istartswith` is `UPPER(col) LIKE UPPER('term%')`),
+    combined with a BitmapOr."""
     return queryset.filter(
-        Q(pk=term) | Q(external_id__istartswith=term) | Q(email__istartswith=term)
+        Q(pk=term)
+        | Q(anonymous_id=term)
+        | Q(external_id__istartswith=term)
+        | Q(email__istartswith=term)
     )
 
 

@@ -177,7 +177,7 @@ class CustomerFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return []
-        customer = Customer.objects.filter(pk=value).only("external_id").first()
+        customer = Customer.objects.filter(pk=value).only("external_id", "anonymous_id").first()
         return [(value, str(customer) if customer else value)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
@@ -298,6 +298,14 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "depth",
     )
 
+    def get_export_fields(self, request: HttpRequest) -> list[str]:
+        """The default columns, and an anonymous customer's anonymous id beside the
+        customer's external id (empty for them)."""
+        fields = super().get_export_fields(request)
+        if "customer__external_id" in fields:
+            fields.insert(fields.index("customer__external_id") + 1, "customer__anonymous_id")
+        return fields
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return EventChangeList
 
@@ -351,7 +359,7 @@ class EventAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         return format_html(
             '<a href="{}">{}</a> · <a href="{}">all events of this customer</a>',
             customer_url,
-            obj.customer.external_id,
+            str(obj.customer),
             events_url,
         )
 

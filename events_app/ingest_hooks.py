@@ -65,8 +65,11 @@ class PreparedEvent:
     # The API client that sent it; None when not sent through the API.
     api_client_id: int | None = None
     # The external id of a customer that does not exist yet: the insert creates it
-    # (with `customer_id`, allotted by ingestion) only if this event is stored.
+    # (with `customer_id`, allotted by ingestion) only if this event is stored. With
+    # `new_customer_anonymous` it is the anonymous id of an anonymous customer instead
+    # (no external id). One field for both, so "the customer is new" stays one test.
     new_customer: str | None = None
+    new_customer_anonymous: bool = False
 
     def as_event(self) -> Event:
         """The row the insert writes, as an unsaved instance (for the portable insert

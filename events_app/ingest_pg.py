@@ -7,10 +7,10 @@ without a ref or whose ref was claimed are inserted (so a concurrent writer of t
 same ref never causes an IntegrityError or a half-written batch: the loser waits
 for the winner's commit and then skips the row), and data-modifying CTEs insert the
 property records of exactly the events that were stored, and the customers that
-stored events name by a new external id. A single statement is atomic on its own, so
-events, records and customers commit together without a transaction around them. It
-is much faster than `bulk_create`, which sends one parameter per cell and builds model
-instances (bench/README.md).
+stored events name by a new external id or a new anonymous id. A single statement is
+atomic on its own, so events, records and customers commit together without a
+transaction around them. It is much faster than `bulk_create`, which sends one
+parameter per cell and builds model instances (bench/README.md).
 
 The statement is built from the models, so a column added to Event later is filled
 with its field default unless it is listed in PER_EVENT_COLUMNS (then PreparedEvent
@@ -41,22 +41,30 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
-    """The CTE creating the customers the stored events name by a new external id,
-    and the customer fields that take their default.
+    """The CTE creating the customers the stored events name by a new external id or
+    a new anonymous id (an anonymous customer: no external id), and the customer
+    fields that take their default.
 
     Only for events actually stored: a duplicate ref (even one a concurrent writer
-    committed first) creates no customer. Events of one new external id share the
-    customer id ingestion allotted, so `DISTINCT ON` writes it once. A concurrent
-    request that created the same external id first wins (`ON CONFLICT DO NOTHING`);
-    the events that named the allotted id then point at no customer, which the
-    statement reports (see `_statement`) and the caller retries with the winner's id.
+    committed first) creates no customer. Events of one new identifier share the
+    customer id ingestion allotted, so `DISTINCT ON` that id writes it once. A
+    concurrent request that created the same external or anonymous id first wins
+    (`ON CONFLICT DO NOTHING` without a target: either unique index may be the one
+    that conflicts); the events that named the allotted id then point at no customer,
+    which the statement reports (see `_statement`) and the caller retries with the
+    winner's id.
     """
     quote = connection.ops.quote_name
     columns, values, _, defaulted = insert_parts(
         Customer,
         given={
             "id": 'input."customer_id"',
-            "external_id": 'input."new_customer"',
+            "external_id": (
+                'CASE WHEN input."new_customer_anonymous" THEN NULL ELSE input."new_customer" END'
+            ),
+            "anonymous_id": (
+                'CASE WHEN input."new_customer_anonymous" THEN input."new_customer" END'
+            ),
             "created_at": 'input."created_at"',
             "updated_at": 'input."created_at"',
         },
@@ -64,10 +72,10 @@ def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
     # Only identifiers from the model's metadata are formatted in; values are parameters.
     cte = f"""stored_customers AS (
     INSERT INTO {quote(Customer._meta.db_table)} ({columns})
-    SELECT DISTINCT ON (input."new_customer") {values}
+    SELECT DISTINCT ON (input."customer_id") {values}
     FROM input JOIN stored ON stored."id" = input."id"
     WHERE input."new_customer" IS NOT NULL
-    ON CONFLICT ("external_id") DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING "id"
 )"""  # noqa: S608
     return cte, defaulted
@@ -90,7 +98,8 @@ def _statement() -> tuple[str, tuple[Any, ...]]:
 WITH input AS (
     SELECT u.*, u.records AS property_records
     FROM json_to_recordset(%s::json)
-        AS u({event_recordset}, "records" json, "new_customer" text)
+        AS u({event_recordset}, "records" json, "new_customer" text,
+            "new_customer_anonymous" boolean)
 ), claimed AS (
     INSERT INTO {quote(refs.db_table)} ("event_type_id", "ref", "event_id")
     SELECT input."event_type_id", input."external_id", input."id"
@@ -123,9 +132,9 @@ LEFT JOIN {quote(refs.db_table)} existing
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
 UNION ALL
 -- The allotted customers that stored events point at and that exist nowhere: a
--- concurrent request created the same external id first. (This snapshot sees neither
--- that customer nor those of stored_customers, hence both tests.) The row is the
--- allotted id, NULL, the external id.
+-- concurrent request created the same external or anonymous id first. (This snapshot
+-- sees neither that customer nor those of stored_customers, hence both tests.) The row
+-- is the allotted id, NULL, the identifier.
 SELECT DISTINCT input."customer_id", NULL::boolean, input."new_customer"
 FROM input JOIN stored ON stored."id" = input."id"
 WHERE input."new_customer" IS NOT NULL
@@ -159,8 +168,9 @@ class PgInsertResult(NamedTuple):
     # For each event skipped because its ref exists, the id of the event that holds
     # the ref (None when this statement could not see it).
     skipped: dict[str, str | None]
-    # External ids of new customers that a concurrent request created first: the
-    # events stored for them point at no customer, so the caller must not commit.
+    # The ids allotted to new customers whose external or anonymous id a concurrent
+    # request created first: the events stored for them point at no customer, so the
+    # caller must not commit.
     customers_taken: set[str]
 
 
@@ -175,5 +185,5 @@ def pg_insert_events(prepared: list[PreparedEvent]) -> PgInsertResult:
     rows = fetch_all(sql, params)
     stored = {row_id for row_id, was_stored, _ in rows if was_stored}
     skipped = {row_id: other for row_id, was_stored, other in rows if was_stored is False}
-    taken = {other for _, was_stored, other in rows if was_stored is None}
+    taken = {row_id for row_id, was_stored, _ in rows if was_stored is None}
     return PgInsertResult(stored, skipped, taken)

@@ -1,7 +1,8 @@
 """Storing judged events (events_app.ingestion): one statement, and what it refuses.
 
 `events_store` writes a batch atomically: its events (with the flags the ingest hook
-planned), their property records and the customers they name by a new external id -- one
+planned), their property records and the customers they name by a new external or
+anonymous id -- one
 statement on PostgreSQL (events_app.ingest_pg), one transaction elsewhere. Either
 all of it is written or, when it raises, nothing.
 
@@ -26,8 +27,8 @@ from events_app.models import Event, EventRef, PropertyRecord
 from events_app.partitions.ondemand import partitions_cover
 
 REF_EXISTS = "Event ref already exists."
-# A new customer's external id taken by a concurrent request between the reference
-# read and the insert: the insert is retried with the winner's id. A second loss
+# A new customer's external (or anonymous) id taken by a concurrent request between the
+# reference read and the insert: the insert is retried with the winner's id. A second loss
 # needs the winner deleted in between; a third is not worth waiting for.
 _CUSTOMER_ATTEMPTS = 3
 # SQLSTATE classes of a refusal caused by what the statement carries, not by the
@@ -57,11 +58,12 @@ def ref_exists(index: int, event_id: str | None) -> InvalidEvent:
 
 
 class _CustomersTaken(Exception):
-    """New customers' external ids that a concurrent request created first."""
+    """The ids allotted to new customers whose external or anonymous id a concurrent
+    request created first."""
 
-    def __init__(self, external_ids: set[str]) -> None:
-        super().__init__(sorted(external_ids))
-        self.external_ids = external_ids
+    def __init__(self, customer_ids: set[str]) -> None:
+        super().__init__(sorted(customer_ids))
+        self.customer_ids = customer_ids
 
 
 def _existing_refs(events: list[PreparedEvent]) -> dict[tuple[str, str | None], str]:
@@ -90,8 +92,8 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
     (also by a concurrent request that committed first) is not stored and comes
     back in `duplicates` with the stored event's id; nothing raises, so a batch is
     never half written. A customer is created only with an event stored; when a
-    concurrent request created the same external id first, the insert is retried
-    with that customer. A database failure raises and stores none of the batch.
+    concurrent request created the same external or anonymous id first, the insert is
+    retried with that customer. A database failure raises and stores none of the batch.
     `facts`: the ingest hook's facts when the caller read them with its references
     (read here otherwise: not cached, so a change made in another process applies
     to this very insert).
@@ -110,7 +112,7 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
         except _CustomersTaken as taken:
             if attempt == _CUSTOMER_ATTEMPTS:
                 raise IntegrityError(f"Customers taken concurrently: {taken}") from None
-            _customers_reread(prepared, taken.external_ids)
+            _customers_reread(prepared, taken.customer_ids)
     hook = ingest_hook()
     if hook is not None:
         # Its side effects run on commit of the caller's transaction if there is one
@@ -131,7 +133,7 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
 
 def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
     """The ids stored and, per ref duplicate skipped, the holder's id (if seen)."""
-    creates = {p.new_customer for p in prepared if p.new_customer}
+    creates = {p.customer_id for p in prepared if p.new_customer}
     if connection.vendor != "postgresql":
         with transaction.atomic():
             return _orm_insert_events(prepared), {}
@@ -157,14 +159,25 @@ def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | No
     return result.stored, result.skipped
 
 
-def _customers_reread(prepared: list[PreparedEvent], external_ids: set[str]) -> None:
-    """Point the events of `external_ids` at the customers that exist now."""
-    found = dict(
-        Customer.objects.filter(external_id__in=external_ids).values_list("external_id", "id")
-    )
-    for p in prepared:
-        if p.new_customer in found:
-            p.customer_id, p.new_customer = found[p.new_customer], None
+def _customers_reread(prepared: list[PreparedEvent], allotted: set[str]) -> None:
+    """Point the events of the new customers `allotted` at the customers that exist now
+    with their external or anonymous id."""
+    taken = [p for p in prepared if p.new_customer and p.customer_id in allotted]
+    anonymous = {p.new_customer for p in taken if p.new_customer_anonymous}
+    external = {p.new_customer for p in taken if not p.new_customer_anonymous}
+    found: dict[tuple[bool, str | None], str] = {}
+    rows = Customer.objects.filter(
+        Q(external_id__in=external) | Q(anonymous_id__in=anonymous)
+    ).values_list("id", "external_id", "anonymous_id")
+    for customer_id, external_id, anonymous_id in rows:
+        if external_id in external:
+            found[(False, external_id)] = customer_id
+        if anonymous_id in anonymous:
+            found[(True, anonymous_id)] = customer_id
+    for p in taken:
+        winner = found.get((p.new_customer_anonymous, p.new_customer))
+        if winner is not None:
+            p.customer_id, p.new_customer, p.new_customer_anonymous = winner, None, False
 
 
 def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
@@ -173,19 +186,25 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
     with_ref = [p for p in prepared if p.external_id is not None]
     existing = _existing_refs(with_ref) if with_ref else {}
     fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
-    new = {p.new_customer: p for p in fresh if p.new_customer}
+    new = {p.customer_id: p for p in fresh if p.new_customer}
     if new:
-        taken = {
-            ext
-            for ext in Customer.objects.filter(external_id__in=new).values_list(
-                "external_id", flat=True
-            )
-            if ext is not None
+        external = {p.new_customer: cid for cid, p in new.items() if not p.new_customer_anonymous}
+        anonymous = {p.new_customer: cid for cid, p in new.items() if p.new_customer_anonymous}
+        rows = Customer.objects.filter(
+            Q(external_id__in=external) | Q(anonymous_id__in=anonymous)
+        ).values_list("external_id", "anonymous_id")
+        taken = {external[ext] for ext, _ in rows if ext in external} | {
+            anonymous[anon] for _, anon in rows if anon in anonymous
         }
         if taken:
             raise _CustomersTaken(taken)
         Customer.objects.bulk_create(
-            [Customer(id=p.customer_id, external_id=ext) for ext, p in sorted(new.items())]
+            [
+                Customer(id=cid, external_id=p.new_customer)
+                if not p.new_customer_anonymous
+                else Customer(id=cid, external_id=None, anonymous_id=p.new_customer)
+                for cid, p in sorted(new.items())
+            ]
         )
     Event.objects.bulk_create([p.as_event() for p in fresh])
     PropertyRecord.objects.bulk_create(

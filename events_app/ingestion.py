@@ -8,8 +8,13 @@ needs: events_app.ingest_references) and what the database could not store
 ingest hook plans for the events (events_app.ingest_hooks).
 
 What is refused writes nothing: a customer named by a new `customer_external_id`
-is created by the insert itself, only with an event that is stored (a 400, a 409,
-an item of `invalid_events` creates none), and a request that fails stores nothing.
+or `anonymous_id` (then an anonymous customer: no external id) is created by the
+insert itself, only with an event that is stored (a 400, a 403, a 409, an item of
+`invalid_events` creates none), and a request that fails stores nothing. An external
+or anonymous id may also be an alias (customers.models.CustomerAlias): its events land
+on the customer it resolves to. An identifier on the suppression list
+(customers.privacy) is never created again: its events are refused
+(`CUSTOMER_SUPPRESSED`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from django.utils import timezone
 
 from events_app.ingest_hooks import PreparedEvent
-from events_app.ingest_references import TypeInfo, references_read
+from events_app.ingest_references import References, TypeInfo, references_read
 from events_app.ingest_store import (
     REF_EXISTS,
     InvalidEvent,
@@ -32,11 +37,12 @@ from events_app.ingest_store import (
 )
 from events_app.schemas import EventCreateIn, event_data_decode
 from events_app.storable import data_problem, event_problems, utc_instant
-from project.errors import ConflictError, ValidationFailed
+from project.errors import ConflictError, ForbiddenError, ValidationFailed
 from project.ids import new_public_ids
 
 # The store's names, for callers of ingestion (the door: prepare, then store).
 __all__ = [
+    "CUSTOMER_SUPPRESSED",
     "REF_EXISTS",
     "BatchResult",
     "InvalidEvent",
@@ -46,6 +52,10 @@ __all__ = [
     "events_prepare",
     "events_store",
 ]
+
+# The refusal of an event whose external or anonymous id is on the suppression list:
+# the error of its `invalid_events` item, the message of a single POST's 403.
+CUSTOMER_SUPPRESSED = "customer is suppressed"
 
 
 def _check_records(
@@ -134,7 +144,8 @@ def _prepare(
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
-    pending_external: list[tuple[PreparedEvent, str]] = []
+    # Events naming their customer by external or anonymous id: (event, anonymous?, id).
+    pending: list[tuple[PreparedEvent, bool, str]] = []
     for index, item in enumerate(items):
         event_in = item.event
         if index in unstorable:
@@ -152,9 +163,14 @@ def _prepare(
             info = by_key.get(event_in.event_type or "")
             if info is None:
                 errors["event.event_type"] = [f"Unknown event type key '{event_in.event_type}'."]
-        if bool(event_in.customer_id) == bool(event_in.customer_external_id):
+        if (
+            bool(event_in.customer_id)
+            + bool(event_in.customer_external_id)
+            + bool(event_in.anonymous_id)
+            != 1
+        ):
             errors["event.customer_id"] = [
-                "Give exactly one of customer_id or customer_external_id."
+                "Give exactly one of customer_id, customer_external_id or anonymous_id."
             ]
         elif event_in.customer_id and event_in.customer_id not in known_customers:
             errors["event.customer_id"] = [f"Unknown customer '{event_in.customer_id}'."]
@@ -187,22 +203,54 @@ def _prepare(
         )
         prepared.append(ready)
         if event_in.customer_external_id:
-            pending_external.append((ready, event_in.customer_external_id))
+            pending.append((ready, False, event_in.customer_external_id))
+        elif event_in.anonymous_id:
+            pending.append((ready, True, event_in.anonymous_id))
 
-    if pending_external:
-        mapping = refs.customers_by_external_id
-        missing = sorted({ext for _, ext in pending_external} - mapping.keys())
-        allotted = dict(zip(missing, new_public_ids(len(missing)), strict=True))
-        for ready, ext in pending_external:
-            if ext in mapping:
-                ready.customer_id = mapping[ext]
-            else:
-                ready.customer_id, ready.new_customer = allotted[ext], ext
+    if pending:
+        prepared = _resolve_identifiers(prepared, pending, refs, invalid)
 
     prepared, repeats = _split_repeated_refs(prepared)
     invalid.extend(repeats)
     invalid.sort(key=lambda i: i.index)
     return prepared, invalid, refs.facts
+
+
+def _resolve_identifiers(
+    prepared: list[PreparedEvent],
+    pending: list[tuple[PreparedEvent, bool, str]],
+    refs: References,
+    invalid: list[InvalidEvent],
+) -> list[PreparedEvent]:
+    """Point the `pending` events at the customers their external or anonymous ids
+    resolve to; an unknown id is allotted a new customer (created with the first of its
+    events stored), unless it is suppressed: then its events are refused. Returns the
+    events still prepared."""
+    resolved = (refs.customers_by_external_id, refs.customers_by_anonymous_id)
+    suppressed = (refs.suppressed_external_ids, refs.suppressed_anonymous_ids)
+    missing = sorted(
+        {(anonymous, value) for _, anonymous, value in pending}
+        - {(anonymous, value) for anonymous in (False, True) for value in resolved[anonymous]}
+    )
+    allotted = dict(zip(missing, new_public_ids(len(missing)), strict=True))
+    refused: set[str] = set()
+    for ready, anonymous, value in pending:
+        customer_id = resolved[anonymous].get(value)
+        if customer_id is not None:
+            ready.customer_id = customer_id
+        elif value in suppressed[anonymous]:
+            field = "event.anonymous_id" if anonymous else "event.customer_external_id"
+            invalid.append(customer_suppressed(ready.index, field))
+            refused.add(ready.id)
+        else:
+            ready.customer_id = allotted[(anonymous, value)]
+            ready.new_customer, ready.new_customer_anonymous = value, anonymous
+    return [p for p in prepared if p.id not in refused] if refused else prepared
+
+
+def customer_suppressed(index: int, field: str) -> InvalidEvent:
+    """The refusal of an event naming a suppressed identifier (`field`: which one)."""
+    return InvalidEvent(index, CUSTOMER_SUPPRESSED, {field: [CUSTOMER_SUPPRESSED]})
 
 
 def _invalid(invalid: list[InvalidEvent], index: int, errors: dict[str, list[str]]) -> None:
@@ -264,4 +312,6 @@ def event_ingest(*, item: EventCreateIn, api_client_id: int | None = None) -> st
     problem = invalid[0]
     if problem.error == REF_EXISTS:
         raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})
+    if problem.error == CUSTOMER_SUPPRESSED:
+        raise ForbiddenError(CUSTOMER_SUPPRESSED, details=problem.details)
     raise ValidationFailed(problem.error, details=problem.details)

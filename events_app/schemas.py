@@ -26,12 +26,16 @@ class PropertyRecordIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
-    """The `event` object. Name the type by id or key, the customer by id or external id."""
+    """The `event` object. Name the type by id or key, the customer by id, external id or
+    anonymous id (exactly one of the three)."""
 
     event_type_id: Id | None = None
     event_type: Id | None = None
     customer_id: Id | None = None
     customer_external_id: Ref | None = None
+    # A visitor id from before the customer is known: names an anonymous customer,
+    # created by the first event that names it (customers.models.Customer.anonymous_id).
+    anonymous_id: Ref | None = None
     external_id: Ref | None = None
     secondary_external_id: Ref | None = None
     # An object, or (as the seed shows) a JSON-encoded object in a string.

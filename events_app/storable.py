@@ -90,6 +90,7 @@ def event_problems(item: EventCreateIn) -> dict[str, list[str]]:
         "event_type",
         "customer_id",
         "customer_external_id",
+        "anonymous_id",
         "external_id",
         "secondary_external_id",
     ):

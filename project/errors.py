@@ -30,6 +30,13 @@ class ValidationFailed(HeraldError):
     status_code = 400
 
 
+class ForbiddenError(HeraldError):
+    """A request the caller may not make whatever its input: e.g. an event for a
+    suppressed person (events_app.ingestion)."""
+
+    status_code = 403
+
+
 class NotFoundError(HeraldError):
     status_code = 404
 

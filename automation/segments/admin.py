@@ -287,7 +287,7 @@ class SegmentMembershipAdmin(RecordAdmin, BigTableAdmin):
         return format_html(
             '<a href="{}">{}</a>',
             reverse("admin:customers_customer_change", args=[obj.customer_id]),
-            obj.customer.external_id,
+            str(obj.customer),
         )
 
     @admin.display(description="Email")

@@ -130,28 +130,24 @@ def workflow_test_request(
             )
         return workflow_test(workflow=workflow, event=event_get(event_id=event_id), now=now)
     assert event is not None
-    customer_id = event.customer_id
-    if event.customer_external_id:
-        customer_id = (
-            Customer.objects.filter(external_id=event.customer_external_id)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if customer_id is None:
-            raise ValidationFailed(
-                f"Unknown customer '{event.customer_external_id}'.",
-                details={"event.customer_external_id": ["A test needs an existing customer."]},
-            )
     # The ref is irrelevant to a dry run; keeping it would report "already exists".
-    inline = msgspec.structs.replace(
-        event, customer_id=customer_id, customer_external_id=None, external_id=None
-    )
+    inline = msgspec.structs.replace(event, external_id=None)
     prepared, invalid = events_prepare(
         items=[EventCreateIn(event=inline, property_records=property_records)]
     )
     if invalid:
         raise ValidationFailed(invalid[0].error, details=invalid[0].details)
     ready = prepared[0]
+    if ready.new_customer is not None:
+        # Ingestion resolved the external or anonymous id (aliases too) and found no
+        # customer: storing the event would create one, a test does not.
+        field = (
+            "event.anonymous_id" if ready.new_customer_anonymous else "event.customer_external_id"
+        )
+        raise ValidationFailed(
+            f"Unknown customer '{ready.new_customer}'.",
+            details={field: ["A test needs an existing customer."]},
+        )
     unsaved = Event(
         id=ready.id,
         event_type_id=ready.event_type_id,

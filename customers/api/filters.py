@@ -9,6 +9,8 @@ from customers.models import Customer
 
 class CustomerFilter(django_filters.FilterSet):
     external_id = django_filters.CharFilter(field_name="external_id")
+    # customers_customer_anonymous_id_key (its unique index) serves it.
+    anonymous_id = django_filters.CharFilter(field_name="anonymous_id")
     # Exact match, so customer_email_idx serves it (iexact would scan the table).
     email = django_filters.CharFilter(field_name="email")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from customers.models import Customer
+from customers.selectors import customer_external_aliases
 from project.api.strict import NonEmptyPatchMixin, StrictCharField, StrictSerializer
 
 
@@ -14,6 +16,17 @@ def _tag() -> StrictCharField:
 
 class CustomerSerializer(serializers.ModelSerializer):
     customer_id = serializers.CharField(source="id")
+    external_id = serializers.CharField(
+        allow_null=True, help_text="Your own id for the customer; null for an anonymous customer."
+    )
+    anonymous_id = serializers.CharField(
+        allow_null=True,
+        help_text="The visitor id events named an anonymous customer by (kept once identified).",
+    )
+    is_anonymous = serializers.BooleanField(help_text="True while the customer has no external_id.")
+    aliases = serializers.SerializerMethodField(
+        help_text="Other external ids whose events land on this customer, sorted."
+    )
     # CharField, not EmailField: "" (no address) must not break a client that
     # validates the `email` format of responses.
     email = serializers.CharField(help_text='The address, or "" when unknown.')
@@ -25,6 +38,9 @@ class CustomerSerializer(serializers.ModelSerializer):
         fields = [
             "customer_id",
             "external_id",
+            "anonymous_id",
+            "is_anonymous",
+            "aliases",
             "email",
             "attributes",
             "tags",
@@ -32,6 +48,10 @@ class CustomerSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_aliases(self, customer: Customer) -> list[str]:
+        return customer_external_aliases(customer=customer)
 
 
 class CustomerFieldsIn(StrictSerializer):

@@ -77,6 +77,12 @@ class EventCollectionView(StrictAPIView):
 
     @extend_schema(
         operation_id="events_create",
+        description=(
+            "Name the customer by exactly one of `customer_id`, `customer_external_id` "
+            "(an alias works too) or `anonymous_id`; an unknown external or anonymous id "
+            "creates the customer with the event. A 403 with the message "
+            '"customer is suppressed" refuses an event naming a suppressed identifier.'
+        ),
         request=msgspec_body(EventCreateIn),
         responses={
             201: envelope(
@@ -96,7 +102,8 @@ _BATCH_RESULT_DOC = serializers.DictField(
     help_text=(
         '{"valid_events": [{"index", "event_id", "event_type_id", "customer_id", '
         '"external_id"}], "invalid_events": [{"index", "event" (as sent), "error", '
-        '"details", "event_id" (the stored event, for duplicate refs)}]}'
+        '"details", "event_id" (the stored event, for duplicate refs)}]}. An event naming '
+        'a suppressed identifier is invalid with the error "customer is suppressed".'
     )
 )
 

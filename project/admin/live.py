@@ -93,7 +93,7 @@ def live_feed(request: HttpRequest) -> HttpResponse:
                     "id": e.id,
                     "url": reverse("admin:events_app_event_change", args=[e.id]),
                     "event_type": e.event_type.key,
-                    "customer": e.customer.external_id,
+                    "customer": str(e.customer),
                     "api_client": e.api_client.name if e.api_client else "",
                     "created_at": e.created_at.isoformat(),
                 }

@@ -214,6 +214,9 @@ def test_customer_is_returned_in_full(contract_api):
         "data": {
             "customer_id": customer.id,
             "external_id": "157613",
+            "anonymous_id": None,
+            "is_anonymous": False,
+            "aliases": [],
             "email": "",
             "attributes": {"a": [1, 2]},
             "tags": ["vip"],

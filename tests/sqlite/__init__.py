@@ -17,7 +17,8 @@ project/sql.py fetch_all          Django's cursor (a server-binding psycopg curs
                                   prepared): every ingest's reference read
 events_app/ingest_store.py        ORM path in a transaction: skip stored refs, then   ingestion,
   events_store                    bulk_create the new customers of the events         delivery
-                                  stored, events, records
+                                  stored (by external or anonymous id), events,
+                                  records
                                   (events_app/ingest_pg.py: one statement)
 automation/webhooks/sender_sql.py the claim UPDATE alone, the endpoint read by a      delivery
   _claim_sql, claim_update        second query, no SKIP LOCKED in the next-of-

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias, SuppressedIdentifier
+from customers.privacy.hashing import identifier_digest
 from events_app.models import Event, PropertyRecord
 from tests.sqlite.conftest import get, ok, post, purchase_item
 
@@ -173,3 +174,37 @@ def test_refused_events_create_no_customer_and_stored_ones_do(api, purchase):
     assert (Customer.objects.count(), Event.objects.count()) == (before[0] + 1, before[1] + 1)
     assert sorted(Customer.objects.values_list("external_id", flat=True)) == ["alice", "frank"]
     assert data["valid_events"][0]["customer_id"] == Customer.objects.get(external_id="frank").pk
+
+
+def test_anonymous_ids_aliases_and_suppressed_ids_resolve_in_the_one_reference_read(api, purchase):
+    alice = Customer.objects.create(external_id="alice")
+    CustomerAlias.objects.create(customer=alice, kind="external", value="alice-crm")
+    SuppressedIdentifier.objects.create(
+        kind="anonymous_id", digest=identifier_digest("anonymous_id", "gone")
+    )
+
+    first = ok(
+        post(api, "/events", purchase_item(customer_external_id=None, anonymous_id="v-1")), 201
+    )
+    data = batch(
+        api,
+        [
+            purchase_item(customer_external_id=None, anonymous_id="v-1", ref="o-2"),
+            purchase_item("alice-crm", ref="o-3"),
+            purchase_item(customer_external_id=None, anonymous_id="gone", ref="o-4"),
+        ],
+    )
+    refused = post(api, "/events", purchase_item(customer_external_id=None, anonymous_id="gone"))
+
+    anonymous = Customer.objects.get(anonymous_id="v-1")
+    assert anonymous.external_id is None
+    assert Event.objects.get(pk=first["event_id"]).customer_id == anonymous.pk
+    assert [(e["index"], e["customer_id"]) for e in data["valid_events"]] == [
+        (0, anonymous.pk),
+        (1, alice.pk),
+    ]
+    assert [(i["index"], i["error"]) for i in data["invalid_events"]] == [
+        (2, "customer is suppressed")
+    ]
+    assert (refused.status_code, refused.json()["message"]) == (403, "customer is suppressed")
+    assert (Customer.objects.count(), Event.objects.count()) == (2, 3)

@@ -75,7 +75,7 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 class SegmentMemberSerializer(serializers.ModelSerializer):
     customer_id = serializers.CharField()
-    external_id = serializers.CharField(source="customer.external_id")
+    external_id = serializers.CharField(source="customer.external_id", allow_null=True)
     email = serializers.CharField(source="customer.email")
 
     class Meta:
@@ -97,7 +97,7 @@ class CustomerSegmentSerializer(serializers.ModelSerializer):
 
 class PreviewCustomerSerializer(serializers.Serializer):
     customer_id = serializers.CharField()
-    external_id = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)
     email = serializers.CharField()
 
 

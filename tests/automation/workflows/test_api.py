@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from automation.due import due_events_process_and_run
 from automation.workflows.models import Workflow, WorkflowRun
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias
 from events_app.models import Event
 from tests.conftest import API
 
@@ -225,6 +225,26 @@ def test_test_endpoint_explains_an_inline_event_and_stores_nothing(
     assert Event.objects.count() == 0
 
 
+def test_test_endpoint_finds_the_customer_by_an_anonymous_id_or_an_alias(
+    api: APIClient, purchase: Any
+) -> None:
+    workflow_id = create(api)
+    visitor = Customer.objects.create(external_id=None, anonymous_id="visitor-1")
+    CustomerAlias.objects.create(customer=visitor, kind="external", value="crm-1")
+
+    answers = [
+        api.post(
+            f"{URL}/{workflow_id}/test",
+            {"event": {"event_type": "purchase", **customer}},
+            format="json",
+        )
+        for customer in ({"anonymous_id": "visitor-1"}, {"customer_external_id": "crm-1"})
+    ]
+
+    assert [a.status_code for a in answers] == [200, 200], [a.json() for a in answers]
+    assert (Customer.objects.count(), Event.objects.count()) == (1, 0)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
@@ -234,6 +254,11 @@ def test_test_endpoint_explains_an_inline_event_and_stores_nothing(
             {"event": {"event_type": "purchase", "customer_external_id": "nobody"}},
             400,
             "event.customer_external_id",
+        ),
+        (
+            {"event": {"event_type": "purchase", "anonymous_id": "visitor-nobody"}},
+            400,
+            "event.anonymous_id",
         ),
         (
             {
