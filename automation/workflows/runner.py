@@ -36,6 +36,8 @@ from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
+from automation.workflows.policies.services import policy_gate, policy_usage_record
+from automation.workflows.policies.spec import DEFERRED, Verdict
 from project import background
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def _step(run_id: str, now: datetime) -> bool:
     with transaction.atomic():
         run = (
             WorkflowRun.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("workflow")
+            .select_related("workflow", "workflow__delivery_policy")
             .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
             .first()
         )
@@ -98,11 +100,17 @@ def _step(run_id: str, now: datetime) -> bool:
         spec = run.actions[index]
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
+        # The delivery policy's caps and quiet hours: the one place they are checked.
+        gate = policy_gate(run=run, action=spec, now=now, customer=lambda: ctx.customer)
+        if gate is not None and not gate.verdict.allowed:
+            return _blocked(run, index, spec, gate.verdict, now)
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
             with transaction.atomic():  # a failed action's writes roll back alone
                 result = handler().execute(ctx, spec)
+                if gate is not None:
+                    policy_usage_record(gate=gate, run=run, action_type=handler.type, now=now)
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
@@ -130,6 +138,29 @@ def _step(run_id: str, now: datetime) -> bool:
             run.status, run.resume_at = Status.PENDING, now + grace_period()
         run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
         return run.status == Status.PENDING
+
+
+def _blocked(
+    run: WorkflowRun, index: int, spec: dict[str, Any], verdict: Verdict, now: datetime
+) -> bool:
+    """Record an action the delivery policy blocked. A deferred one waits, durably like
+    a wait action, and is judged again when the run resumes; a capped or skipped one
+    is passed over and the run goes on. True when there is more to do now."""
+    detail = {} if verdict.resume_at is None else {"resume_at": verdict.resume_at.isoformat()}
+    run.outcomes = [
+        *run.outcomes,
+        _outcome(index, spec, verdict.status, now, reason=verdict.reason, detail=detail),
+    ]
+    if verdict.status == DEFERRED and verdict.resume_at is not None:
+        run.status, run.resume_at = Status.WAITING, verdict.resume_at
+    else:
+        run.position = index + 1
+        if run.position >= len(run.actions):
+            run.status, run.resume_at, run.finished_at = Status.SUCCEEDED, None, now
+        else:
+            run.status, run.resume_at = Status.PENDING, now + grace_period()
+    run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
+    return run.status == Status.PENDING
 
 
 def workflow_run_advance(*, run_id: str, now: Callable[[], datetime] | None = None) -> None:
