@@ -85,6 +85,8 @@ class PolicyUsage(models.Model):
             ),
             # Deleting a customer (customer_id IN …) without reading every policy's rows.
             models.Index(fields=["customer"], name="policyusage_customer_idx"),
+            # The policies.prune job: rows older than any window.
+            models.Index(fields=["at"], name="policyusage_at_idx"),
         ]
 
     def __str__(self) -> str:

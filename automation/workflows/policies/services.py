@@ -38,6 +38,7 @@ from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
 from automation.workflows.policies.selectors import policy_usage_in_window
 from automation.workflows.policies.spec import (
     ALLOWED,
+    MAX_WINDOW,
     PolicySpec,
     Verdict,
     policy_errors,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from customers.models import Customer
 
 AUDIT_TYPE = "delivery_policy"
+PRUNE_CHUNK = 5000
 EXEMPT = "exempt_from_policy"
 
 
@@ -273,3 +275,16 @@ def policy_preview(
             item["resume_at"] = gate.verdict.resume_at.isoformat()
         verdicts.append(item)
     return {"key": policy.key, "delivery_policy_id": policy.pk, "actions": verdicts}
+
+
+def policy_usage_prune(now: datetime) -> int:
+    """Periodic (`policies.prune`): delete ledger rows older than the longest window a
+    cap may have, at most PRUNE_CHUNK per call; returns how many."""
+    ids = list(
+        PolicyUsage.objects.filter(at__lt=now - MAX_WINDOW)
+        .order_by("at")
+        .values_list("pk", flat=True)[:PRUNE_CHUNK]
+    )
+    if ids:
+        PolicyUsage.objects.filter(pk__in=ids).delete()
+    return len(ids)

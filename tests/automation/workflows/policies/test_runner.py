@@ -212,3 +212,18 @@ def test_a_workflow_without_a_policy_is_not_policed(
     for _ in range(3):
         assert statuses(advance(start_run(free, alice), NOON)) == [(0, "succeeded")]
     assert PolicyUsage.objects.count() == 0
+
+
+def test_the_prune_job_deletes_ledger_rows_older_than_any_window(
+    make_policy: Callable[..., DeliveryPolicy],
+) -> None:
+    from project.background import run_job
+
+    policy = make_policy()
+    alice = Customer.objects.create(external_id="alice")
+    for days in (366, 364):
+        PolicyUsage.objects.create(
+            policy=policy, customer=alice, action_type="webhook", at=NOON - timedelta(days=days)
+        )
+    assert run_job("policies.prune", NOON) == 1
+    assert [u.at for u in PolicyUsage.objects.all()] == [NOON - timedelta(days=364)]
