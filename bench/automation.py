@@ -323,6 +323,10 @@ def phase_policy(args: argparse.Namespace) -> None:
         for with_policy in (False, True):
             Workflow.objects.update(delivery_policy=policy if with_policy else None)
             figures = _policy_round(ids, args.batch)
+            print(
+                f"   round {'with' if with_policy else 'without'}: {figures[0]:,.0f} events/s, "
+                f"{figures[1]:,.0f} runs/s"
+            )
             kept = best.get(with_policy)
             best[with_policy] = (
                 figures

@@ -36,7 +36,7 @@ from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
-from automation.workflows.policies.services import policy_gate, policy_usage_record
+from automation.workflows.policies.services import policy_admit
 from automation.workflows.policies.spec import DEFERRED, Verdict
 from project import background
 
@@ -100,17 +100,16 @@ def _step(run_id: str, now: datetime) -> bool:
         spec = run.actions[index]
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
-        # The delivery policy's caps and quiet hours: the one place they are checked.
-        gate = policy_gate(run=run, action=spec, now=now, customer=lambda: ctx.customer)
-        if gate is not None and not gate.verdict.allowed:
-            return _blocked(run, index, spec, gate.verdict, now)
+        verdict: Verdict | None = None
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
-            with transaction.atomic():  # a failed action's writes roll back alone
-                result = handler().execute(ctx, spec)
-                if gate is not None:
-                    policy_usage_record(gate=gate, run=run, action_type=handler.type, now=now)
+            # A failed action's writes roll back alone, with its ledger entry.
+            with transaction.atomic():
+                # The delivery policy (caps, quiet hours): the one place it is checked.
+                verdict = policy_admit(run=run, action=spec, now=now)
+                if verdict is None or verdict.allowed:
+                    result = handler().execute(ctx, spec)
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
@@ -124,6 +123,8 @@ def _step(run_id: str, now: datetime) -> bool:
             )
             run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
             return False
+        if verdict is not None and not verdict.allowed:
+            return _blocked(run, index, spec, verdict, now)
         run.outcomes = [
             *run.outcomes,
             _outcome(index, spec, "succeeded", now, detail=result.detail),

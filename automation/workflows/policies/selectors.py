@@ -1,13 +1,10 @@
-"""Reads for delivery policies: lists, one by id or key, and the caps' ledger."""
+"""Reads for delivery policies: lists, one by id or key (the ledger: policies.ledger)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db.models import Q, QuerySet
 
-from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
-from automation.workflows.policies.spec import Cap
+from automation.workflows.policies.models import DeliveryPolicy
 from project.errors import NotFoundError
 
 POLICY_SORT_FIELDS = {"created_at": "created_at", "key": "key", "delivery_policy_id": "pk"}
@@ -28,15 +25,3 @@ def delivery_policy_get(*, policy_id: str) -> DeliveryPolicy:
 def delivery_policy_find(*, ref: str) -> DeliveryPolicy | None:
     """The policy a workflow names (by key or id), or None."""
     return DeliveryPolicy.objects.filter(Q(pk=ref) | Q(key=ref)).order_by("pk").first()
-
-
-def policy_usage_in_window(*, policy_id: str, customer_id: str, cap: Cap, now: datetime) -> int:
-    """How many actions of the cap's types ran for the customer under the policy in the
-    cap's rolling window (policyusage_window_idx)."""
-    return PolicyUsage.objects.filter(
-        policy_id=policy_id,
-        customer_id=customer_id,
-        action_type__in=cap.actions,
-        # No upper bound: a worker whose clock lags another's still counts its actions.
-        at__gt=now - cap.window,
-    ).count()

@@ -25,17 +25,14 @@ delivery is one message.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from automation.workflows.actions import REGISTRY as ACTIONS
+from automation.workflows.policies import ledger
 from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
-from automation.workflows.policies.selectors import policy_usage_in_window
 from automation.workflows.policies.spec import (
     ALLOWED,
     MAX_WINDOW,
@@ -159,93 +156,55 @@ def delivery_policy_delete(*, policy: DeliveryPolicy) -> None:
 # ---------------------------------------------------------------- the gate
 
 
-@dataclass(frozen=True)
-class Gate:
-    """The policy's verdict on one action, and whether running it adds to the ledger."""
-
-    policy_id: str
-    verdict: Verdict
-    counted: bool
-
-
-def _lock(policy_id: str, customer_id: str) -> None:
-    """Serialize cap decisions per (policy, customer) until commit. SQLite (the
-    embedded default) has one writer at a time: its transaction is enough."""
-    if connection.vendor != "postgresql":
-        return
-    digest = hashlib.blake2b(f"policy:{policy_id}:{customer_id}".encode(), digest_size=8).digest()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)]
-        )
-
-
-def _tz_name(spec: PolicySpec, customer: Callable[[], Customer]) -> Any:
+def _tz_name(spec: PolicySpec, attributes: dict[str, Any]) -> Any:
     if spec.quiet_hours is None:
-        return None
-    attributes = customer().attributes
-    if not isinstance(attributes, dict):
         return None
     return attributes.get(spec.quiet_hours.timezone_attribute)
 
 
-def _decide(
-    policy: DeliveryPolicy,
-    *,
-    action: dict[str, Any],
-    customer_id: str,
-    customer: Callable[[], Customer],
-    now: datetime,
-    lock: bool,
-) -> Gate | None:
-    if action.get(EXEMPT) is True:
+def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> Verdict | None:
+    """The run's policy's verdict on its next action; None when no policy applies (none
+    on the workflow, an exempt action, no cap or quiet hours for its type).
+
+    Call inside the transaction (savepoint) that performs the action: when the action
+    is let through under a cap, its ledger row is already written (policies.ledger),
+    so an action that fails rolls it back with its own writes.
+    """
+    policy = run.workflow.delivery_policy
+    if policy is None or action.get(EXEMPT) is True:
         return None
     spec = policy_spec_of(policy.as_data())
     action_type = str(action.get("type", ""))
     caps = spec.caps_for(action_type)
     if not caps and spec.quiet_hours is None:
         return None
-    tz_name = _tz_name(spec, customer)
+    attributes = ledger.lock_and_read_attributes(
+        policy_id=policy.pk,
+        customer_id=run.customer_id,
+        read=spec.quiet_hours is not None,
+        lock=bool(caps),
+    )
+    tz_name = _tz_name(spec, attributes)
     quiet = verdict(spec, action_type=action_type, tz_name=tz_name, now=now)
     if not quiet.allowed or not caps:
-        return Gate(policy.pk, quiet, counted=False)
-    if lock:
-        _lock(policy.pk, customer_id)
-    counts = [
-        (
-            cap,
-            policy_usage_in_window(policy_id=policy.pk, customer_id=customer_id, cap=cap, now=now),
-        )
-        for cap in caps
-    ]
-    decided = verdict(spec, action_type=action_type, tz_name=tz_name, now=now, successes=counts)
-    return Gate(policy.pk, decided, counted=decided.allowed)
-
-
-def policy_gate(
-    *, run: WorkflowRun, action: dict[str, Any], now: datetime, customer: Callable[[], Customer]
-) -> Gate | None:
-    """The run's policy's verdict on its next action (None: no policy applies). Call
-    inside the step's transaction, before the action; if `counted`, call
-    policy_usage_record in the transaction that performs the action."""
-    policy = run.workflow.delivery_policy
-    if policy is None:
-        return None
-    return _decide(
-        policy, action=action, customer_id=run.customer_id, customer=customer, now=now, lock=True
+        return quiet
+    found, taken = ledger.take(
+        policy_id=policy.pk,
+        customer_id=run.customer_id,
+        action_type=action_type,
+        caps=caps,
+        now=now,
+        run_id=run.pk,
     )
-
-
-def policy_usage_record(*, gate: Gate, run: WorkflowRun, action_type: str, now: datetime) -> None:
-    """Add the action that `gate` let through to the policy's ledger."""
-    if gate.counted:
-        PolicyUsage.objects.create(
-            policy_id=gate.policy_id,
-            customer_id=run.customer_id,
-            action_type=action_type,
-            at=now,
-            workflow_run_id=run.pk,
-        )
+    if taken:
+        return quiet
+    return verdict(
+        spec,
+        action_type=action_type,
+        tz_name=tz_name,
+        now=now,
+        successes=zip(caps, found, strict=True),
+    )
 
 
 def policy_preview(
@@ -253,26 +212,28 @@ def policy_preview(
 ) -> dict[str, Any]:
     """What `policy` would do now with each of `actions` for `customer`, each judged on
     its own (the workflow test endpoint); reads only."""
+    spec = policy_spec_of(policy.as_data())
+    attributes = customer.attributes if isinstance(customer.attributes, dict) else {}
+    tz_name = _tz_name(spec, attributes)
     verdicts = []
     for index, action in enumerate(actions):
-        gate = _decide(
-            policy,
-            action=action,
-            customer_id=customer.pk,
-            customer=lambda: customer,
-            now=now,
-            lock=False,
-        )
-        item: dict[str, Any] = {
-            "index": index,
-            "type": action.get("type"),
-            "status": ALLOWED if gate is None else gate.verdict.status,
-            "reason": None if gate is None else gate.verdict.reason,
-        }
+        action_type = str(action.get("type", ""))
+        caps = spec.caps_for(action_type)
+        item: dict[str, Any] = {"index": index, "type": action.get("type")}
         if action.get(EXEMPT) is True:
-            item["reason"] = "exempt from the policy"
-        if gate is not None and gate.verdict.resume_at is not None:
-            item["resume_at"] = gate.verdict.resume_at.isoformat()
+            verdicts.append({**item, "status": ALLOWED, "reason": "exempt from the policy"})
+            continue
+        found = ledger.counts(policy_id=policy.pk, customer_id=customer.pk, caps=caps, now=now)
+        judged = verdict(
+            spec,
+            action_type=action_type,
+            tz_name=tz_name,
+            now=now,
+            successes=zip(caps, found, strict=True),
+        )
+        item.update(status=judged.status, reason=judged.reason)
+        if judged.resume_at is not None:
+            item["resume_at"] = judged.resume_at.isoformat()
         verdicts.append(item)
     return {"key": policy.key, "delivery_policy_id": policy.pk, "actions": verdicts}
 
