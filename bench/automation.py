@@ -261,8 +261,12 @@ def phase_throughput(args: argparse.Namespace) -> None:
     )
 
 
-def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int]:
-    """Evaluate `ids` afresh and run their runs' actions: (events/s, runs/s, runs)."""
+def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float, float]:
+    """Evaluate `ids` afresh and run their runs' actions: (events/s, runs/s, runs,
+    queries per run, this process's CPU µs per run)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from automation.due import due_events_process
     from automation.workflows.models import WorkflowRun
     from automation.workflows.runner import workflow_run_advance
@@ -280,11 +284,15 @@ def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int]:
     for start in range(0, len(ids), batch):
         to_run += due_events_process(event_ids=ids[start : start + batch]).run_ids
     evaluated = len(ids) / (time.perf_counter() - started)
+    cpu = time.process_time()
     started = time.perf_counter()
-    for run_id in to_run:
-        workflow_run_advance(run_id=run_id)
+    with CaptureQueriesContext(connection) as queries:
+        for run_id in to_run:
+            workflow_run_advance(run_id=run_id)
     actions = len(to_run) / (time.perf_counter() - started)
-    return evaluated, actions, len(to_run)
+    cpu = time.process_time() - cpu
+    runs = max(1, len(to_run))
+    return evaluated, actions, len(to_run), len(queries) / runs, cpu / runs * 1e6
 
 
 def phase_policy(args: argparse.Namespace) -> None:
@@ -318,20 +326,27 @@ def phase_policy(args: argparse.Namespace) -> None:
             "on_blocked": "defer",
         }
     )
-    best: dict[bool, tuple[float, float, int]] = {}
+    best: dict[bool, tuple[float, float, int, float, float]] = {}
     for _ in range(args.rounds):
         for with_policy in (False, True):
             Workflow.objects.update(delivery_policy=policy if with_policy else None)
             figures = _policy_round(ids, args.batch)
             print(
                 f"   round {'with' if with_policy else 'without'}: {figures[0]:,.0f} events/s, "
-                f"{figures[1]:,.0f} runs/s"
+                f"{figures[1]:,.0f} runs/s, {figures[3]:.1f} queries and "
+                f"{figures[4]:,.0f} µs CPU per run"
             )
             kept = best.get(with_policy)
             best[with_policy] = (
                 figures
                 if kept is None
-                else (max(kept[0], figures[0]), max(kept[1], figures[1]), figures[2])
+                else (
+                    max(kept[0], figures[0]),
+                    max(kept[1], figures[1]),
+                    figures[2],
+                    figures[3],
+                    min(kept[4], figures[4]),
+                )
             )
     blocked = sum(
         1
@@ -351,6 +366,11 @@ def phase_policy(args: argparse.Namespace) -> None:
     print(
         f"   actions:    without {without[1]:,.0f} runs/s, with {with_[1]:,.0f} runs/s "
         f"= {with_[1] / without[1]:.0%} (goal >= 90 %)"
+    )
+    print(
+        f"   per run (one add_tags action): {without[3]:.1f} -> {with_[3]:.1f} queries, "
+        f"worker CPU {without[4]:,.0f} -> {with_[4]:,.0f} µs "
+        f"(by CPU, {without[4] / with_[4]:.0%} of the rate)"
     )
 
 
