@@ -27,6 +27,7 @@ class AutomationConfig(AppConfig):
         from automation.timeline import timeline_register
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
+        from automation.workflows.policies.services import policy_usage_prune
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
         from customers.hooks import customer_change_hook_register
@@ -52,6 +53,10 @@ class AutomationConfig(AppConfig):
         periodic_job_register(name="due.claim", interval_seconds=1.0, func=due_events_drain)
         # Due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # Delivery policies' ledger rows older than any cap's window.
+        periodic_job_register(
+            name="policies.prune", interval_seconds=3600.0, func=policy_usage_prune
+        )
         # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
         metrics_register()
         # Segments: a customer's fields changed (customers.hooks), and the sweep of

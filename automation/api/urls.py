@@ -4,5 +4,6 @@ from automation.schedules.api.urls import urlpatterns as schedule_urls
 from automation.segments.api.urls import urlpatterns as segment_urls
 from automation.webhooks.api.urls import urlpatterns as delivery_urls
 from automation.workflows.api.urls import urlpatterns as workflow_urls
+from automation.workflows.policies.api.urls import urlpatterns as policy_urls
 
-urlpatterns = [*delivery_urls, *schedule_urls, *workflow_urls, *segment_urls]
+urlpatterns = [*delivery_urls, *schedule_urls, *workflow_urls, *segment_urls, *policy_urls]

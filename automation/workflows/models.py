@@ -38,6 +38,15 @@ class Workflow(models.Model):
     # {"event_type": key or id, "conditions": tree}: such an event ends the customer's
     # unfinished runs as converted (automation.workflows.goals); null: no goal.
     goal = models.JSONField(null=True, blank=True, default=None)
+    # The delivery policy (caps, quiet hours) over its actions; PROTECT: a policy in
+    # use cannot be deleted (the API's 409).
+    delivery_policy = models.ForeignKey(
+        "automation.DeliveryPolicy",
+        on_delete=models.PROTECT,
+        related_name="workflows",
+        null=True,
+        blank=True,
+    )
     # Bumped on every change; workers compare (count, max(updated_at)) of the
     # table to know their cached copy of the active workflows is stale.
     version = models.PositiveIntegerField(default=1)

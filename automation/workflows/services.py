@@ -33,6 +33,8 @@ from automation.workflows.conditions import trees as condition_trees
 from automation.workflows.durations import parse_duration
 from automation.workflows.goals import goal_check
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.workflows.policies.models import DeliveryPolicy
+from automation.workflows.policies.selectors import delivery_policy_find
 from automation.workflows.selectors import active_workflows_forget, workflow_webhook_secrets
 from events_app.models import EventType
 from project.audit.services import audit_record, audit_snapshot
@@ -49,6 +51,7 @@ WRITABLE = (
     "active",
     "reentry",
     "goal",
+    "delivery_policy",
 )
 TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
@@ -66,9 +69,24 @@ class WorkflowInput:
     reentry: str | None = None
     # A goal, null (none), or KEEP (unchanged on update; none on create).
     goal: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    # A policy's key or id; None: no policy; UNSET: keep (on update).
+    delivery_policy: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 KEEP = msgspec.UNSET
+
+
+def _resolve_policy(
+    ref: str | msgspec.UnsetType | None, errors: dict[str, list[str]]
+) -> DeliveryPolicy | None:
+    if ref is None or ref is msgspec.UNSET:
+        return None
+    policy = delivery_policy_find(ref=str(ref)) if isinstance(ref, str) else None
+    if policy is None:
+        errors.setdefault("delivery_policy", []).append(
+            f"Unknown delivery policy {ref!r} (give a key or an id)."
+        )
+    return policy
 
 
 def _resolve_types(
@@ -194,6 +212,7 @@ def workflow_validate(data: WorkflowInput) -> tuple[dict[str, list[str]], list[E
         errors.setdefault(path, []).extend(messages)
     _check_reentry(data.reentry or Workflow.EVERY_EVENT, errors)
     goal_check(None if data.goal is KEEP else data.goal, errors)
+    _resolve_policy(data.delivery_policy, errors)
     return errors, types
 
 
@@ -224,6 +243,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
             active=True if data.active is None else data.active,
             reentry=data.reentry or Workflow.EVERY_EVENT,
             goal=goal_check(None if data.goal is KEEP else data.goal, {}),
+            delivery_policy=_resolve_policy(data.delivery_policy, {}),
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
@@ -259,6 +279,11 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         active=workflow.active if data.active is None else data.active,
         reentry=workflow.reentry if data.reentry is None else data.reentry,
         goal=workflow.goal if data.goal is KEEP else data.goal,
+        delivery_policy=(
+            workflow.delivery_policy_id
+            if data.delivery_policy is msgspec.UNSET
+            else data.delivery_policy
+        ),
     )
     errors, types = workflow_validate(merged)
     _raise_if(errors)
@@ -271,6 +296,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.active = bool(merged.active)
         workflow.reentry = merged.reentry or Workflow.EVERY_EVENT
         workflow.goal = goal_check(merged.goal, {})
+        workflow.delivery_policy = _resolve_policy(merged.delivery_policy, {})
         workflow.version = F("version") + 1
         workflow.save()
         workflow.refresh_from_db(fields=["version"])

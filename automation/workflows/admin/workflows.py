@@ -115,7 +115,12 @@ class WorkflowAdminForm(forms.ModelForm):
             "actions",
             "active",
             "reentry",
+            "delivery_policy",
         ]
+        help_texts = {
+            "delivery_policy": "Frequency caps and quiet hours over this workflow's actions "
+            "(actions marked exempt are not limited).",
+        }
 
     FIELD_OF_PATH = {
         "conditions": "conditions",
@@ -123,6 +128,7 @@ class WorkflowAdminForm(forms.ModelForm):
         "trigger_event_types": "trigger_event_types",
         "trigger_segments": "trigger_segments",
         "reentry": "reentry",
+        "delivery_policy": "delivery_policy",
         "name": "name",
         "goal": "goal_event_type",
     }
@@ -152,6 +158,7 @@ class WorkflowAdminForm(forms.ModelForm):
                 if cleaned.get("goal_event_type")
                 else None
             ),
+            delivery_policy=policy.pk if (policy := cleaned.get("delivery_policy")) else None,
         )
         errors, _ = workflow_validate(data)
         place_node_errors(self, errors, self.field_of_path)
@@ -189,6 +196,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                     "trigger_segments",
                     "active",
                     "reentry",
+                    "delivery_policy",
                     "version",
                 ]
             },
@@ -202,7 +210,16 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     add_fieldsets = [
         (
             None,
-            {"fields": ["name", "trigger_event_types", "trigger_segments", "active", "reentry"]},
+            {
+                "fields": [
+                    "name",
+                    "trigger_event_types",
+                    "trigger_segments",
+                    "active",
+                    "reentry",
+                    "delivery_policy",
+                ]
+            },
         ),
         ("Conditions", {"fields": ["conditions"]}),
         ("Actions", {"fields": ["actions"]}),

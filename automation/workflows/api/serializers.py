@@ -20,6 +20,7 @@ Goal = Annotated[
         "such an event ends the customer's unfinished runs as converted; null: no goal."
     ),
 ]
+PolicyRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +44,8 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     # OpenAPI 3.0 cannot say "a nullable $ref" in a way validators agree on; the shape
     # is checked by the service (automation.workflows.goals.goal_check).
     goal: Goal | msgspec.UnsetType | None = msgspec.UNSET
+    # A delivery policy's key or id; null removes the policy; absent keeps it.
+    delivery_policy: PolicyRef | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -79,6 +82,12 @@ class WorkflowSerializer(serializers.ModelSerializer):
         help_text='{"event_type", "conditions"}: an event that ends the customer\'s '
         "unfinished runs as converted; null: none.",
     )
+    delivery_policy: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="key",
+        read_only=True,
+        allow_null=True,
+        help_text="The key of the delivery policy (caps, quiet hours) over its actions.",
+    )
 
     class Meta:
         model = Workflow
@@ -93,6 +102,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "active",
             "reentry",
             "goal",
+            "delivery_policy",
             "version",
             "created_at",
             "updated_at",

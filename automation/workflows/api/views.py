@@ -46,6 +46,7 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         active=w.active,
         reentry=w.reentry,
         goal=w.goal,
+        delivery_policy=w.delivery_policy,
     )
 
 

@@ -1,0 +1,1 @@
+"""Delivery policies: frequency caps and quiet hours over a workflow's actions."""
