@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from automation.segments.models import SegmentMembership
@@ -51,31 +51,36 @@ def _run_delivery_ids(customer_ids: list[str]) -> list[str]:
     return ids
 
 
-def customer_deliveries(customer_ids: list[str]) -> QuerySet[Delivery]:
-    """The customers' deliveries: of their events (delivery_event_idx, per event of
-    event_customer_idx) and of their runs without an event."""
+def customer_deliveries(customer_ids: list[str]) -> list[QuerySet[Delivery]]:
+    """The customers' deliveries, as separate sets (an OR of the two would keep
+    PostgreSQL from using either index): of their events (delivery_event_idx, per event
+    of event_customer_idx), and of their runs without an event, if any."""
     events = Event.objects.filter(customer_id__in=customer_ids).values("id")
-    return Delivery.objects.filter(
-        Q(event_id__in=events) | Q(pk__in=_run_delivery_ids(customer_ids))
-    )
+    sets = [Delivery.objects.filter(event_id__in=events)]
+    run_delivery_ids = _run_delivery_ids(customer_ids)
+    if run_delivery_ids:
+        sets.append(Delivery.objects.filter(pk__in=run_delivery_ids))
+    return sets
 
 
 def customer_deliveries_redact(customer_ids: list[str]) -> dict[str, int]:
     """The erase hook: cancel the customers' pending deliveries, blank every payload
-    and response excerpt, and detach the rows from the events about to be deleted."""
-    deliveries = customer_deliveries(customer_ids)
-    ids = list(deliveries.values_list("pk", flat=True))
-    if not ids:
-        return {}
+    and response excerpt, and detach the rows from the events about to be deleted.
+    UPDATEs whose WHERE is a subquery: no delivery is read into memory. The detaching
+    one comes last (the others find the deliveries through their events)."""
     now = timezone.now()
-    cancelled = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.CANCELLED,
-        next_attempt_at=None,
-        completed_at=now,
-        last_error=CANCELLED_REASON,
-    )
-    DeliveryAttempt.objects.filter(delivery_id__in=ids).update(response_excerpt="")
-    redacted = Delivery.objects.filter(pk__in=ids).update(payload=REDACTED_PAYLOAD, event=None)
+    cancelled = redacted = 0
+    for deliveries in customer_deliveries(customer_ids):
+        DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk")).exclude(
+            response_excerpt=""
+        ).update(response_excerpt="")
+        cancelled += deliveries.filter(status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.CANCELLED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error=CANCELLED_REASON,
+        )
+        redacted += deliveries.update(payload=REDACTED_PAYLOAD, event=None)
     return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
 
 
@@ -128,7 +133,6 @@ def _memberships_export(customer_id: str) -> list[dict[str, Any]]:
 
 
 def _deliveries_export(customer_id: str) -> list[dict[str, Any]]:
-    deliveries = customer_deliveries([customer_id]).order_by("created_at", "id")
     return [
         {
             "delivery_id": d.id,
@@ -138,7 +142,8 @@ def _deliveries_export(customer_id: str) -> list[dict[str, Any]]:
             "created_at": d.created_at,
             "payload": d.payload,
         }
-        for d in deliveries.iterator(chunk_size=2000)
+        for deliveries in customer_deliveries([customer_id])
+        for d in deliveries.order_by("created_at", "id").iterator(chunk_size=2000)
     ]
 
 
