@@ -64,6 +64,7 @@ class CustomerAlias(models.Model):
             # One identifier resolves to one customer: ingest's alias lookup.
             models.UniqueConstraint(fields=["kind", "value"], name="customeralias_unique"),
         ]
+        verbose_name_plural = "customer aliases"
         indexes = [
             # A customer's aliases (the customer object, merges, deletes).
             models.Index(fields=["customer"], name="customeralias_customer_idx"),

@@ -16,6 +16,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="customeralias",
+            options={"verbose_name_plural": "customer aliases"},
+        ),
         migrations.CreateModel(
             name="PrivacyRequest",
             fields=[
