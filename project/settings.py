@@ -334,6 +334,10 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "automation.webhooks.models.Delivery.Status",
         "ScheduleStatusEnum": "automation.schedules.models.Schedule.Status",
         "WorkflowRunStatusEnum": "automation.workflows.models.WorkflowRun.Status",
+        "PrivacyRequestTypeEnum": "customers.privacy.models.PrivacyRequest.Type",
+        # Its name before privacy requests brought a second `type` enum.
+        "TypeEnum": "events_app.models.PropertyDefinition.ValueType",
+        "PrivacyRequestStatusEnum": "customers.privacy.models.PrivacyRequest.Status",
     },
 }
 

@@ -11,12 +11,12 @@ urlpatterns = [
         name="privacy-requests",
     ),
     path(
-        "privacy-requests/<str:request_id>",
+        "privacy-requests/<str:privacy_request_id>",
         views.PrivacyRequestDetailView.as_view(),
         name="privacy-request-detail",
     ),
     path(
-        "privacy-requests/<str:request_id>/export",
+        "privacy-requests/<str:privacy_request_id>/export",
         views.PrivacyExportView.as_view(),
         name="privacy-request-export",
     ),

@@ -88,8 +88,8 @@ class PrivacyRequestDetailView(StrictAPIView):
         operation_id="privacy_requests_retrieve",
         responses={200: PRIVACY_REQUEST_DETAIL, **errors(404)},
     )
-    def get(self, request: Request, request_id: str) -> Response:
-        found = selectors.privacy_request_get(request_id=request_id)
+    def get(self, request: Request, privacy_request_id: str) -> Response:
+        found = selectors.privacy_request_get(request_id=privacy_request_id)
         return Response({"data": PrivacyRequestSerializer(found).data})
 
 
@@ -105,8 +105,12 @@ class PrivacyExportView(StrictAPIView):
             **errors(404),
         },
     )
-    def get(self, request: Request, request_id: str) -> Any:
-        document = selectors.privacy_export_document(request_id=request_id, now=timezone.now())
+    def get(self, request: Request, privacy_request_id: str) -> Any:
+        document = selectors.privacy_export_document(
+            request_id=privacy_request_id, now=timezone.now()
+        )
         response = HttpResponse(b'{"data":' + document + b"}", content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="privacy-export-{request_id}.json"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="privacy-export-{privacy_request_id}.json"'
+        )
         return response

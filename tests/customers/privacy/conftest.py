@@ -59,3 +59,9 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def allow_loopback(settings: Any) -> None:
     settings.HERALD_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def api(contract_api: APIClient) -> APIClient:
+    """Every answer of these tests is also checked against the OpenAPI document."""
+    return contract_api
