@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import transaction
 
+from automation.privacy import REDACTED_PAYLOAD
+from automation.segments.models import Segment, SegmentMembership
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import Endpoint
+from automation.workflows.models import Workflow, WorkflowRun
 from customers.models import Customer
 from customers.privacy import services
 from customers.privacy.models import PrivacyRequest
@@ -110,3 +116,48 @@ def test_delete_reaches_events_in_every_month_partition():
     assert set(Event.objects.values_list("customer_id", flat=True)) == {bob.pk}
     assert sorted(Event.objects.values_list("created_at", flat=True)) == months
     assert PropertyRecord.objects.count() == 4
+
+
+def test_delete_ends_waiting_runs_and_stays_and_redacts_a_segment_runs_delivery():
+    # A run a segment entry started (no event) waits; its earlier webhook delivery is
+    # pending: the run and the stay go, the delivery stays cancelled and redacted.
+    alice, bob = CustomerFactory(external_id="alice"), CustomerFactory(external_id="bob")
+    segment = Segment.objects.create(key="vip", name="VIP", status="ready")
+    endpoint = Endpoint.objects.create(url="https://93.184.215.14/hook", secret="whsec_x")
+    workflow = Workflow.objects.create(name="welcome")
+    stays = [
+        SegmentMembership.objects.create(segment=segment, customer=c, entered_at=T0)
+        for c in (alice, bob)
+    ]
+    with transaction.atomic():
+        delivery = delivery_create(endpoint=endpoint, payload={"customer": {"id": alice.pk}})
+    run = WorkflowRun.objects.create(
+        workflow=workflow,
+        customer=alice,
+        segment_membership=stays[0],
+        segment_on="entered",
+        status="waiting",
+        resume_at=T0 + timedelta(days=1),
+        created_at=T0,
+        outcomes=[{"index": 0, "type": "webhook", "detail": {"delivery_id": delivery.pk}}],
+    )
+    request = filed()
+
+    privacy_request_run(request_id=request.pk)
+
+    request.refresh_from_db()
+    assert {k: v for k, v in request.counts.items() if v} == {
+        "customers": 1,
+        "workflow_runs": 1,
+        "segment_memberships": 1,
+        "deliveries_redacted": 1,
+        "deliveries_cancelled": 1,
+    }
+    assert not WorkflowRun.objects.filter(pk=run.pk).exists()
+    assert list(SegmentMembership.objects.values_list("customer_id", flat=True)) == [bob.pk]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.payload, delivery.next_attempt_at) == (
+        "cancelled",
+        REDACTED_PAYLOAD,
+        None,
+    )
