@@ -56,11 +56,16 @@ def child() -> None:
     from customers.privacy.services import privacy_request_create, privacy_request_run
 
     queries = 0
+    timings: list[tuple[float, str]] = []
 
     def count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         nonlocal queries
         queries += 1
-        return execute(sql, params, many, context)
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            timings.append((time.perf_counter() - began, " ".join(sql.split())[:90]))
 
     customer = Customer.objects.get(external_id=base.TARGET)
     before, own, counters = base.table_counts(), base.customer_counts(customer.pk), 0
@@ -103,6 +108,7 @@ def child() -> None:
                 "exact": exact,
                 "own": own,
                 "counts": request.counts,
+                "slowest": sorted(timings, reverse=True)[:5],
             }
         )
     )
@@ -162,6 +168,9 @@ def main() -> None:
         if n == 0:
             print(f"The customer has {result['own']}.")
             print(f"The request's counts: {result['counts']}")
+            print("Slowest statements of the first run:")
+            for seconds, sql in result["slowest"]:
+                print(f"  {seconds:6.2f} s  {sql}")
         print(
             f"  privacy delete {result['seconds']:7.2f} s  {result['queries']:>4} queries  "
             f"peak RSS {result['rss_peak_mb']:6.0f} MB (+{result['rss_growth_mb']:.0f} MB "
