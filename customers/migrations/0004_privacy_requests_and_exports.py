@@ -16,10 +16,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterModelOptions(
-            name="customeralias",
-            options={"verbose_name_plural": "customer aliases"},
-        ),
         migrations.CreateModel(
             name="PrivacyRequest",
             fields=[

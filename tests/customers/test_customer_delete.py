@@ -21,11 +21,11 @@ from tests.factories import EventFactory, EventTypeFactory
 pytestmark = pytest.mark.django_db
 
 MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
-# Reading the customer's key, SAVEPOINT, 9 DELETEs and 1 UPDATE, RELEASE: one per
+# Reading the customer's key, SAVEPOINT, 10 DELETEs and 1 UPDATE, RELEASE: one per
 # table the delete reaches, whatever the number of rows; around them the audit entry's
 # INSERT and the SAVEPOINT / RELEASE of the transaction that holds both. Before them
 # the erase hooks (the runs without an event read, 3 UPDATEs of deliveries and their
-# attempts, the savepoint of each), after them the subscriptions read (customer.deleted).
+# attempts), after them the subscriptions read (customer.deleted).
 DELETE_QUERIES = 22
 
 
