@@ -16,6 +16,7 @@ class AutomationConfig(AppConfig):
         from automation.due import due_events_drain
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
+        from automation.privacy import privacy_hooks_register
         from automation.schedules.scheduler import dispatch_due_schedules
         from automation.schedules.services import schedule_mark_called
         from automation.segments.hooks import transition_hook_register
@@ -87,3 +88,6 @@ class AutomationConfig(AppConfig):
         # A customer's story in the admin (customers.timeline): segment stays, and the
         # runs and deliveries under each event.
         timeline_register()
+        # Privacy requests (customers.privacy): deliveries redacted on delete, the
+        # `customer.deleted` webhook, and runs, stays and deliveries in exports.
+        privacy_hooks_register()

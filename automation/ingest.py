@@ -84,12 +84,14 @@ def _parts() -> tuple[tuple[str, str], ...]:
     type_column = through.get_field("eventtype").column
     stamp_columns, stamp_rest = stamp_sql_parts()
     stamp = (f"SELECT '{STAMP}', {stamp_columns}", stamp_rest)
-    # Served by the partial index endpoint_active_kind_idx.
+    # Served by the partial index endpoint_active_kind_idx. An endpoint with no event
+    # type but reserved keys (only `customer.deleted`) takes no events: left out.
     subscriptions = (
         f"SELECT '{SUBSCRIPTION}', e.id, t.{type_column}",
         f"FROM {Endpoint._meta.db_table} e "
         f"LEFT JOIN {through.db_table} t ON t.{endpoint_column} = e.id "
-        f"WHERE e.kind = '{Endpoint.Kind.SUBSCRIPTION.value}' AND e.active",
+        f"WHERE e.kind = '{Endpoint.Kind.SUBSCRIPTION.value}' AND e.active "
+        f"AND NOT (t.{type_column} IS NULL AND e.reserved_event_types <> '[]')",
     )
     segment_columns, segment_rest = segment_stamp_sql_parts()
     return stamp, subscriptions, (f"SELECT '{SEGMENTS}', {segment_columns}", segment_rest)

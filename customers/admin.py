@@ -286,3 +286,7 @@ def _readable(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+# Privacy requests (customers.privacy) live in their own module.
+from customers.privacy import admin as privacy_admin  # noqa: E402, F401

@@ -6,3 +6,18 @@ from django.apps import AppConfig
 class CustomersConfig(AppConfig):
     name = "customers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Privacy requests' task (enqueued by name) and periodic jobs (project.background)."""
+        from customers.privacy import tasks  # noqa: F401 - registers the task enqueued by name
+        from customers.privacy.services import privacy_exports_expire, privacy_requests_sweep
+        from project.background import periodic_job_register
+
+        # Requests whose message was lost, and those of dead workers.
+        periodic_job_register(
+            name="privacy.sweep", interval_seconds=10.0, func=privacy_requests_sweep
+        )
+        # Export documents past HERALD_PRIVACY_EXPORT_DAYS.
+        periodic_job_register(
+            name="privacy.exports_expire", interval_seconds=3600.0, func=privacy_exports_expire
+        )

@@ -23,3 +23,49 @@ def customers_changed(*, customer_ids: list[str], fields: list[str] | None) -> N
     """Tell every registered hook; call it inside the transaction that wrote them."""
     for _name, hook in _hooks.all():
         hook(customer_ids, fields)
+
+
+# ---------------------------------------------------------------- a customer's data
+#
+# Every layer that holds a person's data registers how to erase it and how to export
+# it, so a privacy request (customers.privacy) reaches data customers cannot see: the
+# events (events_app), runs, memberships and deliveries (automation), and whatever a
+# later package adds (merge records). Registering under a name that exists replaces.
+
+# (customer_ids) -> rows touched per label. Called by customer_delete inside its
+# transaction, before the cascade deletes the customers' rows: for data the cascade
+# would not reach, or that must outlive the customer redacted (delivery rows kept as
+# counts, their payloads blanked). Must be set-based: one statement per table.
+CustomerEraseHook = Callable[[list[str]], dict[str, int]]
+# (customer_id, external_id) -> None. Called by customer_delete inside its transaction,
+# after the rows are gone: tell the outside world (the `customer.deleted` webhook).
+CustomerDeletedHook = Callable[[str, "str | None"], None]
+# (customer_id) -> a JSON-able section of the export document, under the hook's name.
+CustomerExportHook = Callable[[str], object]
+
+_erase_hooks: Hooks[CustomerEraseHook] = Hooks()
+_deleted_hooks: Hooks[CustomerDeletedHook] = Hooks()
+_export_hooks: Hooks[CustomerExportHook] = Hooks()
+customer_erase_hook_register = _erase_hooks.register
+customer_deleted_hook_register = _deleted_hooks.register
+customer_export_hook_register = _export_hooks.register
+
+
+def customers_erase(*, customer_ids: list[str]) -> dict[str, int]:
+    """Run every erase hook for these customers; rows touched per label, summed."""
+    counts: dict[str, int] = {}
+    for _name, hook in _erase_hooks.all():
+        for label, n in hook(customer_ids).items():
+            counts[label] = counts.get(label, 0) + n
+    return counts
+
+
+def customer_deleted(*, customer_id: str, external_id: str | None) -> None:
+    """Tell every hook that this customer was deleted (inside the deleting transaction)."""
+    for _name, hook in _deleted_hooks.all():
+        hook(customer_id, external_id)
+
+
+def customer_export_sections(*, customer_id: str) -> dict[str, object]:
+    """Each export hook's section of what Herald holds about one customer, by hook name."""
+    return {name: hook(customer_id) for name, hook in _export_hooks.all()}

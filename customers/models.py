@@ -75,6 +75,10 @@ class CustomerAlias(models.Model):
 
 
 # The privacy package's models; Django finds them here (app label `customers`).
-from customers.privacy.models import SuppressedIdentifier  # noqa: E402
+from customers.privacy.models import (  # noqa: E402
+    PrivacyExport,
+    PrivacyRequest,
+    SuppressedIdentifier,
+)
 
-__all__ = ["Customer", "CustomerAlias", "SuppressedIdentifier"]
+__all__ = ["Customer", "CustomerAlias", "PrivacyExport", "PrivacyRequest", "SuppressedIdentifier"]

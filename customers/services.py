@@ -6,9 +6,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from customers.hooks import customers_changed
+from customers.hooks import customer_deleted, customers_changed, customers_erase
 from customers.models import Customer
-from project.audit.services import audit_record, audit_snapshot
+from project.audit.services import audit_forget, audit_record, audit_snapshot
 from project.cascade import cascade_delete_object
 from project.errors import ConflictError
 
@@ -84,24 +84,37 @@ def customer_update(*, customer: Customer, fields: dict[str, Any]) -> Customer:
     return customer
 
 
-def customer_delete(*, customer: Customer) -> dict[str, int]:
-    """Delete a customer and all that hangs off them; returns rows deleted per model.
+def customer_delete(*, customer: Customer, erase: bool = False) -> dict[str, int]:
+    """Delete a customer and all that hangs off them; returns rows touched per label.
 
     Erasure is the point (a customer asking to be forgotten), so their events
     go too rather than blocking the delete, and with the events their property
-    records, webhook deliveries (and attempts) and workflow runs — whatever the
-    relations' on_delete says, read from the models.
+    records and workflow runs — whatever the relations' on_delete says, read
+    from the models. Before that, every registered erase hook (customers.hooks)
+    handles what the cascade would not reach or what stays as a count (delivery
+    rows, their payloads redacted); after it, the deleted hooks tell the outside
+    world (the `customer.deleted` webhook), in this transaction.
 
-    Set-based (project.cascade): one statement per table in one transaction,
-    so a customer with a million events takes the same number of queries and
-    the same memory as one with none. The per-type event counters follow
-    through the event table's statement-level triggers.
+    Set-based (project.cascade and the hooks): one statement per table in one
+    transaction, so a customer with a million events takes the same number of
+    queries and the same memory as one with none. The per-type event counters
+    follow through the event table's statement-level triggers.
+
+    `erase` (privacy requests): the audit trail keeps no snapshot of the customer,
+    and the snapshots of their earlier changes are blanked, so nothing of the
+    person is left in clear.
     """
     with transaction.atomic():
+        if erase:
+            audit_forget(obj_type=AUDIT_TYPE, obj_id=customer.pk)
         audit_record(
             action="deleted",
             obj_type=AUDIT_TYPE,
             obj_id=customer.pk,
-            before=audit_snapshot(customer),
+            before=None if erase else audit_snapshot(customer),
         )
-        return cascade_delete_object(customer)
+        counts = customers_erase(customer_ids=[customer.pk])
+        for label, n in cascade_delete_object(customer).items():
+            counts[label] = counts.get(label, 0) + n
+        customer_deleted(customer_id=customer.pk, external_id=customer.external_id)
+        return counts

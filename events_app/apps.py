@@ -9,15 +9,19 @@ class EventsAppConfig(AppConfig):
     verbose_name = "Events"  # the admin's section title and breadcrumb
 
     def ready(self) -> None:
+        from customers.hooks import customer_export_hook_register
         from customers.timeline import timeline_source_register
         from events_app.activity import hour_counts_fold
         from events_app.api.auth import rate_limit_counters_prune
         from events_app.partitions.maintenance import partitions_maintain, retention_setting
+        from events_app.privacy import customer_events_export
         from events_app.timeline import EVENT_SOURCE, customer_event_entries
         from project.background import periodic_job_register
 
         # A customer's events on their story in the admin (customers.timeline).
         timeline_source_register(EVENT_SOURCE, customer_event_entries)
+        # A customer's events (with their property records) in privacy exports.
+        customer_export_hook_register("events", customer_events_export)
 
         periodic_job_register(
             name="ratelimit.prune", interval_seconds=300.0, func=rate_limit_counters_prune

@@ -57,6 +57,8 @@ SECRET_KEY = _secret_key()
 # The key of the keyed hashes that privacy suppression lists and audits keep instead of
 # identifiers (customers.privacy.hashing); never rotate it: rotation forgets the list.
 HERALD_PRIVACY_KEY = os.environ.get("HERALD_PRIVACY_KEY", "")
+# How long a privacy export can be downloaded before the document is deleted.
+HERALD_PRIVACY_EXPORT_DAYS = int(os.environ.get("HERALD_PRIVACY_EXPORT_DAYS", "7"))
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver"
 )
@@ -332,6 +334,10 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "automation.webhooks.models.Delivery.Status",
         "ScheduleStatusEnum": "automation.schedules.models.Schedule.Status",
         "WorkflowRunStatusEnum": "automation.workflows.models.WorkflowRun.Status",
+        "PrivacyRequestTypeEnum": "customers.privacy.models.PrivacyRequest.Type",
+        # Its name before privacy requests brought a second `type` enum.
+        "TypeEnum": "events_app.models.PropertyDefinition.ValueType",
+        "PrivacyRequestStatusEnum": "customers.privacy.models.PrivacyRequest.Status",
     },
 }
 

@@ -36,6 +36,7 @@ urlpatterns = [
     ),
     path(API, include("events_app.api.urls")),
     path(API, include("customers.api.urls")),
+    path(API, include("customers.privacy.api.urls")),
     path(API, include("automation.api.urls")),
     path(API, include("project.audit.api.urls")),
 ]

@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 
 from automation.due import due_events_process
 from automation.segments.models import Segment
+from customers.privacy.services import privacy_request_run
 from events_app.models import ApiClient
 from project.api.strict import StrictAPIView
 from tests.conftest import API
@@ -166,6 +167,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("delivery-policies", "post"): {"policy": {"key": "new_policy"}},
     ("delivery-policy-detail", "patch"): {"policy": {"on_blocked": "defer"}},
     ("delivery-policy-detail", "put"): {"policy": {"key": "default"}},
+    ("privacy-requests", "post"): {"type": "export", "customer": {"external_id": "bob"}},
 }
 
 
@@ -223,6 +225,12 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
     response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
     assert response.status_code == 202, response.json()
+    # An export, run as its worker would (after commit: never here), so it can be fetched.
+    privacy = {"type": "export", "customer": {"customer_id": event["customer_id"]}}
+    response = api.post(f"{API}/privacy-requests", privacy, format="json")
+    assert response.status_code == 202, response.json()
+    privacy_request_id = response.json()["data"]["request_id"]
+    privacy_request_run(request_id=privacy_request_id)
     return World(
         api=contract_api,
         ids={
@@ -236,6 +244,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "segment_id": segment_id,
             "broadcast_key": "world",
             "policy_id": policy_id,
+            "privacy_request_id": privacy_request_id,
         },
         paused_schedule_id=schedules[1],
         bodies={

@@ -223,6 +223,8 @@ class EndpointAdmin(CascadeDeleteAdmin, BigTableAdmin):
             self._new_secrets[request] = secret
             return
         current = Endpoint.objects.get(pk=obj.pk)
+        # The admin edits event types only: reserved keys (`customer.deleted`) are kept.
+        type_keys += current.reserved_event_types or []
         fields = {
             name: type_keys if name == "event_types" else data[name]
             for name in ("url", "description", "event_types")

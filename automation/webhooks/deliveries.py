@@ -122,13 +122,18 @@ def _subscriptions() -> dict[str, set[str]]:
     """Active subscription endpoint id -> its event type ids (empty = every type), in
     one query (served by endpoint_active_kind_idx)."""
     subscriptions: dict[str, set[str]] = {}
-    for endpoint_id, type_id in Endpoint.objects.filter(
+    reserved_only: set[str] = set()
+    for endpoint_id, type_id, reserved in Endpoint.objects.filter(
         kind=Endpoint.Kind.SUBSCRIPTION, active=True
-    ).values_list("id", "event_types"):
+    ).values_list("id", "event_types", "reserved_event_types"):
         types = subscriptions.setdefault(endpoint_id, set())
         if type_id is not None:
             types.add(type_id)
-    return subscriptions
+        elif reserved:
+            # No event type but reserved keys (`customer.deleted` only): no events at all,
+            # not every event as an empty list would mean.
+            reserved_only.add(endpoint_id)
+    return {k: v for k, v in subscriptions.items() if k not in reserved_only}
 
 
 def deliveries_fan_out(*, events: Sequence[Event], now: datetime) -> list[str]:

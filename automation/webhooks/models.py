@@ -18,7 +18,13 @@ from django.utils import timezone
 
 from events_app.models import Event, EventType, _public_id_field
 
-__all__ = ["Delivery", "DeliveryAttempt", "Endpoint"]
+__all__ = ["RESERVED_EVENT_TYPES", "Delivery", "DeliveryAttempt", "Endpoint"]
+
+# Keys an endpoint may list in its event_types beside event type keys: messages Herald
+# sends about customers (automation.webhooks.customer_messages). Not event type keys:
+# no event of such a type can be ingested.
+CUSTOMER_DELETED = "customer.deleted"
+RESERVED_EVENT_TYPES = frozenset({CUSTOMER_DELETED})
 
 
 class Endpoint(models.Model):
@@ -35,6 +41,11 @@ class Endpoint(models.Model):
     description = models.TextField(blank=True, default="")
     # Empty = every event type (subscriptions only; other kinds create deliveries explicitly).
     event_types = models.ManyToManyField(EventType, blank=True, related_name="endpoints")
+    # Reserved keys the endpoint listed in its event_types (RESERVED_EVENT_TYPES): messages
+    # about customers rather than events, such as `customer.deleted`. An endpoint that
+    # lists only reserved keys takes no events.
+    # db_default: raw SQL writers of endpoints (the benchmarks) may leave it out.
+    reserved_event_types = models.JSONField(default=list, blank=True, db_default=[])
     active = models.BooleanField(default=True)
     disabled_reason = models.TextField(blank=True, default="")
     disabled_at = models.DateTimeField(null=True, blank=True)

@@ -23,7 +23,7 @@ from automation.webhooks.deliveries import (
     delivery_create,
     events_refresh_delivered,
 )
-from automation.webhooks.models import Delivery, Endpoint
+from automation.webhooks.models import RESERVED_EVENT_TYPES, Delivery, Endpoint
 from automation.webhooks.signing import new_secret
 from events_app.models import EventType
 from project.audit.services import audit_record, audit_snapshot
@@ -62,8 +62,13 @@ def endpoint_check_url(url: str, *, field: str = "url") -> None:
         raise ValidationFailed(f"URL cannot be used: {exc}", details={field: [str(exc)]}) from None
 
 
+def _reserved_keys(keys: Iterable[str]) -> list[str]:
+    """The reserved keys (RESERVED_EVENT_TYPES) among an endpoint's event_types, sorted."""
+    return sorted({k for k in keys if k in RESERVED_EVENT_TYPES})
+
+
 def _event_types_by_key(keys: Iterable[str]) -> list[EventType]:
-    wanted = list(dict.fromkeys(keys))
+    wanted = [k for k in dict.fromkeys(keys) if k not in RESERVED_EVENT_TYPES]
     found = {t.key: t for t in EventType.objects.filter(key__in=wanted)}
     unknown = [k for k in wanted if k not in found]
     if unknown:
@@ -87,7 +92,12 @@ def endpoint_create(
     types = _event_types_by_key(event_types or [])
     with transaction.atomic():
         endpoint = Endpoint.objects.create(
-            kind=kind, url=url, description=description, active=active, secret=new_secret()
+            kind=kind,
+            url=url,
+            description=description,
+            active=active,
+            secret=new_secret(),
+            reserved_event_types=_reserved_keys(event_types or []),
         )
         endpoint.event_types.set(types)
         _audit(endpoint, "created", None)
@@ -105,6 +115,7 @@ def endpoint_update(*, endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
             endpoint.description = fields["description"]
         if "event_types" in fields:
             endpoint.event_types.set(_event_types_by_key(fields["event_types"] or []))
+            endpoint.reserved_event_types = _reserved_keys(fields["event_types"] or [])
         if "active" in fields and fields["active"] != endpoint.active:
             endpoint.active = fields["active"]
             if endpoint.active:

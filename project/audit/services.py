@@ -98,3 +98,12 @@ def audit_record(
         after=None if after is None else redact(_jsonable(after)),
         request_id=actor.request_id,
     )
+
+
+def audit_forget(*, obj_type: str, obj_id: Any) -> int:
+    """Blank the recorded states of one object's entries (a person's erasure): who did
+    what, and when, stays; what the object held does not. Returns the entries blanked.
+    One UPDATE through audit_object_idx."""
+    return AuditEntry.objects.filter(object_type=obj_type, object_id=str(obj_id)).update(
+        before=None, after=None
+    )

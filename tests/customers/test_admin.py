@@ -299,8 +299,10 @@ def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
     assert response.status_code == 302
     assert list(Customer.objects.values_list("external_id", flat=True)) == ["bob"]
     assert set(Event.objects.values_list("customer__external_id", flat=True)) == {"bob"}
-    assert (PropertyRecord.objects.count(), Delivery.objects.count()) == (2, 1)
-    assert (DeliveryAttempt.objects.count(), WorkflowRun.objects.count()) == (1, 1)
+    # Her deliveries stay as redacted rows (automation.privacy).
+    assert (PropertyRecord.objects.count(), Delivery.objects.count()) == (2, 4)
+    assert (DeliveryAttempt.objects.count(), WorkflowRun.objects.count()) == (4, 1)
+    assert Delivery.objects.filter(event__isnull=True).count() == 3
 
 
 def test_customer_delete_page_counts_rather_than_loads_the_rows(marketer, customer_history):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db.models import Sum
 
+from automation.privacy import REDACTED_PAYLOAD
 from automation.schedules.models import ScheduleRun
 from automation.webhooks.models import Delivery, DeliveryAttempt
 from automation.workflows.models import WorkflowRun
@@ -20,10 +21,12 @@ from tests.factories import EventFactory, EventTypeFactory
 pytestmark = pytest.mark.django_db
 
 MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
-# Reading the customer's key, SAVEPOINT, 9 DELETEs and 1 UPDATE, RELEASE: one per
+# Reading the customer's key, SAVEPOINT, 10 DELETEs and 1 UPDATE, RELEASE: one per
 # table the delete reaches, whatever the number of rows; around them the audit entry's
-# INSERT and the SAVEPOINT / RELEASE of the transaction that holds both.
-DELETE_QUERIES = 17
+# INSERT and the SAVEPOINT / RELEASE of the transaction that holds both. Before them
+# the erase hooks (the runs without an event read, 3 UPDATEs of deliveries and their
+# attempts), after them the subscriptions read (customer.deleted).
+DELETE_QUERIES = 22
 
 
 def table_rows() -> dict[str, int]:
@@ -53,25 +56,32 @@ def test_deleting_a_customer_removes_exactly_their_rows_and_nothing_of_another(
 
     deleted = customer_delete(customer=alice)
 
+    # Her deliveries stay as redacted rows (counts), cancelled where pending.
     assert deleted == {
         "customers.Customer": 1,
         "events_app.Event": 3,
         "events_app.PropertyRecord": 6,
-        "automation.Delivery": 3,
-        "automation.DeliveryAttempt": 3,
+        "deliveries_redacted": 3,
+        "deliveries_cancelled": 3,
         "automation.WorkflowRun": 3,
     }
     assert table_rows() == {
         "customers.Customer": 1,
         "events_app.Event": 2,
         "events_app.PropertyRecord": 4,
-        "automation.Delivery": 2,
-        "automation.DeliveryAttempt": 2,
+        "automation.Delivery": 5,
+        "automation.DeliveryAttempt": 5,
         "automation.WorkflowRun": 2,
     }
     assert owners() == {
-        table: {"bob"} for table in ("events", "records", "deliveries", "attempts", "runs")
+        "events": {"bob"},
+        "records": {"bob"},
+        "deliveries": {"bob", None},
+        "attempts": {"bob", None},
+        "runs": {"bob"},
     }
+    redacted = Delivery.objects.filter(event__isnull=True)
+    assert {(d.status, str(d.payload)) for d in redacted} == {("cancelled", str(REDACTED_PAYLOAD))}
 
 
 def test_event_counters_and_total_items_stay_exact_after_the_delete(customer_history: History, api):
@@ -100,29 +110,38 @@ def test_delete_takes_the_same_queries_and_reads_no_rows_whatever_the_number_of_
     with django_assert_num_queries(DELETE_QUERIES) as queries:
         customer_delete(customer=customer)
 
-    # The only row read is the customer's key; everything else is DELETE / UPDATE.
+    # The rows read are the outcomes of the customer's runs that no event started
+    # (none here), the customer's key and the subscriptions (for `customer.deleted`); everything
+    # else is DELETE / UPDATE.
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert [sql.split(" WHERE ")[0] for sql in reads] == [
-        'SELECT "customers_customer"."id" AS "pk" FROM "customers_customer"'
+    assert [sql.split(" FROM ")[1].split(" ")[0] for sql in reads] == [
+        '"automation_workflowrun"',
+        '"customers_customer"',
+        '"automation_endpoint"',
     ]
-    assert table_rows() == dict.fromkeys(table_rows(), 0)
+    assert table_rows() == {
+        **dict.fromkeys(table_rows(), 0),
+        "automation.Delivery": events,
+        "automation.DeliveryAttempt": events,
+    }
 
 
-def test_a_schedule_run_whose_delivery_is_deleted_is_kept_with_the_delivery_cleared(
+def test_a_schedule_run_whose_delivery_was_the_customers_keeps_it_redacted(
     customer_history: History,
 ):
-    # ScheduleRun.delivery is SET_NULL: the schedule's history outlives the message.
+    # The customer's deliveries stay as redacted rows, so what refers to them (a
+    # schedule run) keeps its link; nothing of the customer is left in the delivery.
     alice = customer_history("alice", 1)
     schedule = a_schedule()
-    run = ScheduleRun.objects.create(
-        schedule=schedule, scheduled_for=NOW, delivery=Delivery.objects.get(event__customer=alice)
-    )
+    delivery = Delivery.objects.get(event__customer=alice)
+    run = ScheduleRun.objects.create(schedule=schedule, scheduled_for=NOW, delivery=delivery)
 
     customer_delete(customer=alice)
 
     run.refresh_from_db()
-    assert (run.schedule_id, run.delivery_id) == (schedule.pk, None)
-    assert Delivery.objects.count() == 0
+    delivery.refresh_from_db()
+    assert (run.schedule_id, run.delivery_id) == (schedule.pk, delivery.pk)
+    assert (delivery.event_id, delivery.payload) == (None, REDACTED_PAYLOAD)
 
 
 def describe(relations) -> list[tuple[str, str, list]]:

@@ -43,7 +43,10 @@ class WebhookUpdateIn(msgspec.Struct, forbid_unknown_fields=True):
 class WebhookSerializer(serializers.ModelSerializer):
     webhook_id = serializers.CharField(source="id")
     event_types = serializers.SerializerMethodField(
-        help_text="Event type keys; empty means every event type."
+        help_text=(
+            "Event type keys; empty means every event type. The reserved key "
+            "`customer.deleted` subscribes to deleted customers (not an event type)."
+        )
     )
 
     class Meta:
@@ -64,7 +67,9 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_event_types(self, endpoint: Endpoint) -> list[str]:
-        return sorted(t.key for t in endpoint.event_types.all())
+        return sorted(
+            [*(t.key for t in endpoint.event_types.all()), *endpoint.reserved_event_types]
+        )
 
 
 class WebhookWithSecretSerializer(WebhookSerializer):

@@ -1,0 +1,162 @@
+"""What automation holds about a person, for privacy requests (customers.privacy).
+
+customers never imports automation: these are the hooks automation registers in
+customers.hooks (AutomationConfig.ready()):
+
+- erase, before customer_delete's cascade: the customer's webhook deliveries stay as
+  rows (the delivery counts, the dashboard's hourly figures and the endpoints' health
+  stay true) but lose their payload and their link to the deleted events; pending ones
+  are cancelled, so nothing about the person is sent after the delete. Their runs,
+  waiting ones included, and segment stays go with the cascade.
+- deleted, after it: the `customer.deleted` message to every subscription that lists
+  that reserved key, through the one sender (automation.webhooks).
+- export: the customer's workflow runs, segment stays and deliveries (with payloads);
+  datetimes are left to the document's JSON encoder.
+
+Every statement is set-based: a customer with a million events costs the same number
+of statements as one with none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from automation.segments.models import SegmentMembership
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import CUSTOMER_DELETED, Delivery, DeliveryAttempt, Endpoint
+from automation.workflows.models import WorkflowRun
+from events_app.models import Event
+
+# What a redacted delivery's payload becomes.
+REDACTED_PAYLOAD = {"redacted": "The customer was deleted (privacy request)."}
+CANCELLED_REASON = "Cancelled: the customer was deleted."
+
+
+def _run_delivery_ids(customer_ids: list[str]) -> list[str]:
+    """Deliveries made by the customers' runs that no event started (segment transitions,
+    broadcasts): only the run's outcomes name them. Read through workflowrun_customer_idx;
+    such runs are few per customer (one per transition)."""
+    ids: list[str] = []
+    outcomes = WorkflowRun.objects.filter(
+        customer_id__in=customer_ids, event__isnull=True
+    ).values_list("outcomes", flat=True)
+    for run_outcomes in outcomes:
+        for outcome in run_outcomes if isinstance(run_outcomes, list) else []:
+            detail = outcome.get("detail") if isinstance(outcome, dict) else None
+            if isinstance(detail, dict) and isinstance(detail.get("delivery_id"), str):
+                ids.append(detail["delivery_id"])
+    return ids
+
+
+def customer_deliveries(customer_ids: list[str]) -> list[QuerySet[Delivery]]:
+    """The customers' deliveries, as separate sets (an OR of the two would keep
+    PostgreSQL from using either index): of their events (delivery_event_idx, per event
+    of event_customer_idx), and of their runs without an event, if any."""
+    events = Event.objects.filter(customer_id__in=customer_ids).values("id")
+    sets = [Delivery.objects.filter(event_id__in=events)]
+    run_delivery_ids = _run_delivery_ids(customer_ids)
+    if run_delivery_ids:
+        sets.append(Delivery.objects.filter(pk__in=run_delivery_ids))
+    return sets
+
+
+def customer_deliveries_redact(customer_ids: list[str]) -> dict[str, int]:
+    """The erase hook: cancel the customers' pending deliveries, blank every payload
+    and response excerpt, and detach the rows from the events about to be deleted.
+    UPDATEs whose WHERE is a subquery: no delivery is read into memory. The detaching
+    one comes last (the others find the deliveries through their events)."""
+    now = timezone.now()
+    cancelled = redacted = 0
+    for deliveries in customer_deliveries(customer_ids):
+        DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk")).exclude(
+            response_excerpt=""
+        ).update(response_excerpt="")
+        cancelled += deliveries.filter(status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.CANCELLED,
+            next_attempt_at=None,
+            completed_at=now,
+            last_error=CANCELLED_REASON,
+        )
+        redacted += deliveries.update(payload=REDACTED_PAYLOAD, event=None)
+    return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
+
+
+def customer_deleted_notify(customer_id: str, external_id: str | None) -> None:
+    """The deleted hook: a signed `customer.deleted` delivery to every active subscription
+    listing that key, created in the deleting transaction and sent after it commits."""
+    endpoints = Endpoint.objects.filter(kind=Endpoint.Kind.SUBSCRIPTION, active=True)
+    payload = {
+        "type": CUSTOMER_DELETED,
+        "data": {"customer_id": customer_id, "external_id": external_id},
+    }
+    for endpoint in endpoints:
+        if CUSTOMER_DELETED in (endpoint.reserved_event_types or []):
+            delivery_create(endpoint=endpoint, payload=payload)
+
+
+def _runs_export(customer_id: str) -> list[dict[str, Any]]:
+    runs = WorkflowRun.objects.filter(customer_id=customer_id).order_by("created_at", "id")
+    return [
+        {
+            "run_id": run.id,
+            "workflow_id": run.workflow_id,
+            "event_id": run.event_id,
+            "trigger": run.trigger,
+            "status": run.status,
+            "outcomes": run.outcomes,
+            "error": run.error,
+            "created_at": run.created_at,
+            "finished_at": run.finished_at,
+        }
+        for run in runs.iterator(chunk_size=2000)
+    ]
+
+
+def _memberships_export(customer_id: str) -> list[dict[str, Any]]:
+    stays = (
+        SegmentMembership.objects.filter(customer_id=customer_id)
+        .select_related("segment")
+        .order_by("entered_at", "id")
+    )
+    return [
+        {
+            "segment_id": stay.segment_id,
+            "segment_key": stay.segment.key,
+            "entered_at": stay.entered_at,
+            "exited_at": stay.exited_at,
+        }
+        for stay in stays
+    ]
+
+
+def _deliveries_export(customer_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "delivery_id": d.id,
+            "webhook_id": d.endpoint_id,
+            "event_id": d.event_id,
+            "status": d.status,
+            "created_at": d.created_at,
+            "payload": d.payload,
+        }
+        for deliveries in customer_deliveries([customer_id])
+        for d in deliveries.order_by("created_at", "id").iterator(chunk_size=2000)
+    ]
+
+
+def privacy_hooks_register() -> None:
+    """Register automation's hooks in customers.hooks (AutomationConfig.ready())."""
+    from customers.hooks import (
+        customer_deleted_hook_register,
+        customer_erase_hook_register,
+        customer_export_hook_register,
+    )
+
+    customer_erase_hook_register("deliveries", customer_deliveries_redact)
+    customer_deleted_hook_register("webhooks", customer_deleted_notify)
+    customer_export_hook_register("workflow_runs", _runs_export)
+    customer_export_hook_register("segment_memberships", _memberships_export)
+    customer_export_hook_register("deliveries", _deliveries_export)
