@@ -20,6 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from customers.identity.selectors import customers_moved_to
 from events_app.ingest_hooks import PreparedEvent
 from events_app.ingest_references import TypeInfo, references_read
 from events_app.ingest_store import (
@@ -131,6 +132,14 @@ def _prepare(
     )
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
+    # A customer id that a merge removed names the customer it was merged into
+    # (customers.identity); read only when an id is unknown.
+    unknown = {
+        i.event.customer_id
+        for i in items
+        if i.event.customer_id and i.event.customer_id not in known_customers
+    }
+    merged_into = customers_moved_to(unknown) if unknown else {}
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
@@ -156,7 +165,11 @@ def _prepare(
             errors["event.customer_id"] = [
                 "Give exactly one of customer_id or customer_external_id."
             ]
-        elif event_in.customer_id and event_in.customer_id not in known_customers:
+        elif (
+            event_in.customer_id
+            and event_in.customer_id not in known_customers
+            and event_in.customer_id not in merged_into
+        ):
             errors["event.customer_id"] = [f"Unknown customer '{event_in.customer_id}'."]
         try:
             data = event_data_decode(event_in.data)
@@ -175,7 +188,7 @@ def _prepare(
             id=ids[index],
             index=index,
             event_type_id=info.id,
-            customer_id=event_in.customer_id or "",
+            customer_id=merged_into.get(event_in.customer_id or "", event_in.customer_id or ""),
             external_id=event_in.external_id,
             secondary_external_id=event_in.secondary_external_id,
             data=data,
