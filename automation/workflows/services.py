@@ -46,6 +46,7 @@ WRITABLE = (
     "actions",
     "active",
     "reentry",
+    "trigger_on_merged_events",
 )
 TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
@@ -61,6 +62,7 @@ class WorkflowInput:
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    trigger_on_merged_events: bool | None = None
 
 
 def _resolve_types(
@@ -214,6 +216,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
             actions=data.actions or [],
             active=True if data.active is None else data.active,
             reentry=data.reentry or Workflow.EVERY_EVENT,
+            trigger_on_merged_events=bool(data.trigger_on_merged_events),
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
@@ -248,6 +251,11 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         actions=workflow.actions if data.actions is None else data.actions,
         active=workflow.active if data.active is None else data.active,
         reentry=workflow.reentry if data.reentry is None else data.reentry,
+        trigger_on_merged_events=(
+            workflow.trigger_on_merged_events
+            if data.trigger_on_merged_events is None
+            else data.trigger_on_merged_events
+        ),
     )
     errors, types = workflow_validate(merged)
     _raise_if(errors)
@@ -259,6 +267,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.actions = merged.actions or []
         workflow.active = bool(merged.active)
         workflow.reentry = merged.reentry or Workflow.EVERY_EVENT
+        workflow.trigger_on_merged_events = bool(merged.trigger_on_merged_events)
         workflow.version = F("version") + 1
         workflow.save()
         workflow.refresh_from_db(fields=["version"])

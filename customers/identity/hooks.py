@@ -19,8 +19,9 @@ from project.hooks import Hooks
 if TYPE_CHECKING:
     from customers.identity.models import CustomerMerge
 
-# (primary customer id) -> {"entered": [segment keys], "exited": [segment keys]}
-MergePreviewHook = Callable[[str], dict[str, Any]]
+# (primary id, secondary id), called before the merge's moves -> a function called after
+# them that answers {"entered": [segment keys], "exited": [segment keys], …}.
+MergePreviewHook = Callable[[str, str], Callable[[], dict[str, Any]]]
 # (the merge record)
 MergedHook = Callable[["CustomerMerge"], None]
 
@@ -30,12 +31,18 @@ merge_preview_hook_register = _preview.register
 merged_hook_register = _merged.register
 
 
-def merge_preview(primary_id: str) -> dict[str, Any]:
-    """What the registered preview hooks say about the merged customer, merged."""
-    found: dict[str, Any] = {}
-    for _name, hook in _preview.all():
-        found.update(hook(primary_id))
-    return found
+def merge_preview_start(primary_id: str, secondary_id: str) -> Callable[[], dict[str, Any]]:
+    """Start every registered preview hook before a dry run's moves; the function
+    returned, called after them, answers what they all found."""
+    finishers = [hook(primary_id, secondary_id) for _name, hook in _preview.all()]
+
+    def finish() -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for finisher in finishers:
+            found.update(finisher())
+        return found
+
+    return finish
 
 
 def merge_made(merge: CustomerMerge) -> None:

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from customers.hooks import customers_changed
 from customers.identity import moves
-from customers.identity.hooks import merge_made, merge_preview
+from customers.identity.hooks import merge_made, merge_preview_start
 from customers.identity.models import CustomerMerge, MergedRow
 from customers.models import Customer, CustomerAlias
 from project.errors import ConflictError, NotFoundError, ValidationFailed
@@ -150,6 +150,7 @@ def _merge(
             },
         )
     plan = merge_plan(primary, secondary)
+    preview = merge_preview_start(primary.pk, secondary.pk) if dry_run else None
     now = timezone.now()
     merge = CustomerMerge.objects.create(
         primary_id=primary.pk,
@@ -186,14 +187,16 @@ def _merge(
     merge.superseded_counts = moved.superseded_counts
     merge.superseded_rows = moved.superseded_rows
     merge.save(update_fields=["moved", "superseded_counts", "superseded_rows"])
-    if dry_run:
-        raise _DryRun(_preview(merge, primary, secondary))
+    if preview is not None:
+        raise _DryRun(_preview(merge, primary, secondary, preview()))
     customers_changed(customer_ids=[primary.pk], fields=None)
     merge_made(merge)
     return merge
 
 
-def _preview(merge: CustomerMerge, primary: Customer, secondary: Customer) -> dict[str, Any]:
+def _preview(
+    merge: CustomerMerge, primary: Customer, secondary: Customer, segments: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "dry_run": True,
         "primary": primary.pk,
@@ -204,7 +207,7 @@ def _preview(merge: CustomerMerge, primary: Customer, secondary: Customer) -> di
         "attributes_overwritten": merge.attributes_overwritten,
         "tags_added": merge.tags_added,
         "aliases_added": merge.aliases_added,
-        "segments": {"entered": [], "exited": [], **merge_preview(primary.pk)},
+        "segments": {"entered": [], "exited": [], **segments},
     }
 
 

@@ -89,7 +89,14 @@ class WorkflowAdminForm(forms.ModelForm):
             "actions",
             "active",
             "reentry",
+            "trigger_on_merged_events",
         ]
+        labels = {"trigger_on_merged_events": "Trigger on merged events"}
+        help_texts = {
+            "trigger_on_merged_events": "When two customers are merged, evaluate the events "
+            "the merge moved to the remaining customer for this workflow (off: a merge does "
+            "not fire old events again)."
+        }
 
     FIELD_OF_PATH = {
         "conditions": "conditions",
@@ -112,6 +119,7 @@ class WorkflowAdminForm(forms.ModelForm):
             actions=cleaned.get("actions") or [],
             active=cleaned.get("active"),
             reentry=cleaned.get("reentry"),
+            trigger_on_merged_events=cleaned.get("trigger_on_merged_events"),
         )
         errors, _ = workflow_validate(data)
         place_node_errors(
@@ -144,6 +152,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                     "trigger_segments",
                     "active",
                     "reentry",
+                    "trigger_on_merged_events",
                     "version",
                 ]
             },
@@ -155,7 +164,16 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     add_fieldsets = [
         (
             None,
-            {"fields": ["name", "trigger_event_types", "trigger_segments", "active", "reentry"]},
+            {
+                "fields": [
+                    "name",
+                    "trigger_event_types",
+                    "trigger_segments",
+                    "active",
+                    "reentry",
+                    "trigger_on_merged_events",
+                ]
+            },
         ),
         ("Conditions", {"fields": ["conditions"]}),
         ("Actions", {"fields": ["actions"]}),

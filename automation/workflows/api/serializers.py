@@ -32,6 +32,7 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    trigger_on_merged_events: bool | None = None
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +77,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "actions",
             "active",
             "reentry",
+            "trigger_on_merged_events",
             "version",
             "created_at",
             "updated_at",

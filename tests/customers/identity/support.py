@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.workflows.models import Workflow, WorkflowRun
+from automation.identity import MERGED_EVENT_TYPE
 from customers.identity.moves import customer_tables
 from customers.models import Customer, CustomerAlias
 from events_app.models import Event, EventType, PropertyRecord
@@ -23,14 +24,27 @@ TIME_FREE = {SegmentCheck: ("next_check_at",)}
 
 def dump() -> dict[str, list[dict[str, Any]]]:
     """Every row of every table with a customer foreign key, plus customers and the
-    property records (owned through their events), keyed by table, in key order."""
+    property records (owned through their events), keyed by table, in key order.
+
+    Without the `customer.merged` events (and their records): a merge's own event is
+    history an undo keeps (workflows may have acted on it)."""
     models: list[type[Model]] = [Customer, PropertyRecord, *(t.model for t in customer_tables())]
     out: dict[str, list[dict[str, Any]]] = {}
     for model in models:
         skip = TIME_FREE.get(model, ())
-        rows = model._base_manager.order_by("pk").values()
+        rows = model._base_manager.order_by("pk")
+        if model is Event:
+            rows = rows.exclude(event_type__key=MERGED_EVENT_TYPE)
+        elif model is PropertyRecord:
+            rows = rows.exclude(event__event_type__key=MERGED_EVENT_TYPE)
+        rows = rows.values()
         out[model._meta.label] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
     return out
+
+
+def own_events() -> Any:
+    """Events other than the merges' own `customer.merged` events."""
+    return Event.objects.exclude(event_type__key=MERGED_EVENT_TYPE)
 
 
 def event_for(customer: Customer, event_type: EventType, *, records: int = 1, **kw: Any) -> Event:

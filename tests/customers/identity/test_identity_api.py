@@ -12,7 +12,7 @@ from customers.identity.models import CustomerMerge
 from customers.models import Customer, CustomerAlias
 from events_app.models import Event
 from tests.conftest import API
-from tests.customers.identity.support import event_for
+from tests.customers.identity.support import event_for, own_events
 from tests.factories import CustomerFactory, EventTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_dry_run_answers_the_preview_and_writes_nothing(contract_api: APIClient)
     assert data["moved"] == {"events": 1}
     assert data["attribute_conflicts"] == {"country": {"primary": "CZ", "secondary": "SK"}}
     assert Customer.objects.count() == 2
-    assert set(Event.objects.values_list("customer_id", flat=True)) == {secondary.pk}
+    assert set(own_events().values_list("customer_id", flat=True)) == {secondary.pk}
     assert CustomerMerge.objects.count() == 0
 
 
@@ -144,7 +144,7 @@ def test_identify_merges_the_anonymous_customer_into_the_known_one(contract_api:
     assert first.json()["data"]["customer"]["customer_id"] == known.pk
     assert first.json()["data"]["merge_id"] == CustomerMerge.objects.get().pk
     assert not Customer.objects.filter(pk=anonymous.pk).exists()
-    assert Event.objects.get().customer_id == known.pk
+    assert own_events().get().customer_id == known.pk
     assert CustomerAlias.objects.filter(customer=known, value="visitor-1").exists()
     assert again.status_code == 200
     assert again.json()["data"]["merge_id"] is None
