@@ -21,7 +21,7 @@ import msgspec
 from django.db import transaction
 from django.utils import timezone
 
-from automation.segments.membership import ENTERED, EXITED, memberships_refresh
+from automation.segments.membership import memberships_refresh
 from automation.segments.models import SegmentMembership
 from automation.segments.selectors import loaded_segments
 from automation.workflows.evaluation import events_evaluate_claimed

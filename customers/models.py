@@ -74,9 +74,8 @@ class CustomerAlias(models.Model):
 
 
 # The privacy package's models; Django finds them here (app label `customers`).
-from customers.privacy.models import SuppressedIdentifier  # noqa: E402
-
 # The identity package's merge records (app label `customers`).
 from customers.identity.models import CustomerMerge, MergedRow  # noqa: E402
+from customers.privacy.models import SuppressedIdentifier  # noqa: E402
 
 __all__ = ["Customer", "CustomerAlias", "CustomerMerge", "MergedRow", "SuppressedIdentifier"]

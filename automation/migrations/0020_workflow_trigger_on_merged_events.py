@@ -8,15 +8,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('automation', '0019_workflowrun_segment_on_db_default'),
+        ("automation", "0019_workflowrun_segment_on_db_default"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='workflow',
-            name='trigger_on_merged_events',
+            model_name="workflow",
+            name="trigger_on_merged_events",
             field=models.BooleanField(default=False),
         ),
     ]

@@ -82,9 +82,7 @@ class CustomerMerge(models.Model):
             # GET /customers/merges?customer_id=… and the admin's merge history, and undo's
             # "a later merge involves these customers" check.
             models.Index(fields=["primary_id", "created_at"], name="customermerge_primary_idx"),
-            models.Index(
-                fields=["secondary_id", "created_at"], name="customermerge_secondary_idx"
-            ),
+            models.Index(fields=["secondary_id", "created_at"], name="customermerge_secondary_idx"),
             # GET /customers/merges sorted by created_at; the prune of expired records.
             models.Index(fields=["created_at", "id"], name="customermerge_created_idx"),
         ]

@@ -47,7 +47,9 @@ def customers_moved_to(customer_ids: Iterable[str]) -> dict[str, str]:
     for _ in range(_CHAIN_LIMIT):
         if not current:
             break
-        existing = set(Customer.objects.filter(pk__in=set(current.values())).values_list("pk", flat=True))
+        existing = set(
+            Customer.objects.filter(pk__in=set(current.values())).values_list("pk", flat=True)
+        )
         for start, at in list(current.items()):
             if at in existing:
                 if at != start:

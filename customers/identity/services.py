@@ -82,9 +82,7 @@ def merge_plan(primary: Customer, secondary: Customer) -> MergePlan:
     if secondary.external_id is not None:
         plan.aliases.append({"kind": CustomerAlias.Kind.EXTERNAL, "value": secondary.external_id})
     if secondary.anonymous_id is not None:
-        plan.aliases.append(
-            {"kind": CustomerAlias.Kind.ANONYMOUS, "value": secondary.anonymous_id}
-        )
+        plan.aliases.append({"kind": CustomerAlias.Kind.ANONYMOUS, "value": secondary.anonymous_id})
     return plan
 
 
@@ -176,7 +174,10 @@ def _merge(
     try:
         with transaction.atomic():
             CustomerAlias.objects.bulk_create(
-                [CustomerAlias(customer_id=primary.pk, merge_id=merge.pk, **a) for a in plan.aliases]
+                [
+                    CustomerAlias(customer_id=primary.pk, merge_id=merge.pk, **a)
+                    for a in plan.aliases
+                ]
             )
     except IntegrityError:
         raise ConflictError(

@@ -10,52 +10,90 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0003_customer_identity_and_suppression_list'),
+        ("customers", "0003_customer_identity_and_suppression_list"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CustomerMerge',
+            name="CustomerMerge",
             fields=[
-                ('id', models.CharField(default=project.ids.new_public_id, editable=False, max_length=26, primary_key=True, serialize=False)),
-                ('primary_id', models.CharField(max_length=26)),
-                ('secondary_id', models.CharField(max_length=26)),
-                ('primary_external_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('secondary_external_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('forced', models.BooleanField(default=False)),
-                ('source', models.CharField(default='merge', max_length=16)),
-                ('status', models.CharField(choices=[('merged', 'Merged'), ('undone', 'Undone')], default='merged', max_length=16)),
-                ('moved', models.JSONField(blank=True, default=dict)),
-                ('superseded_counts', models.JSONField(blank=True, default=dict)),
-                ('attributes_overwritten', models.JSONField(blank=True, default=dict)),
-                ('attribute_conflicts', models.JSONField(blank=True, default=dict)),
-                ('tags_added', models.JSONField(blank=True, default=list)),
-                ('fields_changed', models.JSONField(blank=True, default=dict)),
-                ('aliases_added', models.JSONField(blank=True, default=list)),
-                ('primary_updated_before', models.DateTimeField(blank=True, null=True)),
-                ('primary_updated_after', models.DateTimeField(blank=True, null=True)),
-                ('secondary_row', models.JSONField(blank=True, default=dict)),
-                ('superseded_rows', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('undone_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=project.ids.new_public_id,
+                        editable=False,
+                        max_length=26,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("primary_id", models.CharField(max_length=26)),
+                ("secondary_id", models.CharField(max_length=26)),
+                ("primary_external_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("secondary_external_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("forced", models.BooleanField(default=False)),
+                ("source", models.CharField(default="merge", max_length=16)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("merged", "Merged"), ("undone", "Undone")],
+                        default="merged",
+                        max_length=16,
+                    ),
+                ),
+                ("moved", models.JSONField(blank=True, default=dict)),
+                ("superseded_counts", models.JSONField(blank=True, default=dict)),
+                ("attributes_overwritten", models.JSONField(blank=True, default=dict)),
+                ("attribute_conflicts", models.JSONField(blank=True, default=dict)),
+                ("tags_added", models.JSONField(blank=True, default=list)),
+                ("fields_changed", models.JSONField(blank=True, default=dict)),
+                ("aliases_added", models.JSONField(blank=True, default=list)),
+                ("primary_updated_before", models.DateTimeField(blank=True, null=True)),
+                ("primary_updated_after", models.DateTimeField(blank=True, null=True)),
+                ("secondary_row", models.JSONField(blank=True, default=dict)),
+                ("superseded_rows", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("undone_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['primary_id', 'created_at'], name='customermerge_primary_idx'), models.Index(fields=['secondary_id', 'created_at'], name='customermerge_secondary_idx'), models.Index(fields=['created_at', 'id'], name='customermerge_created_idx')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["primary_id", "created_at"], name="customermerge_primary_idx"
+                    ),
+                    models.Index(
+                        fields=["secondary_id", "created_at"], name="customermerge_secondary_idx"
+                    ),
+                    models.Index(fields=["created_at", "id"], name="customermerge_created_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='MergedRow',
+            name="MergedRow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table', models.CharField(max_length=100)),
-                ('row_id', models.CharField(max_length=64)),
-                ('merge', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='customers.customermerge')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("table", models.CharField(max_length=100)),
+                ("row_id", models.CharField(max_length=64)),
+                (
+                    "merge",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="customers.customermerge",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['merge', 'table'], name='mergedrow_merge_table_idx')],
+                "indexes": [
+                    models.Index(fields=["merge", "table"], name="mergedrow_merge_table_idx")
+                ],
             },
         ),
     ]

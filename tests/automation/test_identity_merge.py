@@ -83,7 +83,9 @@ def test_a_merge_emits_customer_merged_that_workflows_trigger_on(
     due_events_process(event_ids=[event.pk])
 
     assert event.customer_id == primary.pk
-    assert dict(PropertyRecord.objects.filter(event=event).values_list("property_id", "property_value")) == {
+    assert dict(
+        PropertyRecord.objects.filter(event=event).values_list("property_id", "property_value")
+    ) == {
         "merge_id": merge.pk,
         "primary_customer_id": primary.pk,
         "secondary_customer_id": secondary.pk,

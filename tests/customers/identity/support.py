@@ -8,9 +8,9 @@ from typing import Any
 from django.db.models import Model
 from django.utils import timezone
 
+from automation.identity import MERGED_EVENT_TYPE
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.workflows.models import Workflow, WorkflowRun
-from automation.identity import MERGED_EVENT_TYPE
 from customers.identity.moves import customer_tables
 from customers.models import Customer, CustomerAlias
 from events_app.models import Event, EventType, PropertyRecord
@@ -76,7 +76,9 @@ def alias(customer: Customer, value: str) -> CustomerAlias:
     )
 
 
-def diff(before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]]) -> list[str]:
+def diff(
+    before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]]
+) -> list[str]:
     """Readable differences between two dumps (for assertion messages)."""
     out = []
     for table in before:

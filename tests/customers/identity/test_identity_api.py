@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 
 from customers.identity.models import CustomerMerge
 from customers.models import Customer, CustomerAlias
-from events_app.models import Event
 from tests.conftest import API
 from tests.customers.identity.support import event_for, own_events
 from tests.factories import CustomerFactory, EventTypeFactory
@@ -73,7 +72,8 @@ def test_merging_two_identified_customers_is_409_naming_both(contract_api: APICl
 
     assert response.status_code == 409
     body = response.json()
-    assert "u1" in body["message"] and "u2" in body["message"]
+    assert "u1" in body["message"]
+    assert "u2" in body["message"]
     assert Customer.objects.count() == 2
 
 
@@ -152,9 +152,7 @@ def test_identify_merges_the_anonymous_customer_into_the_known_one(contract_api:
 
 
 def test_identify_with_no_customer_creates_the_identified_one(contract_api: APIClient):
-    response = _post(
-        contract_api, "customers/identify", {"anonymous_id": "v", "external_id": "u"}
-    )
+    response = _post(contract_api, "customers/identify", {"anonymous_id": "v", "external_id": "u"})
 
     assert response.status_code == 200
     customer = Customer.objects.get()

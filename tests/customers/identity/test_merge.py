@@ -3,6 +3,8 @@ everything back."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,7 +14,7 @@ from automation.workflows.models import Workflow, WorkflowRun
 from customers.identity.models import CustomerMerge
 from customers.identity.services import customer_merge, merge_undo
 from customers.models import Customer, CustomerAlias
-from events_app.models import Event, PropertyRecord
+from events_app.models import PropertyRecord
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 from tests.customers.identity.support import alias, diff, dump, event_for, own_events, run_for, stay
 from tests.factories import CustomerFactory, EventTypeFactory
@@ -48,7 +50,8 @@ def test_merge_moves_every_row_of_the_secondary_and_removes_it():
 
     assert not Customer.objects.filter(pk=secondary.pk).exists()
     assert set(own_events().values_list("customer_id", flat=True)) == {primary.pk}
-    assert own_events().count() == 4 and mine.pk in own_events().values_list("pk", flat=True)
+    assert own_events().count() == 4
+    assert mine.pk in own_events().values_list("pk", flat=True)
     assert PropertyRecord.objects.filter(event__in=own_events()).count() == 7
     assert WorkflowRun.objects.get().customer_id == primary.pk
     assert SegmentMembership.objects.get().customer_id == primary.pk
@@ -156,7 +159,11 @@ def test_dry_run_reports_and_changes_nothing():
 
 
 def test_undo_is_refused_when_a_later_merge_involves_the_customers():
-    a, b, c = CustomerFactory(), CustomerFactory(external_id=None), CustomerFactory(external_id=None)
+    a, b, c = (
+        CustomerFactory(),
+        CustomerFactory(external_id=None),
+        CustomerFactory(external_id=None),
+    )
     first = _merge(a, b)
     second = _merge(a, c)
 
@@ -172,7 +179,7 @@ def test_undo_is_refused_when_a_later_merge_involves_the_customers():
 def test_undo_past_the_retention_window_is_refused(settings, time_machine):
     settings.HERALD_MERGE_UNDO_DAYS = 30
     merge = _merge(CustomerFactory(), CustomerFactory(external_id=None))
-    time_machine.move_to(merge.created_at + merge.undo_window() + __import__("datetime").timedelta(seconds=1))
+    time_machine.move_to(merge.created_at + merge.undo_window() + timedelta(seconds=1))
 
     with pytest.raises(ConflictError) as refused:
         merge_undo(merge_id=merge.pk)

@@ -14,7 +14,7 @@ from customers.identity.models import CustomerMerge
 from customers.identity.services import customer_merge, merge_undo
 from customers.models import Customer
 from events_app.ingestion import event_ingest, events_ingest_batch
-from events_app.models import Event, EventType
+from events_app.models import EventType
 from events_app.schemas import EventCreateIn
 from tests.customers.identity.support import own_events
 
@@ -40,7 +40,7 @@ def _race(primary: Customer, secondary: Customer, merge: Any) -> list[BaseExcept
                     assert not result.invalid, result.invalid
                 else:
                     event_ingest(item=make(n))
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
@@ -51,7 +51,7 @@ def _race(primary: Customer, secondary: Customer, merge: Any) -> list[BaseExcept
             while own_events().count() < PER_WRITER:
                 pass
             merge()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
 from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
