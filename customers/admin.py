@@ -22,6 +22,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+# Registers the merge records' admin; identity_panel: aliases and merges on this page.
+from customers.identity.admin import identity_panel
 from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
@@ -113,6 +115,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         "updated_at",
         "attributes_table",
         "tag_chips",
+        "identity",
     )
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -121,8 +124,16 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
             return ["external_id", "email", "attributes"]
         if not self.has_change_permission(request, obj):
             # Read-only: a table of attributes and the tags as chips, not form fields.
-            return ["external_id", "email", "attributes_table", "tag_chips", "events_link", "id"]
-        return [*self.fields, "created_at", "updated_at"]
+            return [
+                "external_id",
+                "email",
+                "attributes_table",
+                "tag_chips",
+                "events_link",
+                "identity",
+                "id",
+            ]
+        return [*self.fields, "identity", "created_at", "updated_at"]
 
     def search_indexed(
         self, request: HttpRequest, queryset: QuerySet[Customer], term: str
@@ -156,6 +167,10 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
             ((key, _readable(value)) for key, value in sorted(attributes.items())),
         )
         return format_html('<table class="herald-attributes">{}</table>', rows)
+
+    @admin.display(description="aliases and merges")
+    def identity(self, obj: Customer) -> SafeString:
+        return identity_panel(obj)
 
     @admin.display(description="events")
     def events_link(self, obj: Customer) -> SafeString:
