@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,8 +66,10 @@ def setup(customers: int) -> None:
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM customers_customer WHERE id LIKE 'b%%'")
-        have = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*), max(id) FROM customers_customer WHERE id LIKE 'b%%'")
+        have, last = cursor.fetchone()
+        # Identify consumes customers: new ones are numbered after the last one.
+        start = int(last[1:], 16) + 1 if last else 1
         if have >= customers:
             print(f"{have:,} bench customers present.")
             return
@@ -76,11 +79,11 @@ def setup(customers: int) -> None:
             "INSERT INTO customers_customer (id, external_id, anonymous_id, email, attributes, "
             "tags, created_at, updated_at) "
             "SELECT 'b' || lpad(to_hex(n), 25, '0'), "
-            "CASE WHEN n % 2 = 1 THEN 'bench-user-' || n END, "
-            "CASE WHEN n % 2 = 0 THEN 'bench-visitor-' || n END, "
+            "CASE WHEN n %% 2 = 1 THEN 'bench-user-' || n END, "
+            "CASE WHEN n %% 2 = 0 THEN 'bench-visitor-' || n END, "
             "'', jsonb_build_object('n', n), '[]', now(), now() "
             "FROM generate_series(%s, %s) AS n",
-            [have + 1, customers],
+            [start, start + customers - have - 1],
         )
         cursor.execute("VACUUM (ANALYZE) customers_customer")
     print(f"Inserted {customers - have:,} customers in {time.monotonic() - began:.0f} s.")
@@ -149,12 +152,17 @@ def _load_pair(events: int) -> tuple[str, str]:
     from django.db import connection, transaction
 
     from customers.models import Customer
+    from customers.services import customer_delete
     from events_app.generation import Generator, ensure_event_types
     from events_app.management.commands.generate_events import CopyWriter
+    from events_app.models import Event
+    from events_app.partitions.ondemand import partitions_cover
 
     found = dict(Customer.objects.filter(external_id__in=PAIR).values_list("external_id", "pk"))
-    if len(found) == 2:
+    if len(found) == 2 and Event.objects.filter(customer_id=found[PAIR[1]]).count() >= events:
         return found[PAIR[0]], found[PAIR[1]]
+    for customer in Customer.objects.filter(external_id__in=PAIR):
+        customer_delete(customer=customer)  # a load that stopped half-way, or fewer events
     began = time.monotonic()
     primary = Customer.objects.create(external_id=PAIR[0], attributes={"plan": "pro"})
     # The secondary is identified too (the merge is forced): its external id an alias.
@@ -162,6 +170,10 @@ def _load_pair(events: int) -> tuple[str, str]:
         external_id=PAIR[1], attributes={"plan": "free", "city": "Brno"}, tags=["vip"]
     )
     now_ms = time.time_ns() // 1_000_000
+    # The months the events fall in get their partitions first (COPY creates none).
+    partitions_cover(
+        datetime.fromtimestamp(now_ms / 1000 - day * 86_400, tz=UTC) for day in range(0, 92, 7)
+    )
     for index, customer in enumerate((primary, secondary)):
         generator = Generator(
             rng=random.Random(index),

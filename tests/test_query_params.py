@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 
 from automation.due import due_events_process
 from automation.segments.models import Segment
+from customers.models import Customer
 from events_app.models import ApiClient
 from project.api.strict import StrictAPIView
 from tests.conftest import API
@@ -216,6 +217,13 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
     response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
     assert response.status_code == 202, response.json()
+    # A merge to show and undo, and an anonymous customer to merge (a dry run) or identify.
+    merged = Customer.objects.create(anonymous_id="world-merged")
+    spare_customer = Customer.objects.create(anonymous_id="world-visitor")
+    merge = {"primary": event["customer_id"], "secondary": merged.pk}
+    response = api.post(f"{API}/customers/merge", merge, format="json")
+    assert response.status_code == 200, response.json()
+    merge_id = response.json()["data"]["merge_id"]
     return World(
         api=contract_api,
         ids={
@@ -228,6 +236,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "workflow_id": workflow_id,
             "segment_id": segment_id,
             "broadcast_key": "world",
+            "merge_id": merge_id,
         },
         paused_schedule_id=schedules[1],
         bodies={
@@ -235,6 +244,15 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             ("workflow-test", "post"): {"event_id": event_id},
             # The same key again: 200 with the broadcast, nothing started.
             ("segment-broadcast", "post"): broadcast,
+            ("customers-merge", "post"): {
+                "primary": event["customer_id"],
+                "secondary": spare_customer.pk,
+                "dry_run": True,
+            },
+            ("customers-identify", "post"): {
+                "anonymous_id": "world-visitor",
+                "external_id": "world-user",
+            },
         },
     )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,6 +37,9 @@ from customers.models import Customer, CustomerAlias
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 
 _ABSENT = object()
+_MERGE_ATTEMPTS = 3
+# deadlock_detected, serialization_failure
+_RETRIED_SQLSTATES = ("40P01", "40001")
 # Identify retries once when a concurrent identify of the same ids created first.
 _IDENTIFY_ATTEMPTS = 3
 
@@ -125,12 +128,24 @@ def customer_merge(
             "primary and secondary are the same customer.",
             details={"secondary": ["Must differ from primary."]},
         )
-    try:
-        with transaction.atomic():
-            merge = _merge(primary_id, secondary_id, force=force, source=source, dry_run=dry_run)
-    except _DryRun as done:
-        return done.preview
-    return merge
+    # Outside a caller's transaction a deadlock is retried: the claimer of due events
+    # locks events and then (its runs' foreign keys) their customer, the merge the other
+    # way round; PostgreSQL aborts one of the two, and both may simply go again.
+    attempts = 1 if connection.in_atomic_block else _MERGE_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                return _merge(primary_id, secondary_id, force=force, source=source, dry_run=dry_run)
+        except _DryRun as done:
+            return done.preview
+        except OperationalError as error:
+            if attempt == attempts or _sqlstate(error) not in _RETRIED_SQLSTATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _sqlstate(error: Exception) -> str:
+    return getattr(error.__cause__, "sqlstate", None) or ""
 
 
 def _merge(
