@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.workflows.models import Workflow, WorkflowRun
-from customers.identity.models import CustomerMerge
-from customers.identity.services import customer_merge, merge_undo
+from customers.identity.models import CustomerMerge, MergedRow
+from customers.identity.services import customer_merge, merge_undo, merges_prune
 from customers.models import Customer, CustomerAlias
+from events_app.ingestion import event_ingest
 from events_app.models import PropertyRecord
+from events_app.schemas import EventCreateIn
 from project.errors import ConflictError, NotFoundError, ValidationFailed
 from tests.customers.identity.support import alias, diff, dump, event_for, own_events, run_for, stay
 from tests.factories import CustomerFactory, EventTypeFactory
@@ -185,3 +188,30 @@ def test_undo_past_the_retention_window_is_refused(settings, time_machine):
         merge_undo(merge_id=merge.pk)
 
     assert "HERALD_MERGE_UNDO_DAYS" in refused.value.message
+
+
+def test_the_periodic_prune_deletes_records_past_the_undo_window_only(settings, time_machine):
+    settings.HERALD_MERGE_UNDO_DAYS = 30
+    old = _merge(CustomerFactory(), CustomerFactory(external_id=None))
+    time_machine.move_to(old.created_at + timedelta(days=20))
+    recent = _merge(CustomerFactory(), CustomerFactory(external_id=None))
+
+    pruned = merges_prune(old.created_at + timedelta(days=31))
+
+    assert pruned == 1
+    assert list(CustomerMerge.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not MergedRow.objects.filter(merge_id=old.pk).exists()
+
+
+def test_an_event_naming_a_merged_away_customer_lands_on_the_primary():
+    kind = EventTypeFactory(key="visit")
+    primary, secondary = CustomerFactory(), CustomerFactory(external_id=None)
+    _merge(primary, secondary)
+
+    event_id = event_ingest(
+        item=msgspec.convert(
+            {"event": {"event_type": kind.key, "customer_id": secondary.pk}}, EventCreateIn
+        )
+    )
+
+    assert own_events().get(pk=event_id).customer_id == primary.pk
