@@ -151,6 +151,7 @@ def _now():  # type: ignore[no-untyped-def]
 def _load_pair(events: int) -> tuple[str, str]:
     from django.db import connection, transaction
 
+    from automation.workflows.models import Workflow
     from customers.models import Customer
     from customers.services import customer_delete
     from events_app.generation import Generator, ensure_event_types
@@ -186,13 +187,8 @@ def _load_pair(events: int) -> tuple[str, str]:
         writer = CopyWriter()
         for chunk in generator.events(events, 20_000):
             writer.write(writer.prepare(chunk))
+    Workflow.objects.get_or_create(pk="bench-workflow", defaults={"name": "bench", "active": False})
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO automation_workflow (id, name, conditions, actions, active, reentry, "
-            "version, created_at, updated_at, trigger_on_merged_events) VALUES "
-            "('bench-workflow', 'bench', '{}', '[]', false, 'every_event', 1, now(), now(), "
-            "false) ON CONFLICT DO NOTHING"
-        )
         cursor.execute(
             "INSERT INTO automation_workflowrun (id, workflow_id, event_id, customer_id, "
             "workflow_version, actions, status, position, outcomes, error, explanation, "

@@ -135,9 +135,11 @@ def _prepare(
     # A customer id that a merge removed names the customer it was merged into
     # (customers.identity); read only when an id is unknown.
     unknown = {
-        i.event.customer_id
-        for i in items
-        if i.event.customer_id and i.event.customer_id not in known_customers
+        item.event.customer_id
+        for index, item in enumerate(items)
+        if index not in unstorable
+        and item.event.customer_id
+        and item.event.customer_id not in known_customers
     }
     merged_into = customers_moved_to(unknown) if unknown else {}
 
