@@ -60,6 +60,7 @@ class CustomerAlias(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "customer aliases"
         constraints = [
             # One identifier resolves to one customer: ingest's alias lookup.
             models.UniqueConstraint(fields=["kind", "value"], name="customeralias_unique"),

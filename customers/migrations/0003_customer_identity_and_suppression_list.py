@@ -75,6 +75,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                "verbose_name_plural": "customer aliases",
                 "indexes": [models.Index(fields=["customer"], name="customeralias_customer_idx")],
                 "constraints": [
                     models.UniqueConstraint(fields=("kind", "value"), name="customeralias_unique")

@@ -286,6 +286,7 @@ def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
     response = marketer.post(f"{CUSTOMERS}{alice.pk}/delete/", {"post": "yes"})
 
     assert page.context["deleted_objects"][1:] == [
+        "0 customer aliases",
         "3 events",
         "6 property records",
         "3 deliveries",
