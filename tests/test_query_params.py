@@ -217,10 +217,10 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
     response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
     assert response.status_code == 202, response.json()
-    # A merge to show and undo, and an anonymous customer to merge (a dry run) or identify.
-    merged = Customer.objects.create(anonymous_id="world-merged")
-    spare_customer = Customer.objects.create(anonymous_id="world-visitor")
-    merge = {"primary": event["customer_id"], "secondary": merged.pk}
+    # A merge to show and undo, and a customer to merge in a dry run.
+    merged = Customer.objects.create(external_id="world-merged")
+    spare_customer = Customer.objects.create(external_id="world-spare")
+    merge = {"primary": event["customer_id"], "secondary": merged.pk, "force": True}
     response = api.post(f"{API}/customers/merge", merge, format="json")
     assert response.status_code == 200, response.json()
     merge_id = response.json()["data"]["merge_id"]
@@ -248,6 +248,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
                 "primary": event["customer_id"],
                 "secondary": spare_customer.pk,
                 "dry_run": True,
+                "force": True,
             },
             ("customers-identify", "post"): {
                 "anonymous_id": "world-visitor",

@@ -193,7 +193,8 @@ def _move_back_pg(table: CustomerTable, merge: CustomerMerge) -> int:
     quote = connection.ops.quote_name
     keys_sql, keys_params = table.recorded(merge).query.sql_with_params()
     pk = table.model._meta.pk
-    assert pk is not None and pk.column is not None
+    assert pk is not None
+    assert pk.column is not None
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_UNDO_KEYS}")
         cursor.execute(
