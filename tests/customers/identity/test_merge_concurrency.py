@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from customers.identity.models import CustomerMerge
-from customers.identity.services import customer_merge, merge_undo
+from customers.identity.services import customer_identify, customer_merge, merge_undo
 from customers.models import Customer
 from events_app.ingestion import event_ingest, events_ingest_batch
 from events_app.models import EventType
@@ -111,3 +111,28 @@ def test_events_ingested_during_an_undo_land_on_an_existing_customer_and_none_is
     assert owners == {primary.pk, secondary.pk}
     # The secondary's own events went back with the undo.
     assert own_events().filter(customer_id=secondary.pk).count() >= 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_identify_calls_make_one_customer_and_no_error():
+    errors: list[BaseException] = []
+    started = threading.Barrier(4)
+
+    def identify() -> None:
+        try:
+            started.wait()
+            customer_identify(anonymous_id="visitor-9", external_id="user-9")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=identify) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    customer = Customer.objects.get()
+    assert (customer.external_id, customer.anonymous_id) == ("user-9", "visitor-9")
