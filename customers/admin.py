@@ -23,7 +23,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 # Registers the merge records' admin; identity_panel: aliases and merges on this page.
-from customers.identity.admin import identity_panel
+from customers.identity.admin import identity_panel, merges_undoable
 from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
@@ -187,6 +187,8 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     ) -> HttpResponse:
         if obj is not None and request.user.has_perm("events_app.view_event"):
             context.update(self.story_context(request, obj))
+        if obj is not None and request.user.has_perm("customers.delete_customer"):
+            context["merges_undoable"] = merges_undoable(obj.pk)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def story_context(self, request: HttpRequest, customer: Customer) -> dict[str, Any]:

@@ -201,9 +201,26 @@ def identity_panel(customer: Customer) -> SafeString:
     ) or format_html("<li>{}</li>", "none")
     merge_url = reverse("admin:customers_customermerge_add") + f"?primary={customer.pk}"
     return format_html(
-        "<p>Aliases</p><ul>{}</ul><p>Merges (the undo button is on each merge's page)</p>"
+        "<p>Aliases</p><ul>{}</ul><p>Merges (undo buttons below the form and on each merge's page)</p>"
         '<ul>{}</ul><p><a href="{}">Merge another customer into this one…</a></p>',
         aliases,
         merges,
         merge_url,
     )
+
+
+def merges_undoable(customer_id: str) -> list[dict[str, str]]:
+    """The merges of this customer not undone yet, newest first, with their undo URLs (the
+    customer's page shows an undo button for each; the service says when it refuses)."""
+    merges = selectors.merge_list(customer_id=customer_id).filter(
+        status=CustomerMerge.Status.MERGED
+    )
+    return [
+        {
+            "merge_id": merge.pk,
+            "undo_url": reverse("admin:customers_customermerge_undo", args=[merge.pk]),
+            "label": f"{merge.secondary_id} merged into {merge.primary_id}",
+            "at": merge.created_at.strftime("%Y-%m-%d %H:%M"),
+        }
+        for merge in merges.order_by("-created_at")[:20]
+    ]

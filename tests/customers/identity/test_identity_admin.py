@@ -81,6 +81,7 @@ def test_the_merge_page_undoes_and_the_customer_page_lists_aliases_and_merges(
 
     assert "v-1" in customer_page.content.decode()
     assert merge.pk in customer_page.content.decode()
+    assert f'action="{MERGES}{merge.pk}/undo/"' in customer_page.content.decode()
     assert "Undo this merge" in merge_page.content.decode()
     assert undone.status_code == 302
     merge.refresh_from_db()
