@@ -201,7 +201,8 @@ def identity_panel(customer: Customer) -> SafeString:
     ) or format_html("<li>{}</li>", "none")
     merge_url = reverse("admin:customers_customermerge_add") + f"?primary={customer.pk}"
     return format_html(
-        "<p>Aliases</p><ul>{}</ul><p>Merges (undo buttons below the form and on each merge's page)</p>"
+        "<p>Aliases</p><ul>{}</ul>"
+        "<p>Merges (undo buttons below the form and on each merge's page)</p>"
         '<ul>{}</ul><p><a href="{}">Merge another customer into this one…</a></p>',
         aliases,
         merges,
