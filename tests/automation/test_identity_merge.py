@@ -116,3 +116,30 @@ def test_only_workflows_that_take_merged_events_evaluate_the_moved_events_once(
     run = WorkflowRun.objects.get(workflow=takes)
     assert (run.event_id, run.customer_id) == (old.pk, primary.pk)
     assert not WorkflowRun.objects.filter(workflow=ignores).exists()
+
+
+def test_frequency_conditions_count_the_history_a_merge_brought(
+    django_capture_on_commit_callbacks: Any,
+):
+    purchase = EventType.objects.create(key="purchase", name="Purchase")
+    primary = CustomerFactory(external_id="p")
+    secondary = CustomerFactory(external_id=None)
+    for _ in range(2):
+        EventFactory(customer=secondary, event_type=purchase)
+    customer_merge(primary_id=primary.pk, secondary_id=secondary.pk)
+    third = workflow_create(
+        data=WorkflowInput(
+            name="third purchase",
+            trigger_event_types=["purchase"],
+            conditions={
+                "count": {"event_type": "purchase", "within": "P7D"},
+                "op": "gte",
+                "value": 3,
+            },
+        )
+    )
+
+    event = EventFactory(customer=primary, event_type=purchase, automation_pending=True)
+    due_events_process(event_ids=[event.pk])
+
+    assert WorkflowRun.objects.get(workflow=third).event_id == event.pk
