@@ -14,6 +14,7 @@ class AutomationConfig(AppConfig):
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
         from automation.activity import activity_hour_counts_fold
         from automation.due import due_events_drain
+        from automation.identity import merge_automate, merge_segments_preview
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
         from automation.privacy import privacy_hooks_register
@@ -32,6 +33,7 @@ class AutomationConfig(AppConfig):
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
         from customers.hooks import customer_change_hook_register
+        from customers.identity.hooks import merge_preview_hook_register, merged_hook_register
         from events_app.ingest_hooks import ingest_hook_register
         from events_app.retention_hooks import retention_hook_register
         from project.background import periodic_job_register
@@ -85,6 +87,10 @@ class AutomationConfig(AppConfig):
             interval_seconds=900.0,
             func=activity_hour_counts_fold,
         )
+        # Customer merges (customers.identity): the dry run's segment preview, and the
+        # customer.merged event with the workflows that take merged events.
+        merge_preview_hook_register("segments", merge_segments_preview)
+        merged_hook_register("automation", merge_automate)
         # A customer's story in the admin (customers.timeline): segment stays, and the
         # runs and deliveries under each event.
         timeline_register()

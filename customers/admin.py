@@ -24,6 +24,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+# Registers the merge records' admin; identity_panel: aliases and merges on this page.
+from customers.identity.admin import identity_panel, merges_undoable
 from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
 from customers.services import customer_create, customer_delete, customer_update
@@ -153,6 +155,7 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         "tag_chips",
         "anonymous_id",
         "alias_table",
+        "identity",
     )
 
     def get_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -169,9 +172,10 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
                 "attributes_table",
                 "tag_chips",
                 "events_link",
+                "identity",
                 "id",
             ]
-        return [*self.fields, "created_at", "updated_at"]
+        return [*self.fields, "identity", "created_at", "updated_at"]
 
     def search_indexed(
         self, request: HttpRequest, queryset: QuerySet[Customer], term: str
@@ -232,6 +236,10 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
         )
         return format_html('<table class="herald-attributes">{}</table>', rows)
 
+    @admin.display(description="aliases and merges")
+    def identity(self, obj: Customer) -> SafeString:
+        return identity_panel(obj)
+
     @admin.display(description="events")
     def events_link(self, obj: Customer) -> SafeString:
         return format_html('<a href="{}">events</a>', events_url(obj))
@@ -247,6 +255,8 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
     ) -> HttpResponse:
         if obj is not None and request.user.has_perm("events_app.view_event"):
             context.update(self.story_context(request, obj))
+        if obj is not None and request.user.has_perm("customers.delete_customer"):
+            context["merges_undoable"] = merges_undoable(obj.pk)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def story_context(self, request: HttpRequest, customer: Customer) -> dict[str, Any]:

@@ -9,6 +9,7 @@ class CustomersConfig(AppConfig):
 
     def ready(self) -> None:
         """Privacy requests' task (enqueued by name) and periodic jobs (project.background)."""
+        from customers.identity.services import merges_prune
         from customers.privacy import tasks  # noqa: F401 - registers the task enqueued by name
         from customers.privacy.services import privacy_exports_expire, privacy_requests_sweep
         from project.background import periodic_job_register
@@ -20,4 +21,9 @@ class CustomersConfig(AppConfig):
         # Export documents past HERALD_PRIVACY_EXPORT_DAYS.
         periodic_job_register(
             name="privacy.exports_expire", interval_seconds=3600.0, func=privacy_exports_expire
+        )
+
+        # Merge records past the undo window (HERALD_MERGE_UNDO_DAYS) are deleted.
+        periodic_job_register(
+            name="identity.merges_prune", interval_seconds=3600.0, func=merges_prune
         )

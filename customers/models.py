@@ -74,11 +74,21 @@ class CustomerAlias(models.Model):
         return f"{self.kind}:{self.value} -> {self.customer_id}"
 
 
-# The privacy package's models; Django finds them here (app label `customers`).
+# The identity and privacy packages' models; Django finds them here (app label
+# `customers`).
+from customers.identity.models import CustomerMerge, MergedRow  # noqa: E402
 from customers.privacy.models import (  # noqa: E402
     PrivacyExport,
     PrivacyRequest,
     SuppressedIdentifier,
 )
 
-__all__ = ["Customer", "CustomerAlias", "PrivacyExport", "PrivacyRequest", "SuppressedIdentifier"]
+__all__ = [
+    "Customer",
+    "CustomerAlias",
+    "CustomerMerge",
+    "MergedRow",
+    "PrivacyExport",
+    "PrivacyRequest",
+    "SuppressedIdentifier",
+]

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 
+from customers.identity.selectors import customers_moved_to
 from customers.models import Customer
 from events_app.ingest_hooks import PreparedEvent, ingest_hook, ingest_plan_apply
 from events_app.ingest_pg import pg_insert_events
@@ -113,6 +114,14 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
             if attempt == _CUSTOMER_ATTEMPTS:
                 raise IntegrityError(f"Customers taken concurrently: {taken}") from None
             _customers_reread(prepared, taken.customer_ids)
+            _customers_merged_follow(prepared)
+        except IntegrityError as exc:
+            if (
+                attempt == _CUSTOMER_ATTEMPTS
+                or getattr(exc.__cause__, "sqlstate", None) != "23503"
+                or not _customers_merged_follow(prepared)
+            ):
+                raise
     hook = ingest_hook()
     if hook is not None:
         # Its side effects run on commit of the caller's transaction if there is one
@@ -157,6 +166,18 @@ def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | No
             raise _CustomersTaken(creates) from None
         raise
     return result.stored, result.skipped
+
+
+def _customers_merged_follow(prepared: list[PreparedEvent]) -> bool:
+    """Point the events of customers that a merge removed between the reference read and
+    the insert at the customer they were merged into (customers.identity: the merge
+    locks both customers, so the insert's foreign-key check waited for it and then
+    failed); True when any event was re-pointed, so the insert is worth retrying."""
+    moved = customers_moved_to({p.customer_id for p in prepared if not p.new_customer})
+    for p in prepared:
+        if p.customer_id in moved and not p.new_customer:
+            p.customer_id = moved[p.customer_id]
+    return bool(moved)
 
 
 def _customers_reread(prepared: list[PreparedEvent], allotted: set[str]) -> None:

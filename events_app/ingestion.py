@@ -25,6 +25,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from customers.identity.selectors import customers_moved_to
 from events_app.ingest_hooks import PreparedEvent
 from events_app.ingest_references import References, TypeInfo, references_read
 from events_app.ingest_store import (
@@ -141,6 +142,16 @@ def _prepare(
     )
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
+    # A customer id that a merge removed names the customer it was merged into
+    # (customers.identity); read only when an id is unknown.
+    unknown = {
+        item.event.customer_id
+        for index, item in enumerate(items)
+        if index not in unstorable
+        and item.event.customer_id
+        and item.event.customer_id not in known_customers
+    }
+    merged_into = customers_moved_to(unknown) if unknown else {}
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []
@@ -172,7 +183,11 @@ def _prepare(
             errors["event.customer_id"] = [
                 "Give exactly one of customer_id, customer_external_id or anonymous_id."
             ]
-        elif event_in.customer_id and event_in.customer_id not in known_customers:
+        elif (
+            event_in.customer_id
+            and event_in.customer_id not in known_customers
+            and event_in.customer_id not in merged_into
+        ):
             errors["event.customer_id"] = [f"Unknown customer '{event_in.customer_id}'."]
         try:
             data = event_data_decode(event_in.data)
@@ -191,7 +206,7 @@ def _prepare(
             id=ids[index],
             index=index,
             event_type_id=info.id,
-            customer_id=event_in.customer_id or "",
+            customer_id=merged_into.get(event_in.customer_id or "", event_in.customer_id or ""),
             external_id=event_in.external_id,
             secondary_external_id=event_in.secondary_external_id,
             data=data,

@@ -59,6 +59,9 @@ SECRET_KEY = _secret_key()
 HERALD_PRIVACY_KEY = os.environ.get("HERALD_PRIVACY_KEY", "")
 # How long a privacy export can be downloaded before the document is deleted.
 HERALD_PRIVACY_EXPORT_DAYS = int(os.environ.get("HERALD_PRIVACY_EXPORT_DAYS", "7"))
+# How long a customer merge can be undone (customers.identity); older merge records are
+# pruned by the periodic job `identity.merges_prune`.
+HERALD_MERGE_UNDO_DAYS = int(os.environ.get("HERALD_MERGE_UNDO_DAYS", "30"))
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver"
 )

@@ -35,6 +35,8 @@ urlpatterns = [
         f"{API}docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"
     ),
     path(API, include("events_app.api.urls")),
+    # Before customers.api.urls: its customers/<customer_id> would take "merge", "merges".
+    path(API, include("customers.identity.api.urls")),
     path(API, include("customers.api.urls")),
     path(API, include("customers.privacy.api.urls")),
     path(API, include("automation.api.urls")),

@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 
 from automation.due import due_events_process
 from automation.segments.models import Segment
+from customers.models import Customer
 from customers.privacy.services import privacy_request_run
 from events_app.models import ApiClient
 from project.api.strict import StrictAPIView
@@ -231,6 +232,13 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     assert response.status_code == 202, response.json()
     privacy_request_id = response.json()["data"]["request_id"]
     privacy_request_run(request_id=privacy_request_id)
+    # A merge to show and undo, and a customer to merge in a dry run.
+    merged = Customer.objects.create(external_id="world-merged")
+    spare_customer = Customer.objects.create(external_id="world-spare")
+    merge = {"primary": event["customer_id"], "secondary": merged.pk, "force": True}
+    response = api.post(f"{API}/customers/merge", merge, format="json")
+    assert response.status_code == 200, response.json()
+    merge_id = response.json()["data"]["merge_id"]
     return World(
         api=contract_api,
         ids={
@@ -245,6 +253,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "broadcast_key": "world",
             "policy_id": policy_id,
             "privacy_request_id": privacy_request_id,
+            "merge_id": merge_id,
         },
         paused_schedule_id=schedules[1],
         bodies={
@@ -252,6 +261,16 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             ("workflow-test", "post"): {"event_id": event_id},
             # The same key again: 200 with the broadcast, nothing started.
             ("segment-broadcast", "post"): broadcast,
+            ("customers-merge", "post"): {
+                "primary": event["customer_id"],
+                "secondary": spare_customer.pk,
+                "dry_run": True,
+                "force": True,
+            },
+            ("customers-identify", "post"): {
+                "anonymous_id": "world-visitor",
+                "external_id": "world-user",
+            },
         },
     )
 

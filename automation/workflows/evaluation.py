@@ -232,6 +232,7 @@ def events_evaluate_claimed(
     problems: dict[str, str],
     now: datetime,
     active: ActiveWorkflows | None = None,
+    workflow_ids: set[str] | None = None,
 ) -> list[str]:
     """Evaluate claimed events (automation.due: locked, flag cleared, in the caller's
     transaction) against every active workflow their type triggers; returns the ids of
@@ -240,8 +241,15 @@ def events_evaluate_claimed(
 
     `problems`: event id -> why it cannot be evaluated (failed runs say so). An event
     whose evaluation crashes gets failed runs saying why; the others are evaluated.
+    `workflow_ids`: only these workflows (a merge's moved events, automation.identity).
     """
     by_type = (active or active_workflows()).by_type
+    if workflow_ids is not None:
+        by_type = {
+            type_id: chosen
+            for type_id, workflows in by_type.items()
+            if (chosen := [w for w in workflows if w.id in workflow_ids])
+        }
     triggered = [e for e in events if e.event_type_id in by_type]
     if not triggered:
         return []

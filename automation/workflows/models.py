@@ -47,6 +47,10 @@ class Workflow(models.Model):
         null=True,
         blank=True,
     )
+    # Whether events that reach a customer through a merge (customers.identity: the
+    # secondary's history moved to the primary) are evaluated for this workflow after
+    # the merge; by default a merge does not fire old events again.
+    trigger_on_merged_events = models.BooleanField(default=False)
     # Bumped on every change; workers compare (count, max(updated_at)) of the
     # table to know their cached copy of the active workflows is stale.
     version = models.PositiveIntegerField(default=1)

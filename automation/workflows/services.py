@@ -52,6 +52,7 @@ WRITABLE = (
     "reentry",
     "goal",
     "delivery_policy",
+    "trigger_on_merged_events",
 )
 TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
@@ -71,6 +72,7 @@ class WorkflowInput:
     goal: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     # A policy's key or id; None: no policy; UNSET: keep (on update).
     delivery_policy: str | msgspec.UnsetType | None = msgspec.UNSET
+    trigger_on_merged_events: bool | None = None
 
 
 KEEP = msgspec.UNSET
@@ -244,6 +246,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
             reentry=data.reentry or Workflow.EVERY_EVENT,
             goal=goal_check(None if data.goal is KEEP else data.goal, {}),
             delivery_policy=_resolve_policy(data.delivery_policy, {}),
+            trigger_on_merged_events=bool(data.trigger_on_merged_events),
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
@@ -284,6 +287,11 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
             if data.delivery_policy is msgspec.UNSET
             else data.delivery_policy
         ),
+        trigger_on_merged_events=(
+            workflow.trigger_on_merged_events
+            if data.trigger_on_merged_events is None
+            else data.trigger_on_merged_events
+        ),
     )
     errors, types = workflow_validate(merged)
     _raise_if(errors)
@@ -297,6 +305,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.reentry = merged.reentry or Workflow.EVERY_EVENT
         workflow.goal = goal_check(merged.goal, {})
         workflow.delivery_policy = _resolve_policy(merged.delivery_policy, {})
+        workflow.trigger_on_merged_events = bool(merged.trigger_on_merged_events)
         workflow.version = F("version") + 1
         workflow.save()
         workflow.refresh_from_db(fields=["version"])

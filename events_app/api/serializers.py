@@ -55,6 +55,12 @@ class PropertyDefinitionSerializer(serializers.ModelSerializer):
 
 class EventTypeSerializer(serializers.ModelSerializer):
     event_type_id = serializers.CharField(source="id", read_only=True)
+    # Not the model's slug pattern: types Herald creates itself have reserved keys with a
+    # dot (`customer.merged`, customers.identity), which no client-made type can take.
+    key = serializers.CharField(
+        read_only=True,
+        help_text="A slug; Herald's own types have reserved keys with a dot (customer.merged).",
+    )
     properties = PropertyDefinitionSerializer(many=True, read_only=True)
 
     class Meta:

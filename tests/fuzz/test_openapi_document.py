@@ -47,8 +47,8 @@ def test_every_body_is_required_json_and_documents_413_and_415() -> None:
     bodies = [(p, m, o) for p, m, o in operations() if "requestBody" in o]
     # With POST /segments, PATCH /segments/{id}, POST /segments/preview and
     # POST /segments/{id}/broadcast; POST, PATCH and PUT /delivery-policies; POST
-    # /privacy-requests.
-    assert len(bodies) == 22
+    # /privacy-requests; POST /customers/identify and POST /customers/merge.
+    assert len(bodies) == 24
     for path, method, operation in bodies:
         assert operation["requestBody"]["required"] is True, (method, path)
         assert list(operation["requestBody"]["content"]) == ["application/json"], (method, path)

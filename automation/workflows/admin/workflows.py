@@ -116,10 +116,15 @@ class WorkflowAdminForm(forms.ModelForm):
             "active",
             "reentry",
             "delivery_policy",
+            "trigger_on_merged_events",
         ]
+        labels = {"trigger_on_merged_events": "Trigger on merged events"}
         help_texts = {
             "delivery_policy": "Frequency caps and quiet hours over this workflow's actions "
             "(actions marked exempt are not limited).",
+            "trigger_on_merged_events": "When two customers are merged, evaluate the events "
+            "the merge moved to the remaining customer for this workflow (off: a merge does "
+            "not fire old events again).",
         }
 
     FIELD_OF_PATH = {
@@ -159,6 +164,7 @@ class WorkflowAdminForm(forms.ModelForm):
                 else None
             ),
             delivery_policy=policy.pk if (policy := cleaned.get("delivery_policy")) else None,
+            trigger_on_merged_events=cleaned.get("trigger_on_merged_events"),
         )
         errors, _ = workflow_validate(data)
         place_node_errors(self, errors, self.field_of_path)
@@ -197,6 +203,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                     "active",
                     "reentry",
                     "delivery_policy",
+                    "trigger_on_merged_events",
                     "version",
                 ]
             },
@@ -218,6 +225,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                     "active",
                     "reentry",
                     "delivery_policy",
+                    "trigger_on_merged_events",
                 ]
             },
         ),

@@ -46,6 +46,7 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     goal: Goal | msgspec.UnsetType | None = msgspec.UNSET
     # A delivery policy's key or id; null removes the policy; absent keeps it.
     delivery_policy: PolicyRef | msgspec.UnsetType | None = msgspec.UNSET
+    trigger_on_merged_events: bool | None = None
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,6 +104,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "reentry",
             "goal",
             "delivery_policy",
+            "trigger_on_merged_events",
             "version",
             "created_at",
             "updated_at",

@@ -47,6 +47,7 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         reentry=w.reentry,
         goal=w.goal,
         delivery_policy=w.delivery_policy,
+        trigger_on_merged_events=w.trigger_on_merged_events,
     )
 
 

@@ -1,0 +1,1 @@
+"""Identity: identify an anonymous customer, merge two customers, and undo a merge."""
