@@ -29,6 +29,7 @@ class AutomationConfig(AppConfig):
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
+        from automation.workflows.simulation.services import simulations_resume_stale
         from customers.hooks import customer_change_hook_register
         from events_app.ingest_hooks import ingest_hook_register
         from events_app.retention_hooks import retention_hook_register
@@ -52,6 +53,12 @@ class AutomationConfig(AppConfig):
         periodic_job_register(name="due.claim", interval_seconds=1.0, func=due_events_drain)
         # Due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # Simulations and backfills whose worker went quiet (killed, message lost).
+        periodic_job_register(
+            name="workflows.simulations_resume",
+            interval_seconds=30.0,
+            func=simulations_resume_stale,
+        )
         # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
         metrics_register()
         # Segments: a customer's fields changed (customers.hooks), and the sweep of

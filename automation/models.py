@@ -11,6 +11,7 @@ from __future__ import annotations
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.activity import ActivityHourCount
 
@@ -24,7 +25,9 @@ __all__ = [
     "Segment",
     "SegmentCheck",
     "SegmentMembership",
+    "Simulation",
     "Workflow",
+    "WorkflowBackfill",
     "WorkflowEndpoint",
     "WorkflowRun",
 ]
