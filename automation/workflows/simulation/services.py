@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from automation.workflows.evaluation import _advisory_locks, run_row, runs_insert
@@ -39,7 +40,7 @@ from automation.workflows.runner import runs_hand_on
 from automation.workflows.selectors import LoadedWorkflow, workflow_get
 from automation.workflows.services import WorkflowInput, workflow_validate
 from automation.workflows.simulation.models import Simulation, WorkflowBackfill
-from automation.workflows.simulation.replay import Replay, ReplaySpec, Tally
+from automation.workflows.simulation.replay import Page, Replay, ReplayedRun, ReplaySpec, Tally
 from events_app.models import Event, EventType
 from project import background
 from project.errors import ConflictError, ValidationFailed
@@ -391,8 +392,8 @@ def backfill_run(*, backfill_id: str) -> bool:
 def _backfill_page(
     backfill: WorkflowBackfill,
     loaded: LoadedWorkflow,
-    runs: list[Any],
-    page: Any,
+    runs: list[ReplayedRun],
+    page: Page,
     considered: int,
     span: float,
 ) -> None:
@@ -434,8 +435,6 @@ def _backfill_page(
             }
         WorkflowBackfill.objects.filter(pk=backfill.pk).update(**updates)
         if created:
-            from django.db.models import F
-
             WorkflowBackfill.objects.filter(pk=backfill.pk).update(
                 runs_created=F("runs_created") + created
             )
