@@ -39,6 +39,7 @@ from automation.workflows.policies.spec import PolicySpec, policy_spec_of
 from automation.workflows.runner import runs_hand_on
 from automation.workflows.selectors import LoadedWorkflow, workflow_get
 from automation.workflows.services import WorkflowInput, workflow_validate
+from automation.workflows.simulation import setbased
 from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.workflows.simulation.replay import Page, Replay, ReplayedRun, ReplaySpec, Tally
 from events_app.models import Event, EventType
@@ -53,7 +54,9 @@ BACKFILL_TASK = "automation.backfill_workflow"
 SMALL_RANGE = 10_000
 MAX_DAYS = 366
 # A running row whose heartbeat is older than this is taken over by the sweeper.
-STALE_AFTER = timedelta(minutes=2)
+STALE_AFTER = timedelta(minutes=5)
+# Trees of frequency leaves only are replayed in one statement (simulation.setbased).
+SET_BASED = True
 UNSAVED_NAME = "Simulation"
 CAPS_NOT_SIMULATED = "The workflow's delivery policy could not be read, so caps were not simulated."
 
@@ -229,56 +232,67 @@ def _period(params: dict[str, Any]) -> tuple[datetime, datetime]:
 
 def _simulate(simulation: Simulation, target: Target) -> None:
     start, end = _period(simulation.params)
-    replay = Replay(
-        ReplaySpec(
-            workflow=target.loaded,
-            trigger_type_ids=target.trigger_type_ids,
-            saved_workflow_id=target.saved_workflow_id,
-            policy=target.policy,
-        ),
-        start=start,
-        end=end,
+    spec = ReplaySpec(
+        workflow=target.loaded,
+        trigger_type_ids=target.trigger_type_ids,
+        saved_workflow_id=target.saved_workflow_id,
+        policy=target.policy,
     )
-    tally = Tally()
-    span = (end - start).total_seconds()
+    replay = Replay(spec, start=start, end=end)
     try:
-        for page in replay.pages():
-            tally.add(page)
-            done = max(0.0, (page.last_occurred_at - start).total_seconds()) / span
-            Simulation.objects.filter(pk=simulation.pk, status=Status.RUNNING).update(
-                progress=min(done, 1.0),
-                events_considered=tally.events_considered,
-                updated_at=timezone.now(),
-            )
+        if SET_BASED and setbased.applicable(spec):
+            found = setbased.set_based_result(spec, start=start, end=end)
+        else:
+            found = _streamed(simulation, replay, start, end)
     except Exception as exc:
         logger.exception("simulation %s failed", simulation.pk)
         _fail(simulation, exc)
         return
-    funnel = replay.funnel()
+    funnel = found["leaves"]
     filtering = max(funnel, key=lambda leaf: leaf["evaluated"] - leaf["matched"], default=None)
     result = {
-        "events_considered": tally.events_considered,
-        "would_run": tally.would_run,
-        "leaves": funnel,
+        **found,
         "filtered_out_most": (
             filtering["path"]
             if filtering and filtering["evaluated"] > filtering["matched"]
             else None
         ),
-        "capped": tally.capped,
         "caps_simulated": target.policy is not None and bool(target.policy.caps),
-        "samples": tally.samples,
         "notes": [*target.notes, *replay.notes()],
     }
+    result.setdefault("capped", 0)
     now = timezone.now()
     Simulation.objects.filter(pk=simulation.pk, status=Status.RUNNING).update(
         status=Status.DONE,
         progress=1.0,
-        events_considered=tally.events_considered,
+        events_considered=found["events_considered"],
         result=result,
         updated_at=now,
         finished_at=now,
     )
+
+
+def _streamed(
+    simulation: Simulation, replay: Replay, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The streaming replay, its progress written after each page."""
+    tally = Tally()
+    span = (end - start).total_seconds()
+    for page in replay.pages():
+        tally.add(page)
+        done = max(0.0, (page.last_occurred_at - start).total_seconds()) / span
+        Simulation.objects.filter(pk=simulation.pk, status=Status.RUNNING).update(
+            progress=min(done, 1.0),
+            events_considered=tally.events_considered,
+            updated_at=timezone.now(),
+        )
+    return {
+        "events_considered": tally.events_considered,
+        "would_run": tally.would_run,
+        "leaves": replay.funnel(),
+        "capped": tally.capped,
+        "samples": tally.samples,
+    }
 
 
 def _fail(simulation: Simulation, exc: Exception) -> None:

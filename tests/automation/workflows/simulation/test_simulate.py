@@ -73,18 +73,59 @@ def counts() -> dict[str, int]:
     }
 
 
+# Frequency leaves only: replayed set-based (simulation.setbased) unless switched off.
+BUSY_BUYER = {
+    "any": [
+        {"count": {"event_type": "purchase", "within": "P1D"}, "op": "gte", "value": 3},
+        {
+            "all": [
+                {
+                    "not": {
+                        "count": {"event_type": "purchase", "within": "PT6H"},
+                        "op": "lt",
+                        "value": 2,
+                    }
+                },
+                {
+                    "count": {"event_type": "login", "within": "P2D"},
+                    "op": "between",
+                    "value": [0, 1],
+                },
+            ]
+        },
+    ]
+}
+
+
 @pytest.mark.parametrize(
     "reentry", ["every_event", "once_per_customer", "once_per_customer_per:PT12H"]
 )
+@pytest.mark.parametrize(
+    ("conditions", "set_based"),
+    [(REPEAT_BUYER, False), (BUSY_BUYER, True), (BUSY_BUYER, False)],
+    ids=["streamed", "set-based", "streamed-counts"],
+)
 def test_a_simulation_equals_what_live_evaluation_then_does_over_the_same_events(
     purchase: Any,
+    login: Any,
     make_workflow: Callable[..., Workflow],
     ingest: Callable[..., Event],
+    monkeypatch: pytest.MonkeyPatch,
     reentry: str,
+    conditions: dict[str, Any],
+    set_based: bool,
 ) -> None:
-    workflow = make_workflow(
-        conditions=REPEAT_BUYER, actions=[{"type": "add_tags", "tags": ["x"]}], reentry=reentry
+    monkeypatch.setattr(services, "SET_BASED", set_based)
+    used = []
+    real = services.setbased.set_based_result
+    monkeypatch.setattr(
+        services.setbased, "set_based_result", lambda *a, **k: used.append(1) or real(*a, **k)
     )
+    workflow = make_workflow(
+        conditions=conditions, actions=[{"type": "add_tags", "tags": ["x"]}], reentry=reentry
+    )
+    with time_machine.travel(T0 + timedelta(hours=6), tick=False):
+        ingest("login", customer="bob", occurred_at=T0 + timedelta(hours=6))
     events = history(ingest)
 
     simulation = services.simulation_create(
@@ -106,6 +147,7 @@ def test_a_simulation_equals_what_live_evaluation_then_does_over_the_same_events
     assert result["events_considered"] == len(events)
     assert result["would_run"] == len(live) > 0
     assert simulated == live
+    assert bool(used) == set_based
 
 
 def test_simulation_funnel_counts_each_leaf_and_names_the_one_that_filtered_most(
