@@ -332,6 +332,7 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "automation.webhooks.models.Delivery.Status",
         "ScheduleStatusEnum": "automation.schedules.models.Schedule.Status",
         "WorkflowRunStatusEnum": "automation.workflows.models.WorkflowRun.Status",
+        "SimulationStatusEnum": "automation.workflows.simulation.models.Status",
     },
 }
 
