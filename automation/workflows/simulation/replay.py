@@ -55,11 +55,18 @@ class Row(NamedTuple):
     event_type_id: str
     customer_id: str
     occurred_at: datetime
-    created_at: datetime
+    created_at: datetime | None = None
     external_id: str | None = None
     secondary_external_id: str | None = None
     data: Any = None
     depth: int = 0
+
+
+def _row(values: tuple[Any, ...], full: bool) -> Row:
+    if full:
+        return Row(*values)
+    event_id, type_id, customer_id, occurred_at = values
+    return Row(event_id, type_id, customer_id, occurred_at)
 
 
 @dataclass
@@ -176,7 +183,10 @@ class Replay:
     # ------------------------------------------------------------ the stream
 
     def _page(self, after: tuple[datetime, str] | None) -> list[Row]:
+        # Before the period only the counted types are needed (for their windows).
+        in_window = Q(occurred_at__gte=self.start) | Q(event_type_id__in=sorted(self.longest))
         queryset = Event.objects.filter(
+            in_window,
             event_type_id__in=self.stream_types,
             occurred_at__gte=self.start - self.lookback,
             occurred_at__lt=self.end,
@@ -184,12 +194,17 @@ class Replay:
         if self.spec.created_before is not None:
             queryset = queryset.filter(created_at__lt=self.spec.created_before)
         if after is not None:
+            # The plain bound lets the (occurred_at, id) index start the page at its key.
             queryset = queryset.filter(
-                Q(occurred_at__gt=after[0]) | Q(occurred_at=after[0], id__gt=after[1])
+                Q(occurred_at__gt=after[0]) | Q(occurred_at=after[0], id__gt=after[1]),
+                occurred_at__gte=after[0],
             )
         columns = _COLUMNS + (_EVENT_COLUMNS if self.reads_event else ())
+        if not self.reads_event:
+            # created_at is an event field: read only when the tree reads the event.
+            columns = tuple(c for c in columns if c != "created_at")
         return [
-            Row(*values)
+            _row(values, self.reads_event)
             for values in queryset.order_by("occurred_at", "id").values_list(*columns)[:PAGE_SIZE]
         ]
 
@@ -259,10 +274,10 @@ class Replay:
             "event_type": self.type_keys.get(row.event_type_id, ""),
             "event_type_id": row.event_type_id,
             "occurred_at": row.occurred_at,
-            "created_at": row.created_at,
         }
         if self.reads_event:
             event.update(
+                created_at=row.created_at,
                 external_id=row.external_id,
                 secondary_external_id=row.secondary_external_id,
                 depth=row.depth,

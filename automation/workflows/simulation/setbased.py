@@ -144,18 +144,26 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
     if not keys:
         counts_array = "ARRAY[]::bigint[]"
     selected = ", ".join(["e.id", "e.customer_id", "e.occurred_at", "e.event_type_id", *count_sql])
-    aggregates = ", ".join(["count(*)", *[f"count(*) FILTER (WHERE {sql})" for sql in leaf_sql]])
+    every_event = spec.workflow.reentry == Workflow.EVERY_EVENT
+    counted = ["count(*)", *[f"count(*) FILTER (WHERE {sql})" for sql in leaf_sql]]
+    aggregate_params = list(leaf_params)
+    if every_event:
+        # Every match runs: the database counts the runs and picks the first samples.
+        counted.append(f"count(*) FILTER (WHERE {tree_sql})")
+        aggregate_params += tree_params
+    matched = f"SELECT 1, {counts_array}, id, customer_id, occurred_at FROM s WHERE {tree_sql}"  # noqa: S608
+    if every_event:
+        matched = f"({matched} ORDER BY occurred_at, id LIMIT {MAX_SAMPLES})"
     sql = (
         f"WITH s AS MATERIALIZED (SELECT * FROM (SELECT {selected} FROM {table} AS e"  # noqa: S608
         " WHERE e.event_type_id = ANY(%s) AND e.occurred_at >= %s AND e.occurred_at < %s"
         " WINDOW running AS (PARTITION BY e.customer_id ORDER BY e.occurred_at, e.id"
         " ROWS UNBOUNDED PRECEDING)) AS w"
         " WHERE w.event_type_id = ANY(%s) AND w.occurred_at >= %s)"
-        f" SELECT 0, ARRAY[{aggregates}]::bigint[], NULL, NULL, NULL::timestamptz FROM s"
-        " UNION ALL"
-        f" SELECT 1, {counts_array}, id, customer_id, occurred_at FROM s WHERE {tree_sql}"
+        f" SELECT 0, ARRAY[{', '.join(counted)}]::bigint[], NULL, NULL, NULL::timestamptz FROM s"
+        f" UNION ALL {matched}"
     )
-    if spec.workflow.reentry != Workflow.EVERY_EVENT:
+    if not every_event:
         # Re-entry is a customer's own history: each customer's matches in time order.
         sql = f"SELECT * FROM ({sql}) AS r ORDER BY 1, 4, 5, 3"  # noqa: S608
     params = [
@@ -165,7 +173,7 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
         end,
         sorted(spec.trigger_type_ids),
         start,
-        *leaf_params,
+        *aggregate_params,
         *tree_params,
     ]
     return sql, params, len(keys)
@@ -231,6 +239,8 @@ def set_based_result(spec: ReplaySpec, *, start: datetime, end: datetime) -> dic
     chosen = sorted((s.item for s in samples), key=lambda item: item[:2])
     leaves = leaves_of(workflow.compiled.root)
     considered = aggregates[0] if aggregates else 0
+    if not limited:
+        would_run = aggregates[-1] if aggregates else 0
     funnel = [
         {
             "path": leaf.path,
