@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +49,11 @@ from events_app.models import Event
 
 _COMPARISONS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 FETCH = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(span: timedelta) -> int:
+    return (span.days * 86400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 class NotSetBased(Exception):
@@ -151,7 +156,12 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
         # Every match runs: the database counts the runs and picks the first samples.
         counted.append(f"count(*) FILTER (WHERE {tree_sql})")
         aggregate_params += tree_params
-    matched = f"SELECT 1, {counts_array}, id, customer_id, occurred_at FROM s WHERE {tree_sql}"  # noqa: S608
+    # The time as integer microseconds since the epoch: parsing a timestamp per matched
+    # row cost more than the rest of Python's share of the replay.
+    matched = (
+        f"SELECT 1, {counts_array}, id, customer_id, "  # noqa: S608
+        f"(extract(epoch FROM occurred_at) * 1000000)::bigint FROM s WHERE {tree_sql}"
+    )
     if every_event:
         matched = f"({matched} ORDER BY occurred_at, id LIMIT {MAX_SAMPLES})"
     sql = (
@@ -160,7 +170,7 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
         " WINDOW running AS (PARTITION BY e.customer_id ORDER BY e.occurred_at, e.id"
         " ROWS UNBOUNDED PRECEDING)) AS w"
         " WHERE w.event_type_id = ANY(%s) AND w.occurred_at >= %s)"
-        f" SELECT 0, ARRAY[{', '.join(counted)}]::bigint[], NULL, NULL, NULL::timestamptz FROM s"
+        f" SELECT 0, ARRAY[{', '.join(counted)}]::bigint[], NULL, NULL, NULL::bigint FROM s"
         f" UNION ALL {matched}"
     )
     if not every_event:
@@ -215,13 +225,20 @@ def set_based_result(spec: ReplaySpec, *, start: datetime, end: datetime) -> dic
             keys.append(leaf.count_key)
     limited = workflow.reentry != Workflow.EVERY_EVENT
     period = (
-        timedelta(seconds=workflow.period_seconds) if workflow.period_seconds is not None else None
+        _micros(timedelta(seconds=workflow.period_seconds))
+        if workflow.period_seconds is not None
+        else None
     )
-    last_run: dict[str, datetime | None] = dict(_last_runs(spec, start)) if limited else {}
+    last_run: dict[str, int | None] = (
+        {customer: _micros(last - EPOCH) for customer, last in _last_runs(spec, start).items()}
+        if limited
+        else {}
+    )
     aggregates: list[int] = []
     would_run = 0
     samples: list[_Neg] = []  # the earliest MAX_SAMPLES runs, the latest on top
     for kind, numbers, event_id, customer_id, occurred_at in _stream(sql, params):
+        # occurred_at: microseconds since the epoch (see _statement).
         if kind == 0:
             aggregates = list(numbers)
             continue
@@ -262,7 +279,7 @@ class _Neg:
 
     __slots__ = ("item",)
 
-    def __init__(self, item: tuple[datetime, str, str, list[int]]) -> None:
+    def __init__(self, item: tuple[int, str, str, list[int]]) -> None:
         self.item = item
 
     def __lt__(self, other: _Neg) -> bool:
@@ -270,9 +287,10 @@ class _Neg:
 
 
 def _sample(
-    spec: ReplaySpec, keys: list[CountKey], item: tuple[datetime, str, str, list[int]]
+    spec: ReplaySpec, keys: list[CountKey], item: tuple[int, str, str, list[int]]
 ) -> dict[str, Any]:
-    occurred_at, event_id, customer_id, numbers = item
+    micros, event_id, customer_id, numbers = item
+    occurred_at = EPOCH + timedelta(microseconds=micros)
     context = EventContext(
         event={"event_id": event_id, "occurred_at": occurred_at},
         customer={"customer_id": customer_id},
