@@ -316,8 +316,10 @@ class Replay:
 
     def _seed_firsts(self, customers: set[str]) -> None:
         """Customers not met yet: had they an event of the type before the stream began?"""
-        stream_start = self.start - self.lookback
         for type_id in self.first_types:
+            # Events of a counted type are streamed from one window back; others from
+            # the period's start: what came before that is asked here.
+            stream_start = self.start - self.lookback if type_id in self.longest else self.start
             unknown = customers - self.checked[type_id]
             if not unknown:
                 continue

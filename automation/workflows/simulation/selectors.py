@@ -13,8 +13,8 @@ def simulation_get(*, simulation_id: str) -> Simulation:
     return simulation
 
 
-def backfill_get(*, backfill_id: str) -> WorkflowBackfill:
-    backfill = WorkflowBackfill.objects.filter(pk=backfill_id).first()
+def backfill_get(*, backfill_id: str, workflow_id: str) -> WorkflowBackfill:
+    backfill = WorkflowBackfill.objects.filter(pk=backfill_id, workflow_id=workflow_id).first()
     if backfill is None:
         raise NotFoundError(f"Backfill '{backfill_id}' not found.")
     return backfill

@@ -162,8 +162,13 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
         f"SELECT 1, {counts_array}, id, customer_id, "  # noqa: S608
         f"(extract(epoch FROM occurred_at) * 1000000)::bigint FROM s WHERE {tree_sql}"
     )
+    once = spec.workflow.reentry == Workflow.ONCE_PER_CUSTOMER
     if every_event:
         matched = f"({matched} ORDER BY occurred_at, id LIMIT {MAX_SAMPLES})"
+    elif once:
+        # Only a customer's first match can run (if no run came before the period).
+        matched = matched.replace("SELECT 1,", "SELECT DISTINCT ON (customer_id) 1,", 1)
+        matched = f"({matched} ORDER BY customer_id, occurred_at, id)"
     sql = (
         f"WITH s AS MATERIALIZED (SELECT * FROM (SELECT {selected} FROM {table} AS e"  # noqa: S608
         " WHERE e.event_type_id = ANY(%s) AND e.occurred_at >= %s AND e.occurred_at < %s"
@@ -173,7 +178,7 @@ def _statement(spec: ReplaySpec, start: datetime, end: datetime) -> tuple[str, l
         f" SELECT 0, ARRAY[{', '.join(counted)}]::bigint[], NULL, NULL, NULL::bigint FROM s"
         f" UNION ALL {matched}"
     )
-    if not every_event:
+    if not every_event and not once:
         # Re-entry is a customer's own history: each customer's matches in time order.
         sql = f"SELECT * FROM ({sql}) AS r ORDER BY 1, 4, 5, 3"  # noqa: S608
     params = [

@@ -114,7 +114,5 @@ class BackfillDetailView(StrictAPIView):
         responses={200: envelope("BackfillDetail", BackfillSerializer()), **errors(404)},
     )
     def get(self, request: Request, workflow_id: str, backfill_id: str) -> Response:
-        backfill = selectors.backfill_get(backfill_id=backfill_id)
-        if backfill.workflow_id != workflow_id:
-            backfill = selectors.backfill_get(backfill_id="")
+        backfill = selectors.backfill_get(backfill_id=backfill_id, workflow_id=workflow_id)
         return Response({"data": BackfillSerializer(backfill).data})

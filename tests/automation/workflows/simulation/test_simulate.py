@@ -150,6 +150,36 @@ def test_a_simulation_equals_what_live_evaluation_then_does_over_the_same_events
     assert bool(used) == set_based
 
 
+@pytest.mark.parametrize("counted", [False, True], ids=["first-only", "first-and-counted"])
+def test_first_time_conditions_see_the_events_before_the_period(
+    purchase: Any,
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+    counted: bool,
+) -> None:
+    first: dict[str, Any] = {"first": "purchase"}
+    if counted:  # purchases are then streamed from a window before the period
+        count = {"count": {"event_type": "purchase", "within": "PT2H"}, "op": "gte", "value": 1}
+        first = {"all": [first, count]}
+    workflow = make_workflow(conditions=first)
+    events = history(ingest)
+    start = T0 + timedelta(hours=6)
+
+    result = services.simulation_create(
+        start=start, end=T0 + timedelta(days=3), workflow_id=workflow.pk
+    ).result
+
+    for event in events:
+        due_events_process(event_ids=[event.pk], now=event.occurred_at)
+    live = {
+        run.event_id
+        for run in WorkflowRun.objects.filter(event__occurred_at__gte=start, workflow=workflow)
+    }
+    assert result is not None
+    assert {s["event_id"] for s in result["samples"]} == live
+    assert len(live) == 1  # carol's first purchase, at +8h
+
+
 def test_simulation_funnel_counts_each_leaf_and_names_the_one_that_filtered_most(
     purchase: Any, make_workflow: Callable[..., Workflow], ingest: Callable[..., Event]
 ) -> None:
