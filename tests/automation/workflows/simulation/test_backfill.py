@@ -201,3 +201,23 @@ def test_backfill_with_a_bad_from_answers_400_and_writes_nothing(
         assert response.status_code == 400, (value, response.json())
         assert "from" in response.json()["details"]
     assert WorkflowBackfill.objects.count() == 0
+
+
+def test_a_backfill_is_read_back_under_its_own_workflow_only(
+    api: APIClient,
+    purchase: Any,
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    workflow = make_workflow()
+    other = make_workflow(name="Other")
+    history(ingest)
+    started = backfill(api, workflow, django_capture_on_commit_callbacks)
+
+    url = f"{API}/workflows/{workflow.pk}/backfills/{started['backfill_id']}"
+    data = api.get(url).json()["data"]
+    assert (data["status"], data["runs_created"], data["progress"]) == ("done", 13, 1.0)
+    assert data["watermark"].startswith(NOW.isoformat()[:19])
+    wrong = f"{API}/workflows/{other.pk}/backfills/{started['backfill_id']}"
+    assert api.get(wrong).status_code == 404
