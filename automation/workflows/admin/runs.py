@@ -63,6 +63,7 @@ class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "customer",
         "status",
         "actions_done",
+        "source",
         "created_at",
         "finished_at",
     ]
@@ -87,6 +88,7 @@ class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "created_at",
         "finished_at",
         "workflow_version",
+        "source",
     )
     readonly_fields = fields
 

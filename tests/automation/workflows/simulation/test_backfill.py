@@ -57,6 +57,8 @@ def test_backfill_twice_stores_each_run_once_marked_backfill(
     assert runs.count() == simulated["would_run"] > 0
     assert {r.event_id for r in runs} == {s["event_id"] for s in simulated["samples"]}
     assert set(runs.values_list("source", flat=True)) == {"backfill"}
+    listed = api.get(f"{API}/workflows/{workflow.pk}/runs").json()["data"]["workflow_runs"]
+    assert {run["source"] for run in listed} == {"backfill"}
     # The actions ran (they are real): the runs finished and tagged their customers.
     assert set(runs.values_list("status", flat=True)) == {"succeeded"}
     done = [WorkflowBackfill.objects.get(pk=b["backfill_id"]) for b in (first, second)]
