@@ -27,6 +27,7 @@ class AutomationConfig(AppConfig):
         from automation.timeline import timeline_register
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
+        from automation.workflows.policies.services import policy_usage_prune
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
         from automation.workflows.simulation.services import simulations_resume_stale
@@ -58,6 +59,10 @@ class AutomationConfig(AppConfig):
             name="workflows.simulations_resume",
             interval_seconds=30.0,
             func=simulations_resume_stale,
+        )
+        # Delivery policies' ledger rows older than any cap's window.
+        periodic_job_register(
+            name="policies.prune", interval_seconds=3600.0, func=policy_usage_prune
         )
         # GET /metrics: pending work per queue, delivery outcomes, endpoint health.
         metrics_register()

@@ -10,6 +10,7 @@ from __future__ import annotations
 # delivery models first, as when they were defined in one module.
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
+from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
@@ -19,7 +20,9 @@ __all__ = [
     "ActivityHourCount",
     "Delivery",
     "DeliveryAttempt",
+    "DeliveryPolicy",
     "Endpoint",
+    "PolicyUsage",
     "Schedule",
     "ScheduleRun",
     "Segment",

@@ -13,6 +13,12 @@ Prints:
      (p50/p99), with ONE real Celery worker on Redis (db --redis-db) and the API
      called in this process at --rate events/s (100-event batches).
 
+With --policy, instead: the added cost of a delivery policy. The same events are
+evaluated and their runs' actions run in alternating rounds (--rounds each) without
+and with every workflow under a policy that checks on every action (a cap on
+add_tags that is never reached, and quiet hours that are not now), in one process
+on one database; prints the best round of each and the ratio (goal: >= 90 %).
+
 The database named by DATABASE_URL is migrated and its event, customer and
 workflow tables are TRUNCATED: never point it at data you want to keep. Every
 load loop is bounded in count and time. Figures, not a test.
@@ -53,6 +59,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-db", type=int, default=9)
     parser.add_argument("--pool", default="solo", help="worker pool: solo, threads, prefork")
     parser.add_argument("--concurrency", type=int, default=1, help="worker pool size")
+    parser.add_argument(
+        "--policy", action="store_true", help="compare rounds without / with a delivery policy"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per mode with --policy")
     return parser.parse_args()
 
 
@@ -251,6 +261,119 @@ def phase_throughput(args: argparse.Namespace) -> None:
     )
 
 
+def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float, float]:
+    """Evaluate `ids` afresh and run their runs' actions: (events/s, runs/s, runs,
+    queries per run, this process's CPU µs per run)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from automation.due import due_events_process
+    from automation.workflows.models import WorkflowRun
+    from automation.workflows.runner import workflow_run_advance
+    from automation.workflows.selectors import active_workflows_forget
+    from customers.models import Customer
+    from events_app.models import Event
+
+    WorkflowRun.objects.all().delete()
+    Customer.objects.update(tags=[])  # each round's add_tags writes, as the first did
+    Customer.objects.filter(external_id__endswith="0").update(tags=["vip"])
+    Event.objects.filter(pk__in=ids).update(automation_pending=True)
+    active_workflows_forget()
+    started = time.perf_counter()
+    to_run: list[str] = []
+    for start in range(0, len(ids), batch):
+        to_run += due_events_process(event_ids=ids[start : start + batch]).run_ids
+    evaluated = len(ids) / (time.perf_counter() - started)
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        for run_id in to_run:
+            workflow_run_advance(run_id=run_id)
+    actions = len(to_run) / (time.perf_counter() - started)
+    cpu = time.process_time() - cpu
+    runs = max(1, len(to_run))
+    return evaluated, actions, len(to_run), len(queries) / runs, cpu / runs * 1e6
+
+
+def phase_policy(args: argparse.Namespace) -> None:
+    from django.db import connection
+
+    from automation.workflows.models import Workflow, WorkflowRun
+    from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
+    from automation.workflows.policies.services import delivery_policy_create
+
+    PolicyUsage.objects.all().delete()
+    Workflow.objects.update(delivery_policy=None)
+    DeliveryPolicy.objects.all().delete()
+    ids: list[str] = []
+    for offset in range(0, args.events, 1000):
+        ids += store(items(min(1000, args.events - offset), offset))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    Workflow.objects.update(active=True)
+    # Quiet hours that are not now (checked, never blocking); a cap never reached.
+    hour = (datetime.now(UTC).hour + 6) % 24
+    policy = delivery_policy_create(
+        data={
+            "key": "bench",
+            "caps": [{"count": 10000, "window": "P1D", "actions": ["add_tags"]}],
+            "quiet_hours": {
+                "start": f"{hour:02d}:00",
+                "end": f"{(hour + 2) % 24:02d}:00",
+                "timezone_attribute": "timezone",
+                "default_timezone": "UTC",
+            },
+            "on_blocked": "defer",
+        }
+    )
+    best: dict[bool, tuple[float, float, int, float, float]] = {}
+    for _ in range(args.rounds):
+        for with_policy in (False, True):
+            Workflow.objects.update(delivery_policy=policy if with_policy else None)
+            figures = _policy_round(ids, args.batch)
+            print(
+                f"   round {'with' if with_policy else 'without'}: {figures[0]:,.0f} events/s, "
+                f"{figures[1]:,.0f} runs/s, {figures[3]:.1f} queries and "
+                f"{figures[4]:,.0f} µs CPU per run"
+            )
+            kept = best.get(with_policy)
+            best[with_policy] = (
+                figures
+                if kept is None
+                else (
+                    max(kept[0], figures[0]),
+                    max(kept[1], figures[1]),
+                    figures[2],
+                    figures[3],
+                    min(kept[4], figures[4]),
+                )
+            )
+    blocked = sum(
+        1
+        for outcomes in WorkflowRun.objects.values_list("outcomes", flat=True)
+        for o in outcomes
+        if o["status"] != "succeeded"
+    )
+    without, with_ = best[False], best[True]
+    print(
+        f"policy: {len(ids)} events, {with_[2]} runs with actions per round, best of "
+        f"{args.rounds} rounds per mode (alternating), {blocked} actions blocked"
+    )
+    print(
+        f"   evaluation: without {without[0]:,.0f} events/s, with {with_[0]:,.0f} events/s "
+        f"= {with_[0] / without[0]:.0%}"
+    )
+    print(
+        f"   actions:    without {without[1]:,.0f} runs/s, with {with_[1]:,.0f} runs/s "
+        f"= {with_[1] / without[1]:.0%} (goal >= 90 %)"
+    )
+    print(
+        f"   per run (one add_tags action): {without[3]:.1f} -> {with_[3]:.1f} queries, "
+        f"worker CPU {without[4]:,.0f} -> {with_[4]:,.0f} µs "
+        f"(by CPU, {without[4] / with_[4]:.0%} of the rate)"
+    )
+
+
 def phase_lag(args: argparse.Namespace, secret: str) -> None:
     from django.conf import settings
     from django.db import connection
@@ -396,6 +519,9 @@ def main() -> None:
     args = parse_args()
     secret = setup(args)
     print(f"CPUs: {os.cpu_count()} (shared with other work: figures are noisy)")
+    if args.policy:
+        phase_policy(args)
+        return
     phase_throughput(args)
     phase_lag(args, secret)
 

@@ -163,6 +163,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("segments", "post"): {"segment": {"key": "new_segment", "name": "New", "condition": {}}},
     ("segment-detail", "patch"): {"segment": {"name": "Renamed"}},
     ("segments-preview", "post"): {"condition": {}},
+    ("delivery-policies", "post"): {"policy": {"key": "new_policy"}},
+    ("delivery-policy-detail", "patch"): {"policy": {"on_blocked": "defer"}},
+    ("delivery-policy-detail", "put"): {"policy": {"key": "default"}},
 }
 
 
@@ -213,6 +216,10 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     segment_id = _created(api.post(f"{API}/segments", segment, format="json"), "segment_id")
     # Its build runs after commit (never in this test): ready, so that it can broadcast.
     Segment.objects.filter(pk=segment_id).update(status=Segment.Status.READY)
+    policy = {"policy": {"key": "default"}}
+    policy_id = _created(
+        api.post(f"{API}/delivery-policies", policy, format="json"), "delivery_policy_id"
+    )
     broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
     response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
     assert response.status_code == 202, response.json()
@@ -228,6 +235,7 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "workflow_id": workflow_id,
             "segment_id": segment_id,
             "broadcast_key": "world",
+            "policy_id": policy_id,
         },
         paused_schedule_id=schedules[1],
         bodies={

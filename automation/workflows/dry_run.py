@@ -15,6 +15,7 @@ from django.utils import timezone
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.engine import EventContext, Explanation, evaluate
 from automation.workflows.models import Workflow
+from automation.workflows.policies.services import policy_preview
 from automation.workflows.selectors import LoadedWorkflow, batch_contexts, customer_dict
 from customers.models import Customer
 from events_app.models import Event, EventType
@@ -40,8 +41,22 @@ def workflow_test(
         "conditions_matched": explanation.matched,
         "leaves": [leaf.as_dict() for leaf in explanation.leaves],
         "actions": [spec.get("type") for spec in workflow.actions if spec.get("type") in ACTIONS],
+        "policy": _policy_verdicts(workflow, event, now),
         "evaluated_at": now.isoformat().replace("+00:00", "Z"),
     }
+
+
+def _policy_verdicts(workflow: Workflow, event: Event, now: datetime) -> dict[str, Any] | None:
+    """What the workflow's delivery policy would do now with each action for the event's
+    customer (null without a policy)."""
+    if workflow.delivery_policy is None:
+        return None
+    return policy_preview(
+        policy=workflow.delivery_policy,
+        actions=workflow.actions,
+        customer=Customer.objects.get(pk=event.customer_id),
+        now=now,
+    )
 
 
 def _explain(loaded: LoadedWorkflow, event: Event, now: datetime) -> Explanation:

@@ -35,6 +35,15 @@ class Workflow(models.Model):
     active = models.BooleanField(default=True)
     # every_event | once_per_customer | once_per_customer_per:<ISO 8601 duration>
     reentry = models.CharField(max_length=64, default=EVERY_EVENT)
+    # The delivery policy (caps, quiet hours) over its actions; PROTECT: a policy in
+    # use cannot be deleted (the API's 409).
+    delivery_policy = models.ForeignKey(
+        "automation.DeliveryPolicy",
+        on_delete=models.PROTECT,
+        related_name="workflows",
+        null=True,
+        blank=True,
+    )
     # Bumped on every change; workers compare (count, max(updated_at)) of the
     # table to know their cached copy of the active workflows is stale.
     version = models.PositiveIntegerField(default=1)

@@ -36,6 +36,8 @@ from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
+from automation.workflows.policies.services import policy_admit
+from automation.workflows.policies.spec import DEFERRED, Verdict
 from project import background
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def _step(run_id: str, now: datetime) -> bool:
     with transaction.atomic():
         run = (
             WorkflowRun.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("workflow")
+            .select_related("workflow", "workflow__delivery_policy")
             .filter(pk=run_id, status__in=[Status.PENDING, Status.WAITING])
             .first()
         )
@@ -98,11 +100,16 @@ def _step(run_id: str, now: datetime) -> bool:
         spec = run.actions[index]
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
+        verdict: Verdict | None = None
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
-            with transaction.atomic():  # a failed action's writes roll back alone
-                result = handler().execute(ctx, spec)
+            # A failed action's writes roll back alone, with its ledger entry.
+            with transaction.atomic():
+                # The delivery policy (caps, quiet hours): the one place it is checked.
+                verdict = policy_admit(run=run, action=spec, now=now)
+                if verdict is None or verdict.allowed:
+                    result = handler().execute(ctx, spec)
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
@@ -116,6 +123,8 @@ def _step(run_id: str, now: datetime) -> bool:
             )
             run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
             return False
+        if verdict is not None and not verdict.allowed:
+            return _blocked(run, index, spec, verdict, now)
         run.outcomes = [
             *run.outcomes,
             _outcome(index, spec, "succeeded", now, detail=result.detail),
@@ -130,6 +139,29 @@ def _step(run_id: str, now: datetime) -> bool:
             run.status, run.resume_at = Status.PENDING, now + grace_period()
         run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
         return run.status == Status.PENDING
+
+
+def _blocked(
+    run: WorkflowRun, index: int, spec: dict[str, Any], verdict: Verdict, now: datetime
+) -> bool:
+    """Record an action the delivery policy blocked. A deferred one waits, durably like
+    a wait action, and is judged again when the run resumes; a capped or skipped one
+    is passed over and the run goes on. True when there is more to do now."""
+    detail = {} if verdict.resume_at is None else {"resume_at": verdict.resume_at.isoformat()}
+    run.outcomes = [
+        *run.outcomes,
+        _outcome(index, spec, verdict.status, now, reason=verdict.reason, detail=detail),
+    ]
+    if verdict.status == DEFERRED and verdict.resume_at is not None:
+        run.status, run.resume_at = Status.WAITING, verdict.resume_at
+    else:
+        run.position = index + 1
+        if run.position >= len(run.actions):
+            run.status, run.resume_at, run.finished_at = Status.SUCCEEDED, None, now
+        else:
+            run.status, run.resume_at = Status.PENDING, now + grace_period()
+    run.save(update_fields=["outcomes", "position", "status", "resume_at", "finished_at"])
+    return run.status == Status.PENDING
 
 
 def workflow_run_advance(*, run_id: str, now: Callable[[], datetime] | None = None) -> None:

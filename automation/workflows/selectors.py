@@ -37,12 +37,18 @@ RUN_SORT_FIELDS = {"created_at": "created_at", "workflow_run_id": "pk"}
 
 
 def workflow_list() -> QuerySet[Workflow]:
-    return Workflow.objects.prefetch_related("trigger_event_types")
+    return Workflow.objects.prefetch_related("trigger_event_types").select_related(
+        "delivery_policy"
+    )
 
 
 def workflow_get(*, workflow_id: str) -> Workflow:
     try:
-        return Workflow.objects.prefetch_related("trigger_event_types").get(pk=workflow_id)
+        return (
+            Workflow.objects.prefetch_related("trigger_event_types")
+            .select_related("delivery_policy")
+            .get(pk=workflow_id)
+        )
     except Workflow.DoesNotExist:
         raise NotFoundError(f"Workflow '{workflow_id}' not found.") from None
 

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -31,6 +32,8 @@ from automation.workflows.actions.webhook import webhook_endpoints_sync
 from automation.workflows.conditions import trees as condition_trees
 from automation.workflows.durations import parse_duration
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.workflows.policies.models import DeliveryPolicy
+from automation.workflows.policies.selectors import delivery_policy_find
 from automation.workflows.selectors import active_workflows_forget, workflow_webhook_secrets
 from events_app.models import EventType
 from project.audit.services import audit_record, audit_snapshot
@@ -46,6 +49,7 @@ WRITABLE = (
     "actions",
     "active",
     "reentry",
+    "delivery_policy",
 )
 TRIGGER_SEGMENT_SHAPE = '{"segment": a key or id, "on": "entered" or "exited"}'
 
@@ -61,6 +65,21 @@ class WorkflowInput:
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    # A policy's key or id; None: no policy; UNSET: keep (on update).
+    delivery_policy: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def _resolve_policy(
+    ref: str | msgspec.UnsetType | None, errors: dict[str, list[str]]
+) -> DeliveryPolicy | None:
+    if ref is None or ref is msgspec.UNSET:
+        return None
+    policy = delivery_policy_find(ref=str(ref)) if isinstance(ref, str) else None
+    if policy is None:
+        errors.setdefault("delivery_policy", []).append(
+            f"Unknown delivery policy {ref!r} (give a key or an id)."
+        )
+    return policy
 
 
 def _resolve_types(
@@ -185,6 +204,7 @@ def workflow_validate(data: WorkflowInput) -> tuple[dict[str, list[str]], list[E
     for path, messages in validate_actions(data.actions or []).items():
         errors.setdefault(path, []).extend(messages)
     _check_reentry(data.reentry or Workflow.EVERY_EVENT, errors)
+    _resolve_policy(data.delivery_policy, errors)
     return errors, types
 
 
@@ -214,6 +234,7 @@ def workflow_create(*, data: WorkflowInput) -> Workflow:
             actions=data.actions or [],
             active=True if data.active is None else data.active,
             reentry=data.reentry or Workflow.EVERY_EVENT,
+            delivery_policy=_resolve_policy(data.delivery_policy, {}),
         )
         workflow.trigger_event_types.set(types)
         _after_write(workflow)
@@ -248,6 +269,11 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         actions=workflow.actions if data.actions is None else data.actions,
         active=workflow.active if data.active is None else data.active,
         reentry=workflow.reentry if data.reentry is None else data.reentry,
+        delivery_policy=(
+            workflow.delivery_policy_id
+            if data.delivery_policy is msgspec.UNSET
+            else data.delivery_policy
+        ),
     )
     errors, types = workflow_validate(merged)
     _raise_if(errors)
@@ -259,6 +285,7 @@ def workflow_update(*, workflow: Workflow, data: WorkflowInput) -> Workflow:
         workflow.actions = merged.actions or []
         workflow.active = bool(merged.active)
         workflow.reentry = merged.reentry or Workflow.EVERY_EVENT
+        workflow.delivery_policy = _resolve_policy(merged.delivery_policy, {})
         workflow.version = F("version") + 1
         workflow.save()
         workflow.refresh_from_db(fields=["version"])

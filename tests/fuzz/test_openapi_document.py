@@ -46,8 +46,9 @@ def test_every_operation_with_a_path_id_documents_404_and_a_non_empty_id() -> No
 def test_every_body_is_required_json_and_documents_413_and_415() -> None:
     bodies = [(p, m, o) for p, m, o in operations() if "requestBody" in o]
     # With POST /segments, PATCH /segments/{id}, POST /segments/preview and
-    # POST /segments/{id}/broadcast, POST /workflows/simulate and POST /workflows/{id}/backfill.
-    assert len(bodies) == 20
+    # POST /segments/{id}/broadcast, POST /workflows/simulate and POST /workflows/{id}/backfill;
+    # POST, PATCH and PUT /delivery-policies.
+    assert len(bodies) == 23
     for path, method, operation in bodies:
         assert operation["requestBody"]["required"] is True, (method, path)
         assert list(operation["requestBody"]["content"]) == ["application/json"], (method, path)

@@ -37,6 +37,8 @@ automation/schedules/selectors.py isArray: EXISTS over json_each(context, path) 
   _with_context                   a JSON type check (path @> [value])
 automation/workflows/evaluation.py nothing: SQLite serializes write transactions       workflows
   _advisory_locks                 (pg_advisory_xact_lock per workflow and customer)   (re-entry)
+automation/workflows/policies/    nothing: SQLite serializes write transactions       delivery_
+  services.py _lock               (pg_advisory_xact_lock per policy and customer)     policies
 automation/due.py                 one UPDATE ... WHERE id IN (SELECT ... LIMIT)       workflows,
   due_events_claim                RETURNING, no lock clause (UPDATE ... FROM (SELECT  delivery
                                   ... FOR UPDATE SKIP LOCKED) RETURNING)

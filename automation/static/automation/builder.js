@@ -629,6 +629,16 @@
           errorList(errors, fieldPath, function (k) { return k === fieldPath || k.indexOf(fieldPath + ".") === 0; }),
         ]));
       }
+      if (cat.exempt_flag) {
+        // Transactional messages: the workflow's caps and quiet hours do not apply.
+        const flag = cat.exempt_flag.name;
+        const box = h("input", { type: "checkbox", class: "hb-exempt", checked: spec[flag] === true,
+          onchange: function (e) { if (e.target.checked) spec[flag] = true; else delete spec[flag]; sync(); } });
+        card.append(h("div", { class: "hb-field hb-field-" + flag }, [
+          h("label", {}, [box, " " + cat.exempt_flag.label]),
+          errorList(errors, path + "." + flag, function (k) { return k === path + "." + flag; }),
+        ]));
+      }
       return card;
     }
 

@@ -56,6 +56,11 @@ class ActionResult:
     resume_at: datetime | None = None
 
 
+# Keys any action may carry. `exempt_from_policy`: the workflow's delivery policy
+# (caps, quiet hours) does not apply to it -- transactional messages.
+COMMON_FIELDS = frozenset({"type", "exempt_from_policy"})
+
+
 class Action:
     """Base of an action handler: one subclass per action type, registered by `type`.
 
@@ -64,8 +69,8 @@ class Action:
 
     * `check(spec)` returns {field: [messages]} for a spec being saved (empty
       when valid; paths are relative to the action). It refuses keys outside
-      `fields` and requires `required`; subclasses check the values in
-      `check_values`.
+      `fields` (and the keys every action may carry, `COMMON_FIELDS`) and requires
+      `required`; subclasses check the values in `check_values`.
     * `execute(ctx, spec)` performs it. It runs inside the transaction that
       also advances the run's position (automation.workflows.runner), so its
       database effect — a Delivery row, a customer update, an emitted event —
@@ -80,11 +85,13 @@ class Action:
 
     def check(self, spec: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
-        unknown = sorted(set(spec) - self.fields - {"type"})
+        unknown = sorted(set(spec) - self.fields - COMMON_FIELDS)
         if unknown:
             errors.setdefault("", []).append(
                 f"Unknown key(s) for {self.type}: {', '.join(unknown)}."
             )
+        if not isinstance(spec.get("exempt_from_policy", False), bool):
+            errors.setdefault("exempt_from_policy", []).append("Must be true or false.")
         for name in sorted(self.required - set(spec)):
             errors.setdefault(name, []).append("This field is required.")
         if not errors:

@@ -171,7 +171,12 @@ def actions_catalogue() -> dict[str, Any]:
                 ],
             }
         )
-    return {"actions": actions, "event_types": _event_types()}
+    return {
+        "actions": actions,
+        "event_types": _event_types(),
+        # A key every action may carry (actions.base.COMMON_FIELDS): a checkbox per action.
+        "exempt_flag": {"name": "exempt_from_policy", "label": "Exempt from the delivery policy"},
+    }
 
 
 class BuilderWidget(forms.Textarea):

@@ -90,7 +90,12 @@ class WorkflowAdminForm(forms.ModelForm):
             "actions",
             "active",
             "reentry",
+            "delivery_policy",
         ]
+        help_texts = {
+            "delivery_policy": "Frequency caps and quiet hours over this workflow's actions "
+            "(actions marked exempt are not limited).",
+        }
 
     FIELD_OF_PATH = {
         "conditions": "conditions",
@@ -98,6 +103,7 @@ class WorkflowAdminForm(forms.ModelForm):
         "trigger_event_types": "trigger_event_types",
         "trigger_segments": "trigger_segments",
         "reentry": "reentry",
+        "delivery_policy": "delivery_policy",
         "name": "name",
     }
 
@@ -113,6 +119,7 @@ class WorkflowAdminForm(forms.ModelForm):
             actions=cleaned.get("actions") or [],
             active=cleaned.get("active"),
             reentry=cleaned.get("reentry"),
+            delivery_policy=policy.pk if (policy := cleaned.get("delivery_policy")) else None,
         )
         errors, _ = workflow_validate(data)
         place_node_errors(
@@ -145,6 +152,7 @@ class WorkflowAdmin(CascadeDeleteAdmin):
                     "trigger_segments",
                     "active",
                     "reentry",
+                    "delivery_policy",
                     "version",
                 ]
             },
@@ -156,7 +164,16 @@ class WorkflowAdmin(CascadeDeleteAdmin):
     add_fieldsets = [
         (
             None,
-            {"fields": ["name", "trigger_event_types", "trigger_segments", "active", "reentry"]},
+            {
+                "fields": [
+                    "name",
+                    "trigger_event_types",
+                    "trigger_segments",
+                    "active",
+                    "reentry",
+                    "delivery_policy",
+                ]
+            },
         ),
         ("Conditions", {"fields": ["conditions"]}),
         ("Actions", {"fields": ["actions"]}),

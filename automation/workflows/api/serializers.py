@@ -13,6 +13,7 @@ from events_app.schemas import EventIn, PropertyRecordIn
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TypeRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 SegmentRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+PolicyRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class SegmentTriggerIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,6 +33,8 @@ class WorkflowIn(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[dict[str, Any]] | None = None
     active: bool | None = None
     reentry: str | None = None
+    # A delivery policy's key or id; null removes the policy; absent keeps it.
+    delivery_policy: PolicyRef | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +66,12 @@ class WorkflowSerializer(serializers.ModelSerializer):
     )
     conditions = serializers.JSONField()
     actions = serializers.JSONField()
+    delivery_policy: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="key",
+        read_only=True,
+        allow_null=True,
+        help_text="The key of the delivery policy (caps, quiet hours) over its actions.",
+    )
 
     class Meta:
         model = Workflow
@@ -76,6 +85,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "actions",
             "active",
             "reentry",
+            "delivery_policy",
             "version",
             "created_at",
             "updated_at",

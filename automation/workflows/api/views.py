@@ -44,6 +44,7 @@ def _input(body: WorkflowBody) -> services.WorkflowInput:
         actions=w.actions,
         active=w.active,
         reentry=w.reentry,
+        delivery_policy=w.delivery_policy,
     )
 
 

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from automation.workflows.evaluation import _advisory_locks, run_row, runs_insert
 from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.policies.selectors import delivery_policy_find
 from automation.workflows.policies.spec import PolicySpec, policy_spec_of
 from automation.workflows.runner import runs_hand_on
 from automation.workflows.selectors import LoadedWorkflow, workflow_get
@@ -79,8 +80,8 @@ def _iso(moment: datetime) -> str:
 
 
 def _policy_of(workflow: Workflow, notes: list[str]) -> PolicySpec | None:
-    """The workflow's delivery policy as a spec (the policies subsystem's field)."""
-    policy = getattr(workflow, "delivery_policy", None)
+    """The workflow's delivery policy as a spec."""
+    policy = workflow.delivery_policy
     if policy is None:
         return None
     try:
@@ -128,12 +129,15 @@ def _unsaved_target(body: dict[str, Any]) -> Target:
         actions=data.actions or [],
         reentry=data.reentry or Workflow.EVERY_EVENT,
     )
+    if isinstance(data.delivery_policy, str):
+        unsaved.delivery_policy = delivery_policy_find(ref=data.delivery_policy)
+    notes: list[str] = []
     return Target(
         loaded=LoadedWorkflow.of(unsaved, type_ids=_type_ids()),
         trigger_type_ids=frozenset(t.pk for t in types),
         saved_workflow_id=None,
-        policy=None,
-        notes=[],
+        policy=_policy_of(unsaved, notes),
+        notes=notes,
     )
 
 

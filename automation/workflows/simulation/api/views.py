@@ -39,6 +39,8 @@ def _workflow_body(body: SimulateIn) -> dict[str, Any] | None:
         "actions": w.actions,
         "active": w.active,
         "reentry": w.reentry,
+        # A policy's key or id (JSON keeps no "unset": absent means none).
+        "delivery_policy": w.delivery_policy if isinstance(w.delivery_policy, str) else None,
     }
 
 

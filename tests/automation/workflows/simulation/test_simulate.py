@@ -427,3 +427,39 @@ def test_caps_count_simulated_successes_per_customer_in_the_rolling_window(
     assert tally.would_run == 13
     assert len(capped) == tally.capped == 3
     assert capped[0]["capped"] == "capped: 2 of 2 add_tags actions in the last 1 day"
+
+
+def test_a_workflows_delivery_policy_caps_are_simulated(
+    api: APIClient,
+    purchase: Any,
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+) -> None:
+    from automation.workflows.policies.services import delivery_policy_create
+
+    delivery_policy_create(
+        data={"key": "daily", "caps": [{"count": 2, "window": "P1D", "actions": ["add_tags"]}]}
+    )
+    actions = [{"type": "add_tags", "tags": ["x"]}]
+    workflow = make_workflow(actions=actions, delivery_policy="daily")
+    history(ingest)
+    period = {"from": iso(T0), "to": iso(T0 + timedelta(days=3))}
+
+    saved = api.post(URL, {"workflow_id": workflow.pk, **period}, format="json")
+    unsaved = api.post(
+        URL,
+        {
+            "workflow": {
+                "trigger_event_types": ["purchase"],
+                "actions": actions,
+                "delivery_policy": "daily",
+            },
+            **period,
+        },
+        format="json",
+    )
+
+    for response in (saved, unsaved):
+        assert response.status_code == 200, response.json()
+        result = response.json()["data"]["result"]
+        assert (result["would_run"], result["capped"], result["caps_simulated"]) == (13, 3, True)

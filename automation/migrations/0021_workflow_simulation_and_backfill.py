@@ -16,7 +16,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("automation", "0019_workflowrun_segment_on_db_default"),
+        ("automation", "0020_delivery_policies"),
     ]
 
     operations = [
