@@ -412,6 +412,11 @@ class Replay:
             notes.append("Customer fields are read as they are now (their history is not kept).")
         if self.reads_segments:
             notes.append("Segment memberships are read as they are now.")
+        if self.spec.policy is not None and self.spec.policy.caps:
+            notes.append(
+                "Caps count this workflow's replayed actions only, not those of other "
+                "workflows under the same delivery policy."
+            )
         if self.spec.policy is not None and self.spec.policy.quiet_hours is not None:
             notes.append("Quiet hours are not simulated: they delay actions, not runs.")
         return notes
