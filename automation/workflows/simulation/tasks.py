@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from automation.workflows.simulation.services import (
-    BACKFILL_TASK,
-    SIMULATE_TASK,
-    backfill_run,
-    simulation_run,
-)
+from automation.workflows.simulation.backfill import BACKFILL_TASK, backfill_run
+from automation.workflows.simulation.services import SIMULATE_TASK, simulation_run
 
 # Behind claims and actions on a shared queue: a simulation is nobody's lag.
 SIMULATION_PRIORITY = 8

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from automation.workflows import selectors as workflow_selectors
+from automation.workflows.simulation import backfill as backfills
 from automation.workflows.simulation import selectors, services
 from automation.workflows.simulation.api.serializers import (
     BackfillIn,
@@ -104,7 +105,7 @@ class BackfillView(StrictAPIView):
                 start=body.from_, end=timezone.now(), workflow_id=workflow.pk
             )
             return _answer(simulation)
-        backfill = services.backfill_create(workflow=workflow, start=body.from_)
+        backfill = backfills.backfill_create(workflow=workflow, start=body.from_)
         return Response(
             {"data": BackfillSerializer(backfill).data}, status=status.HTTP_202_ACCEPTED
         )

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from automation.due import due_events_process
 from automation.workflows.models import Workflow, WorkflowRun
 from automation.workflows.services import workflow_set_active
+from automation.workflows.simulation import backfill as backfills
 from automation.workflows.simulation import services
 from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.workflows.simulation.replay import PAGE_SIZE
@@ -119,7 +120,7 @@ def test_a_crashed_backfill_resumes_from_its_cursor(
     class Killed(BaseException):
         """The worker's process dies (not an error the task could record)."""
 
-    real_page = services._backfill_page
+    real_page = backfills._backfill_page
     pages = []
 
     def dying(*args: Any, **kwargs: Any) -> None:
@@ -129,19 +130,19 @@ def test_a_crashed_backfill_resumes_from_its_cursor(
         real_page(*args, **kwargs)
 
     with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=False):
-        job = services.backfill_create(workflow=workflow, start=T0)
-    monkeypatch.setattr(services, "_backfill_page", dying)
+        job = backfills.backfill_create(workflow=workflow, start=T0)
+    monkeypatch.setattr(backfills, "_backfill_page", dying)
     with (
         time_machine.travel(NOW, tick=False),
         django_capture_on_commit_callbacks(execute=False),
         pytest.raises(Killed),
     ):
-        services.backfill_run(backfill_id=job.pk)
+        backfills.backfill_run(backfill_id=job.pk)
     job.refresh_from_db()
     assert (job.status, WorkflowRun.objects.count()) == ("running", 6)
     assert job.cursor_event_id
 
-    monkeypatch.setattr(services, "_backfill_page", real_page)
+    monkeypatch.setattr(backfills, "_backfill_page", real_page)
     later = NOW + services.STALE_AFTER * 2
     with time_machine.travel(later, tick=False), django_capture_on_commit_callbacks(execute=False):
         assert services.simulations_resume_stale(later) == 1
