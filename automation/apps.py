@@ -32,6 +32,7 @@ class AutomationConfig(AppConfig):
         from automation.workflows.policies.services import policy_usage_prune
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
+        from automation.workflows.simulation.services import simulations_resume_stale
         from customers.hooks import customer_change_hook_register
         from customers.identity.hooks import merge_preview_hook_register, merged_hook_register
         from events_app.ingest_hooks import ingest_hook_register
@@ -56,6 +57,12 @@ class AutomationConfig(AppConfig):
         periodic_job_register(name="due.claim", interval_seconds=1.0, func=due_events_drain)
         # Due waits and runs of killed workers.
         periodic_job_register(name="workflows.tick", interval_seconds=1.0, func=automation_tick)
+        # Simulations and backfills whose worker went quiet (killed, message lost).
+        periodic_job_register(
+            name="workflows.simulations_resume",
+            interval_seconds=30.0,
+            func=simulations_resume_stale,
+        )
         # Delivery policies' ledger rows older than any cap's window.
         periodic_job_register(
             name="policies.prune", interval_seconds=3600.0, func=policy_usage_prune

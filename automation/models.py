@@ -12,6 +12,7 @@ from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
 from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
+from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.activity import ActivityHourCount
 
@@ -27,7 +28,9 @@ __all__ = [
     "Segment",
     "SegmentCheck",
     "SegmentMembership",
+    "Simulation",
     "Workflow",
+    "WorkflowBackfill",
     "WorkflowEndpoint",
     "WorkflowRun",
 ]

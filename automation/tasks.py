@@ -12,15 +12,18 @@ from automation.segments.tasks import (
     segments_refresh_customers_task,
 )
 from automation.webhooks.tasks import deliver_one_task
+from automation.workflows.simulation.tasks import backfill_workflow_task, simulate_workflow_task
 from automation.workflows.tasks import advance_workflow_run_task
 
 __all__ = [
     "advance_workflow_run_task",
+    "backfill_workflow_task",
     "claim_due_task",
     "deliver_one_task",
     "segment_broadcast_task",
     "segment_build_task",
     "segments_refresh_customers_task",
+    "simulate_workflow_task",
 ]
 
 # Served before actions on a shared queue (automation.workflows.tasks).

@@ -341,6 +341,7 @@ SPECTACULAR_SETTINGS = {
         # Its name before privacy requests brought a second `type` enum.
         "TypeEnum": "events_app.models.PropertyDefinition.ValueType",
         "PrivacyRequestStatusEnum": "customers.privacy.models.PrivacyRequest.Status",
+        "SimulationStatusEnum": "automation.workflows.simulation.models.Status",
     },
 }
 

@@ -93,6 +93,8 @@ CASES: dict[
         # The endpoints of its webhook actions and their log go with it (workflow_delete).
         lambda n: [
             f"{n} workflow runs",
+            "0 simulations",
+            "0 workflow backfills",
             "0 segment broadcasts",
             "0 endpoints",
             "0 deliveries",

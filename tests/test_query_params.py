@@ -223,6 +223,14 @@ def world(api: APIClient, contract_api: APIClient) -> World:
     policy_id = _created(
         api.post(f"{API}/delivery-policies", policy, format="json"), "delivery_policy_id"
     )
+    period = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+    simulate = {"workflow_id": workflow_id, **period}
+    response = api.post(f"{API}/workflows/simulate", simulate, format="json")
+    simulation_id = response.json()["data"]["simulation_id"]
+    response = api.post(
+        f"{API}/workflows/{workflow_id}/backfill", {"from": period["from"]}, format="json"
+    )
+    backfill_id = response.json()["data"]["backfill_id"]
     broadcast = {"workflow_id": workflow_id, "broadcast_key": "world"}
     response = api.post(f"{API}/segments/{segment_id}/broadcast", broadcast, format="json")
     assert response.status_code == 202, response.json()
@@ -254,11 +262,16 @@ def world(api: APIClient, contract_api: APIClient) -> World:
             "policy_id": policy_id,
             "privacy_request_id": privacy_request_id,
             "merge_id": merge_id,
+            "simulation_id": simulation_id,
+            "backfill_id": backfill_id,
         },
         paused_schedule_id=schedules[1],
         bodies={
             **BODIES,
             ("workflow-test", "post"): {"event_id": event_id},
+            ("workflows-simulate", "post"): simulate,
+            # A backfill of the workflow is running: a dry run answers all the same.
+            ("workflow-backfill", "post"): {"from": period["from"], "dry_run": True},
             # The same key again: 200 with the broadcast, nothing started.
             ("segment-broadcast", "post"): broadcast,
             ("customers-merge", "post"): {

@@ -140,7 +140,8 @@ def run_row(
     **started_by: Any,
 ) -> dict[str, Any]:
     """A new run's row (WorkflowRun's columns as plain values). `started_by`: `event_id`,
-    or the segment transition's or broadcast's columns and `trigger`."""
+    or the segment transition's or broadcast's columns and `trigger` (and `source` for a
+    backfill's run)."""
     actions = workflow.actions if actions is None else actions
     return {
         "id": new_public_id(),
@@ -150,6 +151,7 @@ def run_row(
         "segment_on": "",
         "broadcast_id": None,
         "trigger": None,
+        "source": WorkflowRun.Source.LIVE,
         **started_by,
         "customer_id": customer_id,
         "workflow_version": workflow.version,

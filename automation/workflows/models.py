@@ -96,6 +96,10 @@ class WorkflowRun(models.Model):
         CANCELLED = "cancelled"  # its workflow was deactivated before the actions finished
         CONVERTED = "converted"  # the workflow's goal event arrived before the actions finished
 
+    class Source(models.TextChoices):
+        LIVE = "live"  # evaluated as its event was ingested
+        BACKFILL = "backfill"  # made by a backfill over past events (simulation.backfill)
+
     DEACTIVATED = "Cancelled: the workflow was deactivated."
 
     id = models.CharField(
@@ -160,6 +164,10 @@ class WorkflowRun(models.Model):
     resume_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+    # db_default: raw SQL writers of runs may leave it out.
+    source = models.CharField(
+        max_length=8, choices=Source.choices, default=Source.LIVE, db_default=Source.LIVE
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

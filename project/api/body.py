@@ -82,15 +82,18 @@ def value_problem(value: Any, path: str = "", *, strings: bool = True) -> tuple[
                     return path or "non_field_errors", SURROGATE_REFUSED
         return None
     if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
+        # Paths name fields as the client wrote them (a renamed field: its JSON name).
+        for name, shown in zip(
+            value.__struct_fields__, value.__struct_encode_fields__, strict=True
+        ):
             field = getattr(value, name)
             if isinstance(field, datetime):
                 try:
                     setattr(value, name, utc_datetime(field))
                 except ValueError as exc:
-                    return _join(path, name), str(exc)
+                    return _join(path, shown), str(exc)
             elif field is not None and not isinstance(field, int | bool | msgspec.Raw):
-                problem = value_problem(field, _join(path, name), strings=strings)
+                problem = value_problem(field, _join(path, shown), strings=strings)
                 if problem:
                     return problem
         return None

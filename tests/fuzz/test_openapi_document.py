@@ -47,8 +47,9 @@ def test_every_body_is_required_json_and_documents_413_and_415() -> None:
     bodies = [(p, m, o) for p, m, o in operations() if "requestBody" in o]
     # With POST /segments, PATCH /segments/{id}, POST /segments/preview and
     # POST /segments/{id}/broadcast; POST, PATCH and PUT /delivery-policies; POST
-    # /privacy-requests; POST /customers/identify and POST /customers/merge.
-    assert len(bodies) == 24
+    # /privacy-requests; POST /customers/identify and POST /customers/merge; POST
+    # /workflows/simulate and POST /workflows/{id}/backfill.
+    assert len(bodies) == 26
     for path, method, operation in bodies:
         assert operation["requestBody"]["required"] is True, (method, path)
         assert list(operation["requestBody"]["content"]) == ["application/json"], (method, path)

@@ -65,6 +65,7 @@ class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "customer",
         "status",
         "actions_done",
+        "source",
         "created_at",
         "finished_at",
     ]
@@ -89,6 +90,7 @@ class WorkflowRunAdmin(CsvExportMixin, RecordAdmin, BigTableAdmin):
         "created_at",
         "finished_at",
         "workflow_version",
+        "source",
     )
     readonly_fields = fields
 

@@ -48,6 +48,7 @@ from automation.workflows.services import (
     workflow_webhook_secrets_reveal,
     workflow_webhook_secrets_rotate,
 )
+from automation.workflows.simulation.admin import simulate_view
 from automation.workflows.stats import workflow_stats
 from events_app.models import EventType
 from events_app.selectors import event_get
@@ -250,6 +251,11 @@ class WorkflowAdmin(CascadeDeleteAdmin):
         return [
             path("why/", wrap(self.why_event_view), name="automation_workflow_why_event"),
             path("<str:object_id>/why/", wrap(self.why_view), name="automation_workflow_why"),
+            path(
+                "<str:object_id>/simulate/",
+                wrap(lambda request, object_id: simulate_view(self, request, object_id)),
+                name="automation_workflow_simulate",
+            ),
             path(
                 "<str:object_id>/secrets/reveal/",
                 wrap(require_POST(self.reveal_secrets_view)),

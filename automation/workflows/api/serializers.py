@@ -176,6 +176,7 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
             "resume_at",
             "created_at",
             "finished_at",
+            "source",
         ]
         read_only_fields = fields
 

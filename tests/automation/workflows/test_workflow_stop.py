@@ -288,6 +288,8 @@ def test_admin_delete_confirmation_counts_the_endpoints_and_deliveries_that_go(
 
     assert page.context["deleted_objects"][1:] == [
         "1 workflow runs",
+        "0 simulations",
+        "0 workflow backfills",
         "0 segment broadcasts",
         "1 endpoints",
         "1 deliveries",
