@@ -8,7 +8,10 @@ class CustomersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Privacy requests' task (enqueued by name) and periodic jobs (project.background)."""
+        """Privacy requests' task (enqueued by name), the merge records' part of a privacy
+        request (customers.hooks), and periodic jobs (project.background)."""
+        from customers.hooks import customer_erase_hook_register, customer_export_hook_register
+        from customers.identity.privacy import customer_merges_erase, customer_merges_export
         from customers.identity.services import merges_prune
         from customers.privacy import tasks  # noqa: F401 - registers the task enqueued by name
         from customers.privacy.services import privacy_exports_expire, privacy_requests_sweep
@@ -27,3 +30,5 @@ class CustomersConfig(AppConfig):
         periodic_job_register(
             name="identity.merges_prune", interval_seconds=3600.0, func=merges_prune
         )
+        customer_erase_hook_register("merges", customer_merges_erase)
+        customer_export_hook_register("merges", customer_merges_export)

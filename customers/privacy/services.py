@@ -256,6 +256,7 @@ DELETE_COUNTS = (
     "segment_memberships",
     "deliveries_redacted",
     "deliveries_cancelled",
+    "merge_records",
 )
 
 

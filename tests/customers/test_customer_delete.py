@@ -26,7 +26,7 @@ MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRu
 # INSERT and the SAVEPOINT / RELEASE of the transaction that holds both. Before them
 # the erase hooks (the runs without an event read, 3 UPDATEs of deliveries and their
 # attempts), after them the subscriptions read (customer.deleted).
-DELETE_QUERIES = 22
+DELETE_QUERIES = 25
 
 
 def table_rows() -> dict[str, int]:
@@ -172,6 +172,7 @@ def test_the_delete_follows_every_relation_into_customers_read_from_the_models()
                 ("automation.WorkflowRun.event", "cascade", []),
             ],
         ),
+        ("automation.PolicyUsage.customer", "cascade", []),
         ("automation.WorkflowRun.customer", "cascade", []),
         ("automation.SegmentMembership.customer", "cascade", []),
         ("automation.SegmentCheck.customer", "cascade", []),

@@ -34,6 +34,7 @@ ZERO_DELETE = {
     "segment_memberships": 0,
     "deliveries_redacted": 0,
     "deliveries_cancelled": 0,
+    "merge_records": 0,
 }
 
 
@@ -192,6 +193,7 @@ def test_export_is_one_document_of_everything_held_downloadable_with_a_read_key(
         "workflow_runs": 2,
         "segment_memberships": 0,
         "deliveries": 2,
+        "merges": 0,
     }
     assert done["export_expires_at"] == "2026-03-09T12:00:00Z"
     assert response.status_code == 200
