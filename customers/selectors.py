@@ -47,6 +47,26 @@ def customer_get(*, customer_id: str) -> Customer:
         raise NotFoundError(f"Customer '{customer_id}' not found.") from None
 
 
+def customer_by_reference(*, ref: str) -> Customer | None:
+    """The customer a person types to name someone: their id, else their external id or
+    an external alias, else their anonymous id or an anonymous alias (each an indexed
+    lookup; the first that names a customer wins)."""
+    ref = ref.strip()
+    if not ref:
+        return None
+    lookups = (
+        Q(pk=ref),
+        Q(external_id=ref)
+        | Q(pk__in=CustomerAlias.objects.filter(kind="external", value=ref).values("customer")),
+        Q(anonymous_id=ref)
+        | Q(pk__in=CustomerAlias.objects.filter(kind="anonymous", value=ref).values("customer")),
+    )
+    for lookup in lookups:
+        if (customer := Customer.objects.filter(lookup).first()) is not None:
+            return customer
+    return None
+
+
 def customer_external_aliases(*, customer: Customer) -> list[str]:
     """The external ids besides its own that resolve to `customer`, sorted (read with
     the page by `customer_list`, else here)."""

@@ -24,6 +24,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from events_app.models import Event, EventHourCount, RejectedItem, RejectionHourCount
+from events_app.storable import text_storable
 from project.postgresql.slots import slot_counters_fold
 
 # Per API client; older rejections are pruned by the statement that records newer ones.
@@ -63,9 +64,9 @@ def rejections_record(
     rows = [
         {
             "position": r.position,
-            "event_type": r.event_type[:64],
-            "error": r.error,
-            "sent": r.sent[:SENT_KEPT],
+            "event_type": text_storable(r.event_type[:64]),
+            "error": text_storable(r.error),
+            "sent": text_storable(r.sent[:SENT_KEPT]),
         }
         for r in kept
     ]

@@ -15,6 +15,7 @@ callers reach it too).
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,15 @@ def text_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "contains a lone surrogate (not valid Unicode)"
     return None
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_storable(value: str) -> str:
+    """`value` with what text_problem refuses replaced by U+FFFD: for keeping a record of
+    input that was refused (which may carry exactly those characters)."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def data_problem(data: Any) -> str | None:

@@ -22,20 +22,42 @@ from django.views.decorators.http import require_POST
 from customers.identity import selectors, services
 from customers.identity.models import CustomerMerge
 from customers.models import Customer
+from customers.selectors import customer_by_reference
 from project.errors import HeraldError
 
 
 class MergeForm(forms.Form):
+    """Each customer as a person names them: an id, an external id or an anonymous id
+    (or an alias of either); cleaned to the customer's id."""
+
     primary = forms.CharField(
-        max_length=64, help_text="The customer id that stays (it keeps its values)."
+        max_length=255,
+        help_text="The customer that stays (keeps its values): their id, external id or "
+        "anonymous id.",
     )
     secondary = forms.CharField(
-        max_length=64, help_text="The customer id merged into it and removed."
+        max_length=255,
+        help_text="The customer merged into it and removed: their id, external id or anonymous id.",
     )
     force = forms.BooleanField(
         required=False,
         help_text="Needed when both customers have (different) external ids.",
     )
+
+    def _customer_id(self, name: str) -> str:
+        ref = self.cleaned_data[name]
+        customer = customer_by_reference(ref=ref)
+        if customer is None:
+            raise forms.ValidationError(
+                f"No customer has the id, external id or anonymous id {ref!r}."
+            )
+        return customer.pk
+
+    def clean_primary(self) -> str:
+        return self._customer_id("primary")
+
+    def clean_secondary(self) -> str:
+        return self._customer_id("secondary")
 
 
 def _customer_label(customer_id: str) -> str:
@@ -145,8 +167,8 @@ class CustomerMergeAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "form": form,
             "preview": preview,
-            "primary_label": _customer_label(form.data.get("primary", "")) if preview else "",
-            "secondary_label": _customer_label(form.data.get("secondary", "")) if preview else "",
+            "primary_label": _customer_label(form.cleaned_data["primary"]) if preview else "",
+            "secondary_label": _customer_label(form.cleaned_data["secondary"]) if preview else "",
         }
         return TemplateResponse(request, "admin/customers/customermerge/merge.html", context)
 

@@ -53,6 +53,15 @@ def test_a_batch_records_its_rejected_items_with_their_errors_and_counts_them(ap
     ]
 
 
+def test_a_rejected_item_naming_a_type_with_a_nul_is_recorded_readably(api):
+    # PostgreSQL text cannot hold the NUL the item was refused for: the record shows U+FFFD.
+    response = batch(api, [{"event": {"event_type": "bad\x00type", "customer_external_id": "c"}}])
+
+    assert response.status_code == 200
+    assert len(response.json()["data"]["invalid_events"]) == 1
+    assert list(RejectedItem.objects.values_list("event_type", flat=True)) == ["bad\ufffdtype"]
+
+
 def test_a_batch_without_rejections_records_nothing(api):
     EventTypeFactory(key="purchase")
 
