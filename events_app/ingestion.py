@@ -26,6 +26,7 @@ from typing import Any
 from django.utils import timezone
 
 from customers.identity.selectors import customers_moved_to
+from customers.models import Customer
 from events_app.ingest_hooks import PreparedEvent
 from events_app.ingest_references import References, TypeInfo, references_read
 from events_app.ingest_store import (
@@ -152,6 +153,15 @@ def _prepare(
         and item.event.customer_id not in known_customers
     }
     merged_into = customers_moved_to(unknown) if unknown else {}
+    if unknown - merged_into.keys():
+        # An undone merge re-creates its secondary: an undo that committed after the read
+        # above makes an id known again (this query runs only for ids still unknown).
+        merged_into |= {
+            c: c
+            for c in Customer.objects.filter(pk__in=unknown - merged_into.keys()).values_list(
+                "pk", flat=True
+            )
+        }
 
     prepared: list[PreparedEvent] = []
     invalid: list[InvalidEvent] = []

@@ -12,10 +12,9 @@ import json
 import re
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -28,13 +27,7 @@ from django.views.decorators.http import require_POST
 
 from automation.webhooks.models import Endpoint
 from automation.webhooks.services import SECRET_ROTATION_OVERLAP
-from automation.workflows.admin.builder import (
-    ActionListField,
-    ConditionTreeField,
-    ReentryField,
-    SegmentTriggersField,
-    place_node_errors,
-)
+from automation.workflows.admin.form import WorkflowAdminForm
 from automation.workflows.admin.render import render_tree, stats_html
 from automation.workflows.admin.why import recent_events, why, workflows_triggered_by
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
@@ -44,13 +37,11 @@ from automation.workflows.services import (
     workflow_delete,
     workflow_set_active,
     workflow_update,
-    workflow_validate,
     workflow_webhook_secrets_reveal,
     workflow_webhook_secrets_rotate,
 )
 from automation.workflows.simulation.admin import simulate_view
 from automation.workflows.stats import workflow_stats
-from events_app.models import EventType
 from events_app.selectors import event_get
 from project.admin.deletion import CascadeDeleteAdmin
 from project.errors import HeraldError
@@ -60,117 +51,6 @@ EVENT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # Secrets belong to endpoints: whoever may change endpoints may see and rotate them.
 SECRETS_PERMISSION = "automation.change_endpoint"
 VIEW_EVENTS = "events_app.view_event"
-
-
-class WorkflowAdminForm(forms.ModelForm):
-    # Not required here: a workflow may have segment triggers only (the service says
-    # when neither is given).
-    trigger_event_types = forms.ModelMultipleChoiceField(
-        queryset=EventType.objects.all(), required=False
-    )
-    trigger_segments = SegmentTriggersField(
-        required=False,
-        help_text="Run for a customer each time they enter or leave one of these segments.",
-    )
-    # Edited with the rule builder; the JSON stays available as its "advanced" view.
-    # The services validate the content (messages point at the node).
-    conditions = ConditionTreeField(required=False, triggers="#id_trigger_event_types")
-    actions = ActionListField(required=False)
-    reentry = ReentryField(
-        label="Re-entry",
-        help_text="How often one customer may go through this workflow.",
-    )
-    # The goal (Workflow.goal) as two inputs: its event type and optional conditions.
-    goal_event_type = forms.ModelChoiceField(
-        queryset=EventType.objects.order_by("key"),
-        to_field_name="key",
-        required=False,
-        label="Goal event",
-        help_text="When this event arrives, the customer's unfinished runs end as converted "
-        "(the remaining actions are skipped). Empty: no goal.",
-    )
-    goal_conditions = ConditionTreeField(
-        required=False,
-        root="goal.conditions",
-        label="Goal conditions",
-        help_text="Optional: only goal events matching these conditions count.",
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        goal = self.instance.goal if isinstance(self.instance.goal, dict) else None
-        if goal:
-            event_type = EventType.objects.filter(
-                Q(key=goal.get("event_type")) | Q(pk=goal.get("event_type"))
-            ).first()
-            self.initial.setdefault("goal_event_type", event_type.key if event_type else None)
-            self.initial.setdefault("goal_conditions", goal.get("conditions") or {})
-
-    class Meta:
-        model = Workflow
-        fields = [
-            "name",
-            "trigger_event_types",
-            "trigger_segments",
-            "conditions",
-            "actions",
-            "active",
-            "reentry",
-            "delivery_policy",
-            "trigger_on_merged_events",
-        ]
-        labels = {"trigger_on_merged_events": "Trigger on merged events"}
-        help_texts = {
-            "delivery_policy": "Frequency caps and quiet hours over this workflow's actions "
-            "(actions marked exempt are not limited).",
-            "trigger_on_merged_events": "When two customers are merged, evaluate the events "
-            "the merge moved to the remaining customer for this workflow (off: a merge does "
-            "not fire old events again).",
-        }
-
-    FIELD_OF_PATH = {
-        "conditions": "conditions",
-        "actions": "actions",
-        "trigger_event_types": "trigger_event_types",
-        "trigger_segments": "trigger_segments",
-        "reentry": "reentry",
-        "delivery_policy": "delivery_policy",
-        "name": "name",
-        "goal": "goal_event_type",
-    }
-
-    def field_of_path(self, path: str) -> str | None:
-        if path.startswith("goal.conditions"):
-            return "goal_conditions"
-        return self.FIELD_OF_PATH.get(path.split(".", 1)[0].split("[", 1)[0])
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned
-        data = WorkflowInput(
-            name=cleaned.get("name"),
-            trigger_event_types=[t.pk for t in cleaned.get("trigger_event_types") or []],
-            trigger_segments=cleaned.get("trigger_segments") or [],
-            conditions=cleaned.get("conditions") or {},
-            actions=cleaned.get("actions") or [],
-            active=cleaned.get("active"),
-            reentry=cleaned.get("reentry"),
-            goal=(
-                {
-                    "event_type": cleaned["goal_event_type"].key,
-                    "conditions": cleaned.get("goal_conditions") or {},
-                }
-                if cleaned.get("goal_event_type")
-                else None
-            ),
-            delivery_policy=policy.pk if (policy := cleaned.get("delivery_policy")) else None,
-            trigger_on_merged_events=cleaned.get("trigger_on_merged_events"),
-        )
-        errors, _ = workflow_validate(data)
-        place_node_errors(self, errors, self.field_of_path)
-        self.workflow_input = data
-        return cleaned
 
 
 @admin.register(Workflow)
