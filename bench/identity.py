@@ -1,8 +1,9 @@
 """Identity: identify calls per second against a table of 1 M customers, and the merge of
 two customers with 100 k events each (goal: at most 2 s).
 
-    .venv/bin/python bench/identity.py [--only identify,merge] [--customers 1000000]
+    .venv/bin/python bench/identity.py [--only identify,merge,delete] [--customers 1000000]
         [--calls 300] [--events 100000] [--runs 3]
+        [--delete-events 1000000] [--delete-among 10000000]
 
 Each part is a function in PARTS (name -> part); --only runs the named ones in that
 order. A part gets the parsed arguments and prints its own figures; parts added later
@@ -23,6 +24,9 @@ the others identified. VACUUM ANALYZE.
   event), a workflow run for one event in five; customer_merge of one into the other
   inside a transaction rolled back afterwards (the same pair every run), then its
   undo in the same way; seconds per run, the median against the goal.
+- delete (only when named: its load is long): a privacy delete of a customer with
+  --delete-events events among --delete-among (goal: at most 10 s, constant memory),
+  run by bench/identity_delete.py in its own database.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -259,19 +264,40 @@ def merge(args: argparse.Namespace) -> None:
         )
 
 
+@part("delete")
+def delete(args: argparse.Namespace) -> None:
+    """A privacy delete of one customer with --delete-events events among --delete-among:
+    bench/identity_delete.py in its own database and child processes (it measures each
+    run's memory from a fresh process)."""
+    script = Path(__file__).resolve().parent / "identity_delete.py"
+    background = max(args.delete_among - args.delete_events, 0)
+    command = [sys.executable, str(script), "--events", str(args.delete_events)]
+    command += ["--background", str(background), "--runs", str(args.runs)]
+    subprocess.run(command, check=True)
+
+
+# Loading --delete-among events takes long: the delete part runs only when named.
+DEFAULT_PARTS = ("identify", "merge")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=",".join(PARTS), help=f"parts: {', '.join(PARTS)}")
+    parser.add_argument(
+        "--only", default=",".join(DEFAULT_PARTS), help=f"parts: {', '.join(PARTS)}"
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--delete-events", type=int, default=1_000_000)
+    parser.add_argument("--delete-among", type=int, default=10_000_000)
     args = parser.parse_args()
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in names if name not in PARTS]
     if unknown:
         raise SystemExit(f"Unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}.")
-    setup(args.customers)
+    if set(names) - {"delete"}:
+        setup(args.customers)
     for name in names:
         PARTS[name](args)
 

@@ -4,7 +4,7 @@
         [--runs 3]
 
 The identity benchmark's part "delete of a customer with 1 M events among 10 M (goal
-≤ 10 s, constant memory)"; to be folded into bench/identity.py.
+≤ 10 s, constant memory)": `bench/identity.py --only delete` runs it.
 
 1. Loads its own database (herald_bench_identity_delete, or DATABASE_URL) as
    bench/customer_delete.py does (its loader: `generate_events` for the others, COPY
