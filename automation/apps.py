@@ -29,12 +29,19 @@ class AutomationConfig(AppConfig):
         from automation.timeline import timeline_register
         from automation.webhooks.models import Endpoint
         from automation.webhooks.sender import CALLED_HOOKS, dispatch_due_deliveries
-        from automation.workflows.policies.services import policy_usage_prune
+        from automation.workflows.policies.services import (
+            policy_counters_merged,
+            policy_usage_prune,
+        )
         from automation.workflows.runner import automation_tick
         from automation.workflows.segment_triggers import segment_transitions_start
         from automation.workflows.simulation.services import simulations_resume_stale
         from customers.hooks import customer_change_hook_register
-        from customers.identity.hooks import merge_preview_hook_register, merged_hook_register
+        from customers.identity.hooks import (
+            merge_preview_hook_register,
+            merge_undone_hook_register,
+            merged_hook_register,
+        )
         from events_app.ingest_hooks import ingest_hook_register
         from events_app.retention_hooks import retention_hook_register
         from project.background import periodic_job_register
@@ -98,6 +105,9 @@ class AutomationConfig(AppConfig):
         # customer.merged event with the workflows that take merged events.
         merge_preview_hook_register("segments", merge_segments_preview)
         merged_hook_register("automation", merge_automate)
+        # Delivery policies' counters of both customers are recounted from the moved ledger.
+        merged_hook_register("policies", policy_counters_merged)
+        merge_undone_hook_register("policies", policy_counters_merged)
         # A customer's story in the admin (customers.timeline): segment stays, and the
         # runs and deliveries under each event.
         timeline_register()

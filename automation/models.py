@@ -10,7 +10,7 @@ from __future__ import annotations
 # delivery models first, as when they were defined in one module.
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
 from automation.schedules.models import Schedule, ScheduleRun
-from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
+from automation.workflows.policies.models import DeliveryPolicy, PolicyCounter, PolicyUsage
 from automation.workflows.models import Workflow, WorkflowEndpoint, WorkflowRun
 from automation.workflows.simulation.models import Simulation, WorkflowBackfill
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
@@ -22,6 +22,7 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryPolicy",
     "Endpoint",
+    "PolicyCounter",
     "PolicyUsage",
     "Schedule",
     "ScheduleRun",

@@ -36,7 +36,7 @@ from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.actions import ActionContext, ActionFailed
 from automation.workflows.evaluation import grace_period
 from automation.workflows.models import WorkflowRun
-from automation.workflows.policies.services import policy_admit
+from automation.workflows.policies.services import PolicyBlocked, policy_admit
 from automation.workflows.policies.spec import DEFERRED, Verdict
 from automation.workflows.splits import Step, run_steps, split_index
 from project import background
@@ -108,16 +108,17 @@ def _step(run_id: str, now: datetime) -> bool:
         spec = step.spec
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
-        verdict: Verdict | None = None
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
-            # A failed action's writes roll back alone, with its ledger entry.
+            # A failed or blocked action's writes roll back alone, with what its
+            # policy check took.
             with transaction.atomic():
                 # The delivery policy (caps, quiet hours): the one place it is checked.
-                verdict = policy_admit(run=run, action=spec, now=now)
-                if verdict is None or verdict.allowed:
-                    result = handler().execute(ctx, spec)
+                policy_admit(run=run, action=spec, now=now)
+                result = handler().execute(ctx, spec)
+        except PolicyBlocked as blocked:
+            return _blocked(run, step, len(steps), blocked.verdict, now)
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
@@ -131,8 +132,6 @@ def _step(run_id: str, now: datetime) -> bool:
             )
             run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
             return False
-        if verdict is not None and not verdict.allowed:
-            return _blocked(run, step, len(steps), verdict, now)
         run.outcomes = [
             *run.outcomes,
             _outcome(step, "succeeded", now, detail=result.detail),

@@ -6,7 +6,9 @@ Automation registers (AutomationConfig.ready()):
   segments the merged customer would enter and exit (the segment engine's own
   evaluation);
 - a merged hook: after a merge, in its transaction, the internal `customer.merged`
-  event and the evaluation of moved events for workflows that ask for it.
+  event and the evaluation of moved events for workflows that ask for it;
+- an undone hook: after an undo, in its transaction (state derived from the moved
+  rows, such as delivery policies' counters, is recounted).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ MergedHook = Callable[["CustomerMerge"], None]
 
 _preview: Hooks[MergePreviewHook] = Hooks()
 _merged: Hooks[MergedHook] = Hooks()
+_undone: Hooks[MergedHook] = Hooks()
 merge_preview_hook_register = _preview.register
 merged_hook_register = _merged.register
+merge_undone_hook_register = _undone.register
 
 
 def merge_preview_start(primary_id: str, secondary_id: str) -> Callable[[], dict[str, Any]]:
@@ -48,4 +52,10 @@ def merge_preview_start(primary_id: str, secondary_id: str) -> Callable[[], dict
 def merge_made(merge: CustomerMerge) -> None:
     """Tell every merged hook; call it inside the merge's transaction."""
     for _name, hook in _merged.all():
+        hook(merge)
+
+
+def merge_undone(merge: CustomerMerge) -> None:
+    """Tell every undone hook; call it inside the undo's transaction."""
+    for _name, hook in _undone.all():
         hook(merge)

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from customers.hooks import customers_changed
 from customers.identity import moves
-from customers.identity.hooks import merge_made, merge_preview_start
+from customers.identity.hooks import merge_made, merge_preview_start, merge_undone
 from customers.identity.models import CustomerMerge, MergedRow
 from customers.models import Customer, CustomerAlias
 from project.errors import ConflictError, NotFoundError, ValidationFailed
@@ -259,6 +259,7 @@ def merge_undo(*, merge_id: str) -> CustomerMerge:
         merge.save(update_fields=["status", "undone_at"])
         MergedRow.objects.filter(merge=merge)._raw_delete(MergedRow.objects.db)
         customers_changed(customer_ids=[merge.primary_id, merge.secondary_id], fields=None)
+        merge_undone(merge)
     return merge
 
 

@@ -1,19 +1,32 @@
-"""The caps' ledger (PolicyUsage): check-and-take in as few round trips as exactness allows.
+"""The caps' check-and-take: one statement on PostgreSQL, exact under concurrency.
 
-PostgreSQL, for one action under caps:
+Each (policy, customer) has a PolicyCounter row whose `entries` hold, per cap, the
+times of the counted actions still inside the cap's window (at most the cap's count).
+One statement decides and takes:
 
-1. A transaction-scoped advisory lock per (policy, customer), taken in the statement
-   that reads the customer's attributes when quiet hours need them (else alone).
-2. One statement that counts each cap's window (bounded by the cap's count: a large
-   window never reads more rows than the cap) and inserts the ledger row only if
-   every cap allows it.
+1. `INSERT … ON CONFLICT (policy, customer) DO UPDATE … WHERE caps_key = <the caps'
+   fingerprint> RETURNING` upserts the counter. ON CONFLICT DO UPDATE locks the
+   existing row and computes its new value from the row's latest committed version,
+   not from the statement's snapshot: a run that waited for another's lock sees that
+   run's take. So the lock and the count are one step, and no second statement (an
+   advisory lock, then a count that starts after it) is needed. Its SET counts each
+   cap's entries in the window and appends the action's time to every cap that lists
+   its type only if all of them allow it (expired entries are dropped as it goes).
+2. A data-modifying CTE inserts the ledger row (PolicyUsage) when the counter took:
+   the "why capped" counts, the simulation, stats and privacy deletes read the ledger.
+3. When quiet hours are configured, the same statement reads the customer's time-zone
+   attribute. The verdict checks quiet hours first; a take made while quiet hours
+   block is undone by rolling back the caller's savepoint (services.PolicyBlocked).
 
-They must be two statements: under READ COMMITTED a statement sees what was committed
-before it started, so the count has to start after the lock is granted -- then it sees
-every action that a run holding the lock before it took. The lock is held until the
-step's transaction commits, with the action's effect and the ledger row.
+No counter row yet means the pair never took: the INSERT decides with nothing counted.
+A counter whose `caps_key` differs from the caps' fingerprint (a policy edit changed
+the caps; a merge moved ledger rows; rows from before counters existed) is locked by
+the same statement but not updated; it is then rebuilt from the ledger in a new
+statement -- whose snapshot, taken after the lock was granted, sees every committed
+take -- and the check runs again. So a cap edit costs each pair one rebuild.
 
-SQLite (the embedded default) has one writer at a time: the ORM, and no lock.
+SQLite (the embedded default) has one writer at a time: the ledger through the ORM,
+no counter.
 """
 
 from __future__ import annotations
@@ -22,53 +35,54 @@ import functools
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
 
-from automation.workflows.policies.models import PolicyUsage
+from automation.workflows.policies.models import PolicyCounter, PolicyUsage
 from automation.workflows.policies.spec import Cap
 from customers.models import Customer
 
-
-def _lock_key(policy_id: str, customer_id: str) -> int:
-    digest = hashlib.blake2b(f"policy:{policy_id}:{customer_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def lock_and_read_attributes(
-    *, policy_id: str, customer_id: str, read: bool, lock: bool
-) -> dict[str, Any]:
-    """Take the (policy, customer) lock if `lock`; the customer's attributes if `read`
-    (else {}). One statement on PostgreSQL."""
-    if connection.vendor != "postgresql":
-        if not read:
-            return {}
-        found = Customer.objects.filter(pk=customer_id).values_list("attributes", flat=True)
-        return _as_dict(found.first())
-    table = connection.ops.quote_name(Customer._meta.db_table)
-    with connection.cursor() as cursor:
-        if read and lock:
-            cursor.execute(
-                f"SELECT attributes, pg_advisory_xact_lock(%s) FROM {table} WHERE id = %s",  # noqa: S608
-                [_lock_key(policy_id, customer_id), customer_id],
-            )
-        elif read:
-            cursor.execute(f"SELECT attributes FROM {table} WHERE id = %s", [customer_id])  # noqa: S608
-        elif lock:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(policy_id, customer_id)])
-            return {}
-        else:
-            return {}
-        row = cursor.fetchone()
-    return _as_dict(row[0] if row else None)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Entries are kept this long past their window, so a worker whose clock lags the one
+# that trimmed them still counts them (the count itself filters by the window).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):  # jsonb as text, depending on the driver's loaders
-        value = json.loads(value)
-    return value if isinstance(value, dict) else {}
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+@functools.cache
+def caps_key(caps: tuple[Cap, ...]) -> str:
+    """The fingerprint of a policy's caps (a counter counted for other caps is stale)."""
+    shape = [[c.count, c.window.total_seconds(), list(c.actions)] for c in caps]
+    return hashlib.blake2b(json.dumps(shape).encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What the check-and-take found: each listing cap's count in its window before this
+    action (at most the cap's count), whether the action was taken, and the customer's
+    time-zone attribute (any JSON value; None when absent or not asked for)."""
+
+    counts: list[int]
+    taken: bool
+    tz_name: Any = None
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def time_zone_attribute(*, customer_id: str, attribute: str) -> Any:
+    """The customer's attribute `attribute` (any JSON value; None when absent)."""
+    found = Customer.objects.filter(pk=customer_id).values_list("attributes", flat=True).first()
+    attributes = _json(found)
+    return attributes.get(attribute) if isinstance(attributes, dict) else None
 
 
 def _window_rows(cap: Cap, *, policy_id: str, customer_id: str, now: datetime) -> Any:
@@ -82,7 +96,7 @@ def _window_rows(cap: Cap, *, policy_id: str, customer_id: str, now: datetime) -
 
 
 def counts(*, policy_id: str, customer_id: str, caps: Sequence[Cap], now: datetime) -> list[int]:
-    """Each cap's actions in its window, at most its count (reads only, takes no lock)."""
+    """Each cap's actions in its window from the ledger, at most its count (reads only)."""
     return [
         _window_rows(cap, policy_id=policy_id, customer_id=customer_id, now=now)[
             : cap.count
@@ -96,54 +110,152 @@ def take(
     policy_id: str,
     customer_id: str,
     action_type: str,
-    caps: Sequence[Cap],
+    caps: tuple[Cap, ...],
     now: datetime,
     run_id: str,
-) -> tuple[list[int], bool]:
-    """Under the lock: each cap's count (at most its count) and whether the ledger row
-    of one more action was written (every cap allowed it)."""
+    tz_attribute: str | None = None,
+) -> Taken:
+    """Check the caps of the policy (`caps`: all of them, in the policy's order) that list
+    `action_type` and take one action if every one allows it, writing its ledger row.
+    With `tz_attribute`, also read that attribute of the customer.
+
+    Call inside the transaction (savepoint) that performs the action: the counter stays
+    locked until it commits, and a rollback undoes the take."""
+    listing = [i for i, cap in enumerate(caps) if action_type in cap.actions]
     if connection.vendor != "postgresql":
-        found = counts(policy_id=policy_id, customer_id=customer_id, caps=caps, now=now)
-        allowed = all(n < cap.count for n, cap in zip(found, caps, strict=True))
-        if allowed:
-            PolicyUsage.objects.create(
-                policy_id=policy_id,
-                customer_id=customer_id,
-                action_type=action_type,
-                at=now,
-                workflow_run_id=run_id,
+        return _take_orm(
+            policy_id=policy_id,
+            customer_id=customer_id,
+            action_type=action_type,
+            caps=[caps[i] for i in listing],
+            now=now,
+            run_id=run_id,
+            tz_attribute=tz_attribute,
+        )
+    key = caps_key(caps)
+    cuts = [_micros(now - caps[i].window) for i in listing]
+    params: dict[str, Any] = {
+        "policy": policy_id,
+        "customer": customer_id,
+        "key": key,
+        "first": json.dumps([[i, _micros(now)] for i in listing]),
+        "idx": listing,
+        "lim": [caps[i].count for i in listing],
+        "cut": cuts,
+        "keep": [cut - CLOCK_SKEW // _MICROSECOND for cut in cuts],
+        "action": action_type,
+        "now": now,
+        "run": run_id,
+        "attribute": tz_attribute,
+    }
+    sql = _take_sql(read_attribute=tz_attribute is not None)
+    for _attempt in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        assert row is not None
+        entries, taken, tz_name = row
+        if taken is not None:
+            found = _json(entries)
+            counted = [
+                sum(1 for index, at in found if index == i and at > cut)
+                for i, cut in zip(listing, cuts, strict=True)
+            ]
+            if taken:  # the counts before this action's entry
+                counted = [n - 1 for n in counted]
+            return Taken(
+                counts=[min(n, caps[i].count) for n, i in zip(counted, listing, strict=True)],
+                taken=bool(taken),
+                tz_name=_json(tz_name),
             )
-        return found, allowed
-    params: list[Any] = []
-    for cap in caps:
-        params += [policy_id, customer_id, list(cap.actions), now - cap.window, cap.count]
-    params += [policy_id, customer_id, action_type, now, run_id]
-    params += [cap.count for cap in caps]
-    with connection.cursor() as cursor:
-        cursor.execute(_take_sql(len(caps)), params)
-        row = cursor.fetchone()
-    assert row is not None
-    return [int(n) for n in row[:-1]], bool(row[-1])
+        # The counter is stale and locked by this transaction now: rebuild, then again.
+        _rebuild(policy_id=policy_id, customer_id=customer_id, caps=caps, key=key, now=now)
+    raise RuntimeError(f"policy counter {policy_id}/{customer_id} stayed stale after a rebuild")
+
+
+def _rebuild(
+    *, policy_id: str, customer_id: str, caps: tuple[Cap, ...], key: str, now: datetime
+) -> None:
+    """Recount a locked counter from the ledger for `caps`. Every statement here starts
+    after the lock was granted, so it sees the ledger rows of every committed take."""
+    entries: list[list[int]] = []
+    for index, cap in enumerate(caps):
+        window = _window_rows(cap, policy_id=policy_id, customer_id=customer_id, now=now)
+        times = window.order_by("-at").values_list("at", flat=True)[: cap.count]
+        entries += [[index, _micros(at)] for at in times]
+    PolicyCounter.objects.filter(policy_id=policy_id, customer_id=customer_id).update(
+        caps_key=key, entries=entries, taken=False
+    )
+
+
+def _take_orm(
+    *,
+    policy_id: str,
+    customer_id: str,
+    action_type: str,
+    caps: list[Cap],
+    now: datetime,
+    run_id: str,
+    tz_attribute: str | None,
+) -> Taken:
+    found = counts(policy_id=policy_id, customer_id=customer_id, caps=caps, now=now)
+    allowed = all(n < cap.count for n, cap in zip(found, caps, strict=True))
+    if allowed:
+        PolicyUsage.objects.create(
+            policy_id=policy_id,
+            customer_id=customer_id,
+            action_type=action_type,
+            at=now,
+            workflow_run_id=run_id,
+        )
+    tz_name = (
+        time_zone_attribute(customer_id=customer_id, attribute=tz_attribute)
+        if tz_attribute is not None
+        else None
+    )
+    return Taken(counts=found, taken=allowed, tz_name=tz_name)
 
 
 @functools.cache
-def _take_sql(caps: int) -> str:
-    """The check-and-take for `caps` caps: n0..nK (each cap's count, at most the cap),
-    then 1 if the ledger row was inserted, else 0. Only table and column names are
-    formatted in; every value is a parameter."""
-    table = connection.ops.quote_name(PolicyUsage._meta.db_table)
-    window = (
-        f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE policy_id = %s "  # noqa: S608
-        "AND customer_id = %s AND action_type = ANY(%s) AND at > %s LIMIT %s) AS w)"
+def _take_sql(*, read_attribute: bool) -> str:
+    """The check-and-take: (the counter's entries as JSON text, taken, the time-zone
+    attribute as JSON text); taken is NULL when the counter is stale. Only table and
+    column names are formatted in; every value is a parameter."""
+    quote = connection.ops.quote_name
+    counter = quote(PolicyCounter._meta.db_table)
+    usage = quote(PolicyUsage._meta.db_table)
+    customer = quote(Customer._meta.db_table)
+    # Every listing cap has fewer than its count of entries newer than its window's start.
+    allowed = (
+        "NOT EXISTS (SELECT 1 FROM unnest(%(idx)s::int[], %(lim)s::int[], %(cut)s::bigint[])"
+        " AS cap(i, lim, cut) WHERE (SELECT count(*) FROM jsonb_array_elements(c.entries) AS e"
+        " WHERE (e->>0)::int = cap.i AND (e->>1)::bigint > cap.cut) >= cap.lim)"
     )
-    names = [f"n{i}" for i in range(caps)]
-    counted = ", ".join(f"{window} AS {name}" for name in names)
-    allowed = " AND ".join(f"{name} < %s" for name in names)
-    insert = (
-        f"INSERT INTO {table} (policy_id, customer_id, action_type, at, workflow_run_id) "  # noqa: S608
-        f"SELECT %s, %s, %s, %s, %s FROM counts WHERE {allowed} RETURNING 1"
+    # The entries, less those of the listing caps that left their window (and the skew).
+    kept = (
+        "COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(c.entries) AS e"
+        " WHERE NOT EXISTS (SELECT 1 FROM unnest(%(idx)s::int[], %(keep)s::bigint[])"
+        " AS cap(i, keep) WHERE (e->>0)::int = cap.i AND (e->>1)::bigint <= cap.keep)),"
+        " '[]'::jsonb)"
+    )
+    attribute = (
+        f"(SELECT (attributes -> %(attribute)s)::text FROM {customer} WHERE id = %(customer)s)"  # noqa: S608
+        if read_attribute
+        else "NULL"
     )
     return (
-        f"WITH counts AS (SELECT {counted}), taken AS ({insert}) "  # noqa: S608
-        f"SELECT {', '.join(names)}, (SELECT count(*) FROM taken) FROM counts"
+        f"WITH counter AS (INSERT INTO {counter} AS c"  # noqa: S608
+        " (policy_id, customer_id, caps_key, entries, taken)"
+        " VALUES (%(policy)s, %(customer)s, %(key)s, %(first)s::jsonb, true)"
+        " ON CONFLICT (policy_id, customer_id) DO UPDATE SET"
+        f" entries = CASE WHEN {allowed} THEN {kept} || %(first)s::jsonb ELSE c.entries END,"
+        f" taken = {allowed}"
+        " WHERE c.caps_key = %(key)s"
+        " RETURNING c.entries, c.taken),"
+        f" used AS (INSERT INTO {usage}"
+        " (policy_id, customer_id, action_type, at, workflow_run_id)"
+        " SELECT %(policy)s, %(customer)s, %(action)s, %(now)s, %(run)s FROM counter"
+        " WHERE counter.taken)"
+        " SELECT (SELECT entries::text FROM counter), (SELECT taken FROM counter),"
+        f" {attribute}"
     )

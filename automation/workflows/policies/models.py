@@ -9,7 +9,7 @@ from django.db import models
 from customers.models import Customer
 from project.ids import PUBLIC_ID_LENGTH, new_public_id
 
-__all__ = ["DeliveryPolicy", "PolicyUsage"]
+__all__ = ["DeliveryPolicy", "PolicyCounter", "PolicyUsage"]
 
 
 class DeliveryPolicy(models.Model):
@@ -57,9 +57,10 @@ class DeliveryPolicy(models.Model):
 class PolicyUsage(models.Model):
     """One action that a policy's caps count: it ran for the customer at `at`.
 
-    Written in the transaction that runs the action and records its outcome, under
-    the (policy, customer) lock (policies.services), so a cap is exact however many
-    runs race. Rows older than the policy's longest window count for nothing.
+    Written in the transaction that runs the action and records its outcome, by the
+    statement that took it from the (policy, customer) PolicyCounter (policies.ledger).
+    The ledger is what a counter is rebuilt from, what "why capped" and the simulation
+    read; rows older than the policy's longest window count for nothing.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -91,3 +92,41 @@ class PolicyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_id}/{self.customer_id}: {self.action_type} at {self.at}"
+
+
+class PolicyCounter(models.Model):
+    """The caps' running state for one (policy, customer): what the check-and-take decides.
+
+    `entries` holds, per cap of the policy, the times of the actions it counted that
+    are still in its window (at most the cap's count each): [[cap index, epoch µs], …].
+    The one statement that checks and takes (policies.ledger) locks this row by
+    upserting it, so racing runs of one customer queue on it. `caps_key` fingerprints
+    the caps the entries were counted for: a policy edit or a merge makes it stale, and
+    the next check rebuilds the entries from the ledger (PolicyUsage) under the lock.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # db_index=False: policycounter_unique leads with the policy.
+    policy = models.ForeignKey(
+        DeliveryPolicy, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    caps_key = models.CharField(max_length=32, blank=True, default="")
+    entries = models.JSONField(default=list, blank=True)
+    # Whether the latest check let its action through: what the statement returns.
+    taken = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            # The check-and-take's ON CONFLICT target: one row per (policy, customer).
+            models.UniqueConstraint(fields=["policy", "customer"], name="policycounter_unique"),
+        ]
+        indexes = [
+            # Deleting or merging a customer (customer_id = …) across every policy.
+            models.Index(fields=["customer"], name="policycounter_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id}/{self.customer_id}: {len(self.entries)} counted"

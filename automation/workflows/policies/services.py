@@ -4,18 +4,19 @@ CRUD: create, update (PATCH merges, PUT replaces), delete (409 while a workflow 
 the policy). Each write validates the whole policy (policies.spec.policy_errors) and
 reports every problem at its path (`caps[0].window`, `quiet_hours.end`).
 
-The gate (`policy_gate`, called by automation.workflows.runner in the transaction that
-performs one action and records its outcome):
+The gate (`policy_admit`, called by automation.workflows.runner inside the savepoint
+that performs one action):
 
 1. No policy on the workflow, or an action marked `exempt_from_policy`: no gate.
-2. Quiet hours first, from the customer's time-zone attribute: a skipped or deferred
-   action takes nothing from a cap, and reads no ledger.
-3. For the caps that list the action's type: take a transaction-scoped lock on
-   (policy, customer), count the ledger (PolicyUsage) in each cap's window, and
-   decide. The lock is held until the step commits, and the runner writes the
-   usage row (`policy_usage_record`) in the same transaction as the action's effect,
-   so of any number of racing runs exactly `count` get through, and an action that
-   fails rolls its usage back with it.
+2. For the caps that list the action's type: one statement checks every cap and, if
+   all allow it, takes the action (its PolicyCounter updated, its ledger row written;
+   policies.ledger), reading the customer's time-zone attribute too when quiet hours
+   are configured. Racing runs of one customer queue on the counter row, so of any
+   number of them exactly `count` get through.
+3. Quiet hours first in the verdict, from that attribute: a skipped or deferred
+   action takes nothing from a cap. A blocked action raises PolicyBlocked, which rolls
+   the savepoint back with whatever the statement took; an action that fails rolls
+   its take back the same way.
 
 An action "succeeds" for a cap when it ran: for a webhook action that is the
 delivery being created (it is sent after commit and retried by the delivery engine),
@@ -25,14 +26,16 @@ delivery is one message.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from automation.workflows.actions import REGISTRY as ACTIONS
 from automation.workflows.policies import ledger
-from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
+from automation.workflows.policies.models import DeliveryPolicy, PolicyCounter, PolicyUsage
 from automation.workflows.policies.spec import (
     ALLOWED,
     MAX_WINDOW,
@@ -48,6 +51,7 @@ from project.errors import ConflictError, ValidationFailed
 
 if TYPE_CHECKING:
     from automation.workflows.models import WorkflowRun
+    from customers.identity.models import CustomerMerge
     from customers.models import Customer
 
 AUDIT_TYPE = "delivery_policy"
@@ -162,49 +166,76 @@ def _tz_name(spec: PolicySpec, attributes: dict[str, Any]) -> Any:
     return attributes.get(spec.quiet_hours.timezone_attribute)
 
 
-def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> Verdict | None:
-    """The run's policy's verdict on its next action; None when no policy applies (none
-    on the workflow, an exempt action, no cap or quiet hours for its type).
+class PolicyBlocked(Exception):
+    """The policy blocked the action (its `verdict`: capped, skipped or deferred).
 
-    Call inside the transaction (savepoint) that performs the action: when the action
-    is let through under a cap, its ledger row is already written (policies.ledger),
-    so an action that fails rolls it back with its own writes.
+    Raised inside the caller's savepoint so that leaving it rolls back anything the
+    check took (a take is made in the statement that reads the time zone, before
+    quiet hours are judged)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason or verdict.status)
+        self.verdict = verdict
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_of(policy_id: str, updated_at: datetime | None, data: str) -> PolicySpec:
+    # Keyed by the row's id and edit time; `data` as well, for a row changed in place.
+    return policy_spec_of(json.loads(data))
+
+
+def policy_spec(policy: DeliveryPolicy) -> PolicySpec:
+    """The parsed spec of a policy row (cached per version of the row)."""
+    return _spec_of(policy.pk, policy.updated_at, json.dumps(policy.as_data(), sort_keys=True))
+
+
+def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> Verdict | None:
+    """Admit the run's next action under its workflow's policy: the ALLOWED verdict, or
+    None when no policy applies (none on the workflow, an exempt action, no cap or quiet
+    hours for its type); raises PolicyBlocked when the policy blocks it.
+
+    Call inside the transaction's savepoint that performs the action and let
+    PolicyBlocked leave it: an action let through under a cap has its ledger row
+    already written (policies.ledger), and a blocked or failed one must roll back what
+    the check took.
     """
     policy = run.workflow.delivery_policy
     if policy is None or action.get(EXEMPT) is True:
         return None
-    spec = policy_spec_of(policy.as_data())
+    spec = policy_spec(policy)
     action_type = str(action.get("type", ""))
     caps = spec.caps_for(action_type)
     if not caps and spec.quiet_hours is None:
         return None
-    attributes = ledger.lock_and_read_attributes(
-        policy_id=policy.pk,
-        customer_id=run.customer_id,
-        read=spec.quiet_hours is not None,
-        lock=bool(caps),
-    )
-    tz_name = _tz_name(spec, attributes)
-    quiet = verdict(spec, action_type=action_type, tz_name=tz_name, now=now)
-    if not quiet.allowed or not caps:
+    attribute = spec.quiet_hours.timezone_attribute if spec.quiet_hours is not None else None
+    if not caps:
+        assert attribute is not None
+        tz_name = ledger.time_zone_attribute(customer_id=run.customer_id, attribute=attribute)
+        quiet = verdict(spec, action_type=action_type, tz_name=tz_name, now=now)
+        if not quiet.allowed:
+            raise PolicyBlocked(quiet)
         return quiet
-    found, taken = ledger.take(
+    if not connection.in_atomic_block:
+        raise RuntimeError("policy_admit must run inside the action's transaction")
+    taken = ledger.take(
         policy_id=policy.pk,
         customer_id=run.customer_id,
         action_type=action_type,
-        caps=caps,
+        caps=spec.caps,
         now=now,
         run_id=run.pk,
+        tz_attribute=attribute,
     )
-    if taken:
-        return quiet
-    return verdict(
+    judged = verdict(
         spec,
         action_type=action_type,
-        tz_name=tz_name,
+        tz_name=taken.tz_name,
         now=now,
-        successes=zip(caps, found, strict=True),
+        successes=() if taken.taken else zip(caps, taken.counts, strict=True),
     )
+    if not judged.allowed:
+        raise PolicyBlocked(judged)
+    return judged
 
 
 def policy_preview(
@@ -212,7 +243,7 @@ def policy_preview(
 ) -> dict[str, Any]:
     """What `policy` would do now with each of `actions` for `customer`, each judged on
     its own (the workflow test endpoint); reads only."""
-    spec = policy_spec_of(policy.as_data())
+    spec = policy_spec(policy)
     attributes = customer.attributes if isinstance(customer.attributes, dict) else {}
     tz_name = _tz_name(spec, attributes)
     verdicts = []
@@ -249,3 +280,14 @@ def policy_usage_prune(now: datetime) -> int:
     if ids:
         PolicyUsage.objects.filter(pk__in=ids).delete()
     return len(ids)
+
+
+def policy_counters_recount(*, customer_ids: list[str]) -> int:
+    """Mark these customers' counters stale, to be rebuilt from the ledger at their next
+    check: a merge or its undo moved ledger rows between customers. Returns how many."""
+    return PolicyCounter.objects.filter(customer_id__in=customer_ids).update(caps_key="")
+
+
+def policy_counters_merged(merge: CustomerMerge) -> None:
+    """The merged and undone hooks (customers.identity.hooks)."""
+    policy_counters_recount(customer_ids=[merge.primary_id, merge.secondary_id])
