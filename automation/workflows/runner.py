@@ -108,17 +108,18 @@ def _step(run_id: str, now: datetime) -> bool:
         spec = step.spec
         handler = ACTIONS.get(spec.get("type", ""))
         ctx = ActionContext(run=run, now=now)
+        verdict: Verdict | None = None
         try:
             if handler is None:
                 raise ActionFailed(f"Unknown action type {spec.get('type')!r}.")
-            # A failed or blocked action's writes roll back alone, with what its
-            # policy check took.
+            # A failed action's writes roll back alone, with what its policy check took.
             with transaction.atomic():
                 # The delivery policy (caps, quiet hours): the one place it is checked.
-                policy_admit(run=run, action=spec, now=now)
-                result = handler().execute(ctx, spec)
+                verdict = policy_admit(run=run, action=spec, now=now)
+                if verdict is None or verdict.allowed:
+                    result = handler().execute(ctx, spec)
         except PolicyBlocked as blocked:
-            return _blocked(run, step, len(steps), blocked.verdict, now)
+            verdict = blocked.verdict  # what the check took is rolled back
         except Exception as exc:
             if not isinstance(exc, ActionFailed):
                 logger.exception("workflow run %s: action %s crashed", run.id, index)
@@ -132,6 +133,8 @@ def _step(run_id: str, now: datetime) -> bool:
             )
             run.save(update_fields=["outcomes", "status", "error", "finished_at", "resume_at"])
             return False
+        if verdict is not None and not verdict.allowed:
+            return _blocked(run, step, len(steps), verdict, now)
         run.outcomes = [
             *run.outcomes,
             _outcome(step, "succeeded", now, detail=result.detail),

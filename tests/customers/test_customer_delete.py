@@ -21,12 +21,12 @@ from tests.factories import EventFactory, EventTypeFactory
 pytestmark = pytest.mark.django_db
 
 MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRun)
-# Reading the customer's key, SAVEPOINT, 10 DELETEs and 1 UPDATE, RELEASE: one per
+# Reading the customer's key, SAVEPOINT, 11 DELETEs and 1 UPDATE, RELEASE: one per
 # table the delete reaches, whatever the number of rows; around them the audit entry's
 # INSERT and the SAVEPOINT / RELEASE of the transaction that holds both. Before them
 # the erase hooks (the runs without an event read, 3 UPDATEs of deliveries and their
 # attempts), after them the subscriptions read (customer.deleted).
-DELETE_QUERIES = 25
+DELETE_QUERIES = 26
 
 
 def table_rows() -> dict[str, int]:
@@ -173,6 +173,7 @@ def test_the_delete_follows_every_relation_into_customers_read_from_the_models()
             ],
         ),
         ("automation.PolicyUsage.customer", "cascade", []),
+        ("automation.PolicyCounter.customer", "cascade", []),
         ("automation.WorkflowRun.customer", "cascade", []),
         ("automation.SegmentMembership.customer", "cascade", []),
         ("automation.SegmentCheck.customer", "cascade", []),

@@ -14,9 +14,9 @@ that performs one action):
    are configured. Racing runs of one customer queue on the counter row, so of any
    number of them exactly `count` get through.
 3. Quiet hours first in the verdict, from that attribute: a skipped or deferred
-   action takes nothing from a cap. A blocked action raises PolicyBlocked, which rolls
-   the savepoint back with whatever the statement took; an action that fails rolls
-   its take back the same way.
+   action takes nothing from a cap. When the statement took it, policy_admit raises
+   PolicyBlocked, which rolls the savepoint back with the take; an action that fails
+   rolls its take back the same way.
 
 An action "succeeds" for a cap when it ran: for a webhook action that is the
 delivery being created (it is sent after commit and retried by the delivery engine),
@@ -167,11 +167,10 @@ def _tz_name(spec: PolicySpec, attributes: dict[str, Any]) -> Any:
 
 
 class PolicyBlocked(Exception):
-    """The policy blocked the action (its `verdict`: capped, skipped or deferred).
-
-    Raised inside the caller's savepoint so that leaving it rolls back anything the
-    check took (a take is made in the statement that reads the time zone, before
-    quiet hours are judged)."""
+    """Quiet hours blocked an action the check had taken (its `verdict`: skipped or
+    deferred). Raised inside the caller's savepoint so that leaving it rolls the take
+    back (the take is made in the statement that reads the time zone, before quiet
+    hours are judged)."""
 
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.reason or verdict.status)
@@ -190,14 +189,14 @@ def policy_spec(policy: DeliveryPolicy) -> PolicySpec:
 
 
 def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> Verdict | None:
-    """Admit the run's next action under its workflow's policy: the ALLOWED verdict, or
-    None when no policy applies (none on the workflow, an exempt action, no cap or quiet
-    hours for its type); raises PolicyBlocked when the policy blocks it.
+    """The run's policy's verdict on its next action; None when no policy applies (none
+    on the workflow, an exempt action, no cap or quiet hours for its type).
 
-    Call inside the transaction's savepoint that performs the action and let
+    Call inside the transaction's savepoint that performs the action, and let
     PolicyBlocked leave it: an action let through under a cap has its ledger row
-    already written (policies.ledger), and a blocked or failed one must roll back what
-    the check took.
+    already written (policies.ledger), so an action that fails rolls it back with its
+    own writes, and one that quiet hours block after the statement took it raises
+    PolicyBlocked (with its verdict) to roll the take back. Other blocks are returned.
     """
     policy = run.workflow.delivery_policy
     if policy is None or action.get(EXEMPT) is True:
@@ -211,10 +210,7 @@ def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> 
     if not caps:
         assert attribute is not None
         tz_name = ledger.time_zone_attribute(customer_id=run.customer_id, attribute=attribute)
-        quiet = verdict(spec, action_type=action_type, tz_name=tz_name, now=now)
-        if not quiet.allowed:
-            raise PolicyBlocked(quiet)
-        return quiet
+        return verdict(spec, action_type=action_type, tz_name=tz_name, now=now)
     if not connection.in_atomic_block:
         raise RuntimeError("policy_admit must run inside the action's transaction")
     taken = ledger.take(
@@ -233,8 +229,8 @@ def policy_admit(*, run: WorkflowRun, action: dict[str, Any], now: datetime) -> 
         now=now,
         successes=() if taken.taken else zip(caps, taken.counts, strict=True),
     )
-    if not judged.allowed:
-        raise PolicyBlocked(judged)
+    if not judged.allowed and taken.taken:
+        raise PolicyBlocked(judged)  # quiet hours: undo the take
     return judged
 
 
