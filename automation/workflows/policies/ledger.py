@@ -44,6 +44,7 @@ from django.db import connection
 from automation.workflows.policies.models import PolicyCounter, PolicyUsage
 from automation.workflows.policies.spec import Cap
 from customers.models import Customer
+from project.sql import fetch_one
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -134,15 +135,19 @@ def take(
         )
     key = caps_key(caps)
     cuts = [_micros(now - caps[i].window) for i in listing]
+    skew = CLOCK_SKEW // _MICROSECOND
     params: dict[str, Any] = {
         "policy": policy_id,
         "customer": customer_id,
         "key": key,
         "first": json.dumps([[i, _micros(now)] for i in listing]),
-        "idx": listing,
-        "lim": [caps[i].count for i in listing],
-        "cut": cuts,
-        "keep": [cut - CLOCK_SKEW // _MICROSECOND for cut in cuts],
+        # The listing caps: index, count, the window's start and the trimming point.
+        "caps": json.dumps(
+            [
+                {"i": i, "lim": caps[i].count, "cut": cut, "keep": cut - skew}
+                for i, cut in zip(listing, cuts, strict=True)
+            ]
+        ),
         "action": action_type,
         "now": now,
         "run": run_id,
@@ -150,9 +155,7 @@ def take(
     }
     sql = _take_sql(read_attribute=tz_attribute is not None)
     for _attempt in range(2):
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = fetch_one(sql, params)  # prepared after a few uses: planned once
         assert row is not None
         entries, taken, tz_name = row
         if taken is not None:
@@ -226,35 +229,37 @@ def _take_sql(*, read_attribute: bool) -> str:
     usage = quote(PolicyUsage._meta.db_table)
     customer = quote(Customer._meta.db_table)
     # Every listing cap has fewer than its count of entries newer than its window's start.
+    listing = "jsonb_to_recordset(%(caps)s::jsonb) AS cap(i int, lim int, cut bigint, keep bigint)"
     allowed = (
-        "NOT EXISTS (SELECT 1 FROM unnest(%(idx)s::int[], %(lim)s::int[], %(cut)s::bigint[])"
-        " AS cap(i, lim, cut) WHERE (SELECT count(*) FROM jsonb_array_elements(c.entries) AS e"
+        f"NOT EXISTS (SELECT 1 FROM {listing}"  # noqa: S608
+        " WHERE (SELECT count(*) FROM jsonb_array_elements(c.entries) AS e"
         " WHERE (e->>0)::int = cap.i AND (e->>1)::bigint > cap.cut) >= cap.lim)"
     )
     # The entries, less those of the listing caps that left their window (and the skew).
     kept = (
-        "COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(c.entries) AS e"
-        " WHERE NOT EXISTS (SELECT 1 FROM unnest(%(idx)s::int[], %(keep)s::bigint[])"
-        " AS cap(i, keep) WHERE (e->>0)::int = cap.i AND (e->>1)::bigint <= cap.keep)),"
-        " '[]'::jsonb)"
+        "COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(c.entries) AS e"  # noqa: S608
+        f" WHERE NOT EXISTS (SELECT 1 FROM {listing}"
+        " WHERE (e->>0)::int = cap.i AND (e->>1)::bigint <= cap.keep)), '[]'::jsonb)"
     )
     attribute = (
-        f"(SELECT (attributes -> %(attribute)s)::text FROM {customer} WHERE id = %(customer)s)"  # noqa: S608
+        f"(SELECT (attributes -> %(attribute)s::text)::text FROM {customer}"  # noqa: S608
+        " WHERE id = %(customer)s)"
         if read_attribute
         else "NULL"
     )
     return (
         f"WITH counter AS (INSERT INTO {counter} AS c"  # noqa: S608
         " (policy_id, customer_id, caps_key, entries, taken)"
-        " VALUES (%(policy)s, %(customer)s, %(key)s, %(first)s::jsonb, true)"
+        " VALUES (%(policy)s, %(customer)s, %(key)s::text, %(first)s::jsonb, true)"
         " ON CONFLICT (policy_id, customer_id) DO UPDATE SET"
         f" entries = CASE WHEN {allowed} THEN {kept} || %(first)s::jsonb ELSE c.entries END,"
         f" taken = {allowed}"
-        " WHERE c.caps_key = %(key)s"
+        " WHERE c.caps_key = %(key)s::text"
         " RETURNING c.entries, c.taken),"
         f" used AS (INSERT INTO {usage}"
         " (policy_id, customer_id, action_type, at, workflow_run_id)"
-        " SELECT %(policy)s, %(customer)s, %(action)s, %(now)s, %(run)s FROM counter"
+        " SELECT %(policy)s::text, %(customer)s::text, %(action)s::text, %(now)s::timestamptz,"
+        " %(run)s::text FROM counter"
         " WHERE counter.taken)"
         " SELECT (SELECT entries::text FROM counter), (SELECT taken FROM counter),"
         f" {attribute}"

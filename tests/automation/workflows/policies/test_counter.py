@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -22,6 +23,7 @@ from automation.workflows.services import WorkflowInput, workflow_create
 from customers.identity.services import customer_merge, merge_undo
 from customers.models import Customer
 from events_app.models import EventType
+from project import sql
 from tests.automation.workflows.policies.conftest import QUIET
 from tests.automation.workflows.policies.test_cap_race import RACERS, advance_concurrently
 from tests.receiver import Receiver
@@ -138,6 +140,7 @@ def test_a_policed_action_takes_one_statement_and_the_ledger_row_with_it(
     make_policy: Callable[..., DeliveryPolicy],
     policed_workflow: Callable[..., Workflow],
     start_run: Callable[..., WorkflowRun],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cap = [{"count": 3, "window": "P7D", "actions": ["add_tags"]}]
     policed = policed_workflow(make_policy(caps=cap, quiet_hours=QUIET), [ADD_TAG])
@@ -148,15 +151,26 @@ def test_a_policed_action_takes_one_statement_and_the_ledger_row_with_it(
     # The first action of each creates the counter; the second is the steady state.
     advance(start_run(policed, alice, NOON), NOON)
     advance(start_run(free, alice, NOON), NOON)
+    # The check runs prepared, on a cursor Django does not log: count those too.
+    prepared: list[str] = []
+    execute = sql._execute
 
-    def queries(workflow: Workflow) -> int:
+    def counted(statement: str, *args: Any) -> Any:
+        prepared.append(statement)
+        return execute(statement, *args)
+
+    monkeypatch.setattr(sql, "_execute", counted)
+
+    def statements(workflow: Workflow) -> int:
         run = start_run(workflow, alice, NOON)
+        prepared.clear()
         with CaptureQueriesContext(connection) as captured:
             workflow_run_advance(run_id=run.pk, now=lambda: NOON)
-        return len(captured)
+        return len(captured) + len(prepared)
 
-    assert queries(policed) == queries(free) + 1
+    assert statements(policed) == statements(free) + 1
     assert PolicyUsage.objects.count() == 2
+    assert PolicyCounter.objects.get().taken is True
 
 
 def test_a_ledger_from_before_counters_is_counted_at_the_first_check(
