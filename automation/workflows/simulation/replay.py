@@ -16,7 +16,11 @@ engine against the facts as they were at its time:
   workflow, its runs created before the period (one query per page for the customers
   not met yet); a run's time is its event's occurred_at;
 * caps (a delivery policy, automation.workflows.policies.spec): the run's actions
-  counted per customer in each cap's rolling window over the replayed runs.
+  counted per customer in each cap's rolling window over the replayed runs, plus the
+  actions the policy's ledger (PolicyUsage) recorded for the customer before the
+  event's time -- other workflows' real usage, and this workflow's own before the
+  period (inside it, its replayed runs stand for its real ones). One query per page
+  for the customers not met yet.
 
 Evaluation time (`now` of `within_last` and friends) is the event's occurred_at.
 The customer's fields and segment memberships are read as they are now (the
@@ -39,6 +43,7 @@ from automation.segments.selectors import current_segment_refs
 from automation.workflows.engine import CountKey, EventContext, Leaf, evaluate, leaves_of
 from automation.workflows.evaluation import EVALUATION_ERROR
 from automation.workflows.models import Workflow, WorkflowRun
+from automation.workflows.policies.models import PolicyUsage
 from automation.workflows.policies.spec import PolicySpec, cap_block_reason
 from automation.workflows.selectors import LoadedWorkflow, _customer_rows
 from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
@@ -78,6 +83,8 @@ class ReplaySpec:
     # A saved workflow's id: its runs before the period count for re-entry.
     saved_workflow_id: str | None = None
     policy: PolicySpec | None = None
+    # The stored policy's id: its ledger's real usage counts toward the caps.
+    policy_id: str | None = None
     # Only events ingested before this (a backfill's watermark).
     created_before: datetime | None = None
 
@@ -172,6 +179,9 @@ class Replay:
         )
         self.last_run: dict[str, datetime | None] = {}
         self.cap_times: dict[tuple[int, str], deque[datetime]] = defaultdict(deque)
+        # Real usage under the policy: per (cap index, customer) the ledger's times.
+        self.real_times: dict[tuple[int, str], list[datetime]] = {}
+        self.real_seeded: set[str] = set()
         self.type_keys = dict(EventType.objects.values_list("id", "key"))
         self.declared: dict[str, dict[str, str]] = defaultdict(dict)
         if self.reads_properties:
@@ -356,7 +366,41 @@ class Replay:
             .values_list("customer_id", "last")
         )
 
+    def _seed_real_usage(self, customers: set[str]) -> None:
+        """Customers not met yet: the actions the policy's ledger holds for them that a
+        cap could count during the period (other workflows', and this one's before it)."""
+        policy = self.spec.policy
+        unknown = customers - self.real_seeded
+        if policy is None or not policy.caps or self.spec.policy_id is None or not unknown:
+            return
+        self.real_seeded |= unknown
+        longest = max(cap.window for cap in policy.caps)
+        rows = PolicyUsage.objects.filter(
+            policy_id=self.spec.policy_id,
+            customer_id__in=unknown,
+            action_type__in=sorted({kind for cap in policy.caps for kind in cap.actions}),
+            at__gt=self.start - longest,
+            at__lt=self.end,
+        )
+        if self.spec.saved_workflow_id is not None:
+            own = WorkflowRun.objects.filter(workflow_id=self.spec.saved_workflow_id)
+            rows = rows.exclude(at__gte=self.start, workflow_run_id__in=own.values("pk"))
+        for customer_id, kind, at in rows.order_by("at").values_list(
+            "customer_id", "action_type", "at"
+        ):
+            for index, cap in enumerate(policy.caps):
+                if kind in cap.actions:
+                    self.real_times.setdefault((index, customer_id), []).append(at)
+
+    def _real_count(self, index: int, customer_id: str, now: datetime, window: timedelta) -> int:
+        """The ledger's actions for the cap in (now - window, now)."""
+        times = self.real_times.get((index, customer_id))
+        if not times:
+            return 0
+        return bisect.bisect_left(times, now) - bisect.bisect_right(times, now - window)
+
     def _apply_reentry(self, matched: list[tuple[Row, EventContext]]) -> list[ReplayedRun]:
+        self._seed_real_usage({row.customer_id for row, _ in matched})
         if self.reentry != Workflow.EVERY_EVENT:
             self._seed_runs({row.customer_id for row, _ in matched})
         runs = []
@@ -389,7 +433,8 @@ class Replay:
                 times = self.cap_times[(index, row.customer_id)]
                 while times and times[0] <= now - cap.window:
                     times.popleft()
-                blocked = blocked or cap_block_reason(cap, len(times))
+                real = self._real_count(index, row.customer_id, now, cap.window)
+                blocked = blocked or cap_block_reason(cap, min(len(times) + real, cap.count))
             if blocked is not None:
                 reason = reason or blocked
                 continue
@@ -414,8 +459,9 @@ class Replay:
             notes.append("Segment memberships are read as they are now.")
         if self.spec.policy is not None and self.spec.policy.caps:
             notes.append(
-                "Caps count this workflow's replayed actions only, not those of other "
-                "workflows under the same delivery policy."
+                "Caps count this workflow's replayed actions and the actions recorded under "
+                "the same delivery policy before each event: other workflows', and this "
+                "workflow's own before the period."
             )
         if self.spec.policy is not None and self.spec.policy.quiet_hours is not None:
             notes.append("Quiet hours are not simulated: they delay actions, not runs.")

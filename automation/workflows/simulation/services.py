@@ -135,6 +135,7 @@ def _simulate(simulation: Simulation, target: Target) -> None:
         trigger_type_ids=target.trigger_type_ids,
         saved_workflow_id=target.saved_workflow_id,
         policy=target.policy,
+        policy_id=target.policy_id,
     )
     replay = Replay(spec, start=start, end=end)
     try:

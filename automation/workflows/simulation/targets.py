@@ -33,6 +33,7 @@ class Target:
     saved_workflow_id: str | None
     policy: PolicySpec | None
     notes: list[str]
+    policy_id: str | None = None  # the stored policy (its ledger counts toward caps)
 
 
 def policy_of(workflow: Workflow, notes: list[str]) -> PolicySpec | None:
@@ -66,6 +67,7 @@ def saved_target(workflow: Workflow) -> Target:
         saved_workflow_id=workflow.pk,
         policy=policy_of(workflow, notes),
         notes=notes,
+        policy_id=workflow.delivery_policy_id,
     )
 
 
@@ -94,6 +96,7 @@ def unsaved_target(body: dict[str, Any]) -> Target:
         saved_workflow_id=None,
         policy=policy_of(unsaved, notes),
         notes=notes,
+        policy_id=unsaved.delivery_policy_id,
     )
 
 

@@ -463,3 +463,73 @@ def test_a_workflows_delivery_policy_caps_are_simulated(
         assert response.status_code == 200, response.json()
         result = response.json()["data"]["result"]
         assert (result["would_run"], result["capped"], result["caps_simulated"]) == (13, 3, True)
+
+
+def test_simulated_caps_count_the_real_actions_other_workflows_took_under_the_policy(
+    api: APIClient,
+    purchase: Any,
+    make_workflow: Callable[..., Workflow],
+    ingest: Callable[..., Event],
+) -> None:
+    from automation.workflows.policies.models import PolicyUsage
+    from automation.workflows.policies.services import delivery_policy_create
+    from customers.models import Customer
+
+    # Given a daily cap of 2 shared by the simulated workflow and another one
+    daily = delivery_policy_create(
+        data={"key": "daily", "caps": [{"count": 2, "window": "P1D", "actions": ["add_tags"]}]}
+    )
+    other_policy = delivery_policy_create(
+        data={"key": "other", "caps": [{"count": 2, "window": "P1D", "actions": ["add_tags"]}]}
+    )
+    actions = [{"type": "add_tags", "tags": ["x"]}]
+    workflow = make_workflow(actions=actions, delivery_policy="daily")
+    neighbour = make_workflow(name="Neighbour", actions=actions, delivery_policy="daily")
+    history(ingest)
+    alice = Customer.objects.get(external_id="alice")
+    bob = Customer.objects.get(external_id="bob")
+
+    def used(customer: Customer, hours: float, workflow: Workflow, policy: Any = daily) -> None:
+        run = WorkflowRun.objects.create(
+            workflow=workflow, customer=customer, actions=actions, created_at=T0
+        )
+        PolicyUsage.objects.create(
+            policy=policy,
+            customer=customer,
+            action_type="add_tags",
+            at=T0 + timedelta(hours=hours),
+            workflow_run_id=run.pk,
+        )
+
+    # and real usage: alice's neighbour action an hour before the period and one of the
+    # simulated workflow's own before it (they count until +23 h and +22 h), bob's
+    # neighbour action at +10 h; and rows that must not count: the simulated workflow's
+    # own inside the period (its replay stands for it), another policy's, and one after
+    # alice's last purchase.
+    used(alice, -1, neighbour)
+    used(alice, -2, workflow)
+    used(bob, 10, neighbour)
+    used(alice, 6, workflow)
+    used(alice, 6, neighbour, other_policy)
+    used(alice, 61, neighbour)
+
+    response = api.post(
+        URL,
+        {"workflow_id": workflow.pk, "from": iso(T0), "to": iso(T0 + timedelta(days=3))},
+        format="json",
+    )
+
+    # Then alice's four purchases of the first day are capped by the real usage alone,
+    # and bob's +20 h and +23 h by his replayed +1 h run with the neighbour's +10 h
+    assert response.status_code == 200, response.json()
+    result = response.json()["data"]["result"]
+    capped = [(s["customer_id"], s["occurred_at"]) for s in result["samples"] if s["capped"]]
+    expected = [(alice, 0), (alice, 5), (alice, 7), (alice, 11), (bob, 20), (bob, 23)]
+    assert capped == [
+        (customer.pk, (T0 + timedelta(hours=h)).isoformat().replace("+00:00", "Z"))
+        for customer, h in expected
+    ]
+    assert (result["would_run"], result["capped"]) == (13, 6)
+    reasons = {s["capped"] for s in result["samples"] if s["capped"]}
+    assert reasons == {"capped: 2 of 2 add_tags actions in the last 1 day"}
+    assert "other workflows'" in " ".join(result["notes"])
