@@ -293,6 +293,7 @@ def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
         "3 delivery attempts",
         "3 workflow runs",
         "0 policy usages",
+        "0 policy counters",
         "0 segment memberships",
         "0 segment checks",
     ]

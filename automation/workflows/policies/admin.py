@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from automation.workflows.policies.models import DeliveryPolicy, PolicyUsage
+from automation.workflows.policies.models import DeliveryPolicy, PolicyCounter, PolicyUsage
 from automation.workflows.policies.services import (
     delivery_policy_create,
     delivery_policy_delete,
@@ -97,7 +97,7 @@ class DeliveryPolicyForm(forms.ModelForm):
 @admin.register(DeliveryPolicy)
 class DeliveryPolicyAdmin(CascadeDeleteAdmin):
     form = DeliveryPolicyForm
-    uncounted_models = (PolicyUsage,)
+    uncounted_models = (PolicyUsage, PolicyCounter)
     list_display = ["key", "caps_text", "quiet_hours_text", "on_blocked", "updated_at"]
     search_fields = ["key"]  # policies number in the tens
     ordering = ["key"]
