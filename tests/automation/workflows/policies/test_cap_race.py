@@ -20,7 +20,8 @@ from customers.models import Customer
 from events_app.models import EventType
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# One race at a time: each holds RACERS connections of the server's shared limit.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("policy_races")]
 
 RACERS = 50
 
