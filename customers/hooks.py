@@ -8,7 +8,7 @@ its own work until commit).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from project.hooks import Hooks
 
@@ -40,8 +40,10 @@ CustomerEraseHook = Callable[[list[str]], dict[str, int]]
 # (customer_id, external_id) -> None. Called by customer_delete inside its transaction,
 # after the rows are gone: tell the outside world (the `customer.deleted` webhook).
 CustomerDeletedHook = Callable[[str, "str | None"], None]
-# (customer_id) -> a JSON-able section of the export document, under the hook's name.
-CustomerExportHook = Callable[[str], object]
+# (customer_id) -> a section of the export document, under the hook's name: a JSON array,
+# given as an iterable of JSON-able items that the export encodes one at a time (a
+# generator reading in chunks keeps an export of millions of rows in constant memory).
+CustomerExportHook = Callable[[str], Iterable[object]]
 
 _erase_hooks: Hooks[CustomerEraseHook] = Hooks()
 _deleted_hooks: Hooks[CustomerDeletedHook] = Hooks()
@@ -66,6 +68,7 @@ def customer_deleted(*, customer_id: str, external_id: str | None) -> None:
         hook(customer_id, external_id)
 
 
-def customer_export_sections(*, customer_id: str) -> dict[str, object]:
-    """Each export hook's section of what Herald holds about one customer, by hook name."""
+def customer_export_sections(*, customer_id: str) -> dict[str, Iterable[object]]:
+    """Each export hook's section of what Herald holds about one customer, by hook name
+    (iterables: read as they are consumed)."""
     return {name: hook(customer_id) for name, hook in _export_hooks.all()}
