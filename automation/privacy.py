@@ -85,6 +85,19 @@ def customer_deliveries_redact(customer_ids: list[str]) -> dict[str, int]:
     return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
 
 
+def customer_deliveries_kept(customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:
+    """The kept hook: the delivery rows (and their attempts) that deleting the customers
+    keeps, redacted by customer_deliveries_redact, for a delete confirmation to count."""
+    sets = customer_deliveries(customer_ids)
+    return {
+        "deliveries kept as redacted rows (payloads blanked, pending ones cancelled)": list(sets),
+        "delivery attempts kept (response excerpts blanked)": [
+            DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk"))
+            for deliveries in sets
+        ],
+    }
+
+
 def customer_deleted_notify(customer_id: str, external_id: str | None) -> None:
     """The deleted hook: a signed `customer.deleted` delivery to every active subscription
     listing that key, created in the deleting transaction and sent after it commits."""
@@ -148,9 +161,11 @@ def privacy_hooks_register() -> None:
         customer_deleted_hook_register,
         customer_erase_hook_register,
         customer_export_hook_register,
+        customer_kept_hook_register,
     )
 
     customer_erase_hook_register("deliveries", customer_deliveries_redact)
+    customer_kept_hook_register("deliveries", customer_deliveries_kept)
     customer_deleted_hook_register("webhooks", customer_deleted_notify)
     customer_export_hook_register("workflow_runs", _runs_export)
     customer_export_hook_register("segment_memberships", _memberships_export)

@@ -9,6 +9,9 @@ its own work until commit).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db.models import QuerySet
 
 from project.hooks import Hooks
 
@@ -45,10 +48,17 @@ CustomerDeletedHook = Callable[[str, "str | None"], None]
 # generator reading in chunks keeps an export of millions of rows in constant memory).
 CustomerExportHook = Callable[[str], Iterable[object]]
 
+# (customer_ids) -> {label: row sets} of the rows an erase hook keeps, redacted, where
+# the cascade alone would delete them (delivery rows): what a delete confirmation page
+# lists as kept rather than deleted. Building the sets must not read the rows.
+CustomerKeptHook = Callable[[list[str]], dict[str, list["QuerySet[Any]"]]]
+
 _erase_hooks: Hooks[CustomerEraseHook] = Hooks()
+_kept_hooks: Hooks[CustomerKeptHook] = Hooks()
 _deleted_hooks: Hooks[CustomerDeletedHook] = Hooks()
 _export_hooks: Hooks[CustomerExportHook] = Hooks()
 customer_erase_hook_register = _erase_hooks.register
+customer_kept_hook_register = _kept_hooks.register
 customer_deleted_hook_register = _deleted_hooks.register
 customer_export_hook_register = _export_hooks.register
 
@@ -60,6 +70,15 @@ def customers_erase(*, customer_ids: list[str]) -> dict[str, int]:
         for label, n in hook(customer_ids).items():
             counts[label] = counts.get(label, 0) + n
     return counts
+
+
+def customers_kept(*, customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:
+    """Every kept hook's row sets for these customers, by label."""
+    kept: dict[str, list[QuerySet[Any]]] = {}
+    for _name, hook in _kept_hooks.all():
+        for label, sets in hook(customer_ids).items():
+            kept.setdefault(label, []).extend(sets)
+    return kept
 
 
 def customer_deleted(*, customer_id: str, external_id: str | None) -> None:
