@@ -158,6 +158,7 @@ def _record_keys(table: CustomerTable, merge: CustomerMerge, secondary_id: str) 
     quote = connection.ops.quote_name
     pk = table.model._meta.pk
     assert pk is not None
+    assert pk.column is not None
     select = table.rows(secondary_id).values_list(pk.attname)
     sql, params = select.query.sql_with_params()
     aggregate = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
@@ -166,9 +167,9 @@ def _record_keys(table: CustomerTable, merge: CustomerMerge, secondary_id: str) 
             f"INSERT INTO {quote(MergedRow._meta.db_table)} "  # noqa: S608
             f"({quote('merge_id')}, {quote('table')}, {quote('row_ids')}) "
             f"SELECT %s, %s, {aggregate}(numbered.k) FROM ("
-            f"SELECT CAST(moved.k AS varchar) AS k, "
+            f"SELECT CAST(moved.{quote(pk.column)} AS varchar) AS k, "
             f"(row_number() OVER () - 1) / {int(MERGED_KEYS_PER_ROW)} AS part "
-            f"FROM ({sql}) AS moved(k)) AS numbered GROUP BY numbered.part",
+            f"FROM ({sql}) AS moved) AS numbered GROUP BY numbered.part",
             [merge.pk, table.label, *params],
         )
 
