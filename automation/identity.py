@@ -124,20 +124,25 @@ def merged_events_evaluate(*, merge_id: str) -> int:
     type_ids = set().union(*flagged.values()) if flagged else set()
     if not type_ids:
         return 0
-    moved = MergedRow.objects.filter(merge_id=merge_id, table=Event._meta.label).values("row_id")
-    events = Event.objects.filter(pk__in=moved, event_type_id__in=type_ids).order_by("pk")
-    made, after = 0, ""
-    while True:
-        batch = list(events.filter(pk__gt=after)[:EVALUATION_BATCH])
-        if not batch:
-            return made
-        with transaction.atomic():
-            run_ids = events_evaluate_claimed(
-                events=batch, problems={}, now=timezone.now(), workflow_ids=set(flagged)
-            )
-        runs_hand_on(run_ids)
-        made += len(run_ids)
-        after = batch[-1].pk
+    recorded = (
+        MergedRow.objects.filter(merge_id=merge_id, table=Event._meta.label)
+        .order_by("pk")
+        .values_list("row_ids", flat=True)
+    )
+    made = 0
+    # A MergedRow's keys at a time (a bounded list), their events in batches.
+    for keys in recorded.iterator(chunk_size=1):
+        events = Event.objects.filter(pk__in=keys, event_type_id__in=type_ids).order_by("pk")
+        after = ""
+        while batch := list(events.filter(pk__gt=after)[:EVALUATION_BATCH]):
+            with transaction.atomic():
+                run_ids = events_evaluate_claimed(
+                    events=batch, problems={}, now=timezone.now(), workflow_ids=set(flagged)
+                )
+            runs_hand_on(run_ids)
+            made += len(run_ids)
+            after = batch[-1].pk
+    return made
 
 
 def merge_automate(merge: CustomerMerge) -> None:

@@ -19,6 +19,7 @@ of statements as one with none.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import QuerySet
@@ -84,6 +85,19 @@ def customer_deliveries_redact(customer_ids: list[str]) -> dict[str, int]:
     return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
 
 
+def customer_deliveries_kept(customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:
+    """The kept hook: the delivery rows (and their attempts) that deleting the customers
+    keeps, redacted by customer_deliveries_redact, for a delete confirmation to count."""
+    sets = customer_deliveries(customer_ids)
+    return {
+        "deliveries kept as redacted rows (payloads blanked, pending ones cancelled)": list(sets),
+        "delivery attempts kept (response excerpts blanked)": [
+            DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk"))
+            for deliveries in sets
+        ],
+    }
+
+
 def customer_deleted_notify(customer_id: str, external_id: str | None) -> None:
     """The deleted hook: a signed `customer.deleted` delivery to every active subscription
     listing that key, created in the deleting transaction and sent after it commits."""
@@ -97,10 +111,10 @@ def customer_deleted_notify(customer_id: str, external_id: str | None) -> None:
             delivery_create(endpoint=endpoint, payload=payload)
 
 
-def _runs_export(customer_id: str) -> list[dict[str, Any]]:
+def _runs_export(customer_id: str) -> Iterator[dict[str, Any]]:
     runs = WorkflowRun.objects.filter(customer_id=customer_id).order_by("created_at", "id")
-    return [
-        {
+    for run in runs.iterator(chunk_size=2000):
+        yield {
             "run_id": run.id,
             "workflow_id": run.workflow_id,
             "event_id": run.event_id,
@@ -111,40 +125,34 @@ def _runs_export(customer_id: str) -> list[dict[str, Any]]:
             "created_at": run.created_at,
             "finished_at": run.finished_at,
         }
-        for run in runs.iterator(chunk_size=2000)
-    ]
 
 
-def _memberships_export(customer_id: str) -> list[dict[str, Any]]:
+def _memberships_export(customer_id: str) -> Iterator[dict[str, Any]]:
     stays = (
         SegmentMembership.objects.filter(customer_id=customer_id)
         .select_related("segment")
         .order_by("entered_at", "id")
     )
-    return [
-        {
+    for stay in stays.iterator(chunk_size=2000):
+        yield {
             "segment_id": stay.segment_id,
             "segment_key": stay.segment.key,
             "entered_at": stay.entered_at,
             "exited_at": stay.exited_at,
         }
-        for stay in stays
-    ]
 
 
-def _deliveries_export(customer_id: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "delivery_id": d.id,
-            "webhook_id": d.endpoint_id,
-            "event_id": d.event_id,
-            "status": d.status,
-            "created_at": d.created_at,
-            "payload": d.payload,
-        }
-        for deliveries in customer_deliveries([customer_id])
-        for d in deliveries.order_by("created_at", "id").iterator(chunk_size=2000)
-    ]
+def _deliveries_export(customer_id: str) -> Iterator[dict[str, Any]]:
+    for deliveries in customer_deliveries([customer_id]):
+        for d in deliveries.order_by("created_at", "id").iterator(chunk_size=2000):
+            yield {
+                "delivery_id": d.id,
+                "webhook_id": d.endpoint_id,
+                "event_id": d.event_id,
+                "status": d.status,
+                "created_at": d.created_at,
+                "payload": d.payload,
+            }
 
 
 def privacy_hooks_register() -> None:
@@ -153,9 +161,11 @@ def privacy_hooks_register() -> None:
         customer_deleted_hook_register,
         customer_erase_hook_register,
         customer_export_hook_register,
+        customer_kept_hook_register,
     )
 
     customer_erase_hook_register("deliveries", customer_deliveries_redact)
+    customer_kept_hook_register("deliveries", customer_deliveries_kept)
     customer_deleted_hook_register("webhooks", customer_deleted_notify)
     customer_export_hook_register("workflow_runs", _runs_export)
     customer_export_hook_register("segment_memberships", _memberships_export)

@@ -1,7 +1,7 @@
 """Identity: identify calls per second against a table of 1 M customers, and the merge of
 two customers with 100 k events each (goal: at most 2 s).
 
-    .venv/bin/python bench/identity.py [--only identify,merge,delete] [--customers 1000000]
+    .venv/bin/python bench/identity.py [--only identify,merge,export,delete] [--customers 1000000]
         [--calls 300] [--events 100000] [--runs 3]
         [--delete-events 1000000] [--delete-among 10000000]
 
@@ -24,6 +24,10 @@ the others identified. VACUUM ANALYZE.
   event), a workflow run for one event in five; customer_merge of one into the other
   inside a transaction rolled back afterwards (the same pair every run), then its
   undo in the same way; seconds per run, the median against the goal.
+- export: a privacy export of the merge pair's primary (its --events events, their
+  property records and runs), written to its stored parts, then read back as the
+  download streams it; in a fresh child process per run: seconds and the growth of
+  the process's peak RSS for each, inside a transaction rolled back afterwards.
 - delete (only when named: its load is long): a privacy delete of a customer with
   --delete-events events among --delete-among (goal: at most 10 s, constant memory),
   run by bench/identity_delete.py in its own database.
@@ -231,16 +235,20 @@ def merge(args: argparse.Namespace) -> None:
     primary, secondary = _load_pair(args.events)
     timings: dict[str, list[float]] = {"dry run": [], "merge": [], "undo": []}
     moved: dict[str, int] = {}
+    statements: list[tuple[float, str]] = []
     for _ in range(args.runs):
         with transaction.atomic():
             began = time.monotonic()
             customer_merge(primary_id=primary, secondary_id=secondary, force=True, dry_run=True)
             timings["dry run"].append(time.monotonic() - began)
+            statements = []
             began = time.monotonic()
-            record = customer_merge(primary_id=primary, secondary_id=secondary, force=True)
-            # The deferred foreign-key checks run at commit: timed here, as a commit would.
-            with connection.cursor() as cursor:
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            with connection.execute_wrapper(_timing(statements)):
+                record = customer_merge(primary_id=primary, secondary_id=secondary, force=True)
+                # The deferred foreign-key checks run at commit: timed here, as a commit
+                # would.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             timings["merge"].append(time.monotonic() - began)
             assert isinstance(record, CustomerMerge)
             moved = record.moved
@@ -262,6 +270,81 @@ def merge(args: argparse.Namespace) -> None:
             f"  {name:8s} median {median:.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})"
             + (goal if name == "merge" else "")
         )
+    print("  the last merge's statements over 0.05 s (SET CONSTRAINTS: the deferred FK checks):")
+    for seconds, sql in sorted(statements, reverse=True):
+        if seconds >= 0.05:
+            print(f"    {seconds:6.2f} s  {sql}")
+    rest = sum(seconds for seconds, _ in statements if seconds < 0.05)
+    print(f"    {rest:6.2f} s  the other {sum(1 for t, _ in statements if t < 0.05)} statements")
+
+
+def _timing(statements: list[tuple[float, str]]) -> Callable[..., object]:
+    """A connection.execute_wrapper that records (seconds, the start of the SQL)."""
+
+    def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        began = time.monotonic()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            text = " ".join(str(sql).split())
+            statements.append((time.monotonic() - began, text[:110]))
+
+    return wrapper
+
+
+@part("export")
+def export(args: argparse.Namespace) -> None:
+    """A privacy export of the merge pair's primary (--events events, a run for one in
+    five), written and then downloaded, in a fresh child process (so its peak memory is
+    the export's own), inside a transaction rolled back afterwards."""
+    _load_pair(args.events)
+    for _ in range(args.runs):
+        command = [sys.executable, str(Path(__file__).resolve()), "--export-child"]
+        subprocess.run(command, check=True)
+
+
+def _export_child() -> None:
+    """The export part's measurement: seconds and the growth of the process's peak RSS,
+    for writing the document and for reading it back as the download streams it
+    (tracemalloc would slow the export tenfold)."""
+    import resource
+
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from customers.privacy.models import PrivacyExport, PrivacyRequest
+    from customers.privacy.selectors import privacy_export_chunks
+    from customers.privacy.services import REQUEST_HANDLERS, request_digest
+
+    def rss_mib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    with transaction.atomic():
+        request = PrivacyRequest.objects.create(
+            type="export",
+            identifier_kind="external_id",
+            identifier_digest=request_digest("external_id", PAIR[0]),
+            identifier_value=PAIR[0],
+        )
+        rss_before = rss_mib()
+        began = time.monotonic()
+        counts = REQUEST_HANDLERS["export"].run(request, _now())
+        write_s = time.monotonic() - began
+        rss_write = rss_mib()
+        began = time.monotonic()
+        size = 0
+        for chunk in privacy_export_chunks(export=PrivacyExport.objects.get(request=request)):
+            size += len(chunk)
+        read_s = time.monotonic() - began
+        transaction.set_rollback(True)
+    print(
+        f"export of {counts.get('events', 0):,} events, {counts.get('workflow_runs', 0):,} runs"
+        f" ({size / 2**20:.0f} MiB): write {write_s:.1f} s,"
+        f" peak RSS +{rss_write - rss_before:.0f} MiB; download {read_s:.1f} s,"
+        f" peak RSS +{rss_mib() - rss_write:.0f} MiB more"
+    )
 
 
 @part("delete")
@@ -277,7 +360,7 @@ def delete(args: argparse.Namespace) -> None:
 
 
 # Loading --delete-among events takes long: the delete part runs only when named.
-DEFAULT_PARTS = ("identify", "merge")
+DEFAULT_PARTS = ("identify", "merge", "export")
 
 
 def main() -> None:
@@ -291,7 +374,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delete-events", type=int, default=1_000_000)
     parser.add_argument("--delete-among", type=int, default=10_000_000)
+    parser.add_argument("--export-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export_child:
+        _export_child()
+        return
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in names if name not in PARTS]
     if unknown:

@@ -25,6 +25,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 # Registers the merge records' admin; identity_panel: aliases and merges on this page.
+from customers.hooks import customers_kept
 from customers.identity.admin import identity_panel, merges_undoable
 from customers.models import Customer
 from customers.selectors import customer_search, customers_with_tag
@@ -288,6 +289,10 @@ class CustomerAdmin(CsvExportMixin, CascadeDeleteAdmin, BigTableAdmin):
 
     def delete_one(self, obj: Customer) -> None:
         customer_delete(customer=obj)
+
+    def kept_with(self, objects: QuerySet[Customer]) -> dict[str, list[QuerySet[Any]]]:
+        # customer_delete's erase hooks keep some rows redacted (their deliveries).
+        return customers_kept(customer_ids=list(objects.values_list("pk", flat=True)))
 
 
 def _readable(value: Any) -> str:

@@ -8,7 +8,10 @@ its own work until commit).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db.models import QuerySet
 
 from project.hooks import Hooks
 
@@ -40,13 +43,22 @@ CustomerEraseHook = Callable[[list[str]], dict[str, int]]
 # (customer_id, external_id) -> None. Called by customer_delete inside its transaction,
 # after the rows are gone: tell the outside world (the `customer.deleted` webhook).
 CustomerDeletedHook = Callable[[str, "str | None"], None]
-# (customer_id) -> a JSON-able section of the export document, under the hook's name.
-CustomerExportHook = Callable[[str], object]
+# (customer_id) -> a section of the export document, under the hook's name: a JSON array,
+# given as an iterable of JSON-able items that the export encodes one at a time (a
+# generator reading in chunks keeps an export of millions of rows in constant memory).
+CustomerExportHook = Callable[[str], Iterable[object]]
+
+# (customer_ids) -> {label: row sets} of the rows an erase hook keeps, redacted, where
+# the cascade alone would delete them (delivery rows): what a delete confirmation page
+# lists as kept rather than deleted. Building the sets must not read the rows.
+CustomerKeptHook = Callable[[list[str]], dict[str, list["QuerySet[Any]"]]]
 
 _erase_hooks: Hooks[CustomerEraseHook] = Hooks()
+_kept_hooks: Hooks[CustomerKeptHook] = Hooks()
 _deleted_hooks: Hooks[CustomerDeletedHook] = Hooks()
 _export_hooks: Hooks[CustomerExportHook] = Hooks()
 customer_erase_hook_register = _erase_hooks.register
+customer_kept_hook_register = _kept_hooks.register
 customer_deleted_hook_register = _deleted_hooks.register
 customer_export_hook_register = _export_hooks.register
 
@@ -60,12 +72,22 @@ def customers_erase(*, customer_ids: list[str]) -> dict[str, int]:
     return counts
 
 
+def customers_kept(*, customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:
+    """Every kept hook's row sets for these customers, by label."""
+    kept: dict[str, list[QuerySet[Any]]] = {}
+    for _name, hook in _kept_hooks.all():
+        for label, sets in hook(customer_ids).items():
+            kept.setdefault(label, []).extend(sets)
+    return kept
+
+
 def customer_deleted(*, customer_id: str, external_id: str | None) -> None:
     """Tell every hook that this customer was deleted (inside the deleting transaction)."""
     for _name, hook in _deleted_hooks.all():
         hook(customer_id, external_id)
 
 
-def customer_export_sections(*, customer_id: str) -> dict[str, object]:
-    """Each export hook's section of what Herald holds about one customer, by hook name."""
+def customer_export_sections(*, customer_id: str) -> dict[str, Iterable[object]]:
+    """Each export hook's section of what Herald holds about one customer, by hook name
+    (iterables: read as they are consumed)."""
     return {name: hook(customer_id) for name, hook in _export_hooks.all()}

@@ -79,6 +79,7 @@ class CustomerAlias(models.Model):
 from customers.identity.models import CustomerMerge, MergedRow  # noqa: E402
 from customers.privacy.models import (  # noqa: E402
     PrivacyExport,
+    PrivacyExportPart,
     PrivacyRequest,
     SuppressedIdentifier,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "CustomerMerge",
     "MergedRow",
     "PrivacyExport",
+    "PrivacyExportPart",
     "PrivacyRequest",
     "SuppressedIdentifier",
 ]

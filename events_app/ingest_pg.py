@@ -27,6 +27,7 @@ from django.db import connection
 from django.db.models import Field
 
 from customers.models import Customer
+from customers.privacy.models import SuppressedIdentifier
 from events_app.ingest_hooks import PREPARED_COLUMNS, PreparedEvent
 from events_app.models import Event, EventRef, PropertyRecord
 from project.sql import fetch_all, insert_parts
@@ -81,9 +82,40 @@ def _customers_cte() -> tuple[str, list[Field[Any, Any]]]:
     return cte, defaulted
 
 
+# The events whose new customer's identifier is on the suppression list, as this
+# statement's snapshot sees it (customers.privacy.locks: ingest takes the identifier's
+# lock in a statement before this one, so a suppression committed before is seen).
+# The identifiers to check come as a second JSON parameter with their digests (the
+# keyed hash is computed in Python, with the server's secret).
+_SUPPRESSED_INPUT = """raw AS (
+    SELECT u.*, u.records AS property_records
+    FROM json_to_recordset(%s::json)
+        AS u({recordset}, "records" json, "new_customer" text,
+            "new_customer_anonymous" boolean)
+), suppressed_now AS (
+    SELECT n."new_customer", n."anonymous"
+    FROM json_to_recordset(%s::json)
+        AS n("new_customer" text, "anonymous" boolean, "kind" text, "digest" text)
+    WHERE EXISTS (
+        SELECT 1 FROM {suppressed} s WHERE s."kind" = n."kind" AND s."digest" = n."digest"
+    )
+), input AS (
+    SELECT raw.* FROM raw
+    WHERE NOT EXISTS (
+        SELECT 1 FROM suppressed_now s
+        WHERE s."new_customer" = raw."new_customer"
+            AND s."anonymous" = raw."new_customer_anonymous"
+    )
+)"""
+
+
 @functools.cache
-def _statement() -> tuple[str, tuple[Any, ...]]:
-    """The SQL text and the fields that take their default (filled per call)."""
+def _statement(check_suppressed: bool = False) -> tuple[str, tuple[Any, ...]]:
+    """The SQL text and the fields that take their default (filled per call).
+
+    `check_suppressed`: the variant for batches creating customers, which leaves out
+    the events whose new identifier is suppressed and reports them (known customers
+    take the plain variant: they pay nothing for it)."""
     quote = connection.ops.quote_name
     # The recordset's columns are PreparedEvent's attribute names.
     event_columns, event_values, event_recordset, event_defaulted = insert_parts(
@@ -94,13 +126,25 @@ def _statement() -> tuple[str, tuple[Any, ...]]:
     records = PropertyRecord._meta
     refs = EventRef._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
-    sql = f"""
-WITH input AS (
+    input_cte = f"""input AS (
     SELECT u.*, u.records AS property_records
     FROM json_to_recordset(%s::json)
         AS u({event_recordset}, "records" json, "new_customer" text,
             "new_customer_anonymous" boolean)
-), claimed AS (
+)"""  # noqa: S608
+    refused = ""
+    if check_suppressed:
+        input_cte = _SUPPRESSED_INPUT.format(
+            recordset=event_recordset,
+            suppressed=quote(SuppressedIdentifier._meta.db_table),
+        )
+        refused = """
+UNION ALL
+-- The events left out because their new identifier is suppressed: the event id, NULL,
+-- NULL (a taken customer's row always names its identifier).
+SELECT raw."id", NULL::boolean, NULL FROM raw WHERE raw."id" NOT IN (SELECT "id" FROM input)"""
+    sql = f"""
+WITH {input_cte}, claimed AS (
     INSERT INTO {quote(refs.db_table)} ("event_type_id", "ref", "event_id")
     SELECT input."event_type_id", input."external_id", input."id"
     FROM input WHERE input."external_id" IS NOT NULL
@@ -141,7 +185,7 @@ WHERE input."new_customer" IS NOT NULL
     AND input."customer_id" NOT IN (SELECT "id" FROM stored_customers)
     AND NOT EXISTS (
         SELECT 1 FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
-    )
+    ){refused}
 """  # noqa: S608
     return sql, tuple(defaulted)
 
@@ -154,7 +198,7 @@ def _default_params(defaulted: tuple[Any, ...]) -> list[Any]:
 def _constant_defaults() -> list[Any] | None:
     """The defaulted columns' parameters, built once when none of their defaults is
     computed per call (a callable): they are most of the statement's per-call setup."""
-    _, defaulted = _statement()
+    _, defaulted = _statement()  # the same fields in both variants
     # `dict` and `list` (a JSONField's empty default) give the same parameter every time.
     if any(
         f.has_default() and callable(f.default) and f.default not in (dict, list) for f in defaulted
@@ -172,18 +216,34 @@ class PgInsertResult(NamedTuple):
     # request created first: the events stored for them point at no customer, so the
     # caller must not commit.
     customers_taken: set[str]
+    # The event ids left out because their new identifier is on the suppression list.
+    suppressed: set[str]
 
 
-def pg_insert_events(prepared: list[PreparedEvent]) -> PgInsertResult:
+class SuppressionCheck(NamedTuple):
+    """One new identifier to look up in the suppression list, with its keyed hash."""
+
+    new_customer: str
+    anonymous: bool
+    kind: str  # external_id | anonymous_id
+    digest: str
+
+
+def pg_insert_events(
+    prepared: list[PreparedEvent], suppression: list[SuppressionCheck] | None = None
+) -> PgInsertResult:
     """Insert `prepared`, their property records and the new customers they name (only
-    for the events stored), in one statement."""
-    sql, defaulted = _statement()
+    for the events stored), in one statement. `suppression`: the new identifiers to
+    check against the suppression list first (their events are left out when listed)."""
+    sql, defaulted = _statement(suppression is not None)
     defaults = _constant_defaults()
-    params = [_encode(prepared).decode(), *(defaults or _default_params(defaulted))]
+    checks = [] if suppression is None else [_encode([c._asdict() for c in suppression]).decode()]
+    params = [_encode(prepared).decode(), *checks, *(defaults or _default_params(defaulted))]
     # Prepared on the connection (project.sql): PostgreSQL stops re-planning the CTE on
     # every request -- most of its CPU for a single event.
     rows = fetch_all(sql, params)
     stored = {row_id for row_id, was_stored, _ in rows if was_stored}
     skipped = {row_id: other for row_id, was_stored, other in rows if was_stored is False}
-    taken = {row_id for row_id, was_stored, _ in rows if was_stored is None}
-    return PgInsertResult(stored, skipped, taken)
+    taken = {row_id for row_id, was_stored, other in rows if was_stored is None and other}
+    suppressed = {row_id for row_id, was_stored, other in rows if was_stored is None and not other}
+    return PgInsertResult(stored, skipped, taken, suppressed)

@@ -14,7 +14,7 @@ of one transaction, reports those and stores the rest, instead of failing them a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -22,12 +22,18 @@ from django.db.models import Q
 
 from customers.identity.selectors import customers_moved_to
 from customers.models import Customer
+from customers.privacy.hashing import IdentifierKind, identifier_digest
+from customers.privacy.locks import suppression_locks_take
+from customers.privacy.models import SuppressedIdentifier
 from events_app.ingest_hooks import PreparedEvent, ingest_hook, ingest_plan_apply
-from events_app.ingest_pg import pg_insert_events
+from events_app.ingest_pg import SuppressionCheck, pg_insert_events
 from events_app.models import Event, EventRef, PropertyRecord
 from events_app.partitions.ondemand import partitions_cover
 
 REF_EXISTS = "Event ref already exists."
+# The refusal of an event whose external or anonymous id is on the suppression list:
+# the error of its `invalid_events` item, the message of a single POST's 403.
+CUSTOMER_SUPPRESSED = "customer is suppressed"
 # A new customer's external (or anonymous) id taken by a concurrent request between the
 # reference read and the insert: the insert is retried with the winner's id. A second loss
 # needs the winner deleted in between; a third is not worth waiting for.
@@ -48,14 +54,26 @@ class InvalidEvent:
 
 @dataclass(slots=True)
 class StoreResult:
-    """What `events_store` did: the events stored and the ref duplicates it skipped."""
+    """What `events_store` did: the events stored, the ref duplicates it skipped and
+    the events it refused because their new identifier was suppressed meanwhile."""
 
     stored: list[PreparedEvent]
     duplicates: list[InvalidEvent]
+    suppressed: list[InvalidEvent] = field(default_factory=list)
 
 
 def ref_exists(index: int, event_id: str | None) -> InvalidEvent:
     return InvalidEvent(index, REF_EXISTS, {"event.external_id": [REF_EXISTS]}, event_id=event_id)
+
+
+def customer_suppressed(index: int, field: str) -> InvalidEvent:
+    """The refusal of an event naming a suppressed identifier (`field`: which one)."""
+    return InvalidEvent(index, CUSTOMER_SUPPRESSED, {field: [CUSTOMER_SUPPRESSED]})
+
+
+def _suppressed_refusal(p: PreparedEvent) -> InvalidEvent:
+    field = "event.anonymous_id" if p.new_customer_anonymous else "event.customer_external_id"
+    return customer_suppressed(p.index, field)
 
 
 class _CustomersTaken(Exception):
@@ -94,7 +112,9 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
     back in `duplicates` with the stored event's id; nothing raises, so a batch is
     never half written. A customer is created only with an event stored; when a
     concurrent request created the same external or anonymous id first, the insert is
-    retried with that customer. A database failure raises and stores none of the batch.
+    retried with that customer. An event whose new identifier a suppress request listed
+    after the reference read is not stored and comes back in `suppressed`
+    (customers.privacy.locks). A database failure raises and stores none of the batch.
     `facts`: the ingest hook's facts when the caller read them with its references
     (read here otherwise: not cached, so a change made in another process applies
     to this very insert).
@@ -108,7 +128,7 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
         # after all is no longer new.
         ingest_plan_apply(prepared, facts)
         try:
-            stored_ids, holders = _insert(prepared)
+            stored_ids, holders, suppressed_ids = _insert(prepared)
             break
         except _CustomersTaken as taken:
             if attempt == _CUSTOMER_ATTEMPTS:
@@ -130,42 +150,60 @@ def events_store(*, prepared: list[PreparedEvent], facts: Any = None) -> StoreRe
     if len(stored_ids) == len(prepared):
         return StoreResult(prepared, [])
     stored = [p for p in prepared if p.id in stored_ids]
-    skipped = [p for p in prepared if p.id not in stored_ids]
+    suppressed = [_suppressed_refusal(p) for p in prepared if p.id in suppressed_ids]
+    skipped = [p for p in prepared if p.id not in stored_ids and p.id not in suppressed_ids]
     unresolved = [p for p in skipped if holders.get(p.id) is None]
     existing = _existing_refs(unresolved) if unresolved else {}
     duplicates = [
         ref_exists(p.index, holders.get(p.id) or existing.get((p.event_type_id, p.external_id)))
         for p in skipped
     ]
-    return StoreResult(stored, duplicates)
+    return StoreResult(stored, duplicates, suppressed)
 
 
-def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None]]:
-    """The ids stored and, per ref duplicate skipped, the holder's id (if seen)."""
+def _suppression_checks(prepared: list[PreparedEvent]) -> list[SuppressionCheck]:
+    """The new identifiers of `prepared` with their keyed hashes, once each."""
+    new = {(p.new_customer, p.new_customer_anonymous) for p in prepared if p.new_customer}
+    checks = []
+    for value, anonymous in sorted(new):
+        kind: IdentifierKind = "anonymous_id" if anonymous else "external_id"
+        checks.append(SuppressionCheck(value, anonymous, kind, identifier_digest(kind, value)))
+    return checks
+
+
+def _insert(prepared: list[PreparedEvent]) -> tuple[set[str], dict[str, str | None], set[str]]:
+    """The ids stored, per ref duplicate skipped the holder's id (if seen), and the ids
+    refused because their new identifier is suppressed."""
     creates = {p.customer_id for p in prepared if p.new_customer}
     if connection.vendor != "postgresql":
         with transaction.atomic():
-            return _orm_insert_events(prepared), {}
-    if creates and connection.in_atomic_block:
-        # The caller's transaction checks the customer foreign key at its commit, too
-        # late to retry: a savepoint takes back an insert whose customer was taken.
+            stored, suppressed = _orm_insert_events(prepared)
+            return stored, {}, suppressed
+    if not creates:
+        # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
+        # large part of a single POST's database time). A write added here must join
+        # that statement or wrap itself and it in transaction.atomic().
+        result = pg_insert_events(prepared)
+        return result.stored, result.skipped, result.suppressed
+    # Creating customers: the suppression locks of their identifiers first, in a
+    # statement of their own, then the insert, whose snapshot sees any suppression
+    # committed before the locks were granted (customers.privacy.locks). A transaction
+    # (or, in the caller's, a savepoint) around both holds the locks until commit and
+    # takes back an insert whose customer a concurrent request created first.
+    checks = _suppression_checks(prepared)
+    try:
         with transaction.atomic():
-            result = pg_insert_events(prepared)
+            suppression_locks_take([c.digest for c in checks], shared=True)
+            result = pg_insert_events(prepared, checks)
             if result.customers_taken:
                 raise _CustomersTaken(result.customers_taken)
-        return result.stored, result.skipped
-    # One statement, so one transaction by itself: no BEGIN/COMMIT round trips (a
-    # large part of a single POST's database time). A write added here must join that
-    # statement or wrap itself and it in transaction.atomic().
-    try:
-        result = pg_insert_events(prepared)
     except IntegrityError as exc:
-        # At the statement's commit, the events of a customer a concurrent request
-        # created first point at no customer (the foreign key is checked there).
-        if creates and getattr(exc.__cause__, "sqlstate", None) == "23503":
+        # The foreign key, checked at commit: a concurrent request created the customer
+        # first and this statement did not see it.
+        if getattr(exc.__cause__, "sqlstate", None) == "23503":
             raise _CustomersTaken(creates) from None
         raise
-    return result.stored, result.skipped
+    return result.stored, result.skipped, result.suppressed
 
 
 def _customers_merged_follow(prepared: list[PreparedEvent]) -> bool:
@@ -201,12 +239,18 @@ def _customers_reread(prepared: list[PreparedEvent], allotted: set[str]) -> None
             p.customer_id, p.new_customer, p.new_customer_anonymous = winner, None, False
 
 
-def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
-    """The portable path (SQLite), in the caller's transaction: skip stored refs, create
-    the customers of the events stored, then bulk_create."""
-    with_ref = [p for p in prepared if p.external_id is not None]
+def _orm_insert_events(prepared: list[PreparedEvent]) -> tuple[set[str], set[str]]:
+    """The portable path (SQLite), in the caller's transaction: leave out the events of
+    suppressed new identifiers, skip stored refs, create the customers of the events
+    stored, then bulk_create. The ids stored and those refused as suppressed."""
+    suppressed = _orm_suppressed(prepared)
+    with_ref = [p for p in prepared if p.external_id is not None and p.id not in suppressed]
     existing = _existing_refs(with_ref) if with_ref else {}
-    fresh = [p for p in prepared if (p.event_type_id, p.external_id) not in existing]
+    fresh = [
+        p
+        for p in prepared
+        if (p.event_type_id, p.external_id) not in existing and p.id not in suppressed
+    ]
     new = {p.customer_id: p for p in fresh if p.new_customer}
     if new:
         external = {p.new_customer: cid for cid, p in new.items() if not p.new_customer_anonymous}
@@ -237,7 +281,20 @@ def _orm_insert_events(prepared: list[PreparedEvent]) -> set[str]:
             for pid, value in p.records
         ]
     )
-    return {p.id for p in fresh}
+    return {p.id for p in fresh}, suppressed
+
+
+def _orm_suppressed(prepared: list[PreparedEvent]) -> set[str]:
+    """The ids of the events whose new identifier is on the suppression list now."""
+    checks = _suppression_checks(prepared)
+    if not checks:
+        return set()
+    query = Q()
+    for check in checks:
+        query |= Q(kind=check.kind, digest=check.digest)
+    listed = set(SuppressedIdentifier.objects.filter(query).values_list("kind", "digest"))
+    refused = {(c.new_customer, c.anonymous) for c in checks if (c.kind, c.digest) in listed}
+    return {p.id for p in prepared if (p.new_customer, p.new_customer_anonymous) in refused}
 
 
 # ---------------------------------------------------------------- refusals
@@ -273,6 +330,7 @@ def events_store_isolating(
             raise
     stored: list[PreparedEvent] = []
     duplicates: list[InvalidEvent] = []
+    suppressed: list[InvalidEvent] = []
     refused: list[InvalidEvent] = []
     with transaction.atomic():
         chunks = [prepared]
@@ -296,5 +354,6 @@ def events_store_isolating(
                 continue
             stored += result.stored
             duplicates += result.duplicates
+            suppressed += result.suppressed
     stored.sort(key=lambda p: p.index)
-    return StoreResult(stored, duplicates), refused
+    return StoreResult(stored, duplicates, suppressed), refused

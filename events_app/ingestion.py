@@ -30,9 +30,11 @@ from customers.models import Customer
 from events_app.ingest_hooks import PreparedEvent
 from events_app.ingest_references import References, TypeInfo, references_read
 from events_app.ingest_store import (
+    CUSTOMER_SUPPRESSED,
     REF_EXISTS,
     InvalidEvent,
     StoreResult,
+    customer_suppressed,
     events_store,
     events_store_isolating,
     ref_exists,
@@ -54,10 +56,6 @@ __all__ = [
     "events_prepare",
     "events_store",
 ]
-
-# The refusal of an event whose external or anonymous id is on the suppression list:
-# the error of its `invalid_events` item, the message of a single POST's 403.
-CUSTOMER_SUPPRESSED = "customer is suppressed"
 
 
 def _check_records(
@@ -273,11 +271,6 @@ def _resolve_identifiers(
     return [p for p in prepared if p.id not in refused] if refused else prepared
 
 
-def customer_suppressed(index: int, field: str) -> InvalidEvent:
-    """The refusal of an event naming a suppressed identifier (`field`: which one)."""
-    return InvalidEvent(index, CUSTOMER_SUPPRESSED, {field: [CUSTOMER_SUPPRESSED]})
-
-
 def _invalid(invalid: list[InvalidEvent], index: int, errors: dict[str, list[str]]) -> None:
     first_field, messages = next(iter(errors.items()))
     invalid.append(InvalidEvent(index, f"{first_field}: {messages[0]}", errors))
@@ -320,8 +313,10 @@ def events_ingest_batch(
     """
     prepared, invalid, facts = _prepare(items, None, with_facts=True, api_client_id=api_client_id)
     result, refused = events_store_isolating(prepared=prepared, facts=facts)
-    if result.duplicates or refused:
-        invalid = sorted([*invalid, *result.duplicates, *refused], key=lambda i: i.index)
+    if result.duplicates or result.suppressed or refused:
+        invalid = sorted(
+            [*invalid, *result.duplicates, *result.suppressed, *refused], key=lambda i: i.index
+        )
     return BatchResult(result.stored, invalid)
 
 
@@ -333,7 +328,7 @@ def event_ingest(*, item: EventCreateIn, api_client_id: int | None = None) -> st
         result, refused = events_store_isolating(prepared=prepared, facts=facts)
         if result.stored:
             return result.stored[0].id
-        invalid = result.duplicates or refused
+        invalid = result.duplicates or result.suppressed or refused
     problem = invalid[0]
     if problem.error == REF_EXISTS:
         raise ConflictError(REF_EXISTS, extra={"event_id": problem.event_id})

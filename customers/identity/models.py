@@ -5,8 +5,9 @@ segment stays, aliases, … : every foreign key into Customer) to the primary wi
 UPDATE per table. To undo it exactly, the record keeps:
 
 - the secondary customer's row and the primary's fields as they were (JSON);
-- the keys of the rows moved, one `MergedRow` per row, written by one
-  INSERT … SELECT per table before its UPDATE. A side table rather than a marker
+- the keys of the rows moved, as `MergedRow`s of up to MERGED_KEYS_PER_ROW keys each
+  (a JSON array: a row per key cost a tuple and an index entry per moved row), written
+  by one INSERT … SELECT per table before its UPDATE. A side table rather than a marker
   column on the moved rows: a later merge of the primary moves the same rows again,
   and a single marker would forget the first merge (undoing the later one must give
   the rows back to the first merge's primary, still marked as moved by it); it also
@@ -28,7 +29,7 @@ from django.db import models
 
 from project.ids import PUBLIC_ID_LENGTH, new_public_id
 
-__all__ = ["CustomerMerge", "MergedRow"]
+__all__ = ["MERGED_KEYS_PER_ROW", "CustomerMerge", "MergedRow"]
 
 
 class CustomerMerge(models.Model):
@@ -101,16 +102,22 @@ class CustomerMerge(models.Model):
         return {"merge_id": self.pk, "primary": self.primary_id, "secondary": self.secondary_id}
 
 
+# How many moved keys one MergedRow holds: large enough that recording a merge writes
+# few rows, small enough that an undo or an evaluation handles one at a time.
+MERGED_KEYS_PER_ROW = 10_000
+
+
 class MergedRow(models.Model):
-    """The key of one row a merge moved from the secondary to the primary."""
+    """The keys of up to MERGED_KEYS_PER_ROW rows of one table that a merge moved from
+    the secondary to the primary."""
 
     # db_index=False: mergedrow_merge_table_idx leads with the merge.
     merge = models.ForeignKey(
         CustomerMerge, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    # The moved row's model label ("events_app.Event") and primary key (as text).
+    # The moved rows' model label ("events_app.Event") and primary keys (as text).
     table = models.CharField(max_length=100)
-    row_id = models.CharField(max_length=64)
+    row_ids = models.JSONField(default=list)
 
     class Meta:
         indexes = [
@@ -119,4 +126,4 @@ class MergedRow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.table}:{self.row_id}"
+        return f"{self.table}: {len(self.row_ids)} rows"

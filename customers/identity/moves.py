@@ -8,7 +8,8 @@ whatever the number of rows:
 1. rows of the secondary whose twin on the primary a unique constraint forbids (a
    current stay in the same segment, a segment check) are serialized into the record
    and deleted: the primary's own row stands for both;
-2. the keys of the secondary's other rows are recorded (INSERT … SELECT into MergedRow);
+2. the keys of the secondary's other rows are recorded (INSERT … SELECT into MergedRow,
+   up to MERGED_KEYS_PER_ROW keys per row, aggregated into a JSON array);
 3. one UPDATE … SET customer_id = primary WHERE customer_id = secondary.
 
 An undo runs the reverse: one UPDATE of the recorded keys back to the secondary per
@@ -28,9 +29,8 @@ from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
-from django.db.models.functions import Cast
 
-from customers.identity.models import CustomerMerge, MergedRow
+from customers.identity.models import MERGED_KEYS_PER_ROW, CustomerMerge, MergedRow
 from customers.models import Customer
 
 
@@ -72,14 +72,29 @@ class CustomerTable:
             return self.model._base_manager.none()
         return self.rows(secondary_id).filter(blocked)
 
-    def recorded(self, merge: CustomerMerge) -> QuerySet[Any]:
-        """The keys the merge moved of this table, typed as the table's primary key."""
-        keys = MergedRow.objects.filter(merge=merge, table=self.label)
+    def recorded(self, merge: CustomerMerge) -> Iterator[list[Any]]:
+        """The keys the merge moved of this table, typed as the table's primary key, a
+        MergedRow's worth at a time."""
         pk = self.model._meta.pk
         assert pk is not None
-        if isinstance(pk, models.CharField):
-            return keys.values("row_id")
-        return keys.annotate(key=Cast("row_id", models.BigIntegerField())).values("key")
+        text = isinstance(pk, models.CharField)
+        rows = MergedRow.objects.filter(merge=merge, table=self.label).order_by("pk")
+        for row_ids in rows.values_list("row_ids", flat=True).iterator(chunk_size=1):
+            yield list(row_ids) if text else [int(key) for key in row_ids]
+
+    def recorded_sql(self, merge: CustomerMerge) -> tuple[str, list[Any]]:
+        """PostgreSQL: the keys the merge moved of this table as one column of rows,
+        typed as the table's primary key (unnested from the MergedRows' arrays)."""
+        pk = self.model._meta.pk
+        assert pk is not None
+        key = "key" if isinstance(pk, models.CharField) else "CAST(key AS bigint)"
+        quote = connection.ops.quote_name
+        return (
+            f"SELECT {key} FROM {quote(MergedRow._meta.db_table)}, "  # noqa: S608
+            f"jsonb_array_elements_text({quote('row_ids')}) AS keys(key) "
+            f"WHERE {quote('merge_id')} = %s AND {quote('table')} = %s",
+            [merge.pk, self.label],
+        )
 
 
 def _uniques(model: type[Model], field_name: str) -> tuple[tuple[tuple[str, ...], Q | None], ...]:
@@ -138,17 +153,23 @@ def rows_restore(rows: list[dict[str, Any]]) -> None:
 
 
 def _record_keys(table: CustomerTable, merge: CustomerMerge, secondary_id: str) -> None:
-    """Step 2: INSERT … SELECT the secondary's row keys into MergedRow."""
+    """Step 2: INSERT … SELECT the secondary's row keys into MergedRow, numbered and
+    aggregated MERGED_KEYS_PER_ROW to a row (a JSON array of the keys as text)."""
     quote = connection.ops.quote_name
     pk = table.model._meta.pk
     assert pk is not None
+    assert pk.column is not None
     select = table.rows(secondary_id).values_list(pk.attname)
     sql, params = select.query.sql_with_params()
+    aggregate = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(MergedRow._meta.db_table)} "  # noqa: S608
-            f"({quote('merge_id')}, {quote('table')}, {quote('row_id')}) "
-            f"SELECT %s, %s, CAST(moved.k AS varchar) FROM ({sql}) AS moved(k)",
+            f"({quote('merge_id')}, {quote('table')}, {quote('row_ids')}) "
+            f"SELECT %s, %s, {aggregate}(numbered.k) FROM ("
+            f"SELECT CAST(moved.{quote(pk.column)} AS varchar) AS k, "
+            f"(row_number() OVER () - 1) / {int(MERGED_KEYS_PER_ROW)} AS part "
+            f"FROM ({sql}) AS moved) AS numbered GROUP BY numbered.part",
             [merge.pk, table.label, *params],
         )
 
@@ -191,7 +212,7 @@ def _move_back_pg(table: CustomerTable, merge: CustomerMerge) -> int:
     instead of a second). With the keys' real count it hashes them once.
     """
     quote = connection.ops.quote_name
-    keys_sql, keys_params = table.recorded(merge).query.sql_with_params()
+    keys_sql, keys_params = table.recorded_sql(merge)
     pk = table.model._meta.pk
     assert pk is not None
     assert pk.column is not None
@@ -219,10 +240,11 @@ def rows_move_back(*, merge: CustomerMerge) -> Iterator[tuple[str, int]]:
         if connection.vendor == "postgresql":
             count = _move_back_pg(table, merge)
         else:
-            count = (
+            count = sum(
                 table.rows(merge.primary_id)
-                .filter(pk__in=table.recorded(merge))
+                .filter(pk__in=keys)
                 .update(**{table.field.attname: merge.secondary_id})
+                for keys in table.recorded(merge)
             )
         if count:
             yield table.kind, count

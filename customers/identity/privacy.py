@@ -4,6 +4,7 @@ an export lists them. Registered in customers.hooks by CustomersConfig.ready()."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Q
@@ -26,16 +27,14 @@ def customer_merges_erase(customer_ids: list[str]) -> dict[str, int]:
     return {"merge_records": deleted} if deleted else {}
 
 
-def customer_merges_export(customer_id: str) -> list[dict[str, Any]]:
+def customer_merges_export(customer_id: str) -> Iterator[dict[str, Any]]:
     """The merges the customer took part in, as GET /customers/merges lists them."""
     merges = CustomerMerge.objects.filter(_merges_of([customer_id])).order_by("created_at")
-    return [
-        {
+    for m in merges.iterator(chunk_size=2000):
+        yield {
             "merge_id": m.pk,
             "primary": m.primary_id,
             "secondary": m.secondary_id,
             "status": m.status,
             "created_at": m.created_at.isoformat(),
         }
-        for m in merges
-    ]

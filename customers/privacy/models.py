@@ -121,14 +121,15 @@ class PrivacyExport(models.Model):
 
     A row of its own, not a column of the request: the request is the audit record and
     holds no personal data; this row does, and is deleted when it expires
-    (HERALD_PRIVACY_EXPORT_DAYS) by the `privacy.exports_expire` job.
+    (HERALD_PRIVACY_EXPORT_DAYS) by the `privacy.exports_expire` job. The document itself
+    is its parts (PrivacyExportPart), written and served one at a time.
     """
 
     request = models.OneToOneField(
         PrivacyRequest, on_delete=models.CASCADE, primary_key=True, related_name="export"
     )
-    # The JSON document, as served (bytes: no re-encoding on download).
-    document = models.BinaryField()
+    # The document's length in bytes (the sum of its parts').
+    size = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
@@ -140,3 +141,26 @@ class PrivacyExport(models.Model):
 
     def __str__(self) -> str:
         return f"export of {self.request_id}"
+
+
+class PrivacyExportPart(models.Model):
+    """One piece of an export document, in order: the document is the concatenation of
+    its parts' bytes. An export is written a part at a time and downloaded the same way,
+    so a person with millions of events is exported and served in constant memory, on
+    any machine (the database holds it: no shared file storage needed)."""
+
+    export = models.ForeignKey(PrivacyExport, on_delete=models.CASCADE, related_name="parts")
+    position = models.PositiveIntegerField()
+    # UTF-8 JSON text, as served (bytes: no re-encoding on download).
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            # The download reads an export's parts in order.
+            models.UniqueConstraint(
+                fields=["export", "position"], name="privacyexportpart_position_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"part {self.position} of the export of {self.export_id}"

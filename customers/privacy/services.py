@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import ClassVar, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -35,7 +35,13 @@ from django.utils import timezone
 from customers.hooks import customer_export_sections
 from customers.models import Customer, CustomerAlias
 from customers.privacy.hashing import IdentifierKind, identifier_digest
-from customers.privacy.models import PrivacyExport, PrivacyRequest, SuppressedIdentifier
+from customers.privacy.locks import suppression_locks_take
+from customers.privacy.models import (
+    PrivacyExport,
+    PrivacyExportPart,
+    PrivacyRequest,
+    SuppressedIdentifier,
+)
 from customers.services import customer_delete
 from project import background
 from project.audit.context import Actor, actor_current, audit_actor
@@ -187,8 +193,10 @@ def privacy_requests_sweep(now: datetime) -> int:
 
 
 def privacy_exports_expire(now: datetime) -> int:
-    """The periodic job: delete the export documents past their expiry; returns how many."""
-    return PrivacyExport.objects.filter(expires_at__lte=now).delete()[0]
+    """The periodic job: delete the export documents past their expiry (their parts with
+    them, by one DELETE: nothing is read); returns how many."""
+    _, deleted = PrivacyExport.objects.filter(expires_at__lte=now).delete()
+    return deleted.get(PrivacyExport._meta.label, 0)
 
 
 # ---------------------------------------------------------------- finding the person
@@ -288,11 +296,18 @@ class Suppress(RequestHandler):
     type = Type.SUPPRESS
 
     def run(self, request: PrivacyRequest, now: datetime) -> dict[str, int]:
+        # The identifier's lock before the customers are read: an ingest creating it
+        # either committed before (its customer is found and deleted below) or waits
+        # for this commit and then finds it listed (customers.privacy.locks).
+        suppression_locks_take([request.identifier_digest], shared=False)
         customers = list(customers_matching(request.identifier_kind, request.identifier_value))
         digests = {
             (kind, identifier_digest(cast("IdentifierKind", kind), value))
             for kind, value in _identifiers(request, customers)
         }
+        # The person's other identifiers are known customers until this commits: ingest
+        # only locks the ones it would create, which from then on are listed.
+        suppression_locks_take([digest for _, digest in digests], shared=False)
         SuppressedIdentifier.objects.bulk_create(
             [
                 SuppressedIdentifier(kind=kind, digest=digest, request_id=request.pk)
@@ -327,47 +342,90 @@ class Unsuppress(RequestHandler):
         return {"identifiers_unsuppressed": lifted}
 
 
+# An export document is stored in parts of about this many bytes (PrivacyExportPart):
+# what a worker holds of it at once, and what a download reads per query.
+EXPORT_PART_BYTES = 1 << 20
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, cls=DjangoJSONEncoder).encode()
+
+
+class _PartWriter:
+    """Bytes appended in order, stored as the export's parts of EXPORT_PART_BYTES."""
+
+    def __init__(self, export: PrivacyExport) -> None:
+        self.export = export
+        self.buffer = bytearray()
+        self.position = 0
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= EXPORT_PART_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        PrivacyExportPart.objects.create(
+            export=self.export, position=self.position, data=bytes(self.buffer)
+        )
+        self.position += 1
+        self.size += len(self.buffer)
+        self.buffer.clear()
+
+
 class Export(RequestHandler):
     """One JSON document of everything Herald holds about the person, kept for download
-    until it expires (the finishing step sets the expiry)."""
+    until it expires (the finishing step sets the expiry).
+
+    Written as it is read: each export hook's section is an iterable of items, encoded
+    one at a time into parts of the stored document (PrivacyExportPart), so a person
+    with millions of events is exported in constant memory. The document is the one
+    json.dumps would make of {"request_id", "generated_at", "customers": [person, …]},
+    a person being their fields, "aliases" and each hook's section under its name."""
 
     type = Type.EXPORT
 
     def run(self, request: PrivacyRequest, now: datetime) -> dict[str, int]:
         customers = list(customers_matching(request.identifier_kind, request.identifier_value))
         counts: dict[str, int] = {"customers": len(customers)}
-        people: list[dict[str, Any]] = []
-        for customer in customers:
-            sections = customer_export_sections(customer_id=customer.pk)
-            for name, section in sections.items():
-                if isinstance(section, list):
-                    counts[name] = counts.get(name, 0) + len(section)
+        export, _ = PrivacyExport.objects.update_or_create(
+            request=request, defaults={"created_at": now, "expires_at": export_expiry(now)}
+        )
+        export.parts.all().delete()  # a run taken over from a worker that died
+        out = _PartWriter(export)
+        out.write(b'{"request_id": ' + _json(request.pk))
+        out.write(b', "generated_at": ' + _json(now) + b', "customers": [')
+        for number, customer in enumerate(customers):
             aliases = list(customer.aliases.order_by("id").values("kind", "value", "created_at"))
             counts["customer_aliases"] = counts.get("customer_aliases", 0) + len(aliases)
-            people.append(
-                {
-                    "customer_id": customer.pk,
-                    "external_id": customer.external_id,
-                    "anonymous_id": customer.anonymous_id,
-                    "email": customer.email,
-                    "attributes": customer.attributes,
-                    "tags": customer.tags,
-                    "created_at": customer.created_at,
-                    "updated_at": customer.updated_at,
-                    "aliases": aliases,
-                    **sections,
-                }
-            )
-        document = {
-            "request_id": request.pk,
-            "generated_at": now,
-            "customers": people,
-        }
-        body = json.dumps(document, cls=DjangoJSONEncoder).encode()
-        PrivacyExport.objects.update_or_create(
-            request=request,
-            defaults={"document": body, "created_at": now, "expires_at": export_expiry(now)},
-        )
+            person = {
+                "customer_id": customer.pk,
+                "external_id": customer.external_id,
+                "anonymous_id": customer.anonymous_id,
+                "email": customer.email,
+                "attributes": customer.attributes,
+                "tags": customer.tags,
+                "created_at": customer.created_at,
+                "updated_at": customer.updated_at,
+                "aliases": aliases,
+            }
+            # The person's object without its closing brace: the sections follow.
+            out.write((b", " if number else b"") + _json(person)[:-1])
+            for name, section in customer_export_sections(customer_id=customer.pk).items():
+                out.write(b", " + _json(name) + b": [")
+                written = 0
+                for item in section:
+                    out.write((b", " if written else b"") + _json(item))
+                    written += 1
+                out.write(b"]")
+                counts[name] = counts.get(name, 0) + written
+            out.write(b"}")
+        out.write(b"]}")
+        out.flush()
+        PrivacyExport.objects.filter(pk=export.pk).update(size=out.size)
         return counts
 
 

@@ -34,12 +34,22 @@ def _counted(rows: QuerySet[Any]) -> tuple[int, str]:
     return count, f"{'More than ' if more else ''}{count}"
 
 
+def _counted_sets(sets: list[QuerySet[Any]]) -> str:
+    """How a page says the number of rows of several sets (each counted up to the cap)."""
+    counted = [capped_count(rows, FILTERED_COUNT_CAP) for rows in sets]
+    total = sum(count for count, _ in counted)
+    return f"{'More than ' if any(more for _, more in counted) else ''}{total}"
+
+
 class CascadeDeleteAdmin(admin.ModelAdmin):
     """Delete through a set-based service; the confirmation page counts what goes.
 
     Subclasses implement delete_one (call the service). deleted_with names rows
     the service deletes besides the cascade of the objects (a schedule's
-    endpoint); uncounted_models are bookkeeping rows not worth a line.
+    endpoint); kept_with the rows the cascade would reach but the service keeps
+    (a customer's deliveries, redacted): the page lists them apart, as kept (the
+    template admin/herald_delete_kept.html); uncounted_models are bookkeeping rows
+    not worth a line.
     """
 
     uncounted_models: tuple[type[Model], ...] = ()
@@ -50,6 +60,25 @@ class CascadeDeleteAdmin(admin.ModelAdmin):
     def deleted_with(self, objects: QuerySet[Any]) -> list[QuerySet[Any]]:
         return []
 
+    def kept_with(self, objects: QuerySet[Any]) -> dict[str, list[QuerySet[Any]]]:
+        """Rows the cascade would reach but the service keeps (redacted, detached), by
+        the line that names them: the page lists them as kept, not deleted."""
+        return {}
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        extra_context = dict(extra_context or {})
+        if request.method != "POST":
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                queryset = self.model._base_manager.filter(pk=obj.pk)
+                extra_context["kept_objects"] = [
+                    f"{_counted_sets(sets)} {label}"
+                    for label, sets in self.kept_with(queryset).items()
+                ]
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self.delete_one(obj)
 
@@ -58,8 +87,9 @@ class CascadeDeleteAdmin(admin.ModelAdmin):
         for obj in queryset:
             self.delete_one(obj)
 
-    def _related(self, queryset: QuerySet[Any]) -> dict[str, QuerySet[Any]]:
-        """Plural name -> the rows the cascade of `queryset` deletes, but its own."""
+    def _related(self, queryset: QuerySet[Any], kept: set[type[Model]]) -> dict[str, QuerySet[Any]]:
+        """Plural name -> the rows the cascade of `queryset` deletes, but its own and
+        those of the `kept` models."""
         return {
             str(model._meta.verbose_name_plural): rows
             for model, rows in cascade_rows(queryset).items()
@@ -67,16 +97,18 @@ class CascadeDeleteAdmin(admin.ModelAdmin):
             if model is not queryset.model
             and not model._meta.auto_created
             and model not in self.uncounted_models
+            and model not in kept
         }
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> DeletionPreview:
         objects = list(objs)
         opts = self.opts
         queryset = self.model._base_manager.filter(pk__in=[obj.pk for obj in objects])
-        related = self._related(queryset)
+        kept = {rows.model for sets in self.kept_with(queryset).values() for rows in sets}
+        related = self._related(queryset, kept)
         for also in self.deleted_with(queryset):
             related[str(also.model._meta.verbose_name_plural)] = also
-            related.update(self._related(also))
+            related.update(self._related(also, kept))
         summary: list[Any] = [
             format_html(
                 '{}: <a href="{}">{}</a>',

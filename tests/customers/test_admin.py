@@ -289,14 +289,21 @@ def test_customer_delete_page_counts_what_goes_and_delete_erases_only_that(
         "0 customer aliases",
         "3 events",
         "6 property records",
-        "3 deliveries",
-        "3 delivery attempts",
         "3 workflow runs",
         "0 policy usages",
         "0 policy counters",
         "0 segment memberships",
         "0 segment checks",
     ]
+    assert "deliveries" not in page.context["model_count"]
+    # The page says what the delete keeps, as it does (automation.privacy).
+    assert page.context["kept_objects"] == [
+        "3 deliveries kept as redacted rows (payloads blanked, pending ones cancelled)",
+        "3 delivery attempts kept (response excerpts blanked)",
+    ]
+    kept = page.text[page.text.index('id="kept-objects"') :]
+    assert "3 deliveries kept as redacted rows" in kept
+    assert "deliveries" not in page.text[: page.text.index("Kept, not deleted")]
     assert response.status_code == 302
     assert list(Customer.objects.values_list("external_id", flat=True)) == ["bob"]
     assert set(Event.objects.values_list("customer__external_id", flat=True)) == {"bob"}

@@ -3,9 +3,10 @@ download an export."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -106,10 +107,13 @@ class PrivacyExportView(StrictAPIView):
         },
     )
     def get(self, request: Request, privacy_request_id: str) -> Any:
-        document = selectors.privacy_export_document(
-            request_id=privacy_request_id, now=timezone.now()
+        export = selectors.privacy_export_get(request_id=privacy_request_id, now=timezone.now())
+        # Streamed a stored part at a time: a large document is never held whole.
+        response = StreamingHttpResponse(
+            chain([b'{"data":'], selectors.privacy_export_chunks(export=export), [b"}"]),
+            content_type="application/json",
         )
-        response = HttpResponse(b'{"data":' + document + b"}", content_type="application/json")
+        response["Content-Length"] = str(len(b'{"data":}') + export.size)
         response["Content-Disposition"] = (
             f'attachment; filename="privacy-export-{privacy_request_id}.json"'
         )

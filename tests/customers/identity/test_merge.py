@@ -215,3 +215,34 @@ def test_an_event_naming_a_merged_away_customer_lands_on_the_primary():
     )
 
     assert own_events().get(pk=event_id).customer_id == primary.pk
+
+
+def test_moved_keys_are_recorded_as_arrays_of_a_bounded_size_and_undo_uses_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Three keys per recorded row: seven events are three rows (3, 3, 1).
+    monkeypatch.setattr("customers.identity.moves.MERGED_KEYS_PER_ROW", 3)
+    kind = EventTypeFactory()
+    primary, secondary = CustomerFactory(), CustomerFactory(external_id=None)
+    moved = {event_for(secondary, kind).pk for _ in range(7)}
+    mine = event_for(primary, kind).pk
+    before = dump()
+
+    merge = _merge(primary, secondary)
+
+    recorded = list(
+        MergedRow.objects.filter(merge=merge, table="events_app.Event")
+        .order_by("pk")
+        .values_list("row_ids", flat=True)
+    )
+    assert sorted(len(keys) for keys in recorded) == [1, 3, 3]
+    assert {key for keys in recorded for key in keys} == moved
+    assert merge.moved["events"] == 7
+
+    merge_undo(merge_id=merge.pk)
+
+    differences = diff(before, dump())
+    assert not differences, "\n".join(differences)
+    assert set(own_events().filter(customer_id=secondary.pk).values_list("pk", flat=True)) == moved
+    assert list(own_events().filter(customer_id=primary.pk).values_list("pk", flat=True)) == [mine]
+    assert not MergedRow.objects.filter(merge=merge).exists()

@@ -11,6 +11,7 @@ from customers.identity.models import CustomerMerge, MergedRow
 from customers.identity.services import customer_merge
 from customers.models import Customer
 from customers.privacy.models import PrivacyExport
+from customers.privacy.selectors import privacy_export_chunks
 from customers.privacy.services import privacy_request_create, privacy_request_run
 from tests.customers.identity.support import event_for
 from tests.factories import CustomerFactory, EventTypeFactory
@@ -56,7 +57,8 @@ def test_an_export_lists_the_merges_of_the_person():
     request = privacy_request_create(type="export", identifier_kind="external_id", value="alice")
     privacy_request_run(request_id=request.pk)
 
-    document = json.loads(bytes(PrivacyExport.objects.get(request=request).document))
+    export = PrivacyExport.objects.get(request=request)
+    document = json.loads(b"".join(privacy_export_chunks(export=export)))
     (person,) = document["customers"]
     assert person["customer_id"] == primary.pk
     assert [m["merge_id"] for m in person["merges"]] == [merge.pk]

@@ -13,6 +13,7 @@ from automation.privacy import REDACTED_PAYLOAD
 from automation.webhooks.models import Delivery, DeliveryAttempt
 from automation.workflows.models import WorkflowRun
 from customers.models import Customer, CustomerAlias
+from customers.privacy import services as privacy_services
 from customers.privacy.hashing import identifier_digest
 from customers.privacy.models import PrivacyExport, PrivacyRequest, SuppressedIdentifier
 from customers.privacy.services import privacy_exports_expire
@@ -198,7 +199,9 @@ def test_export_is_one_document_of_everything_held_downloadable_with_a_read_key(
     assert done["export_expires_at"] == "2026-03-09T12:00:00Z"
     assert response.status_code == 200
     assert response["Content-Disposition"].startswith("attachment;")
-    document = response.json()["data"]
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    document = json.loads(body)["data"]
     assert document["request_id"] == done["request_id"]
     (person,) = document["customers"]
     assert (person["customer_id"], person["external_id"]) == (alice.pk, "alice")
@@ -310,3 +313,29 @@ def test_filing_needs_write_and_downloading_needs_read(make_api, file_request: F
     assert read_only.get(f"{PRIVACY}/{done['request_id']}/export").status_code == 200
     assert PrivacyRequest.objects.count() == 1
     assert row_counts(PrivacyExport) == {"customers.PrivacyExport": 1}
+
+
+def test_an_export_larger_than_a_part_is_stored_in_parts_and_served_whole(
+    customer_history: History, file_request: File, make_api, monkeypatch: pytest.MonkeyPatch
+):
+    # Parts of 512 bytes: the document of one person with a few events spans several.
+    monkeypatch.setattr(privacy_services, "EXPORT_PART_BYTES", 512)
+    alice = customer_history("alice", 6)
+
+    with time_machine.travel(T0, tick=False):
+        done = file_request("export", external_id="alice")
+        response = make_api("read").get(f"{PRIVACY}/{done['request_id']}/export")
+
+    export = PrivacyExport.objects.get(request_id=done["request_id"])
+    parts = list(export.parts.order_by("position").values_list("position", "data"))
+    assert len(parts) > 2
+    assert [position for position, _ in parts] == list(range(len(parts)))
+    assert all(len(bytes(data)) >= 512 for _, data in parts[:-1])
+    stored = b"".join(bytes(data) for _, data in parts)
+    assert export.size == len(stored)
+    # The document is what json.dumps makes of it whole, byte for byte.
+    document = json.loads(stored)
+    assert json.dumps(document).encode() == stored
+    assert [p["customer_id"] for p in document["customers"]] == [alice.pk]
+    assert len(document["customers"][0]["events"]) == done["counts"]["events"] == 6
+    assert b"".join(response.streaming_content) == b'{"data":' + stored + b"}"
