@@ -5,6 +5,8 @@ segment built in SQL equal those of a twin segment refreshed by the general path
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 import time_machine
+from django.db import connection
+from django.utils import timezone
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,13 +24,13 @@ from automation.segments.conditions import validate
 from automation.segments.membership import memberships_refresh
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.segments.selectors import loaded_segments, loaded_segments_forget
-from automation.segments.services import segment_build
+from automation.segments.services import segment_build, segments_refresh_for_event_ids
 from automation.workflows.conditions.operators import NUMERIC_OPS
 from automation.workflows.conditions.trees import ConditionError
 from customers.models import Customer
 from customers.services import customer_create
 from events_app.ingestion import events_prepare, events_store
-from events_app.models import EventType, PropertyDefinition, PropertyRecord
+from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.schemas import EventCreateIn
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -270,3 +274,61 @@ def test_a_build_in_sql_writes_nothing_when_the_segment_changed_meanwhile(
         )
     assert made == 0
     assert not in_sql.memberships.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_during_a_build_waits_for_it_and_decides_last() -> None:
+    """A build reads, an event is stored and refreshed meanwhile: the refresh waits for
+    the build's commit (the segment's lock), so its answer is the one that stays."""
+    purchase = EventType.objects.create(key="purchase", name="Purchase")
+    PropertyDefinition.objects.create(
+        event_type=purchase, property_id="amount", value_type="number"
+    )
+    segment = Segment.objects.create(
+        key="buyers",
+        name="Buyers",
+        condition={"count": {"event_type": "purchase"}, "op": "gte", "value": 1},
+    )
+    customer_create(external_id="ann")
+    loaded_segments_forget()
+    loaded = loaded_segments().by_id[segment.pk]
+    read, write = threading.Event(), threading.Event()
+    calls: list[int] = []
+    done: dict[str, float] = {}
+
+    def still_current() -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the facts are read; hold the write back
+            read.set()
+            write.wait(timeout=10)
+        return True
+
+    def build() -> None:
+        try:
+            sql_build.segment_build_sql(segment=loaded, quiet=True, still_current=still_current)
+            done["build"] = time.monotonic()
+        finally:
+            connection.close()
+
+    def ingest() -> None:  # stored, then refreshed (in-process here, or by a worker)
+        try:
+            _ingest("ann", "purchase", "5", timezone.now())
+            segments_refresh_for_event_ids(event_ids=[Event.objects.get().pk])
+            done["refresh"] = time.monotonic()
+        finally:
+            connection.close()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    assert read.wait(timeout=10)
+    refresher = threading.Thread(target=ingest)
+    refresher.start()
+    refresher.join(timeout=0.5)
+    assert "refresh" not in done  # waiting for the build's lock
+    write.set()
+    builder.join(timeout=10)
+    refresher.join(timeout=10)
+    assert done["build"] < done["refresh"]
+    assert list(segment.memberships.values_list("customer__external_id", "exited_at")) == [
+        ("ann", None)
+    ]
