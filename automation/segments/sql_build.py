@@ -33,12 +33,12 @@ locks its segment and not its customers:
   The statements of the build may see different commits (READ COMMITTED); anything
   committed after the first one is followed by a refresh that waits, so it is healed.
   Refreshes of other segments, ingestion and customer updates do not wait: no
-  customer row is locked for update, only `FOR KEY SHARE` (what the foreign keys of
-  the rows written take anyway) on the customers written, taken up front so that a
-  customer deleted meanwhile drops out instead of failing the build. A transaction
-  that deletes or merges a customer (`FOR UPDATE` on it) and then refreshes this
-  segment inside the same transaction can wait in a cycle with the build; PostgreSQL
-  cancels one of the two (a build so cancelled is started again by the sweep).
+  customer row is locked but by the foreign keys of the rows written (`FOR KEY
+  SHARE`, at commit). A customer deleted after the build read the customers fails
+  that check; the build then runs once more. A transaction that deletes or merges a
+  customer (`FOR UPDATE` on it) and then refreshes this segment inside the same
+  transaction can wait in a cycle with the build; PostgreSQL cancels one of the two
+  (a build so cancelled is started again by the sweep).
 * A build that finds its segment changed before writing writes nothing.
 
 The semantics are the Python engine's, leaf by leaf (tests/automation/segments/
@@ -77,7 +77,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from automation.segments.conditions import (
@@ -104,8 +104,10 @@ LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # The build's session settings, for its transaction only: the aggregates hash a
 # million customers, which the default work_mem would spill to disk in batches; the
 # plans' costs are those of whole tables, which would have every expression compiled
-# (JIT) for longer than it takes to run them.
-SETTINGS = {"work_mem": "256MB", "hash_mem_multiplier": "2", "jit": "off"}
+# (JIT) for longer than it takes to run them; and the join of events to records is
+# estimated at a row or so (two join columns), which would sort a million rows by
+# customer (text, collated) where hashing them is several times cheaper.
+SETTINGS = {"work_mem": "256MB", "hash_mem_multiplier": "2", "jit": "off", "enable_sort": "off"}
 _AGGREGATES = {"sum": "sum", "min": "min", "max": "max", "avg": "avg", "count": "count"}
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # facts.NUMERIC_TEXT without its bounds, and what its exponent's bound rules out.
@@ -475,13 +477,9 @@ def _write_sql(query: _Query, root: tuple[str, str], *, quiet: bool) -> str:
     SELECT d1.id, COALESCE({member}, FALSE) AS member, {next_check} AS next_check
     FROM (SELECT {", ".join(second)} FROM (
         SELECT {", ".join(first)} FROM {customers} c {" ".join(joins)} OFFSET 0) d0) d1),
-written AS (
-    SELECT c.id FROM {customers} c
-    WHERE c.id IN (SELECT d.id FROM d WHERE d.member OR d.next_check IS NOT NULL)
-    FOR KEY SHARE),
 entered AS (
     INSERT INTO {memberships} (segment_id, customer_id, entered_at)
-    SELECT %(segment)s, d.id, %(now)s FROM d JOIN written w ON w.id = d.id
+    SELECT %(segment)s, d.id, %(now)s FROM d
     WHERE d.member AND NOT EXISTS (
         SELECT 1 FROM {memberships} m
         WHERE m.segment_id = %(segment)s AND m.customer_id = d.id AND m.exited_at IS NULL)
@@ -494,8 +492,7 @@ exited AS (
     RETURNING m.customer_id, m.id),
 checked AS (
     INSERT INTO {checks} (segment_id, customer_id, next_check_at)
-    SELECT %(segment)s, d.id, d.next_check FROM d JOIN written w ON w.id = d.id
-    WHERE d.next_check IS NOT NULL
+    SELECT %(segment)s, d.id, d.next_check FROM d WHERE d.next_check IS NOT NULL
     ON CONFLICT (segment_id, customer_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at),
 unchecked AS (
     DELETE FROM {checks} k USING d
@@ -566,6 +563,23 @@ def segment_build_sql(
     `progress` hears each step as it is done."""
     if compile_segment(segment, timezone.now()) is None:
         return None
+    try:
+        return _build(segment, quiet, still_current, progress)
+    except IntegrityError:
+        # A customer deleted while the build wrote their row (the foreign key, checked
+        # at commit): once more, from what is committed now.
+        if connection.in_atomic_block:
+            raise
+        logger.info("segment %s build: a customer went meanwhile, again", segment.key)
+        return _build(segment, quiet, still_current, progress)
+
+
+def _build(
+    segment: LoadedSegment,
+    quiet: bool,
+    still_current: Callable[[], bool],
+    progress: Callable[[str], None] | None,
+) -> int:
     with transaction.atomic():
         segment_lock_exclusive(segment.id)
         # Compiled again once the lock is held: the build is as of this moment.
