@@ -106,8 +106,17 @@ LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # plans' costs are those of whole tables, which would have every expression compiled
 # (JIT) for longer than it takes to run them; and the join of events to records is
 # estimated at a row or so (two join columns), which would sort a million rows by
-# customer (text, collated) where hashing them is several times cheaper.
-SETTINGS = {"work_mem": "256MB", "hash_mem_multiplier": "2", "jit": "off", "enable_sort": "off"}
+# customer (text, collated) where hashing them is several times cheaper. No nested
+# loops: a membership or check table just emptied (a new segment's, statistics of
+# none) would be scanned once per customer, each scan over the pages the same
+# statement is filling; every join here is whole tables, which hashing serves.
+SETTINGS = {
+    "work_mem": "256MB",
+    "hash_mem_multiplier": "2",
+    "jit": "off",
+    "enable_sort": "off",
+    "enable_nestloop": "off",
+}
 _AGGREGATES = {"sum": "sum", "min": "min", "max": "max", "avg": "avg", "count": "count"}
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # facts.NUMERIC_TEXT without its bounds, and what its exponent's bound rules out.
