@@ -102,9 +102,6 @@ def parse_args() -> argparse.Namespace:
         default=20_000,
         help="after the build, build this many customers by the general path and in SQL",
     )
-    parser.add_argument(
-        "--build-range", type=int, default=0, help="customers per SQL build statement"
-    )
     parser.add_argument("--skip", default="", help="comma-separated phases to skip: build,…")
     args = parser.parse_args()
     args.worker_class, args.threads = "sync", 1  # what bench/ingest.start_gunicorn reads
@@ -199,38 +196,38 @@ def make_segment(key: str, condition: dict[str, Any]) -> Any:
 def phase_build(args: argparse.Namespace) -> None:
     """Build the three-leaf segment from scratch, printing progress; the time taken. A
     build still running after --build-seconds is stopped as a changed condition stops
-    one (its version bumped) and its time extrapolated from its rate."""
+    one (its version bumped) and its time extrapolated from its rate (general path)."""
     import automation.segments.services as services
+    from automation.segments import sql_build
     from automation.segments.models import Segment
     from automation.segments.selectors import loaded_segments_forget
     from customers.models import Customer
 
-    if args.build_range:
-        from automation.segments import sql_build as module
-
-        module.RANGE_SIZE = args.build_range
     segment = make_segment("bench_build", BUILD_CONDITION)
     loaded_segments_forget()
     total = Customer.objects.count()
     done = [0]
     real = services.memberships_refresh
 
-    def counted(**kwargs: Any) -> Any:  # the build's batches, counted for the progress line
+    def counted(**kwargs: Any) -> Any:  # the general path's batches, for the progress line
         result = real(**kwargs)
         done[0] += len(kwargs["customer_ids"])
         return result
 
     services.memberships_refresh = counted  # type: ignore[assignment]
-    from automation.segments import sql_build
+    real_sql = services.segment_build_sql
+    step, instants = ["waiting for the segment's lock"], []
+    real_compile = sql_build.compile_segment
 
-    real_range = sql_build.build_range
+    def compiled(segment: Any, now: Any, **kwargs: Any) -> Any:  # the build's moment
+        instants.append(now)
+        return real_compile(segment, now, **kwargs)
 
-    def counted_range(build: Any, **kwargs: Any) -> Any:  # the SQL build's ranges, likewise
-        result = real_range(build, **kwargs)
-        done[0] += result[1]
-        return result
+    def with_progress(**kwargs: Any) -> Any:  # the SQL build's steps, for the progress line
+        return real_sql(**kwargs, progress=lambda done: step.__setitem__(0, done))
 
-    sql_build.build_range = counted_range  # type: ignore[assignment]
+    services.segment_build_sql = with_progress  # type: ignore[assignment]
+    sql_build.compile_segment = compiled  # type: ignore[assignment]
     outcome: dict[str, Any] = {}
 
     def build() -> None:
@@ -251,16 +248,22 @@ def phase_build(args: argparse.Namespace) -> None:
         if elapsed > args.build_seconds and not stopped:
             Segment.objects.filter(pk=segment.pk).update(version=2)
             stopped = True
-        print(
-            f"   build: {done[0]:>9,} / {total:,} customers  {elapsed:6.1f} s  "
-            f"{done[0] / max(elapsed, 1e-9):>8,.0f} customers/s",
-            flush=True,
-        )
+        if done[0]:
+            print(
+                f"   build: {done[0]:>9,} / {total:,} customers  {elapsed:6.1f} s  "
+                f"{done[0] / max(elapsed, 1e-9):>8,.0f} customers/s",
+                flush=True,
+            )
+        else:
+            print(f"   build: {elapsed:6.1f} s  step {step[0]}", flush=True)
     elapsed = time.perf_counter() - started
     services.memberships_refresh = real  # type: ignore[assignment]
-    sql_build.build_range = real_range  # type: ignore[assignment]
+    services.segment_build_sql = real_sql  # type: ignore[assignment]
+    sql_build.compile_segment = real_compile  # type: ignore[assignment]
     segment.refresh_from_db()
     members = segment.memberships.filter(exited_at__isnull=True).count()
+    if not done[0] and not stopped:
+        done[0] = total  # the build in the database decides everyone at once
     rate = done[0] / elapsed
     took = (
         f"stopped after {elapsed:.1f} s at {done[0]:,} of {total:,} customers: "
@@ -268,64 +271,79 @@ def phase_build(args: argparse.Namespace) -> None:
         if stopped
         else f"{elapsed:.1f} s for {total:,} customers"
     )
+    checks = segment_checks(segment.pk)
     print(
         f"2. build of a three-leaf behavioural segment from scratch: {took} "
-        f"({rate:,.0f} customers/s), {members:,} members, status {segment.status} "
-        "(goal <= 30 s at 1 M customers / 10 M events)"
+        f"({rate:,.0f} customers/s), {members:,} members, {checks:,} next checks, "
+        f"status {segment.status} (goal <= 30 s at 1 M customers / 10 M events)"
     )
     started = time.perf_counter()
     from automation.segments.selectors import segment_list
 
     counts = list(segment_list().values_list("key", "member_count"))
     print(f"   the segment list's member counts ({counts}): {time.perf_counter() - started:.3f} s")
-    if args.compare_customers:
-        compare_paths(args.compare_customers)
+    if args.compare_customers and instants:
+        compare_paths(args.compare_customers, segment, instants[-1], elapsed)
 
 
-def compare_paths(n: int) -> None:
-    """The same build of the first `n` customers by the general path (facts per batch of
-    ids, decided in Python, written through the ORM) and in SQL, back to back: a ratio
-    that holds whatever the machine's load."""
-    from automation.segments import sql_build
+def segment_checks(segment_id: str) -> int:
+    from automation.segments.models import SegmentCheck
+
+    return SegmentCheck.objects.filter(segment_id=segment_id).count()
+
+
+def compare_paths(n: int, built: Any, now: Any, elapsed: float) -> None:
+    """The first `n` customers decided again by the general path (facts per batch of
+    ids, decided in Python, written through the ORM) on a twin segment, its clock set
+    to the SQL build's moment: the memberships and next checks must be the same."""
+    import time_machine
+
     from automation.segments.membership import memberships_refresh
+    from automation.segments.models import SegmentCheck, SegmentMembership
     from automation.segments.selectors import loaded_segments, loaded_segments_forget
     from customers.models import Customer
 
     ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:n])
     python_segment = make_segment("bench_compare_python", BUILD_CONDITION)
-    sql_segment = make_segment("bench_compare_sql", BUILD_CONDITION)
     loaded_segments_forget()
     loaded = loaded_segments().by_id
     size = settings_batch_size()
     started = time.perf_counter()
-    for start in range(0, len(ids), size):
-        memberships_refresh(
-            segments=[loaded[python_segment.pk]], customer_ids=ids[start : start + size], quiet=True
-        )
+    with time_machine.travel(now, tick=False):
+        for start in range(0, len(ids), size):
+            memberships_refresh(
+                segments=[loaded[python_segment.pk]],
+                customer_ids=ids[start : start + size],
+                quiet=True,
+            )
     general = time.perf_counter() - started
-    build = sql_build.compile_segment(loaded[sql_segment.pk], time_now())
-    assert build is not None
-    started, after, done = time.perf_counter(), "", 0
-    saved, sql_build.RANGE_SIZE = sql_build.RANGE_SIZE, min(sql_build.RANGE_SIZE, n)
-    while done < n:
-        upto, count, _ = sql_build.build_range(build, after=after, quiet=True)
-        if upto is None:
-            break
-        after, done = upto, done + count
-    sql_build.RANGE_SIZE = saved
-    in_sql = time.perf_counter() - started
-    same = set(
-        python_segment.memberships.filter(exited_at__isnull=True).values_list("customer_id")
-    ) == set(sql_segment.memberships.filter(exited_at__isnull=True).values_list("customer_id"))
+
+    def state(segment_id: str) -> tuple[set[str], dict[str, Any]]:
+        members = set(
+            SegmentMembership.objects.filter(
+                segment_id=segment_id, customer_id__in=ids, exited_at__isnull=True
+            ).values_list("customer_id", flat=True)
+        )
+        checks = dict(
+            SegmentCheck.objects.filter(segment_id=segment_id, customer_id__in=ids).values_list(
+                "customer_id", "next_check_at"
+            )
+        )
+        return members, checks
+
+    (sql_members, sql_checks), (py_members, py_checks) = state(built.pk), state(python_segment.pk)
+    total = Customer.objects.count()
     print(
-        f"   same run, first {len(ids):,} customers: general path {general:.1f} s "
-        f"({len(ids) / general:,.0f}/s), in SQL {in_sql:.1f} s ({done / in_sql:,.0f}/s): "
-        f"{general / in_sql:.1f}x; same members: {same}"
+        f"   same run, first {len(ids):,} customers by the general path at the build's "
+        f"moment: {general:.1f} s ({len(ids) / general:,.0f}/s; the whole build in SQL: "
+        f"{total / elapsed:,.0f}/s, {total / elapsed / (len(ids) / general):,.0f}x); "
+        "same members: "
+        f"{sql_members == py_members} ({len(sql_members):,}); same next checks: "
+        f"{sql_checks == py_checks} ({len(sql_checks):,})"
     )
     from automation.segments.services import segment_delete
 
     segment_delete(segment=python_segment)
-    segment_delete(segment=sql_segment)
 
 
 def settings_batch_size() -> int:

@@ -38,6 +38,8 @@ from automation.workflows.durations import parse_duration
 
 AGGREGATE_FNS = ("sum", "min", "max", "avg", "count")
 RECENCY_OPS = ("more_than", "within")
+# Ordering operators: a number moving one way can only turn them one way.
+MONOTONE_OPS = frozenset({"gt", "gte", "lt", "lte"})
 # A leaf that is true up to and including an instant changes just after it.
 JUST_AFTER = timedelta(microseconds=1)
 # Windows reach back at most this far (so that now - window is always a date).
@@ -74,6 +76,11 @@ class CompiledLeaf:
     def edges(self, facts: CustomerFacts, now: datetime) -> Iterator[datetime]:
         """Instants after which this leaf's answer may change with no new data."""
         return iter(())
+
+    def changes(self, facts: CustomerFacts, now: datetime, answer: bool) -> Iterator[datetime]:
+        """The edges at which the leaf, answering `answer` now, may answer otherwise:
+        `edges` less those whose change only moves the fact further the same way."""
+        return self.edges(facts, now)
 
 
 class LeafKind:
@@ -189,6 +196,21 @@ class _WindowedLeaf(_NumericLeaf):
         if upcoming is not None:
             yield upcoming
 
+    def changes(self, facts: CustomerFacts, now: datetime, answer: bool) -> Iterator[datetime]:
+        # A count only falls as events leave the window and only rises as future-dated
+        # ones come: for an ordering operator one of the two cannot change the answer.
+        counted = self.kind == "count" or getattr(self.key, "fn", None) == "count"
+        if not counted or self.op not in MONOTONE_OPS:
+            yield from self.edges(facts, now)
+            return
+        falling_matters = answer == (self.op in {"gt", "gte"})
+        oldest = facts.values.get(self.key, (None, None))[1]
+        if falling_matters and self.key.within is not None and oldest is not None:
+            yield oldest + self.key.within
+        upcoming = facts.values.get(self.future)
+        if not falling_matters and upcoming is not None:
+            yield upcoming
+
 
 class CountLeaf(LeafKind):
     key = "count"
@@ -274,6 +296,16 @@ class _RecencyLeaf(CompiledLeaf):
             yield last + self.duration + JUST_AFTER
         upcoming = facts.values.get(self.future)
         if upcoming is not None:
+            yield upcoming
+
+    def changes(self, facts: CustomerFacts, now: datetime, answer: bool) -> Iterator[datetime]:
+        # A future-dated event coming makes the last one recent: that changes "more than"
+        # when it holds and "within" when it does not, never the other two answers.
+        last = facts.values.get(self.key)
+        if last is not None:
+            yield last + self.duration + JUST_AFTER
+        upcoming = facts.values.get(self.future)
+        if (self.op == "within") != answer and upcoming is not None:
             yield upcoming
 
 

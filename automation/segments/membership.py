@@ -4,9 +4,11 @@
 by every path (an event ingested, a customer changed, a window running out, a full
 build). Per batch of customers, in one transaction:
 
-1. Lock the customers' rows (`FOR NO KEY UPDATE`, in id order): two workers refreshing
-   the same customer take turns, and the second one reads what the first committed
-   (READ COMMITTED: each statement sees the latest commits). Ingestion's foreign-key
+1. Share the lock of every segment evaluated (automation.segments.locks: a build of
+   one of them in the database runs alone), then lock the customers' rows (`FOR NO
+   KEY UPDATE`, in id order): two workers refreshing the same customer take turns,
+   and the second one reads what the first committed (READ COMMITTED: each statement
+   sees the latest commits). Ingestion's foreign-key
    checks take `FOR KEY SHARE`, which this lock does not block. A deleted customer is
    not locked and drops out (the delete removed their rows).
 2. Read the clock, then the facts every segment reads (automation.segments.facts: a
@@ -37,6 +39,7 @@ from django.utils import timezone
 from automation.segments.engine import Decision
 from automation.segments.facts import CustomerFacts, FactKey, MemberKey, customer_rows, facts_fetch
 from automation.segments.hooks import ENTERED, EXITED, Transition, transitions_made
+from automation.segments.locks import segments_lock_shared
 from automation.segments.models import SegmentCheck, SegmentMembership
 from automation.segments.selectors import LoadedSegment
 from customers.models import Customer
@@ -104,6 +107,9 @@ def _refresh_batch(
     segments: Sequence[LoadedSegment], customer_ids: list[str], *, quiet: bool
 ) -> list[Transition]:
     with transaction.atomic():
+        # Before anything is read: a build of one of these segments in progress
+        # finishes first (automation.segments.locks).
+        segments_lock_shared(s.id for s in segments)
         locked = _lock_customers(customer_ids)
         if not locked:
             return []

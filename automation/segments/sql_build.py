@@ -1,17 +1,45 @@
-"""A segment's full build evaluated inside PostgreSQL, a range of customers per statement.
+"""A segment's full build evaluated inside PostgreSQL: one pass over the events.
 
 Why this module exists: the general path (automation.segments.membership) fetches the
 facts of a batch of customers, decides each one in Python and writes each row through
 the ORM. That is right for the incremental path (a handful of customers per event) but
-a build from scratch reads every customer: per-customer work in Python and a probe of
-every monthly partition per batch of ids dominate. Here the condition tree is compiled
-to one SQL statement that, for every customer whose id lies in a key range, aggregates
-the facts of each event type (and each aggregated property), decides membership and the
-next instant the answer can change, and writes the entries, exits and checks with
-`INSERT … SELECT` / `UPDATE … FROM` in data-modifying CTEs. Ranges of ids (keyset,
-`id > after AND id <= upto`) make the event reads index range scans instead of one
-probe per id, and property records are joined on (event_id, created_at), their
-partition key, so each event meets only its own month's records.
+a build from scratch reads every customer. Here the condition tree is compiled to a
+few statements over whole tables, run in one transaction:
+
+1. the facts of every event type the condition reads, for every customer, in one scan
+   of the events (conditional aggregates grouped by customer, hashed) into a
+   temporary table;
+2. per aggregated (event type, property): the events of that type, restricted to the
+   widest window of its leaves, joined to their property records on (event_id,
+   created_at), the records' partition key, so each event meets only its own month's
+   records; aggregated by customer into a temporary table;
+3. one statement that decides every customer from those tables (membership, and the
+   next instant the answer can change) and writes the entries, exits and checks with
+   `INSERT … SELECT` / `UPDATE … FROM` / `DELETE … USING` in data-modifying CTEs.
+
+Reading whole tables once beats reading them per range of customers: a range holding a
+few per cent of the rows is answered by a scan of every monthly partition anyway, so
+ranges multiplied the scans. The cost is one long transaction, which is why the build
+locks its segment and not its customers:
+
+* Concurrency. The build holds its segment's lock exclusively (automation.segments.
+  locks) from before its first read to its commit; every incremental refresh shares
+  the lock of each segment it evaluates before it reads anything. So a refresh of
+  this segment that began earlier has committed before the build reads, and one that
+  begins later waits for the build's commit, then decides from what is committed. As
+  every change (an event stored, a customer saved, a membership of a segment this one
+  reads) is followed by such a refresh, the last writer of each customer's rows
+  decided from everything committed before it: exactly the general path's guarantee.
+  The statements of the build may see different commits (READ COMMITTED); anything
+  committed after the first one is followed by a refresh that waits, so it is healed.
+  Refreshes of other segments, ingestion and customer updates do not wait: no
+  customer row is locked but by the foreign keys of the rows written (`FOR KEY
+  SHARE`, at commit). A customer deleted after the build read the customers fails
+  that check; the build then runs once more. A transaction that deletes or merges a
+  customer (`FOR UPDATE` on it) and then refreshes this segment inside the same
+  transaction can wait in a cycle with the build; PostgreSQL cancels one of the two
+  (a build so cancelled is started again by the sweep).
+* A build that finds its segment changed before writing writes nothing.
 
 The semantics are the Python engine's, leaf by leaf (tests/automation/segments/
 test_sql_build.py compares both on random data):
@@ -28,7 +56,8 @@ test_sql_build.py compares both on random data):
 * the next check: the earliest instant after now at which a leaf's answer can change
   alone (the oldest event in a window leaving it, a recency passing, a future-dated
   event coming), over every leaf, matched or not; instants past the calendar's end
-  (Python's datetime.max) never come.
+  (Python's datetime.max) never come. A customer with no such instant has no check
+  row, as on the general path.
 
 `customer` leaves (typed comparisons on JSON attributes, tags, RE2 patterns) are not
 compiled: a segment with one is built by the general path (`compile_segment` answers
@@ -48,13 +77,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from automation.segments.conditions import CompiledLeaf, _MemberLeaf, _RecencyLeaf, _WindowedLeaf
+from automation.segments.conditions import (
+    MONOTONE_OPS,
+    CompiledLeaf,
+    _MemberLeaf,
+    _RecencyLeaf,
+    _WindowedLeaf,
+)
 from automation.segments.engine import AllNode, AnyNode, LeafNode, Node, NotNode, TrueNode
 from automation.segments.facts import NUMERIC_TEXT, AggregateKey, CountKey
 from automation.segments.hooks import ENTERED, EXITED, Transition, transitions_made
+from automation.segments.locks import segment_lock_exclusive
 from automation.segments.models import SegmentCheck, SegmentMembership
 from automation.segments.selectors import LoadedSegment
 from automation.workflows.conditions.values import to_decimal
@@ -63,14 +99,32 @@ from events_app.models import Event, PropertyRecord
 
 logger = logging.getLogger(__name__)
 
-# Customers per statement: large enough that the per-statement costs (planning, the
-# scans' start-up, the transaction) vanish, small enough that one statement's lock and
-# work stay short next to the incremental refreshes waiting on those customers.
-RANGE_SIZE = 50_000
 # datetime.max: an edge after it is one the Python engine drops (OverflowError).
 LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+# The build's session settings, for its transaction only: the aggregates hash a
+# million customers, which the default work_mem would spill to disk in batches; the
+# plans' costs are those of whole tables, which would have every expression compiled
+# (JIT) for longer than it takes to run them; and the join of events to records is
+# estimated at a row or so (two join columns), which would sort a million rows by
+# customer (text, collated) where hashing them is several times cheaper. No nested
+# loops: a membership or check table just emptied (a new segment's, statistics of
+# none) would be scanned once per customer, each scan over the pages the same
+# statement is filling; every join here is whole tables, which hashing serves.
+SETTINGS = {
+    "work_mem": "256MB",
+    "hash_mem_multiplier": "2",
+    "jit": "off",
+    "enable_sort": "off",
+    "enable_nestloop": "off",
+}
 _AGGREGATES = {"sum": "sum", "min": "min", "max": "max", "avg": "avg", "count": "count"}
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# facts.NUMERIC_TEXT without its bounds, and what its exponent's bound rules out.
+_NUMERIC_UNBOUNDED = r"^\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+_EXPONENT_TOO_LONG = r"[eE][-+]?[0-9][0-9][0-9][0-9]"
+# The temporary tables of a build (dropped at its end, and at commit in any case).
+_EVENTS_TABLE = "segment_build_events"
+_PROPERTY_TABLE = "segment_build_property_{}"
 
 
 def _q(name: str) -> str:
@@ -82,40 +136,58 @@ class _Query:
     """What a condition needs from the database, gathered while compiling its tree."""
 
     params: dict[str, Any] = field(default_factory=dict)
-    # event type id -> (column alias -> aggregate expression over that type's events)
-    event_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # event type id -> (column alias -> (aggregate, the events it reads))
+    event_columns: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    # The instants before which no event matters to a column (None: all time).
+    events_since: list[datetime | None] = field(default_factory=list)
     # (event type id, property id) -> (column alias -> aggregate expression)
     property_columns: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # (event type id, property id) -> the windows its aggregates read (None: all time)
+    property_windows: dict[tuple[str, str], set[timedelta | None]] = field(default_factory=dict)
     edges: list[str] = field(default_factory=list)
+    # The leaves in the tree's order: (answer, upcoming change over the edge columns).
+    leaves: list[tuple[str, str]] = field(default_factory=list)
 
     def param(self, value: Any) -> str:
+        for name, existing in self.params.items():
+            if type(existing) is type(value) and existing == value and name.startswith("p"):
+                return f"%({name})s"
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f"%({name})s"
 
-    def _alias(self, columns: dict[str, str], prefix: str, expression: str) -> str:
+    def event_column(self, type_id: str, aggregate: str, where: str, since: datetime | None) -> str:
+        """`aggregate` over the events of `type_id` matching `where`, per customer;
+        `since`: no event that occurred before it matters (None: all may)."""
+        self.events_since.append(since)
+        columns = self.event_columns.setdefault(type_id, {})
+        index = list(self.event_columns).index(type_id)
+        for alias, existing in columns.items():
+            if existing == (aggregate, where):
+                return f"e.{alias}"
+        alias = f"t{index}_{len(columns)}"
+        columns[alias] = (aggregate, where)
+        return f"e.{alias}"
+
+    def property_column(
+        self, type_id: str, property_id: str, within: timedelta | None, expression: str
+    ) -> str:
+        key = (type_id, property_id)
+        columns = self.property_columns.setdefault(key, {})
+        self.property_windows.setdefault(key, set()).add(within)
+        table = f"a{list(self.property_columns).index(key)}"
         for alias, existing in columns.items():
             if existing == expression:
-                return alias
-        alias = f"{prefix}{len(columns)}"
+                return f"{table}.{alias}"
+        alias = f"c{len(columns)}"
         columns[alias] = expression
-        return alias
-
-    def event_column(self, type_id: str, expression: str) -> str:
-        table = self._table(self.event_columns, type_id, "t")
-        return f"{table}.{self._alias(self.event_columns[type_id], 'c', expression)}"
-
-    def property_column(self, type_id: str, property_id: str, expression: str) -> str:
-        table = self._table(self.property_columns, (type_id, property_id), "a")
-        alias = self._alias(self.property_columns[(type_id, property_id)], "c", expression)
         return f"{table}.{alias}"
 
-    def _table(self, tables: dict[Any, dict[str, str]], key: Any, prefix: str) -> str:
-        tables.setdefault(key, {})
-        return f"{prefix}{list(tables).index(key)}"
-
-    def edge(self, expression: str) -> None:
+    def edge(self, expression: str) -> str:
+        """`expression` (an instant) as a column of the decisions' first level, NULL
+        unless after now and before the calendar's end."""
         self.edges.append(expression)
+        return f"x{len(self.edges) - 1}"
 
 
 class NotCompilable(Exception):
@@ -154,74 +226,105 @@ def _numeric_test(query: _Query, value: str, leaf: CompiledLeaf) -> str:
     raise NotCompilable(f"{leaf.path}: operator {op}")
 
 
-def _count_leaf(query: _Query, leaf: _WindowedLeaf, now: datetime) -> str:
+# A leaf compiled: its answer (a boolean that is never NULL) and, in terms of that
+# answer ({answer}), the earliest instant it may change (NULL: never).
+_Leaf = tuple[str, str]
+
+
+def _least(instants: list[str]) -> str:
+    return f"LEAST({', '.join(instants)})" if instants else "NULL::timestamptz"
+
+
+def _window_and_future(
+    query: _Query, leaf: _WindowedLeaf, answer: str, leaving: str | None, now: datetime
+) -> str:
+    """A windowed leaf's change (conditions._WindowedLeaf.changes): the window's edge
+    `leaving` and the next future-dated event, less the one that cannot turn it."""
+    future = _future_edge(query, leaf.key.event_type_id, now)
+    counted = leaf.kind == "count" or getattr(leaf.key, "fn", None) == "count"
+    if not counted or leaf.op not in MONOTONE_OPS:
+        return _least([e for e in (leaving, future) if e is not None])
+    falling = answer if leaf.op in {"gt", "gte"} else f"NOT {answer}"
+    instants = [f"CASE WHEN NOT {falling} THEN {future} END"]
+    if leaving is not None:
+        instants.append(f"CASE WHEN {falling} THEN {leaving} END")
+    return _least(instants)
+
+
+def _count_leaf(query: _Query, leaf: _WindowedLeaf, now: datetime) -> _Leaf:
     key = leaf.key
     assert isinstance(key, CountKey)
     window = _window(query, key.within, now, "occurred_at")
-    count = query.event_column(key.event_type_id, f"count(*) FILTER (WHERE {window})")
-    oldest = query.event_column(key.event_type_id, f"min(occurred_at) FILTER (WHERE {window})")
+    since = None if key.within is None else now - key.within
+    count = query.event_column(key.event_type_id, "count(*)", window, since)
+    oldest = query.event_column(key.event_type_id, "min(occurred_at)", window, since)
+    leaving = None
     if key.within is not None:
-        query.edge(f"{oldest} + {query.param(key.within)}")
-    _future_edge(query, key.event_type_id)
-    return _numeric_test(query, f"COALESCE({count}, 0)", leaf)
+        leaving = query.edge(f"{oldest} + {query.param(key.within)}")
+    answer = _numeric_test(query, f"COALESCE({count}, 0)", leaf)
+    return answer, _window_and_future(query, leaf, "{answer}", leaving, now)
 
 
-def _aggregate_leaf(query: _Query, leaf: _WindowedLeaf, now: datetime) -> str:
+def _aggregate_leaf(query: _Query, leaf: _WindowedLeaf, now: datetime) -> _Leaf:
     key = leaf.key
     assert isinstance(key, AggregateKey)
-    numeric = f"r.property_value ~ {query.param(NUMERIC_TEXT)}"
-    counted = f"{_window(query, key.within, now, 'e.occurred_at')} AND {numeric}"
-    number = f"CASE WHEN {numeric} THEN CAST(r.property_value AS NUMERIC) END"
+    # `x`: the property's events, each with its value as a number (NULL: not one).
+    counted = f"{_window(query, key.within, now, 'x.occurred_at')} AND x.number IS NOT NULL"
     value = query.property_column(
         key.event_type_id,
         key.property_id,
-        f"{_AGGREGATES[key.fn]}({number}) FILTER (WHERE {counted})",
+        key.within,
+        f"{_AGGREGATES[key.fn]}(x.number) FILTER (WHERE {counted})",
     )
     oldest = query.property_column(
-        key.event_type_id, key.property_id, f"min(e.occurred_at) FILTER (WHERE {counted})"
+        key.event_type_id,
+        key.property_id,
+        key.within,
+        f"min(x.occurred_at) FILTER (WHERE {counted})",
     )
+    leaving = None
     if key.within is not None:
-        query.edge(f"{oldest} + {query.param(key.within)}")
-    _future_edge(query, key.event_type_id)
+        leaving = query.edge(f"{oldest} + {query.param(key.within)}")
     if key.fn in {"sum", "count"}:
         value = f"COALESCE({value}, 0)"
-    return _numeric_test(query, value, leaf)
+    answer = _numeric_test(query, value, leaf)
+    return answer, _window_and_future(query, leaf, "{answer}", leaving, now)
 
 
-def _last_leaf(query: _Query, leaf: _RecencyLeaf, now: datetime) -> str:
+def _last_leaf(query: _Query, leaf: _RecencyLeaf, now: datetime) -> _Leaf:
     type_id = leaf.key.event_type_id
-    last = query.event_column(type_id, "max(occurred_at) FILTER (WHERE occurred_at <= %(now)s)")
-    query.edge(f"{last} + {query.param(leaf.duration + timedelta(microseconds=1))}")
-    _future_edge(query, type_id)
+    # A last event before now - duration decides as none does (not within, more than;
+    # its edge has passed), so older events need not be read.
+    last = query.event_column(
+        type_id, "max(occurred_at)", "occurred_at <= %(now)s", now - leaf.duration
+    )
+    passing = query.edge(f"{last} + {query.param(leaf.duration + timedelta(microseconds=1))}")
+    future = _future_edge(query, type_id, now)
     since = query.param(now - leaf.duration)
     if leaf.op == "within":
-        return f"COALESCE({last} >= {since}, FALSE)"
-    return f"COALESCE({last} < {since}, TRUE)"  # never done counts as "longer ago than"
+        answer = f"COALESCE({last} >= {since}, FALSE)"
+        coming = "CASE WHEN NOT {answer} THEN " + future + " END"
+    else:  # never done counts as "longer ago than"
+        answer = f"COALESCE({last} < {since}, TRUE)"
+        coming = "CASE WHEN {answer} THEN " + future + " END"
+    return answer, _least([passing, coming])
 
 
-def _future_edge(query: _Query, type_id: str) -> None:
-    query.edge(query.event_column(type_id, "min(occurred_at) FILTER (WHERE occurred_at > %(now)s)"))
+def _future_edge(query: _Query, type_id: str, now: datetime) -> str:
+    future = query.event_column(type_id, "min(occurred_at)", "occurred_at > %(now)s", now)
+    return query.edge(future)
 
 
-def _member_leaf(query: _Query, leaf: _MemberLeaf) -> str:
+def _member_leaf(query: _Query, leaf: _MemberLeaf) -> _Leaf:
     table = _q(SegmentMembership._meta.db_table)
-    return (
+    answer = (
         f"EXISTS (SELECT 1 FROM {table} m WHERE m.segment_id = "
         f"{query.param(leaf.key.segment_id)} AND m.customer_id = c.id AND m.exited_at IS NULL)"
     )
+    return answer, "NULL::timestamptz"
 
 
-def _node(query: _Query, node: Node, now: datetime) -> str:
-    if isinstance(node, TrueNode):
-        return "TRUE"
-    if isinstance(node, NotNode):
-        return f"NOT ({_node(query, node.child, now)})"
-    if isinstance(node, AllNode):  # AnyNode too
-        joiner, empty = (" OR ", "FALSE") if isinstance(node, AnyNode) else (" AND ", "TRUE")
-        parts = [f"({_node(query, child, now)})" for child in node.children]
-        return joiner.join(parts) if parts else empty
-    assert isinstance(node, LeafNode)
-    leaf = node.leaf
+def _leaf(query: _Query, leaf: CompiledLeaf, now: datetime) -> _Leaf:
     if isinstance(leaf, _WindowedLeaf) and leaf.kind == "count":
         return _count_leaf(query, leaf, now)
     if isinstance(leaf, _WindowedLeaf) and leaf.kind == "aggregate":
@@ -233,68 +336,156 @@ def _node(query: _Query, node: Node, now: datetime) -> str:
     raise NotCompilable(f"{leaf.path}: a {leaf.kind} leaf")
 
 
-def _decisions_sql(query: _Query, member: str) -> str:
-    """`d`: every customer of the range, whether a member, and their next check."""
-    events = _q(Event._meta.db_table)
-    records = _q(PropertyRecord._meta.db_table)
-    ctes = [f"c AS (SELECT id FROM {_q(Customer._meta.db_table)} WHERE {_RANGE.format('id')})"]
-    joins = []
-    for index, (type_id, columns) in enumerate(query.event_columns.items()):
-        selected = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
-        ctes.append(
-            f"t{index} AS (SELECT customer_id, {selected} FROM {events} "
-            f"WHERE event_type_id = {query.param(type_id)} AND {_RANGE.format('customer_id')} "
-            "GROUP BY customer_id)"
+def _node(query: _Query, node: Node, now: datetime) -> tuple[str, str]:
+    """The node's answer and the earliest instant it may change, as engine.Node.settle
+    decides them, over the leaves' columns (`l<i>`, `n<i>`)."""
+    if isinstance(node, TrueNode):
+        return "TRUE", "NULL::timestamptz"
+    if isinstance(node, NotNode):
+        answer, upcoming = _node(query, node.child, now)
+        return f"(NOT {answer})", upcoming
+    if isinstance(node, AllNode):  # AnyNode too
+        children = [_node(query, child, now) for child in node.children]
+        every = isinstance(node, AnyNode) is False
+        joiner = " AND " if every else " OR "
+        answer = f"({joiner.join(a for a, _ in children)})" if children else str(every).upper()
+        # As engine._settle_group: an `all` that holds or an `any` that does not changes
+        # when any child does; otherwise when all the children holding it there do.
+        holds = (lambda a: f"NOT {a}") if every else (lambda a: a)
+        able = " AND ".join(f"(NOT {holds(a)} OR {u} IS NOT NULL)" for a, u in children)
+        holding = _least([f"CASE WHEN {holds(a)} THEN {u} END" for a, u in children])
+        settled = answer if every else f"NOT {answer}"
+        upcoming = (
+            f"CASE WHEN {settled} THEN {_least([u for _, u in children])} "
+            f"WHEN {able or 'TRUE'} THEN {holding} END"
         )
-        joins.append(f"LEFT JOIN t{index} ON t{index}.customer_id = c.id")
-    for index, ((type_id, prop), columns) in enumerate(query.property_columns.items()):
-        selected = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
-        ctes.append(
-            f"a{index} AS (SELECT e.customer_id, {selected} FROM {events} e "
-            f"JOIN {records} r ON r.event_id = e.id AND r.created_at = e.created_at "
-            f"WHERE e.event_type_id = {query.param(type_id)} "
-            f"AND r.property_id = {query.param(prop)} AND {_RANGE.format('e.customer_id')} "
-            "GROUP BY e.customer_id)"
-        )
-        joins.append(f"LEFT JOIN a{index} ON a{index}.customer_id = c.id")
-    edges = [
-        f"CASE WHEN {edge} > %(now)s AND {edge} <= %(last_instant)s THEN {edge} END"
-        for edge in query.edges
-    ]
-    next_check = f"LEAST({', '.join(edges)})" if edges else "NULL::timestamptz"
-    ctes.append(
-        f"d AS MATERIALIZED (SELECT c.id, COALESCE({member}, FALSE) AS member, "
-        f"{next_check} AS next_check FROM c {' '.join(joins)})"
+        return answer, upcoming
+    assert isinstance(node, LeafNode)
+    answer, upcoming = _leaf(query, node.leaf, now)
+    index = len(query.leaves)
+    query.leaves.append((answer, upcoming.format(answer=f"l{index}")))
+    return f"l{index}", f"n{index}"
+
+
+def _events_sql(query: _Query) -> str:
+    """Step 1: every read event type's facts per customer, in one scan of the events."""
+    types, selected = [], []
+    for type_id, columns in query.event_columns.items():
+        is_type = f"event_type_id = {query.param(type_id)}"
+        types.append(query.param(type_id))
+        selected += [
+            f"{aggregate} FILTER (WHERE {is_type} AND {where}) AS {alias}"
+            for alias, (aggregate, where) in columns.items()
+        ]
+    since = "" if _since(query.events_since) is None else _SINCE.format("")
+    return (
+        f"CREATE TEMPORARY TABLE {_EVENTS_TABLE} ON COMMIT DROP AS "
+        f"SELECT customer_id, {', '.join(selected)} FROM {_q(Event._meta.db_table)} "
+        f"WHERE event_type_id IN ({', '.join(types)}){since} GROUP BY customer_id"
     )
-    return ",\n".join(ctes)
 
 
-_RANGE = "{0} > %(after)s AND {0} <= %(upto)s"
+# Only the events since `since` matter, and none of them is in a partition before
+# `cutoff` (_created_cutoff): the older partitions are not read.
+_SINCE = " AND {0}occurred_at >= %(since)s AND {0}created_at >= %(cutoff)s"
 
 
-@dataclass(frozen=True)
-class CompiledBuild:
-    """A segment's build statement; run once per range of customers."""
-
-    segment: LoadedSegment
-    sql: str
-    params: dict[str, Any]
+def _since(bounds: list[datetime | None]) -> datetime | None:
+    """The earliest of `bounds`, None when one of them is None (all time)."""
+    return None if not bounds or None in bounds else min(b for b in bounds if b is not None)
 
 
-def compile_segment(segment: LoadedSegment, now: datetime) -> CompiledBuild | None:
-    """The build statement of `segment` as of `now`, or None when it cannot be
-    compiled (not PostgreSQL, or a leaf this module does not express)."""
-    if connection.vendor != "postgresql":
-        return None
-    query = _Query(params={"now": now, "last_instant": LAST_INSTANT, "segment": segment.id})
-    try:
-        member = _node(query, segment.compiled.root, now)
-    except NotCompilable as exc:
-        logger.info("segment %s is built by the general path: %s", segment.key, exc)
-        return None
+def _created_cutoff(since: datetime) -> datetime:
+    """The earliest `created_at` of an event that occurred at or after `since`, as far
+    as the partitions tell: the first created_at of the oldest partition whose latest
+    occurred_at is not before `since` (both read from the partitions' indexes). The
+    events are partitioned by created_at, which does not bound occurred_at (events are
+    dated by their senders, backfilled, dated in the future), so this asks instead of
+    assuming; an event stored after this question is refreshed after the build."""
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = %s::regclass",
+            [table],
+        )
+        partitions = [row[0] for row in cursor.fetchall()]
+        if not partitions:
+            return datetime.min.replace(tzinfo=UTC)
+        bounds = " UNION ALL ".join(
+            f"SELECT (SELECT min(created_at) FROM {p}) AS first_created, "
+            f"(SELECT max(occurred_at) FROM {p}) AS last_occurred"
+            for p in partitions
+        )
+        cursor.execute(
+            f"SELECT min(first_created) FROM ({bounds}) b WHERE last_occurred >= %s", [since]
+        )
+        cutoff = cursor.fetchone()[0]
+    return LAST_INSTANT if cutoff is None else cutoff
+
+
+def _property_sql(query: _Query, index: int, type_id: str, property_id: str) -> str:
+    """Step 2: one property's aggregates per customer, over the widest window read."""
+    columns = query.property_columns[(type_id, property_id)]
+    selected = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
+    windows = query.property_windows[(type_id, property_id)]
+    # Events outside every window of these aggregates count in none of them.
+    widest = " AND e.occurred_at <= %(now)s"
+    if None not in windows:
+        widest += _SINCE.format("e.") + " AND r.created_at >= %(cutoff)s"
+    # Matched once per record, in the subquery (OFFSET 0 keeps it from being inlined
+    # into every aggregate). NUMERIC_TEXT's bounded repeats make its automaton slow; a
+    # text of at most 60 characters cannot exceed the digit bounds, so for those the
+    # unbounded pattern and the exponent's bound decide the same, several times faster.
+    value = "r.property_value"
+    number = (
+        f"CASE WHEN CASE WHEN length({value}) <= 60 THEN {value} ~ "
+        f"{query.param(_NUMERIC_UNBOUNDED)} AND {value} !~ {query.param(_EXPONENT_TOO_LONG)} "
+        f"ELSE {value} ~ {query.param(NUMERIC_TEXT)} END THEN CAST({value} AS NUMERIC) END"
+    )
+    return (
+        f"CREATE TEMPORARY TABLE {_PROPERTY_TABLE.format(index)} ON COMMIT DROP AS "
+        f"SELECT x.customer_id, {selected} FROM ("
+        f"SELECT e.customer_id, e.occurred_at, {number} AS number "
+        f"FROM {_q(Event._meta.db_table)} e JOIN {_q(PropertyRecord._meta.db_table)} r "
+        "ON r.event_id = e.id AND r.created_at = e.created_at "
+        f"WHERE e.event_type_id = {query.param(type_id)} AND r.property_id = "
+        f"{query.param(property_id)}{widest} OFFSET 0) x GROUP BY x.customer_id"
+    )
+
+
+def _write_sql(query: _Query, root: tuple[str, str], *, quiet: bool) -> str:
+    """Step 3: decide every customer and write the difference, in one statement."""
+    customers = _q(Customer._meta.db_table)
     memberships = _q(SegmentMembership._meta.db_table)
     checks = _q(SegmentCheck._meta.db_table)
-    sql = f"""WITH {_decisions_sql(query, member)},
+    joins = []
+    if query.event_columns:
+        joins.append(f"LEFT JOIN {_EVENTS_TABLE} e ON e.customer_id = c.id")
+    for index in range(len(query.property_columns)):
+        table = _PROPERTY_TABLE.format(index)
+        joins.append(f"LEFT JOIN {table} a{index} ON a{index}.customer_id = c.id")
+    # Three levels: the leaves' answers and the edges (kept from being inlined into
+    # the levels above, which refer to them several times), each leaf's next change,
+    # then the tree's.
+    first = ["c.id"]
+    first += [f"{answer} AS l{i}" for i, (answer, _) in enumerate(query.leaves)]
+    first += [
+        f"CASE WHEN {edge} > %(now)s AND {edge} <= %(last_instant)s THEN {edge} END AS x{i}"
+        for i, edge in enumerate(query.edges)
+    ]
+    second = ["d0.*"] + [f"{upcoming} AS n{i}" for i, (_, upcoming) in enumerate(query.leaves)]
+    member, next_check = root
+    # The transitions' rows go back to the hooks; a quiet build only counts them.
+    made = (
+        "SELECT 'entered', customer_id, id FROM entered "
+        "UNION ALL SELECT 'exited', customer_id, id FROM exited"
+        if not quiet
+        else "SELECT 'count', NULL, (SELECT count(*) FROM entered) + (SELECT count(*) FROM exited)"
+    )
+    return f"""WITH d AS MATERIALIZED (
+    SELECT d1.id, COALESCE({member}, FALSE) AS member, {next_check} AS next_check
+    FROM (SELECT {", ".join(second)} FROM (
+        SELECT {", ".join(first)} FROM {customers} c {" ".join(joins)} OFFSET 0) d0) d1),
 entered AS (
     INSERT INTO {memberships} (segment_id, customer_id, entered_at)
     SELECT %(segment)s, d.id, %(now)s FROM d
@@ -315,65 +506,57 @@ checked AS (
 unchecked AS (
     DELETE FROM {checks} k USING d
     WHERE k.segment_id = %(segment)s AND k.customer_id = d.id AND d.next_check IS NULL)
-SELECT 'entered', customer_id, id FROM entered
-UNION ALL SELECT 'exited', customer_id, id FROM exited"""
-    return CompiledBuild(segment, sql, query.params)
+{made}"""
 
 
-def _lock_range(after: str, size: int) -> tuple[str | None, int]:
-    """Lock the next `size` customers after `after` (id order, as the general path's
-    lock: concurrent refreshes of these customers wait); their last id and count."""
-    table = _q(Customer._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT max(id), count(*) FROM (SELECT id FROM {table} WHERE id > %s "
-            "ORDER BY id LIMIT %s FOR NO KEY UPDATE) locked",
-            [after, size],
-        )
-        upto, count = cursor.fetchone()
-    return upto, count
+@dataclass(frozen=True)
+class _Step:
+    """One statement of a build; `since`: the earliest occurred_at it reads (None: all)."""
+
+    name: str
+    sql: str
+    since: datetime | None = None
 
 
-def build_range(build: CompiledBuild, *, after: str, quiet: bool) -> tuple[str | None, int, int]:
-    """Build one range: the customers after `after`, up to RANGE_SIZE of them, in one
-    transaction. Returns (the range's last id or None when none is left, customers,
-    transitions)."""
-    with transaction.atomic():
-        upto, count = _lock_range(after, RANGE_SIZE)
-        if upto is None:
-            return None, 0, 0
-        now = timezone.now()
-        # The statement was compiled for a moment; a range is decided as of its own.
-        params = {**build.params, "now": now, "after": after, "upto": upto}
-        params.update(_shifted(build.params, now))
-        with connection.cursor() as cursor:
-            cursor.execute(build.sql, params)
-            rows = cursor.fetchall()
-        segment = build.segment
-        transitions = [
-            Transition(
-                segment.id,
-                segment.key,
-                customer,
-                membership,
-                ENTERED if what == "entered" else EXITED,
-                now,
-            )
-            for what, customer, membership in rows
-        ]
-        if not quiet:
-            transitions_made(transitions)
-    return upto, count, len(transitions)
+@dataclass(frozen=True)
+class CompiledBuild:
+    """A segment's build as of `now`: the statements, run in order in one transaction
+    (named for the progress line), and their parameters."""
+
+    segment: LoadedSegment
+    now: datetime
+    steps: list[_Step]
+    params: dict[str, Any]
+    temporary: list[str]
+    quiet: bool
 
 
-def _shifted(params: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Instants compiled relative to the compile-time `now`, moved to this range's."""
-    delta = now - params["now"]
-    return {
-        name: value + delta
-        for name, value in params.items()
-        if name not in {"now", "last_instant"} and isinstance(value, datetime)
-    }
+def compile_segment(
+    segment: LoadedSegment, now: datetime, *, quiet: bool = True
+) -> CompiledBuild | None:
+    """The build statements of `segment` as of `now`, or None when it cannot be
+    compiled (not PostgreSQL, or a leaf this module does not express). `quiet`: the
+    transitions are counted, not returned (nothing is told about them)."""
+    if connection.vendor != "postgresql":
+        return None
+    query = _Query(params={"now": now, "last_instant": LAST_INSTANT, "segment": segment.id})
+    try:
+        root = _node(query, segment.compiled.root, now)
+    except NotCompilable as exc:
+        logger.info("segment %s is built by the general path: %s", segment.key, exc)
+        return None
+    steps, temporary = [], []
+    if query.event_columns:
+        name = f"facts of {len(query.event_columns)} event type(s)"
+        steps.append(_Step(name, _events_sql(query), _since(query.events_since)))
+        temporary.append(_EVENTS_TABLE)
+    for index, ((type_id, property_id), windows) in enumerate(query.property_windows.items()):
+        since = _since([None if w is None else now - w for w in windows])
+        sql = _property_sql(query, index, type_id, property_id)
+        steps.append(_Step(f"aggregates of {property_id!r}", sql, since))
+        temporary.append(_PROPERTY_TABLE.format(index))
+    steps.append(_Step("memberships and checks written", _write_sql(query, root, quiet=quiet)))
+    return CompiledBuild(segment, now, steps, query.params, temporary, quiet)
 
 
 def segment_build_sql(
@@ -381,21 +564,66 @@ def segment_build_sql(
     segment: LoadedSegment,
     quiet: bool,
     still_current: Callable[[], bool],
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> int | None:
-    """Build `segment` range by range; the transitions made, or None when it cannot be
-    compiled (the caller takes the general path). Stops early, returning what it made,
-    when `still_current()` turns false (the segment changed meanwhile)."""
-    build = compile_segment(segment, timezone.now())
-    if build is None:
+    """Build `segment` in one transaction; the transitions made, or None when it cannot
+    be compiled (the caller takes the general path). Writes nothing when
+    `still_current()` is false before the write (the segment changed meanwhile).
+    `progress` hears each step as it is done."""
+    if compile_segment(segment, timezone.now()) is None:
         return None
-    made, done, after = 0, 0, ""
-    while still_current():
-        upto, count, transitions = build_range(build, after=after, quiet=quiet)
-        if upto is None:
-            break
-        made, done, after = made + transitions, done + count, upto
-        logger.info("segment %s build: %d customers evaluated", segment.key, done)
-        if progress is not None:
-            progress(done)
-    return made
+    try:
+        return _build(segment, quiet, still_current, progress)
+    except IntegrityError:
+        # A customer deleted while the build wrote their row (the foreign key, checked
+        # at commit): once more, from what is committed now.
+        if connection.in_atomic_block:
+            raise
+        logger.info("segment %s build: a customer went meanwhile, again", segment.key)
+        return _build(segment, quiet, still_current, progress)
+
+
+def _build(
+    segment: LoadedSegment,
+    quiet: bool,
+    still_current: Callable[[], bool],
+    progress: Callable[[str], None] | None,
+) -> int:
+    with transaction.atomic():
+        segment_lock_exclusive(segment.id)
+        # Compiled again once the lock is held: the build is as of this moment.
+        build = compile_segment(segment, timezone.now(), quiet=quiet)
+        assert build is not None
+        with connection.cursor() as cursor:
+            for name, value in SETTINGS.items():
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+            for table in build.temporary:  # an earlier build in the same outer transaction
+                cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
+            for index, step in enumerate(build.steps, start=1):
+                if index in {1, len(build.steps)} and not still_current():
+                    return 0
+                params = build.params
+                if step.since is not None:
+                    params = {**params, "since": step.since, "cutoff": _created_cutoff(step.since)}
+                cursor.execute(step.sql, params)
+                logger.info("segment %s build: %s", segment.key, step.name)
+                if progress is not None:
+                    progress(f"{index}/{len(build.steps)} {step.name}")
+            rows = cursor.fetchall()
+            for table in build.temporary:
+                cursor.execute(f"DROP TABLE pg_temp.{table}")
+        if quiet:
+            return int(rows[0][2])
+        transitions = [
+            Transition(
+                segment.id,
+                segment.key,
+                customer,
+                membership,
+                ENTERED if what == "entered" else EXITED,
+                build.now,
+            )
+            for what, customer, membership in rows
+        ]
+        transitions_made(transitions)
+    return len(transitions)

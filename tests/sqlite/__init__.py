@@ -48,8 +48,10 @@ automation/workflows/evaluation.py bulk_create(ignore_conflicts) + SELECT of the
                                   CONFLICT ... RETURNING)
 automation/segments/membership.py nothing: SQLite serializes write transactions       segments
   _lock_customers                 (FOR NO KEY UPDATE of the customers' rows)
-automation/segments/sql_build.py  None: the general path builds (one statement per   segments
-  compile_segment (a full build)  range of customer ids decides and writes)
+automation/segments/locks.py      nothing: SQLite serializes write transactions       segments
+  segments_lock_shared            (advisory locks a build holds, refreshes share)
+automation/segments/sql_build.py  None: the general path builds (one scan per table    segments
+  compile_segment (a full build)  into temporary tables, one statement writes)
 events_app/selectors.py           COUNT(*) always (sums the trigger-maintained        lists_and_
   event_count                     EventCount rows: all events, or one type)           counts,
                                                                                       deletes,

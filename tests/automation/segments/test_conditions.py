@@ -130,7 +130,7 @@ def test_more_than_counts_a_customer_who_never_did_it() -> None:
     assert compiled.decide(recent, NOW).next_check_at == NOW + timedelta(days=13, microseconds=1)
 
 
-def test_the_next_check_is_the_earliest_edge_of_any_leaf() -> None:
+def test_the_next_check_is_the_earliest_change_of_the_leaves_holding_the_answer() -> None:
     compiled = CompiledSegment(
         {
             "any": [
@@ -158,8 +158,42 @@ def test_the_next_check_is_the_earliest_edge_of_any_leaf() -> None:
     )
     decision = compiled.decide(facts, NOW)
     assert decision.member is True
-    # The trial end itself (an hour away) comes before the windows' edges.
-    assert decision.next_check_at == NOW + timedelta(hours=1)
+    # The `any` holds while either window's leaf does: the trial's end (an hour away)
+    # cannot turn it, the sum's window edge (12 hours away) is the first that can.
+    assert decision.next_check_at == NOW + timedelta(hours=12)
+
+
+def test_an_all_failing_on_a_leaf_that_time_cannot_turn_needs_no_check() -> None:
+    compiled = CompiledSegment(
+        {
+            "all": [
+                {"count": {"event_type": "t", "within": "P7D"}, "op": "gte", "value": 2},
+                {"last": "login", "op": "within", "value": "P1D"},
+            ]
+        },
+        Refs(),
+    )
+    week = CountKey("t", timedelta(days=7))
+
+    def facts(count: int, last_login: datetime | None) -> CustomerFacts:
+        return CustomerFacts(
+            customer={},
+            values={
+                week: (count, NOW - timedelta(days=6) if count else None),
+                FutureKey("t"): None,
+                LastKey("login"): last_login,
+                FutureKey("login"): None,
+            },
+        )
+
+    # Two purchases but no login for days: only a new login can let them in.
+    assert compiled.decide(facts(2, NOW - timedelta(days=5)), NOW).next_check_at is None
+    # One purchase and a login: time only takes purchases away.
+    assert compiled.decide(facts(1, NOW - timedelta(hours=1)), NOW).next_check_at is None
+    # A member: the first of the week's edge and the login's day passing.
+    member = compiled.decide(facts(2, NOW - timedelta(hours=1)), NOW)
+    assert member.member is True
+    assert member.next_check_at == NOW + timedelta(hours=23, microseconds=1)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ segment built in SQL equal those of a twin segment refreshed by the general path
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 import time_machine
+from django.db import connection
+from django.utils import timezone
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +24,22 @@ from automation.segments.conditions import validate
 from automation.segments.membership import memberships_refresh
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.segments.selectors import loaded_segments, loaded_segments_forget
-from automation.segments.services import segment_build
+from automation.segments.services import segment_build, segments_refresh_for_event_ids
 from automation.workflows.conditions.operators import NUMERIC_OPS
 from automation.workflows.conditions.trees import ConditionError
 from customers.models import Customer
 from customers.services import customer_create
 from events_app.ingestion import events_prepare, events_store
-from events_app.models import EventType, PropertyDefinition, PropertyRecord
+from events_app.models import Event, EventType, PropertyDefinition, PropertyRecord
 from events_app.schemas import EventCreateIn
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 CUSTOMERS = ["ann", "ben", "cy"]
 WINDOWS = [None, "PT1H", "P1D", "P7D"]
 # Property texts: plain numbers, padded, signed, exponents, and what never aggregates.
+# Past 60 characters the full pattern decides; an exponent has at most three digits.
 AMOUNTS = ["10", "0.1", "2.50", " 7 ", "-3", "1e2", "100", "abc", "", "1.2.3", "NaN"]
+AMOUNTS += ["1e1234", "2E-999", "1" * 60 + ".5", " " * 10 + "3" * 60 + " " * 5, "4" * 61]
 # Hours before now (negative: dated in the future), on and around the windows' edges.
 HOURS = [-30, -1, 0, 1, 2, 23, 24, 25, 167, 168, 169, 400]
 NUMBERS = [0, 1, 2, 3, 0.1, 2.5, 10, 100, 112.1, -3]
@@ -199,7 +205,6 @@ def _build_both(in_sql: Segment, in_python: Segment, *, quiet: bool) -> None:
 )
 def test_the_sql_build_decides_as_the_python_engine(
     twins: Callable[[dict[str, Any]], tuple[Segment, Segment]],
-    monkeypatch: pytest.MonkeyPatch,
     condition: dict[str, Any],
     history: list[tuple[str, str, str, int]],
     vips: set[str],
@@ -208,7 +213,6 @@ def test_the_sql_build_decides_as_the_python_engine(
         validate(condition)
     except ConditionError:
         assume(False)
-    monkeypatch.setattr(sql_build, "RANGE_SIZE", 2)  # several ranges, and a partial one
     in_sql, in_python = twins(condition)
     with time_machine.travel(T0, tick=False) as clock:
         for external_id in [*CUSTOMERS, "dee"]:  # dee: no event at all
@@ -255,17 +259,76 @@ def test_a_segment_with_a_customer_leaf_is_built_by_the_general_path(
     assert in_sql.status == Segment.Status.READY
 
 
-def test_a_build_in_sql_stops_when_the_segment_changes_meanwhile(
+def test_a_build_in_sql_writes_nothing_when_the_segment_changed_meanwhile(
     twins: Callable[[dict[str, Any]], tuple[Segment, Segment]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     in_sql, _ = twins({"count": {"event_type": "purchase"}, "op": "gte", "value": 1})
-    monkeypatch.setattr(sql_build, "RANGE_SIZE", 1)
     with time_machine.travel(T0, tick=False):
         for customer in CUSTOMERS:
             _ingest(customer, "purchase", "5", T0)
         loaded = loaded_segments().by_id[in_sql.pk]
+        # Current when it starts reading, changed by the time it would write.
         answers = iter([True, False])
-        sql_build.segment_build_sql(segment=loaded, quiet=True, still_current=lambda: next(answers))
-    # One range of one customer was built, then the build stopped.
-    assert in_sql.memberships.count() == 1
+        made = sql_build.segment_build_sql(
+            segment=loaded, quiet=True, still_current=lambda: next(answers)
+        )
+    assert made == 0
+    assert not in_sql.memberships.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_during_a_build_waits_for_it_and_decides_last() -> None:
+    """A build reads, an event is stored and refreshed meanwhile: the refresh waits for
+    the build's commit (the segment's lock), so its answer is the one that stays."""
+    purchase = EventType.objects.create(key="purchase", name="Purchase")
+    PropertyDefinition.objects.create(
+        event_type=purchase, property_id="amount", value_type="number"
+    )
+    segment = Segment.objects.create(
+        key="buyers",
+        name="Buyers",
+        condition={"count": {"event_type": "purchase"}, "op": "gte", "value": 1},
+    )
+    customer_create(external_id="ann")
+    loaded_segments_forget()
+    loaded = loaded_segments().by_id[segment.pk]
+    read, write = threading.Event(), threading.Event()
+    calls: list[int] = []
+    done: dict[str, float] = {}
+
+    def still_current() -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the facts are read; hold the write back
+            read.set()
+            write.wait(timeout=10)
+        return True
+
+    def build() -> None:
+        try:
+            sql_build.segment_build_sql(segment=loaded, quiet=True, still_current=still_current)
+            done["build"] = time.monotonic()
+        finally:
+            connection.close()
+
+    def ingest() -> None:  # stored, then refreshed (in-process here, or by a worker)
+        try:
+            _ingest("ann", "purchase", "5", timezone.now())
+            segments_refresh_for_event_ids(event_ids=[Event.objects.get().pk])
+            done["refresh"] = time.monotonic()
+        finally:
+            connection.close()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    assert read.wait(timeout=10)
+    refresher = threading.Thread(target=ingest)
+    refresher.start()
+    refresher.join(timeout=0.5)
+    assert "refresh" not in done  # waiting for the build's lock
+    write.set()
+    builder.join(timeout=10)
+    refresher.join(timeout=10)
+    assert done["build"] < done["refresh"]
+    assert list(segment.memberships.values_list("customer__external_id", "exited_at")) == [
+        ("ann", None)
+    ]
