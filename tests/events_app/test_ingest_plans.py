@@ -6,6 +6,10 @@ that moment. On a new database they look empty, so a plan that hashes the whole 
 or customer table is cheapest then -- and stays the plan while the tables grow (only
 an ANALYZE replans it). These tests make the generic plans on small tables, as a new
 deployment does, and count the sequential scans of the requests that follow.
+
+The ref trigger on the events table (events_app.partitions.ddl) is planned once per
+connection too, at its first insert; a web process that first stores a batch keeps
+that plan for its single events.
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ def seq_scans() -> dict[str, int]:
         )
         counts = dict(cursor.fetchall())
     return {name: counts.get(name, 0) for name in WATCHED}
+
+
+def batch(api: Any, size: int) -> None:
+    events = [
+        {"event": {"event_type": "purchase", "customer_external_id": "c0", "external_id": f"b{n}"}}
+        for n in range(size)
+    ]
+    response = api.post(f"{API}/events/batch", {"events": events}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["invalid_events"] == []
 
 
 def post(api: Any, event: dict[str, Any]) -> int:
@@ -78,3 +92,23 @@ def test_single_posts_after_the_plans_settle_scan_neither_refs_nor_customers(
     assert (stored, created, repeated) == (201, 201, 409)
     assert after == before
     assert (Event.objects.count(), Customer.objects.count()) == (events + 2, customers + 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_single_posts_after_a_first_batch_on_the_connection_do_not_scan_the_refs(
+    fresh_connection: None, api: Any
+) -> None:
+    EventTypeFactory(key="purchase").properties.create(property_id="amount", value_type="number")
+    CustomerFactory(external_id="c0")
+    batch(api, 500)  # the connection's first insert: its trigger plan is made for 500
+    for n in range(SETTLE):
+        assert post(api, {"customer_external_id": "c0", "external_id": f"r{n}"}) == 201
+
+    with transaction.atomic():
+        before = seq_scans()
+        stored = post(api, {"customer_external_id": "c0", "external_id": "x1"})
+        after = seq_scans()
+
+    assert stored == 201
+    assert after == before
+    assert Event.objects.count() == 500 + SETTLE + 1
