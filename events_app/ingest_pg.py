@@ -168,11 +168,15 @@ UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
 -- NULL here when a concurrent transaction committed it after this statement began
 -- (its snapshot cannot see it; ON CONFLICT waited for it): the caller looks it up.
-SELECT input."id", false, existing."event_id"
+-- The holder is a subquery per row, not a join: the statement is prepared, and a
+-- join's generic plan made while the refs looked few hashes the whole ref table on
+-- every execution; this probes the unique index, and only for rows not stored.
+SELECT input."id", false, (
+    SELECT existing."event_id" FROM {quote(refs.db_table)} existing
+    WHERE existing."event_type_id" = input."event_type_id"
+        AND existing."ref" = input."external_id"
+)
 FROM input
-LEFT JOIN {quote(refs.db_table)} existing
-    ON existing."event_type_id" = input."event_type_id"
-    AND existing."ref" = input."external_id"
 WHERE input."id" NOT IN (SELECT "id" FROM stored)
 UNION ALL
 -- The allotted customers that stored events point at and that exist nowhere: a
@@ -183,9 +187,10 @@ SELECT DISTINCT input."customer_id", NULL::boolean, input."new_customer"
 FROM input JOIN stored ON stored."id" = input."id"
 WHERE input."new_customer" IS NOT NULL
     AND input."customer_id" NOT IN (SELECT "id" FROM stored_customers)
-    AND NOT EXISTS (
-        SELECT 1 FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
-    ){refused}
+    -- A subquery per row for the same reason (NOT EXISTS would become an anti join).
+    AND (
+        SELECT c."id" FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
+    ) IS NULL{refused}
 """  # noqa: S608
     return sql, tuple(defaulted)
 

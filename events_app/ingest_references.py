@@ -46,37 +46,63 @@ class TypeInfo:
 # trip, which this read shares with the customer lookups anyway. Reading fresh rows
 # is always correct: an edited type applies to the very next event, on every
 # worker. See docs/api.md.
-_READS = {
-    "type": """
+_TYPES = """
 SELECT 'type', et.id, et.key, pd.property_id, pd.value_type, pd.required
 FROM events_app_eventtype et
 LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE {0} OR {1}""",
-    "customer": "SELECT 'customer', id, NULL, NULL, NULL, NULL FROM customers_customer WHERE {0}",
-    "external": (
-        "SELECT 'external', id, external_id, NULL, NULL, NULL FROM customers_customer WHERE {0}"
+WHERE {0} OR {1}"""
+
+
+class _Lookup(NamedTuple):
+    """One part of the read: rows of `table` whose `column` is one of the request's
+    values (and `condition`), as six columns of `t` (the row found)."""
+
+    select: str
+    columns: str
+    table: str
+    column: str
+    condition: str = ""
+
+
+_LOOKUPS = {
+    "customer": _Lookup("t.id, NULL", "id", "customers_customer", "id"),
+    "external": _Lookup(
+        "t.id, t.external_id", "id, external_id", "customers_customer", "external_id"
     ),
-    "external_alias": (
-        "SELECT 'external_alias', customer_id, value, NULL, NULL, NULL"
-        " FROM customers_customeralias WHERE kind = 'external' AND {0}"
+    "external_alias": _Lookup(
+        "t.customer_id, t.value",
+        "customer_id, value",
+        "customers_customeralias",
+        "value",
+        "kind = 'external'",
     ),
-    "anonymous": (
-        "SELECT 'anonymous', id, anonymous_id, NULL, NULL, NULL FROM customers_customer WHERE {0}"
+    "anonymous": _Lookup(
+        "t.id, t.anonymous_id", "id, anonymous_id", "customers_customer", "anonymous_id"
     ),
-    "anonymous_alias": (
-        "SELECT 'anonymous_alias', customer_id, value, NULL, NULL, NULL"
-        " FROM customers_customeralias WHERE kind = 'anonymous' AND {0}"
+    "anonymous_alias": _Lookup(
+        "t.customer_id, t.value",
+        "customer_id, value",
+        "customers_customeralias",
+        "value",
+        "kind = 'anonymous'",
     ),
     # customers_suppressedidentifier's unique (kind, digest) index serves both.
-    "suppressed_external": (
-        "SELECT 'suppressed_external', NULL, digest, NULL, NULL, NULL"
-        " FROM customers_suppressedidentifier WHERE kind = 'external_id' AND {0}"
+    "suppressed_external": _Lookup(
+        "NULL, t.digest",
+        "digest",
+        "customers_suppressedidentifier",
+        "digest",
+        "kind = 'external_id'",
     ),
-    "suppressed_anonymous": (
-        "SELECT 'suppressed_anonymous', NULL, digest, NULL, NULL, NULL"
-        " FROM customers_suppressedidentifier WHERE kind = 'anonymous_id' AND {0}"
+    "suppressed_anonymous": _Lookup(
+        "NULL, t.digest",
+        "digest",
+        "customers_suppressedidentifier",
+        "digest",
+        "kind = 'anonymous_id'",
     ),
 }
+_KINDS = {"type", *_LOOKUPS}
 
 
 def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
@@ -91,6 +117,32 @@ def _in(column: str, values: set[str]) -> tuple[str, list[Any]]:
             [_encode_json(sorted(values)).decode()],
         )
     return f"{column} IN ({', '.join(['%s'] * len(values))})", sorted(values)
+
+
+def _lookup(kind: str, values: set[str]) -> tuple[str, list[Any]]:
+    """The part `kind` of the read for `values`, as SQL and parameters.
+
+    On PostgreSQL each value is looked up on its own, by index: the statement is
+    prepared, and PostgreSQL keeps one generic plan for it made from the table's size
+    at that moment. Written as a join (`column IN (…)`), that plan hashes the whole
+    table whenever it was made while the table looked small (a new database) and
+    keeps doing so as the table grows; a lateral subquery that cannot be flattened
+    (`OFFSET 0`) leaves the planner nothing but a probe per value. (A table analysed
+    while empty is still scanned, as cheaply, until autovacuum analyses it again and
+    PostgreSQL replans.) The values travel as one JSON array: msgspec encodes it in
+    C, where psycopg would quote each element of a list in Python.
+    """
+    part = _LOOKUPS[kind]
+    where = f"{part.condition} AND " if part.condition else ""
+    head = f"SELECT '{kind}', {part.select}, NULL, NULL, NULL"
+    # Only the constant identifiers of _LOOKUPS are formatted in; values are parameters.
+    if connection.vendor == "postgresql":
+        found = f"SELECT {part.columns} FROM {part.table} WHERE {where}{part.column} = v.value"  # noqa: S608
+        values_sql = "json_array_elements_text(%s::json) AS v(value)"
+        sql = f"{head} FROM {values_sql} CROSS JOIN LATERAL ({found} OFFSET 0) AS t"
+        return sql, [_encode_json(sorted(values)).decode()]
+    clause, params = _in(part.column, values)
+    return f"{head} FROM {part.table} AS t WHERE {where}{clause}", params
 
 
 @dataclass(slots=True)
@@ -128,24 +180,24 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     anonymous_digests = _digests("anonymous_id", anonymous_ids)
     parts: list[str] = []
     params: list[Any] = []
-    for kind, conditions in (
-        ("type", [("et.id", type_ids), ("et.key", type_keys)] if type_ids or type_keys else []),
-        ("customer", [("id", customer_ids)] if customer_ids else []),
-        ("external", [("external_id", external_ids)] if external_ids else []),
-        ("external_alias", [("value", external_ids)] if external_ids else []),
-        ("anonymous", [("anonymous_id", anonymous_ids)] if anonymous_ids else []),
-        ("anonymous_alias", [("value", anonymous_ids)] if anonymous_ids else []),
-        ("suppressed_external", [("digest", set(external_digests))] if external_ids else []),
-        ("suppressed_anonymous", [("digest", set(anonymous_digests))] if anonymous_ids else []),
+    if type_ids or type_keys:
+        by_id, id_params = _in("et.id", type_ids or {""})
+        by_key, key_params = _in("et.key", type_keys or {""})
+        parts.append(_TYPES.format(by_id, by_key))
+        params += id_params + key_params
+    for kind, values in (
+        ("customer", customer_ids),
+        ("external", external_ids),
+        ("external_alias", external_ids),
+        ("anonymous", anonymous_ids),
+        ("anonymous_alias", anonymous_ids),
+        ("suppressed_external", set(external_digests)),
+        ("suppressed_anonymous", set(anonymous_digests)),
     ):
-        if not conditions:
-            continue
-        clauses = []
-        for column, values in conditions:
-            clause, clause_params = _in(column, values or {""})
-            clauses.append(clause)
-            params += clause_params
-        parts.append(_READS[kind].format(*clauses))
+        if values:
+            sql, lookup_params = _lookup(kind, values)
+            parts.append(sql)
+            params += lookup_params
     hook = ingest_hook() if with_facts else None
     if hook is not None:
         parts.append(hook.facts_sql(6))
@@ -157,12 +209,12 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     # travel as JSON).
     rows = fetch_all(" UNION ALL ".join(parts), params)
     if hook is not None:
-        refs.facts = hook.facts_of_rows(r for r in rows if r[0] not in _READS)
+        refs.facts = hook.facts_of_rows(r for r in rows if r[0] not in _KINDS)
     # A customer's own identifier wins over another customer's alias of the same value.
     external_aliases: dict[str, str] = {}
     anonymous_aliases: dict[str, str] = {}
     for kind, row_id, key, property_id, value_type, required in rows:
-        if kind not in _READS:
+        if kind not in _KINDS:
             continue
         if kind == "customer":
             refs.customer_ids.add(row_id)

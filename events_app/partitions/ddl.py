@@ -24,18 +24,28 @@ from events_app.partitions.months import (
 # (ORM saves, COPY, raw SQL) -- a taken ref fails as a duplicate key -- and release a
 # ref when its event is deleted or changes ref. Statement-level with transition
 # tables where possible: one set-based statement per write, not one per row.
-REF_TRIGGERS = f"""
+#
+# The add trigger looks each new ref up by its unique index with a subquery per row
+# rather than NOT EXISTS: PL/pgSQL keeps the plan it made at a connection's first
+# insert, and NOT EXISTS becomes an anti join that, planned for a 1000-event batch,
+# hashes the whole ref table -- then again for every single event that connection
+# inserts afterwards. (type, ref) is unique, so the subquery finds at most one row.
+REF_ADD_FUNCTION = """
 CREATE OR REPLACE FUNCTION events_app_event_refs_add() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO events_app_eventref (event_type_id, ref, event_id)
     SELECT n.event_type_id, n.external_id, n.id FROM new_rows n
-    WHERE n.external_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM events_app_eventref r
+    WHERE n.external_id IS NOT NULL AND (
+        SELECT r.event_id FROM events_app_eventref r
         WHERE r.event_type_id = n.event_type_id AND r.ref = n.external_id
-            AND r.event_id = n.id);
+    ) IS DISTINCT FROM n.id;
     RETURN NULL;
 END $$;
+"""
+
+REF_TRIGGERS = f"""
+{REF_ADD_FUNCTION}
 
 CREATE OR REPLACE FUNCTION events_app_event_refs_remove() RETURNS trigger
 LANGUAGE plpgsql AS $$
