@@ -12,6 +12,8 @@ whatever the number of rows:
    up to MERGED_KEYS_PER_ROW keys per row, aggregated into a JSON array);
 3. one UPDATE … SET customer_id = primary WHERE customer_id = secondary.
 
+On PostgreSQL steps 2 and 3 are one statement: the UPDATE's RETURNING feeds the INSERT.
+
 An undo runs the reverse: one UPDATE of the recorded keys back to the secondary per
 table, then the superseded rows re-inserted as they were.
 """
@@ -153,25 +155,52 @@ def rows_restore(rows: list[dict[str, Any]]) -> None:
 
 
 def _record_keys(table: CustomerTable, merge: CustomerMerge, secondary_id: str) -> None:
-    """Step 2: INSERT … SELECT the secondary's row keys into MergedRow, numbered and
-    aggregated MERGED_KEYS_PER_ROW to a row (a JSON array of the keys as text)."""
+    """Step 2 (SQLite): INSERT … SELECT the secondary's row keys into MergedRow, numbered
+    and aggregated MERGED_KEYS_PER_ROW to a row (a JSON array of the keys as text)."""
     quote = connection.ops.quote_name
     pk = table.model._meta.pk
     assert pk is not None
     assert pk.column is not None
     select = table.rows(secondary_id).values_list(pk.attname)
     sql, params = select.query.sql_with_params()
-    aggregate = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(MergedRow._meta.db_table)} "  # noqa: S608
             f"({quote('merge_id')}, {quote('table')}, {quote('row_ids')}) "
-            f"SELECT %s, %s, {aggregate}(numbered.k) FROM ("
+            f"SELECT %s, %s, json_group_array(numbered.k) FROM ("
             f"SELECT CAST(moved.{quote(pk.column)} AS varchar) AS k, "
             f"(row_number() OVER () - 1) / {int(MERGED_KEYS_PER_ROW)} AS part "
             f"FROM ({sql}) AS moved) AS numbered GROUP BY numbered.part",
             [merge.pk, table.label, *params],
         )
+
+
+def _move_and_record_pg(
+    table: CustomerTable, merge: CustomerMerge, primary_id: str, secondary_id: str
+) -> int:
+    """Steps 2 and 3 as one statement (PostgreSQL): the UPDATE returns the keys it moved
+    and the INSERT aggregates them, so the secondary's rows are found once, not once to
+    record and again to move. Returns the rows moved."""
+    quote = connection.ops.quote_name
+    pk = table.model._meta.pk
+    assert pk is not None
+    assert pk.column is not None
+    column = quote(table.field.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH moved AS (UPDATE {quote(table.model._meta.db_table)} "  # noqa: S608
+            f"SET {column} = %s WHERE {column} = %s RETURNING {quote(pk.column)} AS k), "
+            f"recorded AS (INSERT INTO {quote(MergedRow._meta.db_table)} "
+            f"({quote('merge_id')}, {quote('table')}, {quote('row_ids')}) "
+            f"SELECT %s, %s, jsonb_agg(numbered.k) FROM ("
+            f"SELECT CAST(moved.k AS varchar) AS k, "
+            f"(row_number() OVER () - 1) / {int(MERGED_KEYS_PER_ROW)} AS part "
+            f"FROM moved) AS numbered GROUP BY numbered.part) "
+            f"SELECT count(*) FROM moved",
+            [primary_id, secondary_id, merge.pk, table.label],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass
@@ -191,8 +220,11 @@ def rows_move(*, merge: CustomerMerge, primary_id: str, secondary_id: str) -> Mo
             moved.superseded_rows += rows
             moved.superseded_counts[table.kind] = len(rows)
             superseded._raw_delete(superseded.db)
-        _record_keys(table, merge, secondary_id)
-        count = table.rows(secondary_id).update(**{table.field.attname: primary_id})
+        if connection.vendor == "postgresql":
+            count = _move_and_record_pg(table, merge, primary_id, secondary_id)
+        else:
+            _record_keys(table, merge, secondary_id)
+            count = table.rows(secondary_id).update(**{table.field.attname: primary_id})
         if count:
             moved.counts[table.kind] = count
     return moved
