@@ -49,8 +49,18 @@ class TypeInfo:
 _TYPES = """
 SELECT 'type', et.id, et.key, pd.property_id, pd.value_type, pd.required
 FROM events_app_eventtype et
-LEFT JOIN events_app_propertydefinition pd ON pd.event_type_id = et.id
-WHERE {0} OR {1}"""
+LEFT JOIN {definitions} pd ON {on}
+WHERE {by_id} OR {by_key}"""
+# On PostgreSQL a type's definitions are read by index, never by hashing every
+# definition of every type (see _lookup for why a prepared join can go that way).
+_DEFINITIONS = {
+    "postgresql": (
+        "LATERAL (SELECT property_id, value_type, required FROM events_app_propertydefinition"
+        " WHERE event_type_id = et.id OFFSET 0)",
+        "true",
+    ),
+    "sqlite": ("events_app_propertydefinition", "pd.event_type_id = et.id"),
+}
 
 
 class _Lookup(NamedTuple):
@@ -183,7 +193,8 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     if type_ids or type_keys:
         by_id, id_params = _in("et.id", type_ids or {""})
         by_key, key_params = _in("et.key", type_keys or {""})
-        parts.append(_TYPES.format(by_id, by_key))
+        definitions, on = _DEFINITIONS.get(connection.vendor, _DEFINITIONS["sqlite"])
+        parts.append(_TYPES.format(definitions=definitions, on=on, by_id=by_id, by_key=by_key))
         params += id_params + key_params
     for kind, values in (
         ("customer", customer_ids),

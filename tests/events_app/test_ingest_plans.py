@@ -1,9 +1,10 @@
-"""The ingest statements keep reading refs and customers by index once prepared.
+"""The ingest statements keep reading refs, customers and property definitions by index
+once prepared.
 
 psycopg prepares a statement after a few executions on a connection and PostgreSQL
 then settles on one generic plan for it, made from what the tables looked like at
-that moment. On a new database they look empty, so a plan that hashes the whole ref
-or customer table is cheapest then -- and stays the plan while the tables grow (only
+that moment. On a new database they look empty, so a plan that hashes the whole ref,
+customer or definition table is cheapest then -- and stays the plan while the tables grow (only
 an ANALYZE replans it). These tests make the generic plans on small tables, as a new
 deployment does, and count the sequential scans of the requests that follow.
 
@@ -28,7 +29,7 @@ from tests.factories import CustomerFactory, EventTypeFactory
 # (DB_PREPARE_THRESHOLD) and for PostgreSQL to switch to its generic plan (after five
 # custom plans of the prepared statement).
 SETTLE = 15
-WATCHED = ("events_app_eventref", "customers_customer")
+WATCHED = ("events_app_eventref", "customers_customer", "events_app_propertydefinition")
 
 
 def seq_scans() -> dict[str, int]:
