@@ -4,26 +4,35 @@ Each (policy, customer) has a PolicyCounter row whose `entries` hold, per cap, t
 times of the counted actions still inside the cap's window (at most the cap's count).
 One statement decides and takes:
 
-1. `INSERT … ON CONFLICT (policy, customer) DO UPDATE … WHERE caps_key = <the caps'
-   fingerprint> RETURNING` upserts the counter. ON CONFLICT DO UPDATE locks the
-   existing row and computes its new value from the row's latest committed version,
-   not from the statement's snapshot: a run that waited for another's lock sees that
-   run's take. So the lock and the count are one step, and no second statement (an
-   advisory lock, then a count that starts after it) is needed. Its SET counts each
-   cap's entries in the window and appends the action's time to every cap that lists
-   its type only if all of them allow it (expired entries are dropped as it goes).
+1. `INSERT … ON CONFLICT (policy, customer) DO UPDATE SET entries = … WHERE caps_key =
+   <the caps' fingerprint> AND <every cap listing the type has room> RETURNING`
+   upserts the counter. ON CONFLICT DO UPDATE locks the existing row and evaluates
+   its WHERE and SET on the row's latest committed version, not on the statement's
+   snapshot: a run that waited for another's lock sees that run's take. So the lock
+   and the count are one step, and no second statement (an advisory lock, then a
+   count that starts after it: under READ COMMITTED a statement's snapshot predates
+   a lock it waits for) is needed. The SET appends the action's time to every cap
+   that lists its type, dropping entries that left their window.
 2. A data-modifying CTE inserts the ledger row (PolicyUsage) when the counter took:
-   the "why capped" counts, the simulation, stats and privacy deletes read the ledger.
+   "why capped" counts after a rebuild, the simulation, the test endpoint, merges and
+   privacy deletes read the ledger.
 3. When quiet hours are configured, the same statement reads the customer's time-zone
    attribute. The verdict checks quiet hours first; a take made while quiet hours
    block is undone by rolling back the caller's savepoint (services.PolicyBlocked).
 
-No counter row yet means the pair never took: the INSERT decides with nothing counted.
-A counter whose `caps_key` differs from the caps' fingerprint (a policy edit changed
-the caps; a merge moved ledger rows; rows from before counters existed) is locked by
-the same statement but not updated; it is then rebuilt from the ledger in a new
-statement -- whose snapshot, taken after the lock was granted, sees every committed
-take -- and the check runs again. So a cap edit costs each pair one rebuild.
+Per-cap timestamps rather than hourly buckets keep the rolling window exact to the
+microsecond (the ledger's meaning) at a cost bounded by the caps' counts.
+
+A row the DO UPDATE's WHERE refuses is still locked by the statement (PostgreSQL locks
+every conflicting row), and RETURNING gives nothing; a second statement then reads the
+locked row's latest version: the caps are full (capped: its entries give the counts of
+the reason), or it is stale -- its `caps_key` differs because a policy edit changed
+the caps, a merge or its undo moved ledger rows, or its ledger predates counters. A
+stale counter is rebuilt from the ledger by statements that start after the lock was
+granted (so they see every committed take), and the check runs again: a cap edit costs
+each pair one rebuild. No counter row at all means the pair never took (the data
+migration gave every older ledger pair a stale one): the INSERT takes with nothing
+counted.
 
 SQLite (the embedded default) has one writer at a time: the ledger through the ORM,
 no counter.
@@ -66,9 +75,9 @@ def caps_key(caps: tuple[Cap, ...]) -> str:
 
 @dataclass(frozen=True)
 class Taken:
-    """What the check-and-take found: each listing cap's count in its window before this
-    action (at most the cap's count), whether the action was taken, and the customer's
-    time-zone attribute (any JSON value; None when absent or not asked for)."""
+    """What the check-and-take found: whether the action was taken, else each listing
+    cap's count in its window (at most the cap's count); and the customer's time-zone
+    attribute (any JSON value; None when absent or not asked for)."""
 
     counts: list[int]
     taken: bool
@@ -157,21 +166,19 @@ def take(
     for _attempt in range(2):
         row = fetch_one(sql, params)  # prepared after a few uses: planned once
         assert row is not None
-        entries, taken, tz_name = row
-        if taken is not None:
-            found = _json(entries)
+        taken, tz_name = row
+        if taken:
+            return Taken(counts=[], taken=True, tz_name=_json(tz_name))
+        # Not taken: the counter is locked by this transaction now, so a new statement
+        # reads its latest version. Capped, or stale (then rebuilt, and checked again).
+        counter = PolicyCounter.objects.filter(policy_id=policy_id, customer_id=customer_id)
+        caps_key_now, entries = counter.values_list("caps_key", "entries").get()
+        if caps_key_now == key:
             counted = [
-                sum(1 for index, at in found if index == i and at > cut)
+                min(sum(1 for index, at in entries if index == i and at > cut), caps[i].count)
                 for i, cut in zip(listing, cuts, strict=True)
             ]
-            if taken:  # the counts before this action's entry
-                counted = [n - 1 for n in counted]
-            return Taken(
-                counts=[min(n, caps[i].count) for n, i in zip(counted, listing, strict=True)],
-                taken=bool(taken),
-                tz_name=_json(tz_name),
-            )
-        # The counter is stale and locked by this transaction now: rebuild, then again.
+            return Taken(counts=counted, taken=False, tz_name=_json(tz_name))
         _rebuild(policy_id=policy_id, customer_id=customer_id, caps=caps, key=key, now=now)
     raise RuntimeError(f"policy counter {policy_id}/{customer_id} stayed stale after a rebuild")
 
@@ -187,7 +194,7 @@ def _rebuild(
         times = window.order_by("-at").values_list("at", flat=True)[: cap.count]
         entries += [[index, _micros(at)] for at in times]
     PolicyCounter.objects.filter(policy_id=policy_id, customer_id=customer_id).update(
-        caps_key=key, entries=entries, taken=False
+        caps_key=key, entries=entries
     )
 
 
@@ -221,15 +228,14 @@ def _take_orm(
 
 @functools.cache
 def _take_sql(*, read_attribute: bool) -> str:
-    """The check-and-take: (the counter's entries as JSON text, taken, the time-zone
-    attribute as JSON text); taken is NULL when the counter is stale. Only table and
-    column names are formatted in; every value is a parameter."""
+    """The check-and-take: (1 if taken else NULL, the time-zone attribute as JSON text).
+    Only table and column names are formatted in; every value is a parameter."""
     quote = connection.ops.quote_name
     counter = quote(PolicyCounter._meta.db_table)
     usage = quote(PolicyUsage._meta.db_table)
     customer = quote(Customer._meta.db_table)
-    # Every listing cap has fewer than its count of entries newer than its window's start.
     listing = "jsonb_to_recordset(%(caps)s::jsonb) AS cap(i int, lim int, cut bigint, keep bigint)"
+    # Every listing cap has fewer than its count of entries newer than its window's start.
     allowed = (
         f"NOT EXISTS (SELECT 1 FROM {listing}"  # noqa: S608
         " WHERE (SELECT count(*) FROM jsonb_array_elements(c.entries) AS e"
@@ -247,20 +253,19 @@ def _take_sql(*, read_attribute: bool) -> str:
         if read_attribute
         else "NULL"
     )
+    # ON CONFLICT DO UPDATE locks the row even when its WHERE is false (stale or capped):
+    # the caller then reads it with a statement of its own.
     return (
         f"WITH counter AS (INSERT INTO {counter} AS c"  # noqa: S608
-        " (policy_id, customer_id, caps_key, entries, taken)"
-        " VALUES (%(policy)s, %(customer)s, %(key)s::text, %(first)s::jsonb, true)"
-        " ON CONFLICT (policy_id, customer_id) DO UPDATE SET"
-        f" entries = CASE WHEN {allowed} THEN {kept} || %(first)s::jsonb ELSE c.entries END,"
-        f" taken = {allowed}"
-        " WHERE c.caps_key = %(key)s::text"
-        " RETURNING c.entries, c.taken),"
+        " (policy_id, customer_id, caps_key, entries)"
+        " VALUES (%(policy)s, %(customer)s, %(key)s::text, %(first)s::jsonb)"
+        " ON CONFLICT (policy_id, customer_id) DO UPDATE"
+        f" SET entries = {kept} || %(first)s::jsonb"
+        f" WHERE c.caps_key = %(key)s::text AND {allowed}"
+        " RETURNING 1 AS taken),"
         f" used AS (INSERT INTO {usage}"
         " (policy_id, customer_id, action_type, at, workflow_run_id)"
         " SELECT %(policy)s::text, %(customer)s::text, %(action)s::text, %(now)s::timestamptz,"
-        " %(run)s::text FROM counter"
-        " WHERE counter.taken)"
-        " SELECT (SELECT entries::text FROM counter), (SELECT taken FROM counter),"
-        f" {attribute}"
+        " %(run)s::text FROM counter)"
+        f" SELECT (SELECT taken FROM counter), {attribute}"
     )

@@ -115,8 +115,6 @@ class PolicyCounter(models.Model):
     )
     caps_key = models.CharField(max_length=32, blank=True, default="")
     entries = models.JSONField(default=list, blank=True)
-    # Whether the latest check let its action through: what the statement returns.
-    taken = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
