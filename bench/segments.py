@@ -217,7 +217,7 @@ def phase_build(args: argparse.Namespace) -> None:
     services.memberships_refresh = counted  # type: ignore[assignment]
     real_sql = services.segment_build_sql
     step, instants = ["waiting for the segment's lock"], []
-    real_compile = sql_build.compile_segment
+    real_compile = sql_build.compile_segment  # the name the build calls
 
     def compiled(segment: Any, now: Any, **kwargs: Any) -> Any:  # the build's moment
         instants.append(now)

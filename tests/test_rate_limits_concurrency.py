@@ -52,6 +52,7 @@ def server_url(transactional_db: None) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.mark.xdist_group("races")  # 50 connections each: one such race at a time
 @pytest.mark.parametrize("store", ["db", "redis"])
 def test_exactly_the_budget_is_admitted_under_50_concurrent_requests(
     store, server_url, settings, monkeypatch

@@ -270,6 +270,7 @@ def test_both_store_paths_create_the_anonymous_customer_with_its_events(visit, s
     assert counts() == (2, 1, 2)
 
 
+@pytest.mark.xdist_group("races")  # 50 connections each: one such race at a time
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_first_events_of_one_anonymous_id_create_one_customer(visit):
     # transaction=True: the threads' own connections see the committed event type.

@@ -17,6 +17,7 @@ from tests.factories import EventFactory
 THREADS = 50
 
 
+@pytest.mark.xdist_group("races")  # 50 connections each: one such race at a time
 @pytest.mark.parametrize("round_", range(3))
 def test_fifty_concurrent_patches_give_exactly_one_200(transactional_db, round_):
     # transactional_db: rows are committed, so the threads' own connections see them.

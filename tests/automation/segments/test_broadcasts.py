@@ -223,6 +223,7 @@ def test_a_broadcast_refused_while_the_segment_is_building(
     assert "being built" in response.json()["message"]
 
 
+@pytest.mark.xdist_group("races")  # 50 connections each: one such race at a time
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_posts_with_one_key_make_one_broadcast() -> None:
     EventType.objects.create(key="purchase", name="Purchase")

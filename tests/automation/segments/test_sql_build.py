@@ -19,7 +19,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from automation.segments import sql_build
+from automation.segments import sql_build, sql_compile
 from automation.segments.conditions import validate
 from automation.segments.membership import memberships_refresh
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
@@ -251,7 +251,7 @@ def test_a_segment_with_a_customer_leaf_is_built_by_the_general_path(
         _ingest("ben", "purchase", "5", T0)
         Customer.objects.filter(external_id="ann").update(attributes={"plan": "pro"})
         loaded = loaded_segments().by_id[in_sql.pk]
-        assert sql_build.compile_segment(loaded, T0) is None
+        assert sql_compile.compile_segment(loaded, T0) is None
         segment_build(segment_id=in_sql.pk, version=in_sql.version)
     members = set(in_sql.memberships.values_list("customer__external_id", flat=True))
     assert members == {"ann"}

@@ -21,7 +21,7 @@ from events_app.models import EventType
 from tests.receiver import Receiver
 
 # One race at a time: each holds RACERS connections of the server's shared limit.
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("policy_races")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("races")]
 
 RACERS = 50
 

@@ -41,7 +41,7 @@ def outcomes_of(workflow: Workflow) -> Counter[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xdist_group("policy_races")  # one 50-connection race at a time
+@pytest.mark.xdist_group("races")  # one 50-connection race at a time
 def test_fifty_racers_per_round_take_exactly_what_each_edited_cap_leaves(
     receiver: Receiver,
 ) -> None:
