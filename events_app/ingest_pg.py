@@ -26,7 +26,7 @@ import msgspec
 from django.db import connection
 from django.db.models import Field
 
-from customers.models import Customer
+from customers.models import Customer, CustomerAlias
 from customers.privacy.models import SuppressedIdentifier
 from events_app.ingest_hooks import PREPARED_COLUMNS, PreparedEvent
 from events_app.models import Event, EventRef, PropertyRecord
@@ -109,13 +109,71 @@ _SUPPRESSED_INPUT = """raw AS (
 )"""
 
 
+# The single-event variant's input (events_app.ingest_single): the event is inserted
+# only if the references its caller judged it by -- its type with the definitions and
+# the ingest hook's facts, as `references` reads them -- are still those the caller read
+# (their rows as text, compared whole, in this statement's snapshot), and its customer,
+# named by id, external id or anonymous id (own identifier first, then an alias), exists:
+# then `customer_id` is that customer's. Otherwise nothing is inserted and the event
+# comes back as refused, for the caller to take the general path. Each lookup is a
+# scalar subquery (an index probe), for the reason given at the ingest statement's end.
+_SINGLE_INPUT = """current AS (
+    SELECT (SELECT string_agg(r::text, '|' ORDER BY r::text) FROM ({references}) r)
+        IS NOT DISTINCT FROM %s::text AS ok
+), raw AS (
+    SELECT u.*, u.records AS property_records
+    FROM json_to_recordset(%s::json)
+        AS u({recordset}, "records" json, "new_customer" text,
+            "new_customer_anonymous" boolean)
+), named AS (
+    SELECT %s::text AS by, %s::text AS value
+), resolved AS MATERIALIZED (
+    SELECT raw.*, CASE named.by
+        WHEN 'id' THEN (SELECT c."id" FROM {customers} c WHERE c."id" = named.value)
+        WHEN 'external' THEN COALESCE(
+            (SELECT c."id" FROM {customers} c WHERE c."external_id" = named.value),
+            (SELECT a."customer_id" FROM {aliases} a
+                WHERE a."kind" = 'external' AND a."value" = named.value))
+        WHEN 'anonymous' THEN COALESCE(
+            (SELECT c."id" FROM {customers} c WHERE c."anonymous_id" = named.value),
+            (SELECT a."customer_id" FROM {aliases} a
+                WHERE a."kind" = 'anonymous' AND a."value" = named.value))
+    END AS "resolved_customer_id"
+    FROM raw, named WHERE (SELECT ok FROM current)
+), input AS (
+    SELECT {columns}, property_records, "new_customer", "new_customer_anonymous"
+    FROM resolved WHERE "resolved_customer_id" IS NOT NULL
+)"""
+
+
+def _single_input(references: str, recordset: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        '"resolved_customer_id" AS "customer_id"' if c == "customer_id" else quote(c)
+        for c in PER_EVENT_COLUMNS
+    )
+    # Only identifiers from the models' metadata and the caller's SQL text (built from
+    # constants, its values parameters) are formatted in.
+    return _SINGLE_INPUT.format(
+        references=references,
+        recordset=recordset,
+        customers=quote(Customer._meta.db_table),
+        aliases=quote(CustomerAlias._meta.db_table),
+        columns=columns,
+    )
+
+
 @functools.cache
-def _statement(check_suppressed: bool = False) -> tuple[str, tuple[Any, ...]]:
+def _statement(
+    check_suppressed: bool = False, references: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
     """The SQL text and the fields that take their default (filled per call).
 
     `check_suppressed`: the variant for batches creating customers, which leaves out
     the events whose new identifier is suppressed and reports them (known customers
-    take the plain variant: they pay nothing for it)."""
+    take the plain variant: they pay nothing for it). `references`: the single-event
+    variant that checks the references and resolves the customer itself
+    (`pg_insert_single`)."""
     quote = connection.ops.quote_name
     # The recordset's columns are PreparedEvent's attribute names.
     event_columns, event_values, event_recordset, event_defaulted = insert_parts(
@@ -133,16 +191,26 @@ def _statement(check_suppressed: bool = False) -> tuple[str, tuple[Any, ...]]:
             "new_customer_anonymous" boolean)
 )"""  # noqa: S608
     refused = ""
-    if check_suppressed:
-        input_cte = _SUPPRESSED_INPUT.format(
-            recordset=event_recordset,
-            suppressed=quote(SuppressedIdentifier._meta.db_table),
+    if references is not None:
+        input_cte = _single_input(references, event_recordset)
+    if check_suppressed or references is not None:
+        if check_suppressed:
+            input_cte = _SUPPRESSED_INPUT.format(
+                recordset=event_recordset,
+                suppressed=quote(SuppressedIdentifier._meta.db_table),
+            )
+        # Single-event variant: 'stale' when the references changed.
+        why = (
+            "NULL"
+            if references is None
+            else "(SELECT CASE WHEN ok THEN NULL ELSE 'stale' END FROM current)"
         )
-        refused = """
+        refused = f"""
 UNION ALL
--- The events left out because their new identifier is suppressed: the event id, NULL,
--- NULL (a taken customer's row always names its identifier).
-SELECT raw."id", NULL::boolean, NULL FROM raw WHERE raw."id" NOT IN (SELECT "id" FROM input)"""
+-- The events left out because their new identifier is suppressed (or, single-event
+-- variant, not inserted by it): the event id, NULL, NULL (a taken customer's row always
+-- names its identifier).
+SELECT raw."id", NULL::boolean, {why} FROM raw WHERE raw."id" NOT IN (SELECT "id" FROM input)"""  # noqa: S608
     sql = f"""
 WITH {input_cte}, claimed AS (
     INSERT INTO {quote(refs.db_table)} ("event_type_id", "ref", "event_id")
@@ -155,7 +223,7 @@ WITH {input_cte}, claimed AS (
     SELECT {event_values}
     FROM input u
     WHERE u."external_id" IS NULL OR u."id" IN (SELECT "event_id" FROM claimed)
-    RETURNING "id"
+    RETURNING "id", "customer_id"
 ), stored_records AS (
     INSERT INTO {quote(records.db_table)}
         ("event_id", "property_id", "property_value", "created_at")
@@ -163,7 +231,7 @@ WITH {input_cte}, claimed AS (
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
 ), {customers_cte}
-SELECT "id", true, NULL FROM stored
+SELECT "id", true, "customer_id" FROM stored
 UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
 -- NULL here when a concurrent transaction committed it after this statement began
@@ -252,3 +320,40 @@ def pg_insert_events(
     taken = {row_id for row_id, was_stored, other in rows if was_stored is None and other}
     suppressed = {row_id for row_id, was_stored, other in rows if was_stored is None and not other}
     return PgInsertResult(stored, skipped, taken, suppressed)
+
+
+CUSTOMER_NAMED_BY = ("id", "external", "anonymous")
+
+
+def pg_insert_single(
+    prepared: PreparedEvent,
+    *,
+    references: tuple[str, list[Any]],
+    fingerprint: str,
+    customer_by: str,
+    customer: str,
+) -> tuple[str, str | None]:
+    """Insert one event as `pg_insert_events` does, if the rows of `references` (SQL,
+    parameters) still read as `fingerprint` and the customer named `customer` by
+    `customer_by` (one of CUSTOMER_NAMED_BY) exists; the event's customer is that one.
+    Returns ("stored", the customer id), ("duplicate", the id of the event holding its
+    ref, None if this statement could not see it), or, with nothing inserted,
+    ("stale", None) when the references changed and ("no customer", None)."""
+    sql, defaulted = _statement(references=references[0])
+    defaults = _constant_defaults()
+    params = [
+        *references[1],
+        fingerprint,
+        _encode([prepared]).decode(),
+        customer_by,
+        customer,
+        *(defaults or _default_params(defaulted)),
+    ]
+    for row_id, was_stored, other in fetch_all(sql, params):
+        if row_id == prepared.id:
+            if was_stored:
+                return "stored", other
+            if was_stored is False:
+                return "duplicate", other
+            return ("stale" if other else "no customer"), None
+    raise AssertionError("the single insert answered nothing for its event")

@@ -172,8 +172,6 @@ class References:
 def references_read(items: list[EventIn], *, with_facts: bool = False) -> References:
     """The types and customers `items` name; `with_facts`: also the facts of the ingest
     hook (events_app.ingest_hooks), in the same statement (no round trip of their own)."""
-    type_ids = {i.event_type_id for i in items if i.event_type_id}
-    type_keys = {i.event_type for i in items if i.event_type}
     customer_ids = {i.customer_id for i in items if i.customer_id}
     external_ids = {i.customer_external_id for i in items if i.customer_external_id}
     anonymous_ids = {i.anonymous_id for i in items if i.anonymous_id}
@@ -188,14 +186,7 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     # suppression list keeps it (customers.privacy.hashing), and looked up with it.
     external_digests = _digests("external_id", external_ids)
     anonymous_digests = _digests("anonymous_id", anonymous_ids)
-    parts: list[str] = []
-    params: list[Any] = []
-    if type_ids or type_keys:
-        by_id, id_params = _in("et.id", type_ids or {""})
-        by_key, key_params = _in("et.key", type_keys or {""})
-        definitions, on = _DEFINITIONS.get(connection.vendor, _DEFINITIONS["sqlite"])
-        parts.append(_TYPES.format(definitions=definitions, on=on, by_id=by_id, by_key=by_key))
-        params += id_params + key_params
+    parts, params = _type_parts(items)
     for kind, values in (
         ("customer", customer_ids),
         ("external", external_ids),
@@ -212,13 +203,55 @@ def references_read(items: list[EventIn], *, with_facts: bool = False) -> Refere
     hook = ingest_hook() if with_facts else None
     if hook is not None:
         parts.append(hook.facts_sql(6))
-    refs = References({}, {}, set(), {})
     if not parts:
-        return refs
+        return References({}, {}, set(), {})
     # Prepared on PostgreSQL: planning this UNION was a large part of a single POST's
     # backend CPU. The text is the same for every request of one shape (the values
     # travel as JSON).
     rows = fetch_all(" UNION ALL ".join(parts), params)
+    return _references_of_rows(rows, external_digests, anonymous_digests, with_facts)
+
+
+def _type_parts(items: list[EventIn]) -> tuple[list[str], list[Any]]:
+    """The part of the read that finds the event types `items` name (none if they name
+    none), as SQL and parameters."""
+    type_ids = {i.event_type_id for i in items if i.event_type_id}
+    type_keys = {i.event_type for i in items if i.event_type}
+    if not (type_ids or type_keys):
+        return [], []
+    by_id, id_params = _in("et.id", type_ids or {""})
+    by_key, key_params = _in("et.key", type_keys or {""})
+    definitions, on = _DEFINITIONS.get(connection.vendor, _DEFINITIONS["sqlite"])
+    sql = _TYPES.format(definitions=definitions, on=on, by_id=by_id, by_key=by_key)
+    return [sql], id_params + key_params
+
+
+def types_and_facts_query(items: list[EventIn]) -> tuple[str, list[Any]] | None:
+    """The read of the event types `items` name and the ingest hook's facts, without
+    any customer part: what every request naming the same type reads alike (None when
+    `items` name no type). Read with `references_of_type_rows`."""
+    parts, params = _type_parts(items)
+    if not parts:
+        return None
+    hook = ingest_hook()
+    if hook is not None:
+        parts.append(hook.facts_sql(6))
+    return " UNION ALL ".join(parts), params
+
+
+def references_of_type_rows(rows: list[tuple[Any, ...]]) -> References:
+    """The references in the rows of `types_and_facts_query` (no customer in them)."""
+    return _references_of_rows(rows, {}, {}, with_facts=True)
+
+
+def _references_of_rows(
+    rows: list[tuple[Any, ...]],
+    external_digests: dict[str, str],
+    anonymous_digests: dict[str, str],
+    with_facts: bool,
+) -> References:
+    refs = References({}, {}, set(), {})
+    hook = ingest_hook() if with_facts else None
     if hook is not None:
         refs.facts = hook.facts_of_rows(r for r in rows if r[0] not in _KINDS)
     # A customer's own identifier wins over another customer's alias of the same value.

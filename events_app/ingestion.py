@@ -27,8 +27,18 @@ from django.utils import timezone
 
 from customers.identity.selectors import customers_moved_to
 from customers.models import Customer
-from events_app.ingest_hooks import PreparedEvent
+from events_app.ingest_hooks import PreparedEvent, ingest_hook, ingest_plan_apply
 from events_app.ingest_references import References, TypeInfo, references_read
+from events_app.ingest_single import (
+    DUPLICATE,
+    NEW_CUSTOMER,
+    STORED,
+    KeptReferences,
+    SingleOutcome,
+    event_store_single,
+    kept_references,
+    references_new_customer,
+)
 from events_app.ingest_store import (
     CUSTOMER_SUPPRESSED,
     REF_EXISTS,
@@ -39,6 +49,7 @@ from events_app.ingest_store import (
     events_store_isolating,
     ref_exists,
 )
+from events_app.partitions.ondemand import partitions_cover
 from events_app.schemas import EventCreateIn, event_data_decode
 from events_app.storable import data_problem, event_problems, utc_instant
 from project.errors import ConflictError, ForbiddenError, ValidationFailed
@@ -128,17 +139,20 @@ def _prepare(
     *,
     with_facts: bool,
     api_client_id: int | None = None,
+    refs: References | None = None,
 ) -> tuple[list[PreparedEvent], list[InvalidEvent], Any]:
     """`events_prepare`, and with `with_facts` the ingest hook's facts for `events_store`
-    read by the same statement (the API's path: one round trip fewer per request)."""
+    read by the same statement (the API's path: one round trip fewer per request).
+    `refs`: the references already known (events_app.ingest_single), not read here."""
     received_at = received_at or timezone.now()
     # What the database could not store is found first: the ids and keys of an item
     # travel in the reference read too, and one bad value would fail it for all.
     unstorable = {index: p for index, item in enumerate(items) if (p := event_problems(item))}
-    refs = references_read(
-        [item.event for index, item in enumerate(items) if index not in unstorable],
-        with_facts=with_facts,
-    )
+    if refs is None:
+        refs = references_read(
+            [item.event for index, item in enumerate(items) if index not in unstorable],
+            with_facts=with_facts,
+        )
     ids = new_public_ids(len(items))
     by_id, by_key, known_customers = refs.types_by_id, refs.types_by_key, refs.customer_ids
     # A customer id that a merge removed names the customer it was merged into
@@ -320,10 +334,40 @@ def events_ingest_batch(
     return BatchResult(result.stored, invalid)
 
 
+def _store_one_statement(
+    prepared: list[PreparedEvent], facts: Any, item: EventCreateIn, kept: KeptReferences
+) -> SingleOutcome:
+    """The common single event in one statement (events_app.ingest_single), with the
+    steps of `events_store` around it."""
+    partitions_cover([prepared[0].created_at])
+    ingest_plan_apply(prepared, facts)
+    single = event_store_single(prepared[0], item.event, kept)
+    hook = ingest_hook()
+    if single.outcome == STORED and hook is not None:
+        hook.handover(prepared)
+    return single
+
+
 def event_ingest(*, item: EventCreateIn, api_client_id: int | None = None) -> str:
     """Store one event and return its id. Invalid input is a 400; a ref that exists is a
     409; neither writes anything (not even the customer it names)."""
-    prepared, invalid, facts = _prepare([item], None, with_facts=True, api_client_id=api_client_id)
+    refs: References | None = None
+    kept = kept_references(item.event)
+    if kept is not None:
+        prepared, invalid, facts = _prepare(
+            [item], None, with_facts=True, api_client_id=api_client_id, refs=kept[0]
+        )
+        if not invalid:
+            single = _store_one_statement(prepared, facts, item, kept[1])
+            if single.outcome == STORED:
+                return prepared[0].id
+            if single.outcome == DUPLICATE:
+                raise ConflictError(REF_EXISTS, extra={"event_id": single.holder})
+            if single.outcome == NEW_CUSTOMER:
+                refs = references_new_customer(kept[0])
+    prepared, invalid, facts = _prepare(
+        [item], None, with_facts=True, api_client_id=api_client_id, refs=refs
+    )
     if not invalid:
         result, refused = events_store_isolating(prepared=prepared, facts=facts)
         if result.stored:

@@ -110,7 +110,7 @@ def post_counting_statements(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
-def test_a_single_post_is_two_statements_and_no_orm_query(
+def test_a_single_post_is_one_statement_and_no_orm_query(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     purchase = EventTypeFactory(key="purchase")
@@ -118,12 +118,14 @@ def test_a_single_post_is_two_statements_and_no_orm_query(
     sent, orm, response = post_counting_statements(api, purchase, customer, monkeypatch)
     assert response.status_code == 201
     assert [q["sql"] for q in orm.captured_queries] == []
-    # The reference read (type, customer and the automation facts), then the INSERT.
-    assert len(sent) == 2
+    # One INSERT that checks the type and the automation facts kept from the warm-up
+    # (events_app.ingest_single) and resolves the customer itself.
+    assert len(sent) == 1
     assert "events_app_eventtype" in sent[0]
     assert "automation_workflow" in sent[0]
     assert "automation_endpoint" in sent[0]
-    assert sent[1].lstrip().startswith("WITH input AS")
+    assert "customers_customer" in sent[0]
+    assert "INSERT INTO" in sent[0]
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the prepared-statement path")
@@ -137,14 +139,14 @@ def test_a_single_post_with_subscriptions_writes_only_the_flagged_event_and_the_
     sent, orm, response = post_counting_statements(api, purchase, customer, monkeypatch)
     assert response.status_code == 201
     event_id = response.json()["data"]["event_id"]
-    # Two statements, as without subscriptions: the reference read, then the INSERT of
-    # the event, flagged (automation_pending, is_delivered = false written with the row),
-    # and its records. No delivery row, no transaction, no SELECT, no UPDATE.
+    # One statement, as without subscriptions: the INSERT of the event, flagged
+    # (automation_pending, is_delivered = false written with the row), and its records,
+    # checking the references kept from the warm-up. No delivery row, no transaction,
+    # no SELECT, no UPDATE.
     statements = [q for q in sent if "SAVEPOINT" not in q]
-    assert len(statements) == 2
+    assert len(statements) == 1
     assert "events_app_eventtype" in statements[0]
-    assert statements[1].lstrip().startswith("WITH input AS")
-    assert "automation_delivery" not in statements[1]
+    assert "automation_delivery" not in statements[0]
     assert [q["sql"] for q in orm.captured_queries if "SAVEPOINT" not in q["sql"]] == []
     stored = Event.objects.get(pk=event_id)
     assert (stored.is_delivered, stored.automation_pending) == (False, True)

@@ -228,7 +228,8 @@ def test_batch_items_refused_as_duplicates_or_invalid_create_no_customer(api, vi
 
 
 def test_a_new_customer_is_created_with_the_event_in_the_same_statement(api, visit, monkeypatch):
-    # The reference read, the suppression lock of the new identifier and the INSERT:
+    # The one-statement attempt (the type kept from the warm-up; it finds no customer
+    # and writes nothing), the suppression lock of the new identifier and the INSERT:
     # the customer adds no statement of its own.
     api.post(f"{API}/events", body("warm"), format="json")
     sent: list[str] = []
