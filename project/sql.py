@@ -19,6 +19,7 @@ PostgreSQL spends running it. They share two things, said once here:
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -34,15 +35,48 @@ M = TypeVar("M", bound=Model)
 # ---------------------------------------------------------------- running statements
 
 
+_PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> str | None:
+    """`sql` with its `%s` placeholders as PostgreSQL's `$1, $2, …` (and `%%` as `%`), or
+    None if it has placeholders of another kind.
+
+    psycopg makes this conversion on every execution, and caches it only for statements
+    under 4096 characters: the ingest statements are longer, and re-parsing them was a
+    visible part of a single POST. Converted once here, they run on a RawCursor.
+    """
+    count = 0
+    other = False
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal count, other
+        if match.group(1) == "s":
+            count += 1
+            return f"${count}"
+        if match.group(1) != "%":
+            other = True
+        return "%"
+
+    numbered = _PLACEHOLDER.sub(number, sql)
+    return None if other else numbered
+
+
 def _execute(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return fetch(cursor)
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return fetch(cursor)
+    numbered = _numbered(sql) if isinstance(params, list | tuple) else None
+    if numbered is None:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return fetch(cursor)
+    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as raw:
+        raw.execute(numbered, params)
+        return fetch(raw)
 
 
 def fetch_all(sql: str, params: Params) -> list[tuple[Any, ...]]:
