@@ -181,6 +181,26 @@ def _statement(
     )
     customers_cte, customer_defaulted = _customers_cte()
     defaulted = [*event_defaulted, *customer_defaulted]
+    # The customers an insert creates and those a concurrent request took first: the
+    # single-event variant creates none (its customer exists), so it leaves both out.
+    customers_cte = f""",
+{customers_cte}"""
+    taken = f"""
+UNION ALL
+-- The allotted customers that stored events point at and that exist nowhere: a
+-- concurrent request created the same external or anonymous id first. (This snapshot
+-- sees neither that customer nor those of stored_customers, hence both tests.) The row
+-- is the allotted id, NULL, the identifier.
+SELECT DISTINCT input."customer_id", NULL::boolean, input."new_customer"
+FROM input JOIN stored ON stored."id" = input."id"
+WHERE input."new_customer" IS NOT NULL
+    AND input."customer_id" NOT IN (SELECT "id" FROM stored_customers)
+    -- A subquery per row for the same reason (NOT EXISTS would become an anti join).
+    AND (
+        SELECT c."id" FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
+    ) IS NULL"""  # noqa: S608
+    if references is not None:
+        customers_cte, taken, defaulted = "", "", list(event_defaulted)
     records = PropertyRecord._meta
     refs = EventRef._meta
     # Only identifiers from the model's metadata are formatted in; values are parameters.
@@ -230,7 +250,7 @@ WITH {input_cte}, claimed AS (
     SELECT stored."id", r.pair ->> 0, r.pair ->> 1, input."created_at"
     FROM input JOIN stored ON stored."id" = input."id"
     CROSS JOIN LATERAL json_array_elements(input.property_records) AS r(pair)
-), {customers_cte}
+){customers_cte}
 SELECT "id", true, "customer_id" FROM stored
 UNION ALL
 -- The events not stored, with the id of the event holding their ref. That event is
@@ -245,20 +265,7 @@ SELECT input."id", false, (
         AND existing."ref" = input."external_id"
 )
 FROM input
-WHERE input."id" NOT IN (SELECT "id" FROM stored)
-UNION ALL
--- The allotted customers that stored events point at and that exist nowhere: a
--- concurrent request created the same external or anonymous id first. (This snapshot
--- sees neither that customer nor those of stored_customers, hence both tests.) The row
--- is the allotted id, NULL, the identifier.
-SELECT DISTINCT input."customer_id", NULL::boolean, input."new_customer"
-FROM input JOIN stored ON stored."id" = input."id"
-WHERE input."new_customer" IS NOT NULL
-    AND input."customer_id" NOT IN (SELECT "id" FROM stored_customers)
-    -- A subquery per row for the same reason (NOT EXISTS would become an anti join).
-    AND (
-        SELECT c."id" FROM {quote(Customer._meta.db_table)} c WHERE c."id" = input."customer_id"
-    ) IS NULL{refused}
+WHERE input."id" NOT IN (SELECT "id" FROM stored){taken}{refused}
 """  # noqa: S608
     return sql, tuple(defaulted)
 
@@ -340,7 +347,9 @@ def pg_insert_single(
     ref, None if this statement could not see it), or, with nothing inserted,
     ("stale", None) when the references changed and ("no customer", None)."""
     sql, defaulted = _statement(references=references[0])
+    # The event's defaulted fields come first in both lists.
     defaults = _constant_defaults()
+    defaults = None if defaults is None else defaults[: len(defaulted)]
     params = [
         *references[1],
         fingerprint,
