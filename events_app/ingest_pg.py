@@ -12,6 +12,10 @@ atomic on its own, so events, records and customers commit together without a
 transaction around them. It is much faster than `bulk_create`, which sends one
 parameter per cell and builds model instances (bench/README.md).
 
+A variant for one event (`pg_insert_single`, events_app.ingest_single) also checks the
+references the event was judged by and resolves its customer inside the statement, so a
+single POST is one round trip.
+
 The statement is built from the models, so a column added to Event later is filled
 with its field default unless it is listed in PER_EVENT_COLUMNS (then PreparedEvent
 must carry it).
