@@ -93,8 +93,9 @@ def automation_history() -> None:
         )
         cursor.execute(
             "INSERT INTO automation_workflow (id, name, trigger_segments, conditions, actions, "
-            "active, reentry, version, created_at, updated_at) VALUES ('bench-workflow', "
-            "'bench', '[]', '{}', '[]', true, 'every_event', 1, now(), now())"
+            "active, reentry, version, trigger_on_merged_events, created_at, updated_at) "
+            "VALUES ('bench-workflow', 'bench', '[]', '{}', '[]', true, 'every_event', 1, "
+            "false, now(), now())"
         )
         cursor.execute(
             "INSERT INTO automation_workflowrun (id, workflow_id, event_id, customer_id, "

@@ -234,9 +234,12 @@ def merge(args: argparse.Namespace) -> None:
 
     primary, secondary = _load_pair(args.events)
     timings: dict[str, list[float]] = {"dry run": [], "merge": [], "undo": []}
+    floors: dict[str, list[float]] = {name: [] for name in FLOOR_STEPS}
     moved: dict[str, int] = {}
     statements: list[tuple[float, str]] = []
     for _ in range(args.runs):
+        for name, seconds in _floor(primary, secondary).items():
+            floors[name].append(seconds)
         with transaction.atomic():
             began = time.monotonic()
             customer_merge(primary_id=primary, secondary_id=secondary, force=True, dry_run=True)
@@ -262,6 +265,7 @@ def merge(args: argparse.Namespace) -> None:
         # as autovacuum would, so each run starts from a table in the same shape.
         with connection.cursor() as cursor:
             cursor.execute("VACUUM events_app_event")
+            cursor.execute("VACUUM automation_workflowrun")
     print(f"merge of two customers with {args.events:,} events each (moved: {moved}):")
     for name, values in timings.items():
         median = statistics.median(values)
@@ -270,12 +274,55 @@ def merge(args: argparse.Namespace) -> None:
             f"  {name:8s} median {median:.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})"
             + (goal if name == "merge" else "")
         )
+    print("  floor, the same runs: bare SQL on the same pair, rolled back (medians):")
+    for name in FLOOR_STEPS:
+        print(f"    {statistics.median(floors[name]):6.2f} s  {name}")
+    merge_s = statistics.median(timings["merge"])
+    for label, steps in (("the events' floor", FLOOR_EVENTS), ("events + runs", FLOOR_STEPS)):
+        floor = statistics.median(
+            sum(floors[name][run] for name in steps) for run in range(args.runs)
+        )
+        print(
+            f"  merge {merge_s:.2f} s against {label} {floor:.2f} s (UPDATEs + their FK "
+            f"checks): {merge_s / floor:.2f}x, {merge_s - floor:+.2f} s"
+        )
     print("  the last merge's statements over 0.05 s (SET CONSTRAINTS: the deferred FK checks):")
     for seconds, sql in sorted(statements, reverse=True):
         if seconds >= 0.05:
             print(f"    {seconds:6.2f} s  {sql}")
     rest = sum(seconds for seconds, _ in statements if seconds < 0.05)
     print(f"    {rest:6.2f} s  the other {sum(1 for t, _ in statements if t < 0.05)} statements")
+
+
+# The floor of the current design: what moving the secondary's rows costs in bare SQL,
+# the events (which any merge must move) apart from the workflow runs.
+FLOOR_EVENTS = ("events UPDATE", "events FK checks")
+FLOOR_STEPS = (*FLOOR_EVENTS, "runs UPDATE", "runs FK checks")
+
+
+def _floor(primary: str, secondary: str) -> dict[str, float]:
+    """One bare `UPDATE … SET customer_id` per table and the deferred foreign-key checks
+    it queues (forced, as a commit would run them), inside a transaction rolled back."""
+    from django.db import connection, transaction
+
+    seconds: dict[str, float] = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table, label in (("events_app_event", "events"), ("automation_workflowrun", "runs")):
+            began = time.monotonic()
+            cursor.execute(
+                f"UPDATE {table} SET customer_id = %s WHERE customer_id = %s",
+                [primary, secondary],
+            )
+            seconds[f"{label} UPDATE"] = time.monotonic() - began
+            began = time.monotonic()
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            seconds[f"{label} FK checks"] = time.monotonic() - began
+        transaction.set_rollback(True)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM events_app_event")
+        cursor.execute("VACUUM automation_workflowrun")
+    return seconds
 
 
 def _timing(statements: list[tuple[float, str]]) -> Callable[..., object]:
