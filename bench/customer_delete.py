@@ -116,10 +116,17 @@ def automation_history() -> None:
             "duration_ms, error, outcome, response_excerpt) SELECT id, 1, created_at, 12, '', "
             "'succeeded', '' FROM automation_delivery"
         )
+    # Every table the load wrote, as autovacuum would leave them (this machine runs
+    # without it): the triggers' ref and counter tables too, whose statistics decide how
+    # a large delete's trigger statements are planned.
     with connection.cursor() as cursor:
         for table in (
+            "customers_customer",
             "events_app_event",
             "events_app_propertyrecord",
+            "events_app_eventref",
+            "events_app_eventcount",
+            "events_app_eventhourcount",
             "automation_workflowrun",
             "automation_delivery",
             "automation_deliveryattempt",
