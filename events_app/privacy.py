@@ -49,17 +49,25 @@ def customer_events_export(customer_id: str) -> Iterator[dict[str, Any]]:
 
 
 def _month_windows(customer_ids: list[str]) -> list[tuple[datetime, datetime]]:
-    """[start, end) of each month from the customers' first event to their last (two
-    lookups in event_customer_idx); every event of theirs is in one of them, whether
-    its month has a partition or the default partition holds it."""
+    """[start, end) of each month from the customers' first event to their last; every
+    event of theirs is in one of them, whether its month has a partition or the default
+    partition holds it. A query per customer: with one customer id PostgreSQL reads the
+    first and the last entry of event_customer_idx in each partition (with a list it
+    would aggregate all of them)."""
+    first: datetime | None = None
+    last: datetime | None = None
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT min(created_at), max(created_at) FROM {EVENT_TABLE} "  # noqa: S608
-            "WHERE customer_id = ANY(%s)",
-            [customer_ids],
-        )
-        first, last = cursor.fetchone()
-    if first is None:
+        for customer_id in customer_ids:
+            cursor.execute(
+                f"SELECT min(created_at), max(created_at) FROM {EVENT_TABLE} "  # noqa: S608
+                "WHERE customer_id = %s",
+                [customer_id],
+            )
+            low, high = cursor.fetchone()
+            if low is not None:
+                first = low if first is None else min(first, low)
+                last = high if last is None else max(last, high)
+    if first is None or last is None:
         return []
     return [(m.start, m.end) for m in months_between(Month.of(first), Month.of(last))]
 
