@@ -23,14 +23,18 @@ the others identified. VACUUM ANALYZE.
 - merge: two customers with --events events each (COPY, ~3 property records per
   event), a workflow run for one event in five; customer_merge of one into the other
   inside a transaction rolled back afterwards (the same pair every run), then its
-  undo in the same way; seconds per run, the median against the goal.
+  undo in the same way; seconds per run, the median against the goal. Each run first
+  measures the floor of this design on the same pair: a bare `UPDATE … SET
+  customer_id` of the events, then of the runs, each with the deferred foreign-key
+  checks it queues (forced), rolled back; the merge's median against it.
 - export: a privacy export of the merge pair's primary (its --events events, their
   property records and runs), written to its stored parts, then read back as the
   download streams it; in a fresh child process per run: seconds and the growth of
   the process's peak RSS for each, inside a transaction rolled back afterwards.
 - delete (only when named: its load is long): a privacy delete of a customer with
-  --delete-events events among --delete-among (goal: at most 10 s, constant memory),
-  run by bench/identity_delete.py in its own database.
+  --delete-events events among --delete-among (goal: at most 10 s, constant memory)
+  against the floor of bare SQL, run by bench/identity_delete.py in its own database
+  (herald_bench_identity_10m).
 """
 
 from __future__ import annotations
@@ -234,13 +238,21 @@ def merge(args: argparse.Namespace) -> None:
 
     primary, secondary = _load_pair(args.events)
     timings: dict[str, list[float]] = {"dry run": [], "merge": [], "undo": []}
+    floors: dict[str, list[float]] = {name: [] for name in FLOOR_STEPS}
     moved: dict[str, int] = {}
     statements: list[tuple[float, str]] = []
     for _ in range(args.runs):
+        for name, seconds in _floor(primary, secondary).items():
+            floors[name].append(seconds)
+        # The dry run in a transaction of its own, the tables vacuumed after it: a merge
+        # right after it in the same transaction would pay for its rolled-back versions.
         with transaction.atomic():
             began = time.monotonic()
             customer_merge(primary_id=primary, secondary_id=secondary, force=True, dry_run=True)
             timings["dry run"].append(time.monotonic() - began)
+            transaction.set_rollback(True)
+        _vacuum()
+        with transaction.atomic():
             statements = []
             began = time.monotonic()
             with connection.execute_wrapper(_timing(statements)):
@@ -258,10 +270,7 @@ def merge(args: argparse.Namespace) -> None:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             timings["undo"].append(time.monotonic() - began)
             transaction.set_rollback(True)
-        # The rolled-back versions are dead rows in every index of the events: cleaned up
-        # as autovacuum would, so each run starts from a table in the same shape.
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM events_app_event")
+        _vacuum()
     print(f"merge of two customers with {args.events:,} events each (moved: {moved}):")
     for name, values in timings.items():
         median = statistics.median(values)
@@ -270,12 +279,63 @@ def merge(args: argparse.Namespace) -> None:
             f"  {name:8s} median {median:.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})"
             + (goal if name == "merge" else "")
         )
+    print("  floor, the same runs: bare SQL on the same pair, rolled back (medians):")
+    for name in FLOOR_STEPS:
+        print(f"    {statistics.median(floors[name]):6.2f} s  {name}")
+    merge_s = statistics.median(timings["merge"])
+    for label, steps in (("the events' floor", FLOOR_EVENTS), ("events + runs", FLOOR_STEPS)):
+        floor = statistics.median(
+            sum(floors[name][run] for name in steps) for run in range(args.runs)
+        )
+        print(
+            f"  merge {merge_s:.2f} s against {label} {floor:.2f} s (UPDATEs + their FK "
+            f"checks): {merge_s / floor:.2f}x, {merge_s - floor:+.2f} s"
+        )
     print("  the last merge's statements over 0.05 s (SET CONSTRAINTS: the deferred FK checks):")
     for seconds, sql in sorted(statements, reverse=True):
         if seconds >= 0.05:
             print(f"    {seconds:6.2f} s  {sql}")
     rest = sum(seconds for seconds, _ in statements if seconds < 0.05)
     print(f"    {rest:6.2f} s  the other {sum(1 for t, _ in statements if t < 0.05)} statements")
+
+
+# The floor of the current design: what moving the secondary's rows costs in bare SQL,
+# the events (which any merge must move) apart from the workflow runs.
+FLOOR_EVENTS = ("events UPDATE", "events FK checks")
+FLOOR_STEPS = (*FLOOR_EVENTS, "runs UPDATE", "runs FK checks")
+
+
+def _vacuum() -> None:
+    """The rolled-back versions are dead rows in every index of the moved tables: cleaned
+    up as autovacuum would, so each measurement starts from tables in the same shape."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM events_app_event")
+        cursor.execute("VACUUM automation_workflowrun")
+
+
+def _floor(primary: str, secondary: str) -> dict[str, float]:
+    """One bare `UPDATE … SET customer_id` per table and the deferred foreign-key checks
+    it queues (forced, as a commit would run them), inside a transaction rolled back."""
+    from django.db import connection, transaction
+
+    seconds: dict[str, float] = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table, label in (("events_app_event", "events"), ("automation_workflowrun", "runs")):
+            began = time.monotonic()
+            cursor.execute(
+                f"UPDATE {table} SET customer_id = %s WHERE customer_id = %s",
+                [primary, secondary],
+            )
+            seconds[f"{label} UPDATE"] = time.monotonic() - began
+            began = time.monotonic()
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            seconds[f"{label} FK checks"] = time.monotonic() - began
+        transaction.set_rollback(True)
+    _vacuum()
+    return seconds
 
 
 def _timing(statements: list[tuple[float, str]]) -> Callable[..., object]:

@@ -9,12 +9,12 @@ class EventsAppConfig(AppConfig):
     verbose_name = "Events"  # the admin's section title and breadcrumb
 
     def ready(self) -> None:
-        from customers.hooks import customer_export_hook_register
+        from customers.hooks import customer_erase_hook_register, customer_export_hook_register
         from customers.timeline import timeline_source_register
         from events_app.activity import hour_counts_fold
         from events_app.api.auth import rate_limit_counters_prune
         from events_app.partitions.maintenance import partitions_maintain, retention_setting
-        from events_app.privacy import customer_events_export
+        from events_app.privacy import customer_events_erase, customer_events_export
         from events_app.timeline import EVENT_SOURCE, customer_event_entries
         from project.background import periodic_job_register
 
@@ -22,6 +22,9 @@ class EventsAppConfig(AppConfig):
         timeline_source_register(EVENT_SOURCE, customer_event_entries)
         # A customer's events (with their property records) in privacy exports.
         customer_export_hook_register("events", customer_events_export)
+        # Their property records (a month partition at a time) and events, before the
+        # delete's cascade; after the "deliveries" hook (name order), which reads them.
+        customer_erase_hook_register("events", customer_events_erase)
 
         periodic_job_register(
             name="ratelimit.prune", interval_seconds=300.0, func=rate_limit_counters_prune

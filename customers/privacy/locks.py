@@ -14,16 +14,29 @@ take a transaction-scoped advisory lock per identifier digest:
 Either the suppress request waited for the ingest to commit (and then finds and
 deletes the customer it created), or the ingest waited for the suppress request (and
 then sees the identifier listed): in neither order does the identifier outlive the
-suppression. Events naming a known customer take no lock. SQLite (the embedded
-default) serialises write transactions instead.
+suppression.
+
+A suppress request only learns the person's other identifiers by reading their
+customers, and two requests naming different identifiers of one person would each hold
+their own and wait for the other's. So a request never adds locks to the ones it holds:
+`suppression_locks_take_covering` reads, takes every lock the read names in one sorted
+batch from none held (a savepoint rolled back releases them), and reads again under
+them until the read names no identifier beyond them. Sorted batches taken from nothing
+cannot wait on each other in a cycle.
+
+Events naming a known customer take no lock. SQLite (the embedded default) serialises
+write transactions instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-from django.db import connection
+from django.db import connection, transaction
+
+T = TypeVar("T")
 
 
 def suppression_lock_key(digest: str) -> int:
@@ -46,3 +59,22 @@ def suppression_locks_take(digests: Iterable[str], *, shared: bool) -> None:
             "(SELECT k FROM unnest(%s::bigint[]) AS t(k) ORDER BY k) AS s",
             [keys],
         )
+
+
+def suppression_locks_take_covering(read: Callable[[], tuple[T, set[str]]]) -> T:
+    """Exclusive locks on every digest `read` names, held until the end of the current
+    transaction, and what `read` returned under them (see the module docstring).
+
+    `read` returns a value and the digests it depends on; it runs once before the locks
+    and again after each batch, until a read under the locks names no digest beyond
+    them. Ends holding exactly one sorted batch, taken while holding none."""
+    held: set[str] = set()
+    savepoint = transaction.savepoint()
+    while True:
+        value, wanted = read()
+        if wanted <= held:
+            transaction.savepoint_commit(savepoint)
+            return value
+        held |= wanted
+        transaction.savepoint_rollback(savepoint)  # lets go of the locks of a smaller batch
+        suppression_locks_take(held, shared=False)

@@ -35,7 +35,7 @@ from django.utils import timezone
 from customers.hooks import customer_export_sections
 from customers.models import Customer, CustomerAlias
 from customers.privacy.hashing import IdentifierKind, identifier_digest
-from customers.privacy.locks import suppression_locks_take
+from customers.privacy.locks import suppression_locks_take_covering
 from customers.privacy.models import (
     PrivacyExport,
     PrivacyExportPart,
@@ -296,18 +296,21 @@ class Suppress(RequestHandler):
     type = Type.SUPPRESS
 
     def run(self, request: PrivacyRequest, now: datetime) -> dict[str, int]:
-        # The identifier's lock before the customers are read: an ingest creating it
-        # either committed before (its customer is found and deleted below) or waits
-        # for this commit and then finds it listed (customers.privacy.locks).
-        suppression_locks_take([request.identifier_digest], shared=False)
-        customers = list(customers_matching(request.identifier_kind, request.identifier_value))
-        digests = {
-            (kind, identifier_digest(cast("IdentifierKind", kind), value))
-            for kind, value in _identifiers(request, customers)
-        }
-        # The person's other identifiers are known customers until this commits: ingest
-        # only locks the ones it would create, which from then on are listed.
-        suppression_locks_take([digest for _, digest in digests], shared=False)
+        # Every identifier's lock before the customers are read for good: an ingest
+        # creating one either committed before (its customer is found and deleted below)
+        # or waits for this commit and then finds it listed (customers.privacy.locks).
+        # The person's identifiers are only known from their customers, so the read is
+        # repeated under the locks until it names no identifier beyond them.
+        def read() -> tuple[tuple[list[Customer], set[tuple[str, str]]], set[str]]:
+            customers = list(customers_matching(request.identifier_kind, request.identifier_value))
+            digests = {
+                (kind, identifier_digest(cast("IdentifierKind", kind), value))
+                for kind, value in _identifiers(request, customers)
+            }
+            locks = {request.identifier_digest, *(digest for _, digest in digests)}
+            return (customers, digests), locks
+
+        customers, digests = suppression_locks_take_covering(read)
         SuppressedIdentifier.objects.bulk_create(
             [
                 SuppressedIdentifier(kind=kind, digest=digest, request_id=request.pk)

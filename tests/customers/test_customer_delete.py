@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
+from django.db import connection
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 
 from automation.privacy import REDACTED_PAYLOAD
 from automation.schedules.models import ScheduleRun
 from automation.webhooks.models import Delivery, DeliveryAttempt
 from automation.workflows.models import WorkflowRun
+from customers.hooks import _erase_hooks
 from customers.models import Customer
 from customers.services import customer_delete
 from events_app.models import Event, EventCount, PropertyRecord
+from events_app.partitions.months import EVENT_TABLE, RECORD_TABLE, Month
 from project.cascade import cascade_plan
 from tests.conftest import API
 from tests.customers.conftest import History
 from tests.deletes import NOW, a_schedule
-from tests.factories import EventFactory, EventTypeFactory
+from tests.factories import (
+    CustomerFactory,
+    EventFactory,
+    EventTypeFactory,
+    PropertyRecordFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +36,11 @@ MODELS = (Customer, Event, PropertyRecord, Delivery, DeliveryAttempt, WorkflowRu
 # Reading the customer's key, SAVEPOINT, 11 DELETEs and 1 UPDATE, RELEASE: one per
 # table the delete reaches, whatever the number of rows; around them the audit entry's
 # INSERT and the SAVEPOINT / RELEASE of the transaction that holds both. Before them
-# the erase hooks (the runs without an event read, 3 UPDATEs of deliveries and their
-# attempts), after them the subscriptions read (customer.deleted).
-DELETE_QUERIES = 26
+# the erase hooks (the runs without an event read, one statement redacting deliveries
+# and their attempts; the span of the events' months read, a DELETE of property records
+# per month (one here), the events' DELETE), after them the subscriptions read
+# (customer.deleted).
+DELETE_QUERIES = 27
 
 
 def table_rows() -> dict[str, int]:
@@ -111,11 +125,13 @@ def test_delete_takes_the_same_queries_and_reads_no_rows_whatever_the_number_of_
         customer_delete(customer=customer)
 
     # The rows read are the outcomes of the customer's runs that no event started
-    # (none here), the customer's key and the subscriptions (for `customer.deleted`); everything
-    # else is DELETE / UPDATE.
+    # (none here), the first and last month of their events (an aggregate), the
+    # customer's key and the subscriptions (for `customer.deleted`); everything else is
+    # DELETE / UPDATE.
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     assert [sql.split(" FROM ")[1].split(" ")[0] for sql in reads] == [
         '"automation_workflowrun"',
+        "events_app_event",
         '"customers_customer"',
         '"automation_endpoint"',
     ]
@@ -178,3 +194,61 @@ def test_the_delete_follows_every_relation_into_customers_read_from_the_models()
         ("automation.SegmentMembership.customer", "cascade", []),
         ("automation.SegmentCheck.customer", "cascade", []),
     ]
+
+
+def test_a_delete_removes_property_records_a_month_partition_at_a_time():
+    # Events in four months, each with two property records, of her and of him: her
+    # records go by one statement per month, each reaching only that month's partition
+    # of the records and of the events (PostgreSQL plans a join on event_id alone over
+    # every partition).
+    alice, bob = CustomerFactory(external_id="alice"), CustomerFactory(external_id="bob")
+    kind = EventTypeFactory()
+    for days in (0, 35, 70, 105):
+        for customer in (alice, bob):
+            event = EventFactory(
+                event_type=kind, customer=customer, created_at=NOW - timedelta(days=days)
+            )
+            PropertyRecordFactory.create_batch(2, event=event)
+    months = {Month.of(NOW - timedelta(days=days)) for days in (0, 35, 70, 105)}
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = customer_delete(customer=alice)
+
+    assert (deleted["events_app.Event"], deleted["events_app.PropertyRecord"]) == (4, 8)
+    assert set(Event.objects.values_list("customer_id", flat=True)) == {bob.pk}
+    assert PropertyRecord.objects.count() == 8
+    pruned = set()
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if not (sql.startswith("DELETE FROM events_app_propertyrecord") and "customer_id" in sql):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (COSTS OFF) {sql}")
+            plan = " ".join(row[0] for row in cursor.fetchall())
+        scanned = set(
+            re.findall(r" on (events_app_\w+_p\d{4}_\d{2}|events_app_\w+_default)\b", plan)
+        )
+        # One partition of each table; none for a month between hers that has none.
+        assert len(scanned) in (0, 2), plan
+        pruned |= scanned
+    assert pruned == {
+        month.partition(table) for month in months for table in (RECORD_TABLE, EVENT_TABLE)
+    }
+
+
+def test_the_deliveries_are_redacted_before_the_events_they_are_found_through_go():
+    # Erase hooks run in name order: the deliveries' hook reads the customer's events,
+    # which the events' hook deletes.
+    names = [name for name, _ in _erase_hooks.all()]
+    assert names.index("deliveries") < names.index("events")
+
+
+def test_the_ref_trigger_of_a_delete_probes_the_ref_index_whatever_the_delete_size():
+    # The refs of a customer's million events are released by one trigger statement
+    # joined to the ref table: planned as a hash of the whole table it spilled to disk.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'events_app_event_refs_remove'"
+        )
+        (settings,) = cursor.fetchone()
+    assert set(settings) == {"enable_hashjoin=off", "enable_mergejoin=off"}
