@@ -49,6 +49,8 @@ TYPE_KEY = "purchase"
 OTHER_TYPES = 9
 CUSTOMERS = 2000
 MAX_SECONDS_PER_PHASE = 180
+# One --policy round's figures (_policy_round).
+Round = tuple[float, float, int, float, float, float, float]
 
 
 def parse_args() -> argparse.Namespace:
@@ -262,9 +264,10 @@ def phase_throughput(args: argparse.Namespace) -> None:
     )
 
 
-def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float, float, float]:
+def _policy_round(ids: list[str], batch: int) -> Round:
     """Evaluate `ids` afresh and run their runs' actions: (events/s, runs/s, runs,
-    statements per run, this process's CPU µs per run, its CPU µs per event evaluated).
+    statements per run, this process's CPU µs per run, its CPU µs per event evaluated,
+    its PostgreSQL backend's CPU µs per run).
     Statements: Django's query log (emptied first: it keeps at most 9,000) plus those
     run through project.sql (prepared, on a psycopg cursor of their own that Django does
     not log)."""
@@ -299,6 +302,7 @@ def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float,
         prepared += 1
         return execute(*args)
 
+    backend_cpu = backend_cpu_seconds()
     cpu = time.process_time()
     started = time.perf_counter()
     sql._execute = counted  # type: ignore[assignment]
@@ -311,6 +315,7 @@ def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float,
         sql._execute = execute  # type: ignore[assignment]
     actions = len(to_run) / (time.perf_counter() - started)
     cpu = time.process_time() - cpu
+    backend_cpu = backend_cpu_seconds() - backend_cpu
     runs = max(1, len(to_run))
     return (
         evaluated,
@@ -319,6 +324,7 @@ def _policy_round(ids: list[str], batch: int) -> tuple[float, float, int, float,
         (len(queries) + prepared) / runs,
         cpu / runs * 1e6,
         eval_cpu / len(ids) * 1e6,
+        backend_cpu / runs * 1e6,
     )
 
 
@@ -358,10 +364,10 @@ def phase_policy(args: argparse.Namespace) -> None:
     for with_policy in (False, True):
         Workflow.objects.update(delivery_policy=policy if with_policy else None)
         _policy_round(ids, args.batch)
-    best: dict[bool, tuple[float, float, int, float, float, float]] = {}
+    best: dict[bool, Round] = {}
     # Per round (with, without) of evaluation and of actions: adjacent rounds share the
     # machine's state of the moment, so their ratio drifts less than the best figures.
-    pairs: list[dict[bool, tuple[float, float]]] = []
+    pairs: list[dict[bool, tuple[float, float, float]]] = []
     for round_number in range(args.rounds):
         # Alternating which mode goes first: the tables grow round by round, so a fixed
         # order would favour the first mode.
@@ -369,11 +375,12 @@ def phase_policy(args: argparse.Namespace) -> None:
         for with_policy in (False, True) if round_number % 2 == 0 else (True, False):
             Workflow.objects.update(delivery_policy=policy if with_policy else None)
             figures = _policy_round(ids, args.batch)
-            pairs[-1][with_policy] = (figures[0], figures[1])
+            pairs[-1][with_policy] = (figures[0], figures[1], figures[4] + figures[6])
             print(
                 f"   round {'with' if with_policy else 'without'}: {figures[0]:,.0f} events/s "
                 f"({figures[5]:,.0f} µs CPU per event), {figures[1]:,.0f} runs/s, "
-                f"{figures[3]:.1f} statements and {figures[4]:,.0f} µs CPU per run"
+                f"{figures[3]:.1f} statements and {figures[4]:,.0f} µs CPU per run "
+                f"(+ {figures[6]:,.0f} µs postgres)"
             )
             kept = best.get(with_policy)
             best[with_policy] = (
@@ -386,6 +393,7 @@ def phase_policy(args: argparse.Namespace) -> None:
                     min(kept[3], figures[3]),
                     min(kept[4], figures[4]),
                     min(kept[5], figures[5]),
+                    min(kept[6], figures[6]),
                 )
             )
     blocked = sum(
@@ -410,14 +418,17 @@ def phase_policy(args: argparse.Namespace) -> None:
     )
     evaluation_ratio = statistics.median(p[True][0] / p[False][0] for p in pairs)
     actions_ratio = statistics.median(p[True][1] / p[False][1] for p in pairs)
+    cpu_ratio = statistics.median(p[False][2] / p[True][2] for p in pairs)
     print(
         f"   paired rounds (median of each round's with / without): evaluation "
-        f"{evaluation_ratio:.0%}, actions {actions_ratio:.0%}"
+        f"{evaluation_ratio:.0%}, actions {actions_ratio:.0%}, actions by CPU (worker + "
+        f"postgres) {cpu_ratio:.0%}"
     )
     print(
         f"   per run (one add_tags action): {without[3]:.1f} -> {with_[3]:.1f} statements, "
         f"worker CPU {without[4]:,.0f} -> {with_[4]:,.0f} µs "
-        f"(by CPU, {without[4] / with_[4]:.0%} of the rate)"
+        f"(by CPU, {without[4] / with_[4]:.0%} of the rate), postgres CPU "
+        f"{without[6]:,.0f} -> {with_[6]:,.0f} µs"
     )
 
 
