@@ -18,7 +18,9 @@ evaluated and their runs' actions run in alternating rounds (--rounds each) with
 and with every workflow under a policy that checks on every action (a cap on
 add_tags that is never reached, and quiet hours that are not now), in one process
 on one database, after a warm-up round of each; prints the best round of each and the
-ratio (goal: >= 90 %), and the median of each round's ratio.
+ratio (goal: >= 90 %), and the median of each round's ratio. Then, --rounds times, the
+actions alone in interleaved blocks of --block runs, with and without the policy in
+turn: the median of each adjacent pair's ratio (the steadiest figure on a shared machine).
 
 The database named by DATABASE_URL is migrated and its event, customer and
 workflow tables are TRUNCATED: never point it at data you want to keep. Every
@@ -66,6 +68,9 @@ def parse_args() -> argparse.Namespace:
         "--policy", action="store_true", help="compare rounds without / with a delivery policy"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode with --policy")
+    parser.add_argument(
+        "--block", type=int, default=25, help="runs per interleaved block with --policy"
+    )
     return parser.parse_args()
 
 
@@ -328,6 +333,40 @@ def _policy_round(ids: list[str], batch: int) -> Round:
     )
 
 
+def _interleaved(ids: list[str], batch: int, policy: Any, block: int) -> list[float]:
+    """Evaluate `ids` afresh, then run the runs' actions in blocks of `block` runs,
+    alternately with and without `policy` on every workflow (the order flipping each
+    pair): each adjacent pair's with / without rate. Blocks a second apart share the
+    machine's load, so on a shared machine their ratio is steadier than whole rounds'."""
+    from automation.due import due_events_process
+    from automation.workflows.models import Workflow, WorkflowRun
+    from automation.workflows.runner import workflow_run_advance
+    from automation.workflows.selectors import active_workflows_forget
+    from customers.models import Customer
+    from events_app.models import Event
+
+    WorkflowRun.objects.all().delete()
+    Customer.objects.update(tags=[])
+    Customer.objects.filter(external_id__endswith="0").update(tags=["vip"])
+    Event.objects.filter(pk__in=ids).update(automation_pending=True)
+    active_workflows_forget()
+    to_run: list[str] = []
+    for start in range(0, len(ids), batch):
+        to_run += due_events_process(event_ids=ids[start : start + batch]).run_ids
+    ratios = []
+    for pair, start in enumerate(range(0, len(to_run) - 2 * block + 1, 2 * block)):
+        rates: dict[bool, float] = {}
+        for k, with_policy in enumerate((False, True) if pair % 2 == 0 else (True, False)):
+            Workflow.objects.update(delivery_policy=policy if with_policy else None)
+            chunk = to_run[start + k * block : start + (k + 1) * block]
+            started = time.perf_counter()
+            for run_id in chunk:
+                workflow_run_advance(run_id=run_id)
+            rates[with_policy] = len(chunk) / (time.perf_counter() - started)
+        ratios.append(rates[True] / rates[False])
+    return ratios
+
+
 def phase_policy(args: argparse.Namespace) -> None:
     from django.db import connection
 
@@ -402,6 +441,9 @@ def phase_policy(args: argparse.Namespace) -> None:
         for o in outcomes
         if o["status"] != "succeeded"
     )
+    interleaved: list[float] = []
+    for _ in range(args.rounds):
+        interleaved += _interleaved(ids, args.batch, policy, args.block)
     without, with_ = best[False], best[True]
     print(
         f"policy: {len(ids)} events, {with_[2]} runs with actions per round, best of "
@@ -419,10 +461,16 @@ def phase_policy(args: argparse.Namespace) -> None:
     evaluation_ratio = statistics.median(p[True][0] / p[False][0] for p in pairs)
     actions_ratio = statistics.median(p[True][1] / p[False][1] for p in pairs)
     cpu_ratio = statistics.median(p[False][2] / p[True][2] for p in pairs)
+    quartiles = statistics.quantiles(interleaved, n=4)
     print(
         f"   paired rounds (median of each round's with / without): evaluation "
         f"{evaluation_ratio:.0%}, actions {actions_ratio:.0%}, actions by CPU (worker + "
         f"postgres) {cpu_ratio:.0%}"
+    )
+    print(
+        f"   interleaved blocks of {args.block} runs ({len(interleaved)} pairs): actions with / "
+        f"without median {statistics.median(interleaved):.0%} (quartiles "
+        f"{quartiles[0]:.0%}-{quartiles[2]:.0%})"
     )
     print(
         f"   per run (one add_tags action): {without[3]:.1f} -> {with_[3]:.1f} statements, "
