@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -269,15 +268,7 @@ def main() -> None:
     for n in range(args.runs):
         for method in results:
             vacuum()
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", method],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-                env=os.environ,
-            )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = base.run_child(__file__, method)
             results[method].append(result)
             if n == 0:
                 if method == next(iter(results)):
