@@ -237,8 +237,8 @@ def test_a_delete_removes_property_records_a_month_partition_at_a_time():
 
 
 def test_the_deliveries_are_redacted_before_the_events_they_are_found_through_go():
-    # Erase hooks run in name order: the deliveries' hook reads the customer's events,
-    # which the events' hook deletes.
+    # The deliveries' hook reads the customer's events, which the events' hook deletes:
+    # the events' hook is registered to run after the others.
     names = [name for name, _ in _erase_hooks.all()]
     assert names.index("deliveries") < names.index("events")
 
