@@ -14,7 +14,11 @@ class AutomationConfig(AppConfig):
         from automation import tasks  # noqa: F401 - registers the tasks enqueued by name
         from automation.activity import activity_hour_counts_fold
         from automation.due import due_events_drain
-        from automation.identity import merge_automate, merge_segments_preview
+        from automation.identity import (
+            merge_automate,
+            merge_segments_preview,
+            merge_undone_runs_follow,
+        )
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
         from automation.privacy import privacy_hooks_register
@@ -105,6 +109,8 @@ class AutomationConfig(AppConfig):
         # customer.merged event with the workflows that take merged events.
         merge_preview_hook_register("segments", merge_segments_preview)
         merged_hook_register("automation", merge_automate)
+        # Runs made on the primary for events an undo gives back follow those events.
+        merge_undone_hook_register("runs", merge_undone_runs_follow)
         # Delivery policies' counters of both customers are recounted from the moved ledger.
         merged_hook_register("policies", policy_counters_merged)
         merge_undone_hook_register("policies", policy_counters_merged)

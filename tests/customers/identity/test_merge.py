@@ -15,6 +15,7 @@ from automation.workflows.models import Workflow, WorkflowRun
 from customers.identity.models import CustomerMerge, MergedRow
 from customers.identity.services import customer_merge, merge_undo, merges_prune
 from customers.models import Customer, CustomerAlias
+from customers.services import customer_delete
 from events_app.ingestion import event_ingest
 from events_app.models import PropertyRecord
 from events_app.schemas import EventCreateIn
@@ -105,6 +106,25 @@ def test_undo_puts_every_table_back_exactly():
     assert not differences, "\n".join(differences)
     merge.refresh_from_db()
     assert merge.status == CustomerMerge.Status.UNDONE
+
+
+def test_a_run_made_after_the_merge_goes_back_with_its_event_on_undo_and_is_deleted_with_it():
+    kind = EventTypeFactory()
+    primary, secondary = CustomerFactory(), CustomerFactory(external_id=None, anonymous_id="a")
+    workflow = Workflow.objects.create(name="w")
+    theirs, mine = event_for(secondary, kind), event_for(primary, kind)
+    merge = _merge(primary, secondary)
+    # What a workflow does for the moved event while the merge stands, and for the
+    # primary's own event.
+    after_merge, own = run_for(primary, workflow, theirs), run_for(primary, workflow, mine)
+
+    merge_undo(merge_id=merge.pk)
+
+    after_merge.refresh_from_db()
+    own.refresh_from_db()
+    assert (after_merge.customer_id, own.customer_id) == (secondary.pk, primary.pk)
+    customer_delete(customer=Customer.objects.get(pk=secondary.pk), erase=True)
+    assert list(WorkflowRun.objects.values_list("pk", flat=True)) == [own.pk]
 
 
 def test_merge_is_a_fixed_number_of_statements_whatever_the_rows():
