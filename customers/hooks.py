@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.apps import apps
+from django.db.models import Model, QuerySet
 
 from project.hooks import Hooks
 
@@ -38,7 +39,10 @@ def customers_changed(*, customer_ids: list[str], fields: list[str] | None) -> N
 # (customer_ids) -> rows touched per label. Called by customer_delete inside its
 # transaction, before the cascade deletes the customers' rows: for data the cascade
 # would not reach, or that must outlive the customer redacted (delivery rows kept as
-# counts, their payloads blanked). Must be set-based: one statement per table.
+# counts, their payloads blanked), or that a statement of its own deletes faster. Must
+# be set-based: one statement per table. A count under a model's label
+# ("events_app.Event") says the hook deleted every row of that model the customers'
+# cascade would reach, and what refers to them: the cascade does not reach them again.
 CustomerEraseHook = Callable[[list[str]], dict[str, int]]
 # (customer_id, external_id) -> None. Called by customer_delete inside its transaction,
 # after the rows are gone: tell the outside world (the `customer.deleted` webhook).
@@ -70,6 +74,18 @@ def customers_erase(*, customer_ids: list[str]) -> dict[str, int]:
         for label, n in hook(customer_ids).items():
             counts[label] = counts.get(label, 0) + n
     return counts
+
+
+def erased_models(counts: dict[str, int]) -> set[type[Model]]:
+    """The models whose rows the erase hooks deleted outright (counted under the
+    model's label), for the cascade to leave out."""
+    models: set[type[Model]] = set()
+    for label in counts:
+        try:
+            models.add(apps.get_model(label))
+        except (LookupError, ValueError):  # a count of another kind ("deliveries_redacted")
+            continue
+    return models
 
 
 def customers_kept(*, customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:

@@ -32,7 +32,7 @@ raises CascadeNotSupported instead of silently leaving rows behind.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -149,20 +149,29 @@ def cascade_plan(model: type[Model]) -> tuple[Relation, ...]:
 
 
 def _walk(
-    relations: tuple[Relation, ...], parents: QuerySet[Any], *, dependents_first: bool = True
+    relations: tuple[Relation, ...],
+    parents: QuerySet[Any],
+    *,
+    dependents_first: bool = True,
+    gone: Collection[type[Model]] = (),
 ) -> Iterator[tuple[Relation, QuerySet[Any]]]:
     """Every relation reachable from `parents` with the rows it touches.
 
     dependents_first: a relation comes after the relations into its model
     (the order rows must be deleted in); otherwise before (the order a reader
-    expects: events, then what hangs off them).
+    expects: events, then what hangs off them). `gone`: models not reached (see
+    cascade_delete).
     """
     for relation in relations:
+        if relation.model in gone:
+            continue
         rows = relation.rows(parents)
         if not dependents_first:
             yield relation, rows
         if relation.action == "cascade":
-            yield from _walk(relation.dependents, rows, dependents_first=dependents_first)
+            yield from _walk(
+                relation.dependents, rows, dependents_first=dependents_first, gone=gone
+            )
         if dependents_first:
             yield relation, rows
 
@@ -217,10 +226,12 @@ def cascade_rows(queryset: QuerySet[Any]) -> dict[type[Model], QuerySet[Any]]:
     return {model: _union(sets) for model, sets in _deleted(_root(queryset)).items()}
 
 
-def _blockers(root: Root) -> Iterator[tuple[Relation, QuerySet[Any]]]:
+def _blockers(
+    root: Root, gone: Collection[type[Model]] = ()
+) -> Iterator[tuple[Relation, QuerySet[Any]]]:
     """PROTECT and RESTRICT relations with the referring rows that forbid the delete."""
     deleted: Paths | None = None
-    for relation, rows in _walk(root.relations, root.rows):
+    for relation, rows in _walk(root.relations, root.rows, gone=gone):
         if relation.action == "protect" and rows.exists():
             yield relation, rows
         elif relation.action == "restrict":
@@ -263,13 +274,20 @@ def _refuse_signal_receivers(root: Root) -> None:
             )
 
 
-def cascade_delete(queryset: QuerySet[Any]) -> tuple[int, dict[str, int]]:
+def cascade_delete(
+    queryset: QuerySet[Any], *, gone: Collection[type[Model]] = ()
+) -> tuple[int, dict[str, int]]:
     """Delete the queryset's rows and everything their on_delete rules reach, set-based.
 
     Returns what QuerySet.delete() returns: the number of rows deleted and the
     number per model label (labels with none left out). Raises ProtectedError /
     RestrictedError, having deleted nothing, when a PROTECT / RESTRICT
     reference forbids the delete.
+
+    `gone`: models whose rows this delete reaches the caller has deleted already, in
+    this transaction, with whatever refers to them; they and their dependents are
+    not reached again. A statement through such rows would find none, yet still read
+    every index entry of them that the earlier delete left behind.
     """
     deleted: Counter[str] = Counter()
     with transaction.atomic(using=queryset.db):
@@ -278,13 +296,13 @@ def cascade_delete(queryset: QuerySet[Any]) -> tuple[int, dict[str, int]]:
         if not root.keys:
             return 0, {}
         # PROTECT is reported before RESTRICT, as the Collector does.
-        blockers = sorted(_blockers(root), key=lambda blocker: blocker[0].action != "protect")
+        blockers = sorted(_blockers(root, gone), key=lambda blocker: blocker[0].action != "protect")
         if blockers:
             relation, rows = blockers[0]
             error = ProtectedError if relation.action == "protect" else RestrictedError
             # Django's errors carry the referring rows; a sample keeps memory bounded.
             raise error(_blocked_message(relation), set(rows[:BLOCKING_SAMPLE]))
-        for relation, rows in _walk(root.relations, root.rows):
+        for relation, rows in _walk(root.relations, root.rows, gone=gone):
             if relation.action == "cascade":
                 deleted[relation.model._meta.label] += rows._raw_delete(rows.db)
             elif relation.action == "set":
@@ -321,7 +339,7 @@ def cascade_lock(queryset: QuerySet[Any]) -> None:
             _lock(relation.rows(queryset))
 
 
-def cascade_delete_object(obj: Model) -> dict[str, int]:
+def cascade_delete_object(obj: Model, *, gone: Collection[type[Model]] = ()) -> dict[str, int]:
     """A service's delete of one object: cascade_delete, rows deleted per model label.
 
     A PROTECT / RESTRICT reference that refuses it is a ConflictError (the API's
@@ -329,7 +347,7 @@ def cascade_delete_object(obj: Model) -> dict[str, int]:
     """
     model = type(obj)
     try:
-        return cascade_delete(model._base_manager.filter(pk=obj.pk))[1]
+        return cascade_delete(model._base_manager.filter(pk=obj.pk), gone=gone)[1]
     except (ProtectedError, RestrictedError) as error:
         raise ConflictError(
             f"{capfirst(str(model._meta.verbose_name))} '{obj.pk}' cannot be deleted. "
