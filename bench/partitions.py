@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import requests
@@ -69,6 +69,63 @@ def layout(url: str) -> str:
             ).fetchone()[0]
     kind = f"partitioned ({parts} partitions)" if parts else "unpartitioned"
     return f"{kind}, about {records:,} property records"
+
+
+class WalState(NamedTuple):
+    """The server's WAL counters (pg_stat_wal) and checkpoints (pg_stat_bgwriter)."""
+
+    bytes: float
+    full_page_images: int
+    checkpoints: int
+
+    def since(self, before: WalState) -> WalState:
+        return WalState(
+            self.bytes - before.bytes,
+            self.full_page_images - before.full_page_images,
+            self.checkpoints - before.checkpoints,
+        )
+
+    def describe(self, events: int) -> str:
+        return (
+            f"{self.bytes / events / 1024:.1f} KiB and {self.full_page_images / events:.2f} "
+            f"full-page images per event, {self.checkpoints} checkpoint(s)"
+        )
+
+
+def wal_state(url: str) -> WalState:
+    """A checkpoint makes the next change of every page write the whole page to the WAL:
+    ingest right after one writes more, and more so the more distinct pages its index
+    entries land on (more at 10 M than at 1 M). Printed per run so a slow run can be
+    told from a slow layout. Counters of the whole server: a quiet machine's figures."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req "
+            "FROM pg_stat_wal w, pg_stat_bgwriter b"
+        ).fetchone()
+    return WalState(float(row[0]), int(row[1]), int(row[2]))
+
+
+def analyze_changed(url: str) -> list[str]:
+    """ANALYZE the event partitions that changed by more than a tenth since their last
+    analysis, as autovacuum would (it may be off: it is on the shared machine these
+    figures come from). Earlier runs' batches land in the current month; with its
+    statistics stale the planner misjudges the lists filtered by type."""
+    lines = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        stale = conn.execute(
+            "SELECT s.relname, s.n_mod_since_analyze, s.n_live_tup FROM pg_stat_user_tables s "
+            "JOIN pg_inherits i ON i.inhrelid = s.relid "
+            "WHERE i.inhparent = 'events_app_event'::regclass "
+            "AND s.n_mod_since_analyze > 50 + 0.1 * s.n_live_tup ORDER BY 1"
+        ).fetchall()
+        for name, changed, live in stale:
+            began = time.monotonic()
+            conn.execute(f'ANALYZE "{name}"')
+            lines.append(
+                f"ANALYZE {name} ({changed:,} rows changed of {live:,}): "
+                f"{time.monotonic() - began:.1f} s"
+            )
+    return lines
 
 
 def machine() -> str:
@@ -201,7 +258,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"start {time.strftime('%H:%M:%S')}: {machine()}")
     began = time.monotonic()
-    env, (name, secret), type_id, counts = prepare(args.database_url, args.events)
+    # The lists filter by the busiest type of the loaded data, not by the type this
+    # benchmark ingests (earlier runs' batches would make it the busiest at 1 M only).
+    env, (name, secret), type_id, counts = prepare(args.database_url, args.events, besides=TYPE_KEY)
+    for line in analyze_changed(args.database_url):
+        print(line)
     auth = ingest_setup(env)
     print(f"{counts[None]:,} events, {layout(args.database_url)}")
     print(deep_page_plan(args.database_url))
@@ -212,6 +273,7 @@ def main() -> None:
     server = start_server(env, args.port, args.workers, (name, secret))
     rows: list[tuple[str, float, float]] = []
     rates: list[float] = []
+    wal: list[WalState] = []
     try:
         session = requests.Session()
         session.auth = (name, secret)
@@ -229,9 +291,11 @@ def main() -> None:
                     rows.append((case.label(), statistics.median(timings), p95(timings)))
         for run in range(args.runs):
             bodies = make_batches(f"parts-{uuid.uuid4().hex[:6]}-r{run}", args.batches)
+            before = wal_state(args.database_url)
             elapsed, result = send_batches(args.port, auth, bodies, args.senders)
             assert result["valid"] == 1000 * args.batches, result
             rates.append(result["valid"] / elapsed)
+            wal.append(wal_state(args.database_url).since(before))
     finally:
         stop_server(server)
 
@@ -246,6 +310,10 @@ def main() -> None:
         f"batch ingest, {args.batches} x 1000 events x 3 property records, new refs, "
         f"{args.senders} senders: median {statistics.median(rates):,.0f} events/s "
         f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+    )
+    print(
+        "  per run, the server's WAL (every database) and checkpoints begun: "
+        + "; ".join(w.describe(1000 * args.batches) for w in wal)
     )
     figures: dict[str, Any] = {label: median for label, median, _ in rows}
     figures["batch ingest events/s"] = statistics.median(rates)
