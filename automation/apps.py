@@ -17,7 +17,7 @@ class AutomationConfig(AppConfig):
         from automation.identity import (
             merge_automate,
             merge_segments_preview,
-            merge_undone_runs_follow,
+            merge_undone_follow,
         )
         from automation.ingest import INGEST_HOOK
         from automation.metrics import metrics_register
@@ -110,7 +110,7 @@ class AutomationConfig(AppConfig):
         merge_preview_hook_register("segments", merge_segments_preview)
         merged_hook_register("automation", merge_automate)
         # Runs made on the primary for events an undo gives back follow those events.
-        merge_undone_hook_register("runs", merge_undone_runs_follow)
+        merge_undone_hook_register("runs and deliveries", merge_undone_follow)
         # Delivery policies' counters of both customers are recounted from the moved ledger.
         merged_hook_register("policies", policy_counters_merged)
         merge_undone_hook_register("policies", policy_counters_merged)

@@ -10,11 +10,12 @@ AutomationConfig.ready():
   `trigger_on_merged_events` is on -- through the claimer's evaluation
   (automation.workflows.evaluation), so once per (workflow, event) as the runs'
   unique constraint ensures. Other workflows never see moved events again;
-- undone: a run belongs to its event's customer, so the runs the primary made after the
-  merge for events the undo gives back to the secondary go with them (the undo itself
-  moves back only the rows the merge moved). Otherwise such a run would stay on the
-  primary naming the secondary's event, and a later delete of the secondary would
-  leave it pointing at an event that is gone.
+- undone: a run and a delivery belong to their event's customer, so the runs and
+  deliveries the primary made after the merge for events the undo gives back to the
+  secondary go with them (the undo itself moves back only the rows the merge moved).
+  Otherwise such a run would stay on the primary naming the secondary's event, and a
+  later delete of the secondary would leave it pointing at an event that is gone and
+  would not redact such a delivery's payload, which holds the secondary's event.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from django.utils import timezone
 from automation.segments.membership import memberships_refresh
 from automation.segments.models import SegmentMembership
 from automation.segments.selectors import loaded_segments
+from automation.webhooks.models import Delivery
 from automation.workflows.evaluation import events_evaluate_claimed
 from automation.workflows.models import Workflow, WorkflowRun
 from automation.workflows.runner import runs_hand_on
@@ -150,13 +152,14 @@ def merged_events_evaluate(*, merge_id: str) -> int:
     return made
 
 
-def merge_undone_runs_follow(merge: CustomerMerge) -> None:
-    """The undone hook, in the undo's transaction: the primary's runs of events that are
-    the secondary's again move to the secondary. One UPDATE."""
+def merge_undone_follow(merge: CustomerMerge) -> None:
+    """The undone hook, in the undo's transaction: the primary's runs and deliveries of
+    events that are the secondary's again move to the secondary. One UPDATE each."""
     given_back = Event.objects.filter(customer_id=merge.secondary_id).values("id")
-    WorkflowRun.objects.filter(customer_id=merge.primary_id, event_id__in=given_back).update(
-        customer_id=merge.secondary_id
-    )
+    for model in (WorkflowRun, Delivery):
+        model.objects.filter(customer_id=merge.primary_id, event_id__in=given_back).update(
+            customer_id=merge.secondary_id
+        )
 
 
 def merge_automate(merge: CustomerMerge) -> None:

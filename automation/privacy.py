@@ -3,10 +3,11 @@
 customers never imports automation: these are the hooks automation registers in
 customers.hooks (AutomationConfig.ready()):
 
-- erase, before customer_delete's cascade: the customer's webhook deliveries stay as
-  rows (the delivery counts, the dashboard's hourly figures and the endpoints' health
-  stay true) but lose their payload and their link to the deleted events; pending ones
-  are cancelled, so nothing about the person is sent after the delete. Their runs,
+- erase, before customer_delete's cascade: the customer's webhook deliveries (those
+  about them: Delivery.customer) stay as rows (the delivery counts, the dashboard's
+  hourly figures and the endpoints' health stay true) but lose their payload and their
+  links to the person and to the deleted events; pending ones are cancelled, so
+  nothing about the person is sent after the delete. Their runs,
   waiting ones included, and segment stays go with the cascade.
 - deleted, after it: the `customer.deleted` message to every subscription that lists
   that reserved key, through the one sender (automation.webhooks).
@@ -32,73 +33,47 @@ from automation.segments.models import SegmentMembership
 from automation.webhooks.deliveries import delivery_create
 from automation.webhooks.models import CUSTOMER_DELETED, Delivery, DeliveryAttempt, Endpoint
 from automation.workflows.models import WorkflowRun
-from events_app.models import Event
 
 # What a redacted delivery's payload becomes.
 REDACTED_PAYLOAD = {"redacted": "The customer was deleted (privacy request)."}
 CANCELLED_REASON = "Cancelled: the customer was deleted."
 
 
-def _run_delivery_ids(customer_ids: list[str]) -> list[str]:
-    """Deliveries made by the customers' runs that no event started (segment transitions,
-    broadcasts): only the run's outcomes name them. Read through workflowrun_customer_idx;
-    such runs are few per customer (one per transition)."""
-    ids: list[str] = []
-    outcomes = WorkflowRun.objects.filter(
-        customer_id__in=customer_ids, event__isnull=True
-    ).values_list("outcomes", flat=True)
-    for run_outcomes in outcomes:
-        for outcome in run_outcomes if isinstance(run_outcomes, list) else []:
-            detail = outcome.get("detail") if isinstance(outcome, dict) else None
-            if isinstance(detail, dict) and isinstance(detail.get("delivery_id"), str):
-                ids.append(detail["delivery_id"])
-    return ids
-
-
-def customer_deliveries(customer_ids: list[str]) -> list[QuerySet[Delivery]]:
-    """The customers' deliveries, as separate sets (an OR of the two would keep
-    PostgreSQL from using either index): of their events (delivery_event_idx, per event
-    of event_customer_idx), and of their runs without an event, if any."""
-    events = Event.objects.filter(customer_id__in=customer_ids).values("id")
-    sets = [Delivery.objects.filter(event_id__in=events)]
-    run_delivery_ids = _run_delivery_ids(customer_ids)
-    if run_delivery_ids:
-        sets.append(Delivery.objects.filter(pk__in=run_delivery_ids))
-    return sets
+def customer_deliveries(customer_ids: list[str]) -> QuerySet[Delivery]:
+    """The customers' deliveries: those about them (Delivery.customer, read through
+    delivery_customer_idx), made for their events or by their runs."""
+    return Delivery.objects.filter(customer_id__in=customer_ids)
 
 
 def customer_deliveries_redact(customer_ids: list[str]) -> dict[str, int]:
     """The erase hook: cancel the customers' pending deliveries, blank every payload
-    and response excerpt, and detach the rows from the events about to be deleted.
-    UPDATEs whose WHERE is a subquery: no delivery is read into memory. On PostgreSQL
-    one statement per set (_redact_pg); elsewhere the detaching UPDATE comes last (the
-    others find the deliveries through their events)."""
+    and response excerpt, and detach the rows from the customers and the events about
+    to be deleted. UPDATEs whose WHERE is a subquery: no delivery is read into memory.
+    On PostgreSQL one statement (_redact_pg); elsewhere the detaching UPDATE comes last
+    (the others find the deliveries by their customer)."""
+    deliveries = customer_deliveries(customer_ids)
     now = timezone.now()
-    cancelled = redacted = 0
-    for deliveries in customer_deliveries(customer_ids):
-        if connection.vendor == "postgresql":
-            n, c = _redact_pg(deliveries, now)
-            redacted, cancelled = redacted + n, cancelled + c
-            continue
-        DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk")).exclude(
-            response_excerpt=""
-        ).update(response_excerpt="")
-        cancelled += deliveries.filter(status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.CANCELLED,
-            next_attempt_at=None,
-            completed_at=now,
-            last_error=CANCELLED_REASON,
-        )
-        redacted += deliveries.update(payload=REDACTED_PAYLOAD, event=None)
+    if connection.vendor == "postgresql":
+        redacted, cancelled = _redact_pg(deliveries, now)
+        return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
+    DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk")).exclude(
+        response_excerpt=""
+    ).update(response_excerpt="")
+    cancelled = deliveries.filter(status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.CANCELLED,
+        next_attempt_at=None,
+        completed_at=now,
+        last_error=CANCELLED_REASON,
+    )
+    redacted = deliveries.update(payload=REDACTED_PAYLOAD, event=None, customer=None)
     return {"deliveries_redacted": redacted, "deliveries_cancelled": cancelled}
 
 
 def _redact_pg(deliveries: QuerySet[Delivery], now: datetime) -> tuple[int, int]:
     """The three writes of the redaction as one statement: the deliveries are found once
-    (a join through the customer's events, their largest cost) into a materialized CTE
-    that the attempts' UPDATE and the deliveries' UPDATE both read. A delivery is
-    cancelled if it is pending when updated (the row as it is then, not as found).
-    Returns (redacted, cancelled)."""
+    (through delivery_customer_idx) into a materialized CTE that the attempts' UPDATE and
+    the deliveries' UPDATE both read. A delivery is cancelled if it is pending when
+    updated (the row as it is then, not as found). Returns (redacted, cancelled)."""
     found, params = deliveries.values("pk", "status").query.sql_with_params()
     pending, cancelled = Delivery.Status.PENDING, Delivery.Status.CANCELLED
     table, attempts = Delivery._meta.db_table, DeliveryAttempt._meta.db_table
@@ -108,6 +83,7 @@ def _redact_pg(deliveries: QuerySet[Delivery], now: datetime) -> tuple[int, int]
             f"blanked AS (UPDATE {attempts} a SET response_excerpt = '' FROM target t "
             "WHERE a.delivery_id = t.id AND a.response_excerpt <> '' RETURNING 1), "
             f"redacted AS (UPDATE {table} d SET payload = %s, event_id = NULL, "
+            "customer_id = NULL, "
             "status = CASE WHEN d.status = %s THEN %s ELSE d.status END, "
             "next_attempt_at = CASE WHEN d.status = %s THEN NULL ELSE d.next_attempt_at END, "
             "completed_at = CASE WHEN d.status = %s THEN %s ELSE d.completed_at END, "
@@ -136,12 +112,11 @@ def _redact_pg(deliveries: QuerySet[Delivery], now: datetime) -> tuple[int, int]
 def customer_deliveries_kept(customer_ids: list[str]) -> dict[str, list[QuerySet[Any]]]:
     """The kept hook: the delivery rows (and their attempts) that deleting the customers
     keeps, redacted by customer_deliveries_redact, for a delete confirmation to count."""
-    sets = customer_deliveries(customer_ids)
+    deliveries = customer_deliveries(customer_ids)
     return {
-        "deliveries kept as redacted rows (payloads blanked, pending ones cancelled)": list(sets),
+        "deliveries kept as redacted rows (payloads blanked, pending ones cancelled)": [deliveries],
         "delivery attempts kept (response excerpts blanked)": [
             DeliveryAttempt.objects.filter(delivery__in=deliveries.values("pk"))
-            for deliveries in sets
         ],
     }
 
@@ -191,16 +166,16 @@ def _memberships_export(customer_id: str) -> Iterator[dict[str, Any]]:
 
 
 def _deliveries_export(customer_id: str) -> Iterator[dict[str, Any]]:
-    for deliveries in customer_deliveries([customer_id]):
-        for d in deliveries.order_by("created_at", "id").iterator(chunk_size=2000):
-            yield {
-                "delivery_id": d.id,
-                "webhook_id": d.endpoint_id,
-                "event_id": d.event_id,
-                "status": d.status,
-                "created_at": d.created_at,
-                "payload": d.payload,
-            }
+    deliveries = customer_deliveries([customer_id]).order_by("created_at", "id")
+    for d in deliveries.iterator(chunk_size=2000):
+        yield {
+            "delivery_id": d.id,
+            "webhook_id": d.endpoint_id,
+            "event_id": d.event_id,
+            "status": d.status,
+            "created_at": d.created_at,
+            "payload": d.payload,
+        }
 
 
 def privacy_hooks_register() -> None:

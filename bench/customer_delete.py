@@ -106,10 +106,10 @@ def automation_history() -> None:
             "WHERE ('x' || right(id, 4))::bit(16)::int % 5 = 0"
         )
         cursor.execute(
-            "INSERT INTO automation_delivery (id, endpoint_id, event_id, message_id, payload, "
-            "status, attempt_count, retry_step, created_at, last_error) "
-            "SELECT id, 'bench-endpoint', id, 'msg_' || id, '{}', 'succeeded', 1, 0, "
-            "created_at, '' FROM events_app_event "
+            "INSERT INTO automation_delivery (id, endpoint_id, event_id, customer_id, "
+            "message_id, payload, status, attempt_count, retry_step, created_at, last_error) "
+            "SELECT id, 'bench-endpoint', id, customer_id, 'msg_' || id, '{}', 'succeeded', 1, "
+            "0, created_at, '' FROM events_app_event "
             "WHERE ('x' || right(id, 4))::bit(16)::int % 10 = 1"
         )
         cursor.execute(
@@ -164,11 +164,9 @@ def customer_counts(customer_id: str) -> dict[str, int]:
             "(SELECT count(*) FROM events_app_propertyrecord r JOIN events_app_event e "
             " ON e.id = r.event_id WHERE e.customer_id = %(c)s), "
             "(SELECT count(*) FROM automation_workflowrun WHERE customer_id = %(c)s), "
-            "(SELECT count(*) FROM automation_delivery d JOIN events_app_event e "
-            " ON e.id = d.event_id WHERE e.customer_id = %(c)s), "
+            "(SELECT count(*) FROM automation_delivery WHERE customer_id = %(c)s), "
             "(SELECT count(*) FROM automation_deliveryattempt a JOIN automation_delivery d "
-            " ON d.id = a.delivery_id JOIN events_app_event e ON e.id = d.event_id "
-            " WHERE e.customer_id = %(c)s)",
+            " ON d.id = a.delivery_id WHERE d.customer_id = %(c)s)",
             {"c": customer_id},
         )
         row = cursor.fetchone()

@@ -87,8 +87,8 @@ def floor_delete(customer_id: str) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE automation_delivery SET payload = %s, event_id = NULL WHERE event_id IN "
-            "(SELECT id FROM events_app_event WHERE customer_id = %s)",
+            "UPDATE automation_delivery SET payload = %s, event_id = NULL, customer_id = NULL "
+            "WHERE customer_id = %s",
             [REDACTED, customer_id],
         )
         for start, end in _month_windows([customer_id]):
@@ -196,7 +196,8 @@ def _redacted_deliveries() -> int:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM automation_delivery WHERE event_id IS NULL AND payload = %s",
+            "SELECT count(*) FROM automation_delivery "
+            "WHERE event_id IS NULL AND customer_id IS NULL AND payload = %s",
             [REDACTED],
         )
         return int(cursor.fetchone()[0])

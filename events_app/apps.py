@@ -23,8 +23,8 @@ class EventsAppConfig(AppConfig):
         # A customer's events (with their property records) in privacy exports.
         customer_export_hook_register("events", customer_events_export)
         # Their property records (a month partition at a time) and events, before the
-        # delete's cascade; after the hooks of the layers above (the "deliveries" one),
-        # which find their rows through these events.
+        # delete's cascade; after the hooks of the layers above, so that any of them
+        # may still read the person's events.
         customer_erase_hook_register("events", customer_events_erase, order=1)
 
         periodic_job_register(

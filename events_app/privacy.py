@@ -12,8 +12,8 @@ customers.hooks (EventsAppConfig.ready()), since customers never imports events_
   event ids up in the records' (event_id, …) index, in id order. Once the events are
   gone the cascade's statements that go through them find nothing without scanning.
 
-  It is registered to run after the other erase hooks (order 1): the "deliveries" hook
-  finds the deliveries to keep through these events.
+  It is registered to run after the other erase hooks (order 1), so that any of them
+  may still read the person's events.
 """
 
 from __future__ import annotations

@@ -362,12 +362,26 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
     list_select_related = ("endpoint",)
     ordering = ("-id",)
     sortable_by = ("id",)
-    search_fields = ("=id", "=message_id", "=event__id", "=endpoint__id")
-    search_help_text = "Exact delivery id, webhook-id (msg_…), event id or endpoint id."
+    search_fields = ("=id", "=message_id", "=event__id", "=endpoint__id", "=customer__id")
+    search_help_text = (
+        "Exact delivery id, webhook-id (msg_…), event id, endpoint id or customer id."
+    )
     inlines = (DeliveryAttemptInline,)
     actions = ("redeliver",)
     fieldsets = (
-        (None, {"fields": ("id", "endpoint_link", "event_link", "message_id", "status")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "endpoint_link",
+                    "event_link",
+                    "customer_link",
+                    "message_id",
+                    "status",
+                )
+            },
+        ),
         (
             "Progress",
             {
@@ -394,9 +408,14 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
 
     def search_exact(self, queryset: QuerySet[Delivery], term: str) -> QuerySet[Delivery]:
         # Each arm is a btree lookup: pk, the unique message_id, delivery_event_idx
-        # (event, status) and delivery_endpoint_idx (endpoint, id).
+        # (event, status), delivery_endpoint_idx (endpoint, id) and
+        # delivery_customer_idx (customer, id).
         return queryset.filter(
-            Q(pk=term) | Q(message_id=term) | Q(event_id=term) | Q(endpoint_id=term)
+            Q(pk=term)
+            | Q(message_id=term)
+            | Q(event_id=term)
+            | Q(endpoint_id=term)
+            | Q(customer_id=term)
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -420,6 +439,13 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
             return format_html("{}", "—")
         url = reverse("admin:events_app_event_change", args=[obj.event_id])
         return format_html('<a href="{}">{}</a>', url, obj.event_id)
+
+    @admin.display(description="customer")
+    def customer_link(self, obj: Delivery) -> SafeString:
+        if obj.customer_id is None:
+            return format_html("{}", "—")
+        url = reverse("admin:customers_customer_change", args=[obj.customer_id])
+        return format_html('<a href="{}">{}</a>', url, obj.customer_id)
 
     @admin.display(description="last error")
     def last_error_short(self, obj: Delivery) -> str:

@@ -57,12 +57,14 @@ def delivery_build(
     event_id: str | None,
     give_up_at: datetime | None,
     now: datetime,
+    customer_id: str | None = None,
 ) -> Delivery:
     """An unsaved Delivery due now and marked queued (the caller saves it and enqueues it
     with `deliveries_enqueue_on_commit`); shared by every path that creates deliveries."""
     return Delivery(
         endpoint=endpoint,
         event_id=event_id,
+        customer_id=customer_id,
         message_id=message_id_new(),
         payload=payload,
         next_attempt_at=now,
@@ -99,16 +101,20 @@ def delivery_create(
     endpoint: Endpoint,
     payload: dict[str, Any],
     event: Event | None = None,
+    customer_id: str | None = None,
     give_up_at: datetime | None = None,
 ) -> Delivery:
     """Create one delivery in the caller's transaction; it is sent after commit.
 
     `payload` is the JSON body. With `event`, the event counts as not delivered
-    until this delivery succeeds (or the event is marked delivered). `give_up_at`
+    until this delivery succeeds (or the event is marked delivered), and the delivery
+    is about the event's customer unless `customer_id` names one (a run's). `give_up_at`
     stops retries after that instant (schedules: before the next run).
     """
+    if customer_id is None and event is not None:
+        customer_id = event.customer_id
     delivery = delivery_build(
-        endpoint, payload, event.pk if event else None, give_up_at, timezone.now()
+        endpoint, payload, event.pk if event else None, give_up_at, timezone.now(), customer_id
     )
     delivery.save(force_insert=True)
     if event is not None and event.is_delivered:
@@ -186,6 +192,7 @@ def deliveries_fan_out(*, events: Sequence[Event], now: datetime) -> list[str]:
                 Delivery(
                     endpoint_id=endpoint_id,
                     event_id=event.pk,
+                    customer_id=event.customer_id,
                     message_id=message_id_new(),
                     payload=payload,
                     next_attempt_at=now,

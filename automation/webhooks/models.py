@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from customers.models import Customer
 from events_app.models import Event, EventType, _public_id_field
 
 __all__ = ["RESERVED_EVENT_TYPES", "Delivery", "DeliveryAttempt", "Endpoint"]
@@ -121,6 +122,18 @@ class Delivery(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # Whom the delivery is about: the customer of its event, or of the run that made it
+    # (segment transitions, broadcasts); none for pings, schedules and `customer.deleted`.
+    # Merges move it with the customer's other rows (customers.identity.moves); a privacy
+    # delete finds the person's deliveries by it, redacts them and clears it.
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        null=True,
+        blank=True,
+        db_index=False,
+    )
     # The `webhook-id` header: the same on every attempt and redelivery, so receivers
     # can drop duplicates.
     message_id = models.CharField(max_length=40, unique=True)
@@ -172,6 +185,13 @@ class Delivery(models.Model):
             models.Index(fields=["endpoint", "id"], name="delivery_endpoint_idx"),
             # GET /deliveries?event_id=… and the is_delivered recomputation of one event.
             models.Index(fields=["event", "status"], name="delivery_event_idx"),
+            # A customer's deliveries (GET /deliveries?customer_id=…, newest first; a
+            # privacy request, a merge). Deliveries about no one are not indexed.
+            models.Index(
+                fields=["customer", "id"],
+                condition=Q(customer__isnull=False),
+                name="delivery_customer_idx",
+            ),
             # GET /deliveries?status=failed (newest first).
             models.Index(fields=["status", "id"], name="delivery_status_idx"),
             # GET /metrics: deliveries finished in the last minute, per final status

@@ -21,13 +21,19 @@ def webhook_get(*, webhook_id: str) -> Endpoint:
 
 
 def delivery_list(
-    *, webhook_id: str | None = None, event_id: str | None = None, status: str | None = None
+    *,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
 ) -> QuerySet[Delivery]:
     queryset = Delivery.objects.all()
     if webhook_id is not None:
         queryset = queryset.filter(endpoint_id=webhook_id)
     if event_id is not None:
         queryset = queryset.filter(event_id=event_id)
+    if customer_id is not None:
+        queryset = queryset.filter(customer_id=customer_id)
     if status is not None:
         queryset = queryset.filter(status=status)
     return queryset

@@ -65,7 +65,9 @@ def customer_history(
             due_events_process(event_ids=[e.id for e in stored])
         customer = Customer.objects.get(external_id=external_id)
         assert WorkflowRun.objects.filter(customer=customer).count() == events
-        attempt_each(Delivery.objects.filter(event__customer=customer))
+        deliveries = Delivery.objects.filter(event__customer=customer)
+        assert set(deliveries.values_list("customer_id", flat=True)) == {customer.pk}
+        attempt_each(deliveries)
         return customer
 
     return history

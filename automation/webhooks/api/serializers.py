@@ -104,6 +104,11 @@ class DeliverySerializer(serializers.ModelSerializer):
     delivery_id = serializers.CharField(source="id")
     webhook_id = serializers.CharField(source="endpoint_id")
     event_id = serializers.CharField(allow_null=True)
+    customer_id = serializers.CharField(
+        allow_null=True,
+        help_text="The customer the delivery is about (null for pings, schedules and "
+        "customer.deleted, and once the customer is deleted).",
+    )
     webhook_message_id = serializers.CharField(
         source="message_id", help_text="The webhook-id header, the same on every attempt."
     )
@@ -115,6 +120,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "delivery_id",
             "webhook_id",
             "event_id",
+            "customer_id",
             "webhook_message_id",
             "status",
             "attempt_count",

@@ -157,6 +157,7 @@ class DeliveryCollectionView(StrictAPIView):
         *LIST_PARAMETERS,
         OpenApiParameter("webhook_id", str, allow_blank=False),
         OpenApiParameter("event_id", str, allow_blank=False),
+        OpenApiParameter("customer_id", str, allow_blank=False),
         OpenApiParameter("status", str, enum=list(Delivery.Status.values), allow_blank=False),
     )
     @extend_schema(
@@ -178,7 +179,10 @@ class DeliveryCollectionView(StrictAPIView):
                     details={"status": [f"One of: {allowed}."]},
                 )
             return delivery_list(
-                webhook_id=query.get("webhook_id"), event_id=query.get("event_id"), status=state
+                webhook_id=query.get("webhook_id"),
+                event_id=query.get("event_id"),
+                customer_id=query.get("customer_id"),
+                status=state,
             )
 
         return Response(

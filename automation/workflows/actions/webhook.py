@@ -139,6 +139,9 @@ class Webhook(Action):
         if link is None:
             raise ActionFailed("The webhook action has no endpoint (save the workflow again).")
         delivery = delivery_create(
-            endpoint=link.endpoint, payload=webhook_payload(ctx), event=ctx.event
+            endpoint=link.endpoint,
+            payload=webhook_payload(ctx),
+            event=ctx.event,
+            customer_id=ctx.run.customer_id,
         )
         return ActionResult({"delivery_id": delivery.pk})

@@ -235,4 +235,6 @@ def test_a_webhook_action_carries_the_customer_and_the_trigger(
     assert body["customer"]["external_id"] == "jan"
     assert (body["event"], body["event_type"], body["property_records"]) == (None, None, [])
     assert body["workflow"]["workflow_id"] == workflow.pk
+    # No event, but about the run's customer: a privacy request or a merge finds it.
     assert delivery.event_id is None
+    assert delivery.customer_id == Customer.objects.get(external_id="jan").pk

@@ -8,6 +8,7 @@ from django.db import transaction
 from automation.webhooks.deliveries import delivery_create
 from automation.webhooks.models import Delivery, Endpoint
 from automation.webhooks.sender import deliver_one
+from tests.factories import CustomerFactory
 from tests.receiver import Reply
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +64,22 @@ def test_endpoint_admin_refuses_a_private_url(admin_client, settings):
     assert response.status_code == 200
     assert b"URL not allowed" in response.content
     assert Endpoint.objects.count() == 0
+
+
+def test_a_deliverys_page_links_its_customer_and_the_search_finds_their_deliveries(
+    admin_client, make_endpoint
+):
+    endpoint, _ = make_endpoint()
+    alice, bob = CustomerFactory(), CustomerFactory()
+    with transaction.atomic():
+        hers = delivery_create(endpoint=endpoint, payload={"a": 1}, customer_id=alice.pk)
+        delivery_create(endpoint=endpoint, payload={"a": 2}, customer_id=bob.pk)
+        ping = delivery_create(endpoint=endpoint, payload={"a": 3})
+
+    page = admin_client.get(f"/admin/automation/delivery/{hers.pk}/change/").content.decode()
+    found = admin_client.get("/admin/automation/delivery/", {"q": alice.pk})
+
+    assert f'href="/admin/customers/customer/{alice.pk}/change/"' in page
+    assert [d.pk for d in found.context["cl"].result_list] == [hers.pk]
+    ping_page = admin_client.get(f"/admin/automation/delivery/{ping.pk}/change/")
+    assert ping_page.status_code == 200

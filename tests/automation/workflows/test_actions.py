@@ -225,7 +225,7 @@ def test_webhook_action_creates_a_delivery_to_a_workflow_endpoint(
     delivery = Delivery.objects.get()
     run = only_run()
     assert delivery.endpoint_id == endpoint.pk
-    assert delivery.event_id == event.pk
+    assert (delivery.event_id, delivery.customer_id) == (event.pk, event.customer_id)
     assert delivery.payload["type"] == "workflow.action"
     assert delivery.payload["workflow"] == {
         "workflow_id": workflow.pk,

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from automation.identity import MERGED_EVENT_TYPE
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
+from automation.webhooks.deliveries import delivery_create
+from automation.webhooks.models import Delivery, Endpoint
 from automation.workflows.models import Workflow, WorkflowRun
 from customers.identity.moves import customer_tables
 from customers.models import Customer, CustomerAlias
@@ -57,6 +59,17 @@ def event_for(customer: Customer, event_type: EventType, *, records: int = 1, **
 def run_for(customer: Customer, workflow: Workflow, event: Event | None = None) -> WorkflowRun:
     return WorkflowRun.objects.create(
         workflow=workflow, customer=customer, event=event, created_at=timezone.now()
+    )
+
+
+def delivery_for(customer: Customer, event: Event | None = None) -> Delivery:
+    """A webhook delivery about the customer, of one of their events or (with none) as
+    a segment-started run's webhook action makes it."""
+    endpoint = Endpoint.objects.filter(url="https://93.184.215.14/hook").first()
+    if endpoint is None:  # never sent: the tests run no sender
+        endpoint = Endpoint.objects.create(url="https://93.184.215.14/hook", secret="whsec_x")
+    return delivery_create(
+        endpoint=endpoint, payload={"n": 1}, event=event, customer_id=customer.pk
     )
 
 

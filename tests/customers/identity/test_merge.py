@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from automation.privacy import REDACTED_PAYLOAD
 from automation.segments.models import Segment, SegmentCheck, SegmentMembership
 from automation.workflows.models import Workflow, WorkflowRun
 from customers.identity.models import CustomerMerge, MergedRow
@@ -20,7 +21,16 @@ from events_app.ingestion import event_ingest
 from events_app.models import PropertyRecord
 from events_app.schemas import EventCreateIn
 from project.errors import ConflictError, NotFoundError, ValidationFailed
-from tests.customers.identity.support import alias, diff, dump, event_for, own_events, run_for, stay
+from tests.customers.identity.support import (
+    alias,
+    delivery_for,
+    diff,
+    dump,
+    event_for,
+    own_events,
+    run_for,
+    stay,
+)
 from tests.factories import CustomerFactory, EventTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +55,7 @@ def test_merge_moves_every_row_of_the_secondary_and_removes_it():
     workflow = Workflow.objects.create(name="w")
     events = [event_for(secondary, kind, records=2) for _ in range(3)]
     run_for(secondary, workflow, events[0])
+    deliveries = [delivery_for(secondary, events[1]), delivery_for(secondary)]
     segment = Segment.objects.create(key="s", name="s")
     stay(secondary, segment, current=False)
     alias(secondary, "old-id")
@@ -59,6 +70,7 @@ def test_merge_moves_every_row_of_the_secondary_and_removes_it():
     assert PropertyRecord.objects.filter(event__in=own_events()).count() == 7
     assert WorkflowRun.objects.get().customer_id == primary.pk
     assert SegmentMembership.objects.get().customer_id == primary.pk
+    assert {d.pk for d in primary.deliveries.all()} == {d.pk for d in deliveries}
     primary.refresh_from_db()
     assert primary.attributes == {"plan": "pro", "city": "Brno", "age": 30}
     assert primary.tags == ["a", "b"]
@@ -69,6 +81,7 @@ def test_merge_moves_every_row_of_the_secondary_and_removes_it():
     assert merge.moved == {
         "events": 3,
         "workflow_runs": 1,
+        "deliveries": 2,
         "segment_memberships": 1,
         "aliases": 1,
     }
@@ -90,6 +103,8 @@ def test_undo_puts_every_table_back_exactly():
     for customer in (primary, secondary):
         event = event_for(customer, kind)
         run_for(customer, workflow, event)
+        delivery_for(customer, event)
+        delivery_for(customer)
         stay(customer, segment, current=True)
         SegmentCheck.objects.create(
             segment=segment, customer=customer, next_check_at=event.created_at
@@ -108,23 +123,31 @@ def test_undo_puts_every_table_back_exactly():
     assert merge.status == CustomerMerge.Status.UNDONE
 
 
-def test_a_run_made_after_the_merge_goes_back_with_its_event_on_undo_and_is_deleted_with_it():
+def test_runs_and_deliveries_made_after_the_merge_go_back_with_their_event_on_undo():
     kind = EventTypeFactory()
     primary, secondary = CustomerFactory(), CustomerFactory(external_id=None, anonymous_id="a")
     workflow = Workflow.objects.create(name="w")
     theirs, mine = event_for(secondary, kind), event_for(primary, kind)
     merge = _merge(primary, secondary)
-    # What a workflow does for the moved event while the merge stands, and for the
-    # primary's own event.
+    # What a workflow and a subscription do for the moved event while the merge stands,
+    # and for the primary's own event.
     after_merge, own = run_for(primary, workflow, theirs), run_for(primary, workflow, mine)
+    sent_after, sent_own = delivery_for(primary, theirs), delivery_for(primary, mine)
 
     merge_undo(merge_id=merge.pk)
 
-    after_merge.refresh_from_db()
-    own.refresh_from_db()
+    for row in (after_merge, own, sent_after, sent_own):
+        row.refresh_from_db()
     assert (after_merge.customer_id, own.customer_id) == (secondary.pk, primary.pk)
+    assert (sent_after.customer_id, sent_own.customer_id) == (secondary.pk, primary.pk)
+    # The secondary's delete takes the run and redacts the delivery that hold its event.
     customer_delete(customer=Customer.objects.get(pk=secondary.pk), erase=True)
     assert list(WorkflowRun.objects.values_list("pk", flat=True)) == [own.pk]
+    sent_after.refresh_from_db()
+    sent_own.refresh_from_db()
+    assert (sent_after.customer_id, sent_after.event_id) == (None, None)
+    assert sent_after.payload == REDACTED_PAYLOAD
+    assert (sent_own.customer_id, sent_own.payload) == (primary.pk, {"n": 1})
 
 
 def test_merge_is_a_fixed_number_of_statements_whatever_the_rows():

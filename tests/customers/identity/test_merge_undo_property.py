@@ -21,7 +21,7 @@ from customers.identity.models import CustomerMerge
 from customers.identity.services import customer_merge, merge_undo
 from customers.models import Customer, CustomerAlias
 from events_app.models import EventType
-from tests.customers.identity.support import diff, dump, event_for, run_for, stay
+from tests.customers.identity.support import delivery_for, diff, dump, event_for, run_for, stay
 
 values = st.one_of(st.none(), st.just(""), st.integers(-3, 3), st.sampled_from(["x", "y"]))
 customer = st.fixed_dictionaries(
@@ -31,11 +31,16 @@ customer = st.fixed_dictionaries(
         "email": st.sampled_from(["", "a@example.com", "b@example.com"]),
         "attributes": st.dictionaries(st.sampled_from(["a", "b", "c"]), values, max_size=3),
         "tags": st.lists(st.sampled_from(["t1", "t2", "t3"]), unique=True, max_size=3),
-        # (event type 0/1, property records, with a run of workflow 0/1 or none)
+        # (event type 0/1, property records, with a run of workflow 0/1 or none, with a
+        # webhook delivery)
         "events": st.lists(
-            st.tuples(st.integers(0, 1), st.integers(0, 2), st.sampled_from([None, 0, 1])),
+            st.tuples(
+                st.integers(0, 1), st.integers(0, 2), st.sampled_from([None, 0, 1]), st.booleans()
+            ),
             max_size=4,
         ),
+        # Deliveries of runs without an event (segment transitions)
+        "deliveries": st.integers(0, 1),
         # (segment 0/1, current?)
         "stays": st.lists(st.tuples(st.integers(0, 1), st.booleans()), max_size=3),
         "checks": st.lists(st.integers(0, 1), unique=True, max_size=2),
@@ -60,10 +65,14 @@ def _build(history: list[dict[str, Any]]) -> list[Customer]:
             attributes=spec["attributes"],
             tags=spec["tags"],
         )
-        for type_index, records, workflow in spec["events"]:
+        for type_index, records, workflow, delivered in spec["events"]:
             event = event_for(made, types[type_index], records=records)
             if workflow is not None:
                 run_for(made, workflows[workflow], event)
+            if delivered:
+                delivery_for(made, event)
+        for _ in range(spec["deliveries"]):
+            delivery_for(made)
         current: set[int] = set()
         for segment_index, is_current in spec["stays"]:
             # At most one current stay per segment (the table's own invariant).

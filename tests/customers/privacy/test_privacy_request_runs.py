@@ -130,7 +130,10 @@ def test_delete_ends_waiting_runs_and_stays_and_redacts_a_segment_runs_delivery(
         for c in (alice, bob)
     ]
     with transaction.atomic():
-        delivery = delivery_create(endpoint=endpoint, payload={"customer": {"id": alice.pk}})
+        # As the run's webhook action makes it: about the run's customer.
+        delivery = delivery_create(
+            endpoint=endpoint, payload={"customer": {"id": alice.pk}}, customer_id=alice.pk
+        )
     run = WorkflowRun.objects.create(
         workflow=workflow,
         customer=alice,
