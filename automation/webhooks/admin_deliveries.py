@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 
 from automation.webhooks.deliveries import delivery_redeliver
 from automation.webhooks.models import Delivery, DeliveryAttempt, Endpoint
-from project.admin.display import pretty_json
+from project.admin.display import change_link, pretty_json
 from project.admin.forms import WithoutSaveButtons
 from project.admin.lists import BigTableAdmin, CreatedWithinByIdFilter, ParameterFilter
 from project.errors import HeraldError
@@ -155,17 +155,11 @@ class DeliveryAdmin(WithoutSaveButtons, BigTableAdmin):
 
     @admin.display(description="event")
     def event_link(self, obj: Delivery) -> SafeString:
-        if obj.event_id is None:
-            return format_html("{}", "—")
-        url = reverse("admin:events_app_event_change", args=[obj.event_id])
-        return format_html('<a href="{}">{}</a>', url, obj.event_id)
+        return change_link("admin:events_app_event_change", obj.event_id)
 
     @admin.display(description="customer")
     def customer_link(self, obj: Delivery) -> SafeString:
-        if obj.customer_id is None:
-            return format_html("{}", "—")
-        url = reverse("admin:customers_customer_change", args=[obj.customer_id])
-        return format_html('<a href="{}">{}</a>', url, obj.customer_id)
+        return change_link("admin:customers_customer_change", obj.customer_id)
 
     @admin.display(description="last error")
     def last_error_short(self, obj: Delivery) -> str:

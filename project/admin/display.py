@@ -1,4 +1,5 @@
-"""JSON that a marketer can read in the admin: indented, sorted keys, monospace.
+"""JSON that a marketer can read in the admin (indented, sorted keys, monospace), and
+links to related rows.
 
 Styled by class from herald/admin.css: the Content-Security-Policy refuses style="".
 """
@@ -9,6 +10,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -17,6 +19,14 @@ def pretty_json(value: Any) -> SafeString:
     """A read-only <pre> block with the value indented (escaped by format_html)."""
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
     return format_html('<pre class="herald-json">{}</pre>', text)
+
+
+def change_link(url_name: str, pk: object) -> SafeString:
+    """A link to the admin page `url_name` of the row `pk`, labelled with its id; a dash
+    when there is no row (a nullable reference)."""
+    if pk is None:
+        return format_html("{}", "—")
+    return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), pk)
 
 
 class PrettyJSONFormField(forms.JSONField):
